@@ -1,0 +1,16 @@
+//! The site's certificate authority (DESIGN.md §3.3): it lives at the PO
+//! server, issues user and server certificates, revokes them and signs the
+//! CRL, and delivers new users' keys through the outbox.
+
+pub mod ca;
+pub mod error;
+pub mod outbox;
+pub mod paths;
+pub mod reason;
+pub mod settings;
+
+pub use ca::{ca_certificate, list_users, Ca, IssuedServer, IssuedUser};
+pub use error::PkiError;
+pub use paths::SitePaths;
+pub use reason::RevocationReason;
+pub use settings::PkiSettings;

@@ -1,0 +1,120 @@
+//! The whole PKI life cycle through the library: CA init, user issue,
+//! delivery, import into a key store, signing, revocation, CRL.
+
+use snow_core::{Domain, Hpnr};
+use snow_crypto::cert::{verify_issued_by, CertInfo};
+use snow_crypto::{pkcs12, rsa_key, CryptoError, FileKeyStore, Identity, KeyStore};
+use snow_pki::{outbox, Ca, PkiError, PkiSettings, RevocationReason, SitePaths};
+
+const CA_PASS: &str = "correct horse battery staple";
+
+fn fast_settings() -> PkiSettings {
+    // 2048-bit CA keys keep the tests quick; the default is 3072.
+    PkiSettings { ca_key_bits: 2048, ..PkiSettings::default() }
+}
+
+fn new_ca(dir: &std::path::Path) -> (SitePaths, Ca) {
+    let paths = SitePaths::new(dir);
+    let ca = Ca::init(&paths, &"po.example".parse::<Domain>().unwrap(), CA_PASS, &fast_settings()).unwrap();
+    (paths, ca)
+}
+
+#[test]
+fn issue_import_sign_verify_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, mut ca) = new_ca(dir.path());
+    let hpnr: Hpnr = "9144889".parse().unwrap();
+    let issued =
+        ca.add_user(&hpnr, &"+4791234567".parse().unwrap(), &"gp@legekontor.example".parse().unwrap()).unwrap();
+    assert_eq!(issued.jid.to_string(), "9144889@po.example");
+
+    // The delivery: the e-mail carries the very p12, the SMS its password.
+    let eml = std::fs::read_to_string(&issued.delivery.email).unwrap();
+    assert!(eml.contains("To: <gp@legekontor.example>\r\n"));
+    assert_eq!(outbox::attachment_of(&eml).unwrap(), issued.p12);
+    let sms = std::fs::read_to_string(&issued.delivery.sms).unwrap();
+    assert!(sms.starts_with("To: +4791234567\n"));
+    let password = outbox::password_of(&sms).unwrap();
+    assert!(password.len() >= 16);
+    assert!(!eml.contains(&password), "the password must not travel with the file");
+
+    // Import: open the p12 with the one-time password, store under a passphrase.
+    assert!(matches!(pkcs12::read(&issued.p12, "wrong-password-123", "p12"), Err(CryptoError::WrongPassword)));
+    let contents = pkcs12::read(&issued.p12, &password, "p12").unwrap();
+    assert_eq!(contents.chain.len(), 2, "user certificate and CA certificate");
+    let identity = Identity::new(contents.key_pkcs8, contents.chain).unwrap();
+    let store = FileKeyStore::new(dir.path().join("gp-keys"));
+    store.save(&identity, "my personal passphrase", false).unwrap();
+    assert!(matches!(store.save(&identity, "my personal passphrase", false), Err(CryptoError::KeyStoreExists(_))));
+    assert!(matches!(store.unlock("not my passphrase"), Err(CryptoError::WrongPassword)));
+    let identity = store.unlock("my personal passphrase").unwrap();
+
+    // The imported key signs; the certificate verifies against the CA.
+    let sig = identity.sign(b"positive influenza A, week 47").unwrap();
+    let info = CertInfo::from_der(identity.certificate()).unwrap();
+    assert!(rsa_key::verify(&info.public_key, b"positive influenza A, week 47", &sig));
+    assert!(!rsa_key::verify(&info.public_key, b"negative influenza A, week 47", &sig));
+    verify_issued_by(identity.certificate(), ca.cert_der()).unwrap();
+    assert_eq!(info.jid(), Some("9144889@po.example"));
+    assert!(info.subject.contains("CN=9144889"));
+    assert!(!info.is_ca);
+
+    // A certificate from another CA does not verify against ours.
+    let other = tempfile::tempdir().unwrap();
+    let (_, other_ca) = new_ca(other.path());
+    assert!(verify_issued_by(identity.certificate(), other_ca.cert_der()).is_err());
+
+    // Duplicate and unknown users.
+    assert!(matches!(
+        ca.add_user(&hpnr, &"+4791234567".parse().unwrap(), &"gp@legekontor.example".parse().unwrap()),
+        Err(PkiError::Store(snow_store::StoreError::DuplicateUser(_)))
+    ));
+    assert!(matches!(
+        ca.revoke_user(&"7777777".parse().unwrap(), RevocationReason::KeyCompromise),
+        Err(PkiError::Store(snow_store::StoreError::UnknownUser(_)))
+    ));
+
+    // Revocation reaches the CRL with its reason code.
+    let crl_path = ca.revoke_user(&hpnr, RevocationReason::KeyCompromise).unwrap();
+    let crl = crl_entries(&std::fs::read(crl_path).unwrap());
+    assert_eq!(crl, vec![(info.serial_hex.clone(), Some(1))]);
+    let users = snow_pki::list_users(&paths).unwrap();
+    assert_eq!(users.len(), 1);
+    assert!(users[0].revoked.is_some());
+}
+
+/// `(serial hex, reason code)` of each CRL entry, read with x509-parser,
+/// after checking the CRL's signature against nothing but its structure.
+fn crl_entries(pem_text: &[u8]) -> Vec<(String, Option<u8>)> {
+    use x509_parser::prelude::*;
+    let der = snow_crypto::pem::decode_all(pem_text, "crl").unwrap().remove(0).1;
+    let (_, crl) = parse_x509_crl(&der).unwrap();
+    crl.iter_revoked_certificates()
+        .map(|r| {
+            let serial = r.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
+            let reason = r.reason_code().map(|(_, rc)| rc.0);
+            (serial, reason)
+        })
+        .collect()
+}
+
+#[test]
+fn ca_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = SitePaths::new(dir.path());
+    let settings = fast_settings();
+    assert!(matches!(Ca::open(&paths, CA_PASS, &settings), Err(PkiError::CaNotInitialised(_))));
+    assert!(matches!(snow_pki::list_users(&paths), Err(PkiError::CaNotInitialised(_))));
+    let domain: Domain = "po.example".parse().unwrap();
+    assert!(matches!(Ca::init(&paths, &domain, "short", &settings), Err(PkiError::WeakPassphrase(_))));
+    Ca::init(&paths, &domain, CA_PASS, &settings).unwrap();
+    assert!(matches!(Ca::init(&paths, &domain, CA_PASS, &settings), Err(PkiError::CaExists(_))));
+    assert!(matches!(Ca::open(&paths, "wrong passphrase!", &settings), Err(PkiError::WrongCaPassphrase)));
+    let mut ca = Ca::open(&paths, CA_PASS, &settings).unwrap();
+    let server = ca.issue_server(&domain).unwrap();
+    let chain = snow_crypto::pem::certificates(&std::fs::read(&server.cert_path).unwrap(), "server").unwrap();
+    let info = CertInfo::from_der(&chain[0]).unwrap();
+    assert_eq!(info.dns_names, vec!["po.example"]);
+    assert_eq!(info.xmpp_addrs, vec!["po.example"]);
+    verify_issued_by(&chain[0], ca.cert_der()).unwrap();
+}

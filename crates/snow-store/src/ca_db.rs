@@ -1,0 +1,286 @@
+//! The CA database at the PO server: every certificate the CA issued, the
+//! users they belong to, and revocations (the source of the CRL).
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::{migrate, StoreError};
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE certificates (
+    serial            TEXT PRIMARY KEY,          -- lower-case hex
+    kind              TEXT NOT NULL CHECK (kind IN ('ca', 'server', 'user')),
+    name              TEXT NOT NULL,             -- HPNR, server domain or CA domain
+    jid               TEXT,                      -- xmppAddr, if any
+    not_before        INTEGER NOT NULL,          -- unix seconds
+    not_after         INTEGER NOT NULL,
+    der               BLOB NOT NULL,
+    issued_at         INTEGER NOT NULL,
+    revoked_at        INTEGER,
+    revocation_reason INTEGER
+);
+CREATE INDEX certificates_revoked ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
+CREATE TABLE users (
+    hpnr        TEXT PRIMARY KEY,
+    jid         TEXT NOT NULL UNIQUE,
+    phone       TEXT NOT NULL,
+    email       TEXT NOT NULL,
+    cert_serial TEXT NOT NULL REFERENCES certificates (serial),
+    created_at  INTEGER NOT NULL,
+    revoked     INTEGER NOT NULL DEFAULT 0
+);
+"#];
+
+/// What kind of subject a certificate was issued to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertKind {
+    Ca,
+    Server,
+    User,
+}
+
+impl CertKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            CertKind::Ca => "ca",
+            CertKind::Server => "server",
+            CertKind::User => "user",
+        }
+    }
+}
+
+/// An issued certificate as the CA remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRecord {
+    pub serial_hex: String,
+    pub kind: CertKind,
+    pub name: String,
+    pub jid: Option<String>,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub der: Vec<u8>,
+    pub issued_at: i64,
+}
+
+/// A user as listed by `snow user list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub hpnr: String,
+    pub jid: String,
+    pub phone: String,
+    pub email: String,
+    pub cert_serial: String,
+    pub created_at: i64,
+    pub not_after: i64,
+    /// `(revoked_at, reason code)` if revoked.
+    pub revoked: Option<(i64, u8)>,
+}
+
+/// A revoked certificate, as the CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub serial_hex: String,
+    pub revoked_at: i64,
+    pub reason: u8,
+}
+
+/// Handle on the CA database.
+pub struct CaDb {
+    conn: Connection,
+}
+
+impl CaDb {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        migrate::run(&mut conn, MIGRATIONS)?;
+        Ok(CaDb { conn })
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Returns the next CRL number and remembers it (CRL numbers must
+    /// increase monotonically, RFC 5280 §5.2.3).
+    pub fn next_crl_number(&mut self) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let cur: Option<String> =
+            tx.query_row("SELECT value FROM meta WHERE key = 'crl_number'", [], |r| r.get(0)).optional()?;
+        let next = cur.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) + 1;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('crl_number', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [next.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(next)
+    }
+
+    pub fn insert_certificate(&self, c: &CertRecord) -> Result<(), StoreError> {
+        insert_cert(&self.conn, c)
+    }
+
+    pub fn user_exists(&self, hpnr: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row("SELECT 1 FROM users WHERE hpnr = ?1", [hpnr], |_| Ok(())).optional()?.is_some())
+    }
+
+    /// Records a new user and their certificate in one transaction.
+    pub fn add_user(&mut self, hpnr: &str, phone: &str, email: &str, cert: &CertRecord) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let exists = tx.query_row("SELECT 1 FROM users WHERE hpnr = ?1", [hpnr], |_| Ok(())).optional()?.is_some();
+        if exists {
+            return Err(StoreError::DuplicateUser(hpnr.to_owned()));
+        }
+        insert_cert(&tx, cert)?;
+        tx.execute(
+            "INSERT INTO users (hpnr, jid, phone, email, cert_serial, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![hpnr, cert.jid.as_deref().unwrap_or_default(), phone, email, cert.serial_hex, cert.issued_at],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.query_users("", [])
+    }
+
+    pub fn user(&self, hpnr: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.query_users("WHERE u.hpnr = ?1", [hpnr])?.into_iter().next())
+    }
+
+    fn query_users<P: rusqlite::Params>(&self, filter: &str, p: P) -> Result<Vec<UserRecord>, StoreError> {
+        let sql = format!(
+            "SELECT u.hpnr, u.jid, u.phone, u.email, u.cert_serial, u.created_at, c.not_after,
+                    c.revoked_at, c.revocation_reason
+             FROM users u JOIN certificates c ON c.serial = u.cert_serial {filter} ORDER BY u.hpnr"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(p, |r| {
+            let revoked_at: Option<i64> = r.get(7)?;
+            let reason: Option<u8> = r.get(8)?;
+            Ok(UserRecord {
+                hpnr: r.get(0)?,
+                jid: r.get(1)?,
+                phone: r.get(2)?,
+                email: r.get(3)?,
+                cert_serial: r.get(4)?,
+                created_at: r.get(5)?,
+                not_after: r.get(6)?,
+                revoked: revoked_at.map(|t| (t, reason.unwrap_or(0))),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks the user's certificate revoked at `at` with RFC 5280 `reason`.
+    pub fn revoke_user(&mut self, hpnr: &str, reason: u8, at: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let row: Option<(String, Option<i64>)> = tx
+            .query_row(
+                "SELECT u.cert_serial, c.revoked_at FROM users u JOIN certificates c ON c.serial = u.cert_serial
+                 WHERE u.hpnr = ?1",
+                [hpnr],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((serial, revoked_at)) = row else {
+            return Err(StoreError::UnknownUser(hpnr.to_owned()));
+        };
+        if revoked_at.is_some() {
+            return Err(StoreError::AlreadyRevoked(hpnr.to_owned()));
+        }
+        tx.execute(
+            "UPDATE certificates SET revoked_at = ?1, revocation_reason = ?2 WHERE serial = ?3",
+            params![at, reason, serial],
+        )?;
+        tx.execute("UPDATE users SET revoked = 1 WHERE hpnr = ?1", [hpnr])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every revoked certificate, oldest revocation first.
+    pub fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates
+             WHERE revoked_at IS NOT NULL ORDER BY revoked_at, serial",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Revocation {
+                serial_hex: r.get(0)?,
+                revoked_at: r.get(1)?,
+                reason: r.get::<_, Option<u8>>(2)?.unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn insert_cert(conn: &Connection, c: &CertRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO certificates (serial, kind, name, jid, not_before, not_after, der, issued_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![c.serial_hex, c.kind.as_str(), c.name, c.jid, c.not_before, c.not_after, c.der, c.issued_at],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(serial: &str, kind: CertKind, name: &str) -> CertRecord {
+        CertRecord {
+            serial_hex: serial.into(),
+            kind,
+            name: name.into(),
+            jid: Some(format!("{name}@po.example")),
+            not_before: 0,
+            not_after: 100,
+            der: vec![1, 2, 3],
+            issued_at: 1,
+        }
+    }
+
+    #[test]
+    fn users_revocations_and_crl_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.db");
+        let mut db = CaDb::open(&path).unwrap();
+        db.add_user("1234567", "+4791234567", "gp@x.example", &cert("0a", CertKind::User, "1234567")).unwrap();
+        assert!(matches!(
+            db.add_user("1234567", "+4791234567", "gp@x.example", &cert("0b", CertKind::User, "1234567")),
+            Err(StoreError::DuplicateUser(_))
+        ));
+        assert_eq!(db.users().unwrap().len(), 1);
+        assert!(db.revocations().unwrap().is_empty());
+        db.revoke_user("1234567", 1, 50).unwrap();
+        assert!(matches!(db.revoke_user("1234567", 1, 51), Err(StoreError::AlreadyRevoked(_))));
+        assert!(matches!(db.revoke_user("7654321", 1, 51), Err(StoreError::UnknownUser(_))));
+        assert_eq!(db.revocations().unwrap(), vec![Revocation { serial_hex: "0a".into(), revoked_at: 50, reason: 1 }]);
+        assert_eq!(db.user("1234567").unwrap().unwrap().revoked, Some((50, 1)));
+        assert_eq!(db.next_crl_number().unwrap(), 1);
+        drop(db);
+        // Reopening keeps everything and does not re-run migrations.
+        let mut db = CaDb::open(&path).unwrap();
+        assert_eq!(db.next_crl_number().unwrap(), 2);
+        assert_eq!(db.users().unwrap().len(), 1);
+    }
+}
