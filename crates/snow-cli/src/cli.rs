@@ -1,0 +1,158 @@
+//! The command line, as a newcomer reads it in `snow --help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Snow: secure, federated messaging for laboratory-based disease
+/// surveillance.
+///
+/// A site keeps its CA, database and outbox in SNOW_HOME (default
+/// ./snow-home). Secrets are asked for at the terminal with hidden input;
+/// scripts give them in files or environment variables, never on the
+/// command line.
+///
+/// Setting up a site and a first user:
+///
+///   snow ca init --domain po.example
+///   snow server cert --domain po.example
+///   snow user add --hpnr 9144889 --phone +4791234567 --email gp@example.org
+///   snow key import 9144889.p12      (on the GP's computer)
+#[derive(Debug, Parser)]
+#[command(name = "snow", version, about, long_about, verbatim_doc_comment)]
+pub struct Cli {
+    /// The site's home directory: CA, database, outbox, key store.
+    #[arg(long, global = true, env = "SNOW_HOME", default_value = "snow-home")]
+    pub home: PathBuf,
+
+    /// Configuration file (default: SNOW_HOME/snow.toml if it exists).
+    #[arg(long, global = true, env = "SNOW_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub secrets: SecretArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where secrets come from when there is no one at a terminal. The first
+/// line of the file is the secret. The environment variables
+/// SNOW_CA_PASSPHRASE, SNOW_P12_PASSWORD and SNOW_KEY_PASSPHRASE work too.
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    /// File holding the CA's admin passphrase.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca_passphrase_file: Option<PathBuf>,
+
+    /// File holding the one-time password of a key file being imported.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+
+    /// File holding your personal key-store passphrase.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The site's certificate authority (at the PO server).
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Certificates for this site's XMPP server.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Users: create (with key delivery), list, revoke.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Your own key store: import the key file you were sent, show it.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create the site's CA: an RSA key kept encrypted under an admin
+    /// passphrase, a self-signed CA certificate, the CA database and a
+    /// first (empty) CRL.
+    Init {
+        /// The site's XMPP domain, e.g. po.example.
+        #[arg(long)]
+        domain: String,
+    },
+    /// Write the current signed CRL (PEM) listing every revoked certificate.
+    Crl {
+        /// Also copy the CRL here (it is always written to SNOW_HOME/ca/crl.pem).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Issue the TLS certificate the server uses for client and
+    /// server-to-server connections (written to SNOW_HOME/server/).
+    Cert {
+        /// The server's domain (default: the CA's domain).
+        #[arg(long)]
+        domain: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user: key, certificate and a PKCS#12 file under a random
+    /// one-time password. The file goes to the outbox as an e-mail, the
+    /// password as an SMS; the password is never shown.
+    Add {
+        /// Health Personnel Number (4-9 digits); the user's JID is HPNR@domain.
+        #[arg(long)]
+        hpnr: String,
+        /// Mobile number for the one-time password, e.g. +4791234567.
+        #[arg(long)]
+        phone: String,
+        /// E-mail address for the key file.
+        #[arg(long)]
+        email: String,
+        /// Also write the PKCS#12 file here (for hand delivery).
+        #[arg(long, value_name = "PATH")]
+        p12_out: Option<PathBuf>,
+    },
+    /// List users and the state of their certificates.
+    List,
+    /// Revoke a user's certificate and publish a new CRL.
+    Revoke {
+        #[arg(long)]
+        hpnr: String,
+        /// unspecified, key-compromise, affiliation-changed, superseded,
+        /// cessation-of-operation or privilege-withdrawn.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Import the key file you were sent (.p12, or an encrypted PKCS#8 key
+    /// with --cert) into your key store, under a personal passphrase.
+    Import {
+        /// The .p12 file, or an encrypted PKCS#8 key (PEM or DER).
+        file: PathBuf,
+        /// The certificate (PEM) for a PKCS#8 key; a .p12 carries its own.
+        #[arg(long, value_name = "PATH")]
+        cert: Option<PathBuf>,
+        /// Key store directory (default: SNOW_HOME/keystore).
+        #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
+        keystore: Option<PathBuf>,
+        /// Replace an existing key store.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the certificate in your key store: subject, JID, issuer,
+    /// validity, fingerprint.
+    Show {
+        /// Key store directory (default: SNOW_HOME/keystore).
+        #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
+        keystore: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,72 @@
+//! One module per command group; `run` dispatches.
+
+mod ca;
+mod key;
+mod server;
+mod user;
+
+use crate::cli::{Cli, Command, SecretArgs};
+use crate::config::Config;
+use crate::secrets::Source;
+
+/// What every command gets: the site's paths, its configuration and the
+/// secret sources.
+pub struct Ctx {
+    pub paths: snow_pki::SitePaths,
+    pub config: Config,
+    pub secrets: SecretArgs,
+}
+
+impl Ctx {
+    pub fn ca_passphrase(&self) -> Source<'_> {
+        Source {
+            what: "the CA passphrase",
+            file: self.secrets.ca_passphrase_file.as_deref(),
+            env: "SNOW_CA_PASSPHRASE",
+            flag: "--ca-passphrase-file",
+        }
+    }
+
+    pub fn one_time_password(&self) -> Source<'_> {
+        Source {
+            what: "the password of the key file",
+            file: self.secrets.password_file.as_deref(),
+            env: "SNOW_P12_PASSWORD",
+            flag: "--password-file",
+        }
+    }
+
+    pub fn personal_passphrase(&self) -> Source<'_> {
+        Source {
+            what: "your personal passphrase",
+            file: self.secrets.passphrase_file.as_deref(),
+            env: "SNOW_KEY_PASSPHRASE",
+            flag: "--passphrase-file",
+        }
+    }
+
+    /// Opens the CA with the admin passphrase.
+    pub fn open_ca(&self) -> anyhow::Result<snow_pki::Ca> {
+        // Fail on a missing CA before asking for a passphrase.
+        snow_pki::ca_certificate(&self.paths)?;
+        let pass = self.ca_passphrase().get()?;
+        Ok(snow_pki::Ca::open(&self.paths, &pass, &self.config.pki)?)
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref(), &cli.home)?;
+    let ctx = Ctx { paths: snow_pki::SitePaths::new(&cli.home), config, secrets: cli.secrets };
+    match cli.command {
+        Command::Ca(c) => ca::run(&ctx, c),
+        Command::Server(c) => server::run(&ctx, c),
+        Command::User(c) => user::run(&ctx, c),
+        Command::Key(c) => key::run(&ctx, c),
+    }
+}
+
+/// A date as people read it: `2026-11-22 14:03 UTC`.
+pub fn show_time(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
+}

@@ -1,0 +1,66 @@
+//! `snow user …`
+
+use anyhow::Context;
+use snow_core::{Email, Hpnr, Phone};
+use snow_pki::RevocationReason;
+
+use super::{show_time, Ctx};
+use crate::cli::UserCommand;
+
+pub fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add { hpnr, phone, email, p12_out } => {
+            // Validate everything before asking for the passphrase.
+            let hpnr: Hpnr = hpnr.parse()?;
+            let phone: Phone = phone.parse()?;
+            let email: Email = email.parse()?;
+            let mut ca = ctx.open_ca()?;
+            let issued = ca.add_user(&hpnr, &phone, &email)?;
+            if let Some(out) = &p12_out {
+                snow_core::files::write_new(out, &issued.p12, snow_core::files::Mode::Private).with_context(|| {
+                    format!("the user was created, but the key file could not be written to {}", out.display())
+                })?;
+            }
+            println!(
+                "Created {} (certificate {}, valid until {})",
+                issued.jid,
+                issued.serial_hex,
+                show_time(issued.not_after)
+            );
+            println!("  e-mail with the key file   {}", issued.delivery.email.display());
+            println!("  SMS with the password      {}", issued.delivery.sms.display());
+            if let Some(out) = p12_out {
+                println!("  key file                   {}", out.display());
+            }
+            Ok(())
+        }
+        UserCommand::List => {
+            let users = snow_pki::list_users(&ctx.paths)?;
+            if users.is_empty() {
+                println!("No users yet (add one with `snow user add`).");
+                return Ok(());
+            }
+            println!("{:<10} {:<32} {:<28} VALID UNTIL", "HPNR", "JID", "STATUS");
+            for u in users {
+                let status = match u.revoked {
+                    Some((_, code)) => format!(
+                        "revoked ({})",
+                        RevocationReason::from_code(code).map(|r| r.name()).unwrap_or("unspecified")
+                    ),
+                    None => "active".to_owned(),
+                };
+                let until = time::OffsetDateTime::from_unix_timestamp(u.not_after).map(show_time).unwrap_or_default();
+                println!("{:<10} {:<32} {:<28} {}", u.hpnr, u.jid, status, until);
+            }
+            Ok(())
+        }
+        UserCommand::Revoke { hpnr, reason } => {
+            let hpnr: Hpnr = hpnr.parse()?;
+            let reason: RevocationReason = reason.parse().map_err(anyhow::Error::msg)?;
+            let mut ca = ctx.open_ca()?;
+            let crl = ca.revoke_user(&hpnr, reason)?;
+            println!("Revoked {hpnr}@{} ({reason}); the new CRL is {}", ca.domain(), crl.display());
+            Ok(())
+        }
+    }
+}

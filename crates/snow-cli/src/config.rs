@@ -1,0 +1,58 @@
+//! `snow.toml`: every setting has a default (see `snow.example.toml`).
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+use snow_pki::PkiSettings;
+
+/// Largest configuration file read.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub pki: PkiSettings,
+}
+
+impl Config {
+    /// Reads `explicit` if given (it must exist), else `home/snow.toml` if
+    /// it exists, else the defaults.
+    pub fn load(explicit: Option<&Path>, home: &Path) -> anyhow::Result<Config> {
+        let default_path = home.join("snow.toml");
+        let path = match explicit {
+            Some(p) => p,
+            None if default_path.exists() => &default_path,
+            None => return Ok(Config::default()),
+        };
+        let bytes = snow_core::files::read_limited(path, MAX_CONFIG_BYTES)
+            .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+        let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("bad configuration in {}", path.display()))?;
+        config.pki.validate().with_context(|| format!("bad configuration in {}", path.display()))?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_is_the_default() {
+        let text = include_str!("../../../snow.example.toml");
+        let c: Config = toml::from_str(text).unwrap();
+        let d = PkiSettings::default();
+        assert_eq!(c.pki.user_key_bits, d.user_key_bits);
+        assert_eq!(c.pki.ca_key_bits, d.ca_key_bits);
+        assert_eq!(c.pki.crl_validity_days, d.crl_validity_days);
+        assert_eq!(c.pki.one_time_password_length, d.one_time_password_length);
+        assert_eq!(c.pki.min_passphrase_length, d.min_passphrase_length);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("[pki]\nuser_key_bit = 2048\n").is_err());
+    }
+}

@@ -1,0 +1,367 @@
+//! The `snow` binary as an administrator and a GP use it: every command,
+//! and every failure is one clear sentence with a non-zero exit and no
+//! half-written file left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const CA_PASS: &str = "admin passphrase 1";
+const GP_PASS: &str = "gp personal pass";
+
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        let site = Site { dir: tempfile::tempdir().unwrap() };
+        std::fs::write(site.path("ca.pass"), format!("{CA_PASS}\n")).unwrap();
+        std::fs::write(site.path("gp.pass"), format!("{GP_PASS}\n")).unwrap();
+        // A 2048-bit CA keeps the tests quick.
+        std::fs::write(site.path("snow.toml"), "[pki]\nca_key_bits = 2048\n").unwrap();
+        site
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn home(&self) -> PathBuf {
+        self.path("home")
+    }
+
+    /// Runs `snow` with no terminal and a clean secret environment.
+    fn snow(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_snow"))
+            .args(args)
+            .env("SNOW_HOME", self.home())
+            .env("SNOW_CONFIG", self.path("snow.toml"))
+            .env_remove("SNOW_CA_PASSPHRASE")
+            .env_remove("SNOW_P12_PASSWORD")
+            .env_remove("SNOW_KEY_PASSPHRASE")
+            .env_remove("SNOW_KEYSTORE")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.snow(args);
+        assert!(out.status.success(), "snow {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail; returns its one-line error.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.snow(args);
+        assert!(!out.status.success(), "snow {args:?} succeeded");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.starts_with("error: "), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+        err
+    }
+
+    fn ca_pass_arg(&self) -> String {
+        self.path("ca.pass").display().to_string()
+    }
+
+    fn init(&self) {
+        let pass = self.ca_pass_arg();
+        self.ok(&["ca", "init", "--domain", "po.example", "--ca-passphrase-file", &pass]);
+    }
+
+    fn add_user(&self, hpnr: &str) -> (PathBuf, PathBuf) {
+        let pass = self.ca_pass_arg();
+        let p12 = self.path(&format!("{hpnr}.p12"));
+        self.ok(&[
+            "user",
+            "add",
+            "--hpnr",
+            hpnr,
+            "--phone",
+            "+4791234567",
+            "--email",
+            "gp@legekontor.example",
+            "--p12-out",
+            p12.to_str().unwrap(),
+            "--ca-passphrase-file",
+            &pass,
+        ]);
+        let sms = newest(&self.home().join("outbox/sms"), hpnr);
+        let otp = snow_pki_password(&std::fs::read_to_string(sms).unwrap());
+        let otp_file = self.path(&format!("{hpnr}.otp"));
+        std::fs::write(&otp_file, otp).unwrap();
+        (p12, otp_file)
+    }
+}
+
+fn newest(dir: &Path, needle: &str) -> PathBuf {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().contains(needle))
+        .collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
+fn snow_pki_password(sms: &str) -> String {
+    sms.lines().find_map(|l| l.rsplit_once(" is ").map(|(_, p)| p.trim().to_owned())).unwrap()
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn full_walk_through() {
+    let site = Site::new();
+    site.init();
+    let pass = site.ca_pass_arg();
+    let out = site.ok(&["server", "cert", "--ca-passphrase-file", &pass]);
+    assert!(out.contains("po.example"), "{out}");
+    let (p12, otp) = site.add_user("9144889");
+    let eml = std::fs::read_to_string(newest(&site.home().join("outbox/email"), "9144889")).unwrap();
+    assert!(eml.contains("Content-Type: application/x-pkcs12"));
+    let password = std::fs::read_to_string(&otp).unwrap();
+    assert!(!eml.contains(&password));
+
+    let list = site.ok(&["user", "list"]);
+    assert!(list.contains("9144889@po.example") && list.contains("active"), "{list}");
+    // Contact details are not printed.
+    assert!(!list.contains("4791234567") && !list.contains("legekontor"), "{list}");
+
+    let ks = site.path("gp-keystore");
+    let out = site.ok(&[
+        "key",
+        "import",
+        p12.to_str().unwrap(),
+        "--keystore",
+        ks.to_str().unwrap(),
+        "--password-file",
+        otp.to_str().unwrap(),
+        "--passphrase-file",
+        site.path("gp.pass").to_str().unwrap(),
+    ]);
+    assert!(out.contains("9144889@po.example"), "{out}");
+    let show = site.ok(&["key", "show", "--keystore", ks.to_str().unwrap()]);
+    for needle in ["CN=9144889", "9144889@po.example", "Snow CA po.example", "Valid until", "SHA-256"] {
+        assert!(show.contains(needle), "{needle} missing in {show}");
+    }
+    // Nothing secret on stdout or in the key store's certificate file.
+    assert!(!out.contains(&password) && !show.contains(&password));
+
+    site.ok(&["user", "revoke", "--hpnr", "9144889", "--reason", "key-compromise", "--ca-passphrase-file", &pass]);
+    assert!(site.ok(&["user", "list"]).contains("revoked (key-compromise)"));
+    let crl_copy = site.path("crl-copy.pem");
+    site.ok(&["ca", "crl", "--out", crl_copy.to_str().unwrap(), "--ca-passphrase-file", &pass]);
+    assert!(std::fs::read_to_string(crl_copy).unwrap().starts_with("-----BEGIN X509 CRL-----"));
+}
+
+#[test]
+fn secrets_from_the_environment() {
+    let site = Site::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_snow"))
+        .args(["ca", "init", "--domain", "lab.example"])
+        .env("SNOW_HOME", site.home())
+        .env("SNOW_CONFIG", site.path("snow.toml"))
+        .env("SNOW_CA_PASSPHRASE", CA_PASS)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn ca_errors() {
+    let site = Site::new();
+    let pass = site.ca_pass_arg();
+    let e = site.fails(&["user", "list"]);
+    assert!(e.contains("no CA in") && e.contains("snow ca init"), "{e}");
+    let e = site.fails(&[
+        "user",
+        "add",
+        "--hpnr",
+        "9144889",
+        "--phone",
+        "+4791234567",
+        "--email",
+        "a@b.example",
+        "--ca-passphrase-file",
+        &pass,
+    ]);
+    assert!(e.contains("no CA in"), "{e}");
+    // No passphrase and no terminal: say how to give one instead of hanging.
+    let e = site.fails(&["ca", "init", "--domain", "po.example"]);
+    assert!(e.contains("--ca-passphrase-file") && e.contains("SNOW_CA_PASSPHRASE"), "{e}");
+    let e = site.fails(&["ca", "init", "--domain", "bad_domain", "--ca-passphrase-file", &pass]);
+    assert!(e.contains("malformed domain"), "{e}");
+    std::fs::write(site.path("short.pass"), "short\n").unwrap();
+    let e = site.fails(&[
+        "ca",
+        "init",
+        "--domain",
+        "po.example",
+        "--ca-passphrase-file",
+        site.path("short.pass").to_str().unwrap(),
+    ]);
+    assert!(e.contains("too short"), "{e}");
+    assert!(files_under(&site.home()).is_empty(), "a failed init left files: {:?}", files_under(&site.home()));
+
+    site.init();
+    let e = site.fails(&["ca", "init", "--domain", "po.example", "--ca-passphrase-file", &pass]);
+    assert!(e.contains("already exists"), "{e}");
+    std::fs::write(site.path("wrong.pass"), "not the admin passphrase\n").unwrap();
+    let wrong = site.path("wrong.pass").display().to_string();
+    let e = site.fails(&["ca", "crl", "--ca-passphrase-file", &wrong]);
+    assert_eq!(e.trim(), "error: wrong CA passphrase");
+}
+
+#[test]
+fn user_errors() {
+    let site = Site::new();
+    site.init();
+    let pass = site.ca_pass_arg();
+    let before = files_under(&site.home());
+    for (hpnr, phone, email, expect) in [
+        ("12", "+4791234567", "gp@x.example", "malformed HPNR"),
+        ("91448x9", "+4791234567", "gp@x.example", "malformed HPNR"),
+        ("9144889", "123", "gp@x.example", "malformed phone number"),
+        ("9144889", "+47 abc", "gp@x.example", "malformed phone number"),
+        ("9144889", "+4791234567", "gp-at-x.example", "malformed e-mail"),
+        ("9144889", "+4791234567", "gp@x", "malformed e-mail"),
+    ] {
+        let e = site.fails(&[
+            "user",
+            "add",
+            "--hpnr",
+            hpnr,
+            "--phone",
+            phone,
+            "--email",
+            email,
+            "--ca-passphrase-file",
+            &pass,
+        ]);
+        assert!(e.contains(expect), "{hpnr} {phone} {email}: {e}");
+    }
+    assert_eq!(files_under(&site.home()), before, "failed user add left files");
+
+    site.add_user("9144889");
+    let before = files_under(&site.home());
+    let e = site.fails(&[
+        "user",
+        "add",
+        "--hpnr",
+        "9144889",
+        "--phone",
+        "+4791234567",
+        "--email",
+        "gp@x.example",
+        "--ca-passphrase-file",
+        &pass,
+    ]);
+    assert!(e.contains("already exists"), "{e}");
+    let e =
+        site.fails(&["user", "revoke", "--hpnr", "7654321", "--reason", "superseded", "--ca-passphrase-file", &pass]);
+    assert!(e.contains("no user with HPNR 7654321"), "{e}");
+    let e = site.fails(&["user", "revoke", "--hpnr", "9144889", "--reason", "bored", "--ca-passphrase-file", &pass]);
+    assert!(e.contains("unknown revocation reason") && e.contains("key-compromise"), "{e}");
+    assert_eq!(files_under(&site.home()), before, "failed commands changed files");
+    site.ok(&["user", "revoke", "--hpnr", "9144889", "--reason", "superseded", "--ca-passphrase-file", &pass]);
+    let e =
+        site.fails(&["user", "revoke", "--hpnr", "9144889", "--reason", "superseded", "--ca-passphrase-file", &pass]);
+    assert!(e.contains("already revoked"), "{e}");
+}
+
+#[test]
+fn import_errors() {
+    let site = Site::new();
+    site.init();
+    let (p12, otp) = site.add_user("9144889");
+    let ks = site.path("ks");
+    let ks_arg = ks.to_str().unwrap();
+    let gp = site.path("gp.pass").display().to_string();
+    let import = |file: &Path, pw: &Path| -> Vec<String> {
+        vec![
+            "key".into(),
+            "import".into(),
+            file.display().to_string(),
+            "--keystore".into(),
+            ks_arg.into(),
+            "--password-file".into(),
+            pw.display().to_string(),
+            "--passphrase-file".into(),
+            gp.clone(),
+        ]
+    };
+
+    // Wrong one-time password.
+    std::fs::write(site.path("bad.otp"), "WRONGPASSWORD1234567\n").unwrap();
+    let v = import(&p12, &site.path("bad.otp"));
+    let e = site.fails(&args(&v));
+    assert!(e.contains("wrong password"), "{e}");
+    // Corrupt file: flip bytes in the middle.
+    let mut bytes = std::fs::read(&p12).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 16] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(site.path("corrupt.p12"), &bytes).unwrap();
+    let v = import(&site.path("corrupt.p12"), &otp);
+    let e = site.fails(&args(&v));
+    assert!(e.contains("corrupt.p12"), "{e}");
+    // Foreign files: text, a certificate, nothing at all.
+    std::fs::write(site.path("notes.txt"), "dear colleague, see you at the meeting\n").unwrap();
+    let v = import(&site.path("notes.txt"), &otp);
+    let e = site.fails(&args(&v));
+    assert!(e.contains("neither a PKCS#12"), "{e}");
+    let v = import(&site.home().join("ca/ca.pem"), &otp);
+    let e = site.fails(&args(&v));
+    assert!(e.contains("neither a PKCS#12"), "{e}");
+    let v = import(&site.path("missing.p12"), &otp);
+    let e = site.fails(&args(&v));
+    assert!(e.contains("cannot read"), "{e}");
+    // A too-short personal passphrase.
+    std::fs::write(site.path("short.pass"), "short\n").unwrap();
+    let mut v = import(&p12, &otp);
+    let last = v.len() - 1;
+    v[last] = site.path("short.pass").display().to_string();
+    let e = site.fails(&args(&v));
+    assert!(e.contains("too short"), "{e}");
+    assert!(!ks.exists(), "a failed import left a key store behind");
+    // No key store yet.
+    let e = site.fails(&["key", "show", "--keystore", ks_arg]);
+    assert!(e.contains("no key store"), "{e}");
+
+    // Success, then a second import without --force is refused.
+    let v = import(&p12, &otp);
+    site.ok(&args(&v));
+    let e = site.fails(&args(&v));
+    assert!(e.contains("already exists") && e.contains("--force"), "{e}");
+    let mut v = v;
+    v.push("--force".into());
+    site.ok(&args(&v));
+    let leftovers: Vec<_> = std::fs::read_dir(site.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".snow"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
