@@ -80,7 +80,7 @@ impl CertInfo {
 
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CryptoError> {
     match parse_x509_certificate(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         _ => Err(CryptoError::format("the certificate", "X.509 DER")),
     }
 }
