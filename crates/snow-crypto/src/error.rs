@@ -8,6 +8,8 @@ pub enum CryptoError {
     WrongPassword,
     #[error("{what} is not a {expected} file (or it is damaged)")]
     Format { what: String, expected: &'static str },
+    #[error("{what} demands too much work to open: {reason}")]
+    TooCostly { what: String, reason: String },
     #[error("the file holds a {0} key; Snow uses RSA keys only")]
     UnsupportedKey(String),
     #[error("the private key does not belong to the certificate")]

@@ -6,6 +6,7 @@
 pub mod cert;
 pub mod error;
 pub mod identity;
+pub mod kdf_limits;
 pub mod keystore;
 pub mod one_time_password;
 pub mod pem;

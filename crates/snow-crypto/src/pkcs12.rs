@@ -53,6 +53,7 @@ pub fn read(bytes: &[u8], password: &str, what: &str) -> Result<Contents, Crypto
     if !looks_like(bytes) {
         return Err(CryptoError::format(what, "PKCS#12"));
     }
+    crate::kdf_limits::check(bytes, what)?;
     let store = KeyStore::from_pkcs12(bytes, password, Pkcs12ImportPolicy::Strict).map_err(|e| match e {
         p12_keystore::error::Error::MacError(_) | p12_keystore::error::Error::UnpadError => CryptoError::WrongPassword,
         p12_keystore::error::Error::UnsupportedEncryptionScheme => {

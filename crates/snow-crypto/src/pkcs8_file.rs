@@ -33,6 +33,7 @@ pub fn decrypt(bytes: &[u8], passphrase: &str, what: &str) -> Result<Zeroizing<V
     } else {
         bytes.to_vec()
     };
+    crate::kdf_limits::check(&der, what)?;
     let enc = pkcs8::EncryptedPrivateKeyInfoRef::from_der(&der)
         .map_err(|_| CryptoError::format(what, "encrypted PKCS#8 key"))?;
     let plain = enc.decrypt(passphrase.as_bytes()).map_err(|e| match e {

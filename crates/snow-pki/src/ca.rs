@@ -89,6 +89,7 @@ impl Ca {
         let mut ca =
             Ca { paths: paths.clone(), settings: settings.clone(), domain: domain.clone(), cert_der, key_pkcs8, db };
         ca.write_crl()?;
+        tracing::info!(%domain, "CA created");
         Ok(ca)
     }
 
@@ -144,6 +145,7 @@ impl Ca {
         files::write(&key_path, key_pem.as_bytes(), Mode::Private).map_err(PkiError::io("write", &key_path))?;
         files::write(&cert_path, chain_pem.as_bytes(), Mode::Public).map_err(PkiError::io("write", &cert_path))?;
         self.db.insert_certificate(&rec)?;
+        tracing::info!(%domain, serial = %rec.serial_hex, "server certificate issued");
         Ok(IssuedServer { serial_hex: rec.serial_hex, not_after: ts(rec.not_after), cert_path, key_path })
     }
 
@@ -182,6 +184,7 @@ impl Ca {
             outbox::withdraw(&delivery);
             return Err(e.into());
         }
+        tracing::info!(%jid, serial = %rec.serial_hex, "user certificate issued, delivery in outbox");
         Ok(IssuedUser { jid, serial_hex: rec.serial_hex, not_after: ts(rec.not_after), p12, delivery })
     }
 
@@ -189,6 +192,7 @@ impl Ca {
     pub fn revoke_user(&mut self, hpnr: &Hpnr, reason: RevocationReason) -> Result<std::path::PathBuf, PkiError> {
         let now = OffsetDateTime::now_utc();
         self.db.revoke_user(hpnr.as_str(), reason.code(), now.unix_timestamp())?;
+        tracing::info!(user = %hpnr, %reason, "user certificate revoked");
         self.write_crl()
     }
 
@@ -221,6 +225,7 @@ impl Ca {
         let crl = params.signed_by(&self.issuer()?)?;
         let path = self.paths.crl();
         files::write(&path, crl.pem()?.as_bytes(), Mode::Public).map_err(PkiError::io("write", &path))?;
+        tracing::info!(crl_number = number, "CRL published");
         Ok(path)
     }
 

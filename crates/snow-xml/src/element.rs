@@ -1,0 +1,227 @@
+//! A small XML element tree for stanzas, with namespaces resolved.
+//!
+//! Every element carries its namespace explicitly (never a prefix), so the
+//! same stanza can be routed between client, server and component streams
+//! whose default namespaces differ, and re-serialized correctly for each.
+
+use crate::escape::push_escaped;
+use crate::NS_XML;
+
+/// An attribute: `ns` is empty for the usual unqualified attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ns: String,
+    pub name: String,
+    pub value: String,
+}
+
+/// A child of an element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Element(Element),
+    Text(String),
+}
+
+/// An element with its namespace, attributes and children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    ns: String,
+    name: String,
+    attrs: Vec<Attr>,
+    children: Vec<Node>,
+}
+
+impl Element {
+    pub fn new(ns: impl Into<String>, name: impl Into<String>) -> Self {
+        Element { ns: ns.into(), name: name.into(), attrs: Vec::new(), children: Vec::new() }
+    }
+
+    pub fn ns(&self) -> &str {
+        &self.ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True if this is `{ns}name`.
+    pub fn is(&self, ns: &str, name: &str) -> bool {
+        self.ns == ns && self.name == name
+    }
+
+    /// Moves the element (not its children) to another namespace; used when
+    /// a stanza passes between stream types (`jabber:client` ↔ `jabber:server`).
+    pub fn set_ns(&mut self, ns: impl Into<String>) {
+        self.ns = ns.into();
+    }
+
+    /// The value of an unqualified attribute.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attr_ns("", name)
+    }
+
+    pub fn attr_ns(&self, ns: &str, name: &str) -> Option<&str> {
+        self.attrs.iter().find(|a| a.ns == ns && a.name == name).map(|a| a.value.as_str())
+    }
+
+    pub fn attrs(&self) -> &[Attr] {
+        &self.attrs
+    }
+
+    /// Sets (or replaces) an unqualified attribute.
+    pub fn set_attr(&mut self, name: &str, value: impl Into<String>) {
+        self.set_attr_ns("", name, value)
+    }
+
+    pub fn set_attr_ns(&mut self, ns: &str, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.attrs.iter_mut().find(|a| a.ns == ns && a.name == name) {
+            Some(a) => a.value = value,
+            None => self.attrs.push(Attr { ns: ns.to_owned(), name: name.to_owned(), value }),
+        }
+    }
+
+    pub fn remove_attr(&mut self, name: &str) -> Option<String> {
+        let i = self.attrs.iter().position(|a| a.ns.is_empty() && a.name == name)?;
+        Some(self.attrs.remove(i).value)
+    }
+
+    /// Builder form of [`set_attr`](Self::set_attr).
+    pub fn with_attr(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.set_attr(name, value);
+        self
+    }
+
+    pub fn with_child(mut self, child: Element) -> Self {
+        self.children.push(Node::Element(child));
+        self
+    }
+
+    pub fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.push_text(text);
+        self
+    }
+
+    pub fn push_child(&mut self, child: Element) {
+        self.children.push(Node::Element(child));
+    }
+
+    pub fn push_text(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        if let Some(Node::Text(t)) = self.children.last_mut() {
+            t.push_str(&text);
+        } else {
+            self.children.push(Node::Text(text));
+        }
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.children
+    }
+
+    pub fn nodes_mut(&mut self) -> &mut Vec<Node> {
+        &mut self.children
+    }
+
+    /// The child elements, in order.
+    pub fn children(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    /// The first child `{ns}name`.
+    pub fn child(&self, ns: &str, name: &str) -> Option<&Element> {
+        self.children().find(|e| e.is(ns, name))
+    }
+
+    pub fn child_mut(&mut self, ns: &str, name: &str) -> Option<&mut Element> {
+        self.children.iter_mut().find_map(|n| match n {
+            Node::Element(e) if e.is(ns, name) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// Removes and returns every child element for which `f` is true.
+    pub fn take_children(&mut self, mut f: impl FnMut(&Element) -> bool) -> Vec<Element> {
+        let mut taken = Vec::new();
+        let mut kept = Vec::with_capacity(self.children.len());
+        for n in std::mem::take(&mut self.children) {
+            match n {
+                Node::Element(e) if f(&e) => taken.push(e),
+                other => kept.push(other),
+            }
+        }
+        self.children = kept;
+        taken
+    }
+
+    /// All text directly inside this element, concatenated.
+    pub fn text(&self) -> String {
+        self.children
+            .iter()
+            .filter_map(|n| match n {
+                Node::Text(t) => Some(t.as_str()),
+                Node::Element(_) => None,
+            })
+            .collect()
+    }
+
+    /// Serializes the element as it would appear inside a stream whose
+    /// default namespace is `default_ns`: an `xmlns` is written only where
+    /// an element's namespace differs from its parent's.
+    pub fn to_xml(&self, default_ns: &str) -> String {
+        let mut out = String::new();
+        self.write_xml(&mut out, default_ns);
+        out
+    }
+
+    pub fn write_xml(&self, out: &mut String, parent_ns: &str) {
+        out.push('<');
+        out.push_str(&self.name);
+        if self.ns != parent_ns {
+            out.push_str(" xmlns='");
+            push_escaped(out, &self.ns);
+            out.push('\'');
+        }
+        let mut prefixes: Vec<&str> = Vec::new();
+        for a in &self.attrs {
+            out.push(' ');
+            if a.ns == NS_XML {
+                out.push_str("xml:");
+            } else if !a.ns.is_empty() {
+                let i = match prefixes.iter().position(|p| *p == a.ns) {
+                    Some(i) => i,
+                    None => {
+                        prefixes.push(&a.ns);
+                        let i = prefixes.len() - 1;
+                        out.push_str(&format!("xmlns:a{i}='"));
+                        push_escaped(out, &a.ns);
+                        out.push_str("' ");
+                        i
+                    }
+                };
+                out.push_str(&format!("a{i}:"));
+            }
+            out.push_str(&a.name);
+            out.push_str("='");
+            push_escaped(out, &a.value);
+            out.push('\'');
+        }
+        if self.children.is_empty() {
+            out.push_str("/>");
+            return;
+        }
+        out.push('>');
+        for n in &self.children {
+            match n {
+                Node::Element(e) => e.write_xml(out, &self.ns),
+                Node::Text(t) => push_escaped(out, t),
+            }
+        }
+        out.push_str("</");
+        out.push_str(&self.name);
+        out.push('>');
+    }
+}
