@@ -32,6 +32,14 @@ pub fn generate(len: usize) -> Result<String, CryptoError> {
     Ok(out)
 }
 
+/// A random lower-case hex string of `bytes` random bytes, for stream ids,
+/// resource names and other identifiers that must not be guessable.
+pub fn random_hex(bytes: usize) -> Result<String, CryptoError> {
+    let mut b = vec![0u8; bytes];
+    SystemRandom::new().fill(&mut b).map_err(CryptoError::internal)?;
+    Ok(crate::cert::hex(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,10 @@
 
 pub mod ca_db;
 mod migrate;
+pub mod server_db;
 
 pub use ca_db::{CaDb, CertKind, CertRecord, Revocation, UserRecord};
+pub use server_db::{RosterItem, ServerDb};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -19,4 +21,6 @@ pub enum StoreError {
     UnknownUser(String),
     #[error("the user with HPNR {0} is already revoked")]
     AlreadyRevoked(String),
+    #[error("cannot create {0}: {1}")]
+    Io(String, std::io::Error),
 }

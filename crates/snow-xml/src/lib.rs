@@ -12,10 +12,12 @@
 pub mod element;
 pub mod error;
 pub mod escape;
+pub mod framed;
 pub mod stream;
 
 pub use element::{Element, Node};
 pub use error::{StreamErrorCondition, XmlError};
+pub use framed::{Framed, FramedError};
 pub use stream::{Limits, StreamEvent, StreamHeader, StreamParser};
 
 /// The namespace of `<stream:stream>` and stream-level elements.
@@ -28,3 +30,38 @@ pub const NS_SERVER: &str = "jabber:server";
 pub const NS_COMPONENT: &str = "jabber:component:accept";
 /// The namespace bound to the `xml:` prefix.
 pub const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
+/// STARTTLS (RFC 6120 §5).
+pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// SASL (RFC 6120 §6).
+pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// Resource binding (RFC 6120 §7).
+pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+/// The legacy session establishment (RFC 3921), announced as optional.
+pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+/// Stanza error conditions (RFC 6120 §8.3).
+pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// Stream error conditions (RFC 6120 §4.9).
+pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+/// XEP-0199 ping.
+pub const NS_PING: &str = "urn:xmpp:ping";
+/// XEP-0030 service discovery.
+pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+pub const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+/// XEP-0092 software version.
+pub const NS_VERSION: &str = "jabber:iq:version";
+/// RFC 6121 roster.
+pub const NS_ROSTER: &str = "jabber:iq:roster";
+/// XEP-0203 delayed delivery (stamped on offline messages).
+pub const NS_DELAY: &str = "urn:xmpp:delay";
+
+/// A complete `<stream:error>` followed by the stream close, ready to send.
+pub fn stream_error_xml(condition: &str, text: &str) -> String {
+    let mut out = format!("<stream:error><{condition} xmlns='{NS_STREAM_ERRORS}'/>");
+    if !text.is_empty() {
+        out.push_str(&format!("<text xmlns='{NS_STREAM_ERRORS}' xml:lang='en'>"));
+        escape::push_escaped(&mut out, text);
+        out.push_str("</text>");
+    }
+    out.push_str("</stream:error></stream:stream>");
+    out
+}

@@ -275,8 +275,7 @@ impl StreamParser {
 }
 
 fn new_rxml(limits: &Limits) -> Parser {
-    let opts =
-        rxml::Options { max_token_length: limits.max_stanza_bytes.clamp(1024, 64 * 1024), ..Default::default() };
+    let opts = rxml::Options { max_token_length: limits.max_stanza_bytes.clamp(1024, 64 * 1024), ..Default::default() };
     Parser::with_options(opts)
 }
 

@@ -1,0 +1,240 @@
+//! The Snow client library: connect to a Snow server with the user's
+//! certificate (STARTTLS or direct TLS, SASL EXTERNAL, resource binding),
+//! then send and receive stanzas.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use snow_crypto::Identity;
+use snow_xml::{
+    Element, Framed, FramedError, Limits, StreamEvent, StreamHeader, NS_BIND, NS_CLIENT, NS_SASL, NS_STREAMS,
+    NS_STREAM_ERRORS, NS_TLS,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// Why a connection or an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS failed: {0}")]
+    Tls(String),
+    #[error("the server refused the login ({0})")]
+    AuthFailed(String),
+    #[error("the server closed the stream: {condition}{}", text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
+    StreamError { condition: String, text: Option<String> },
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Framed(#[from] FramedError),
+    #[error(transparent)]
+    Crypto(#[from] snow_crypto::CryptoError),
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// The XMPP domain, also the name the server certificate must carry.
+    pub domain: String,
+    /// The CA certificate that issued the server's certificate (DER).
+    pub ca_der: Vec<u8>,
+    /// XEP-0368 direct TLS instead of STARTTLS.
+    pub direct_tls: bool,
+    /// Resource to ask for; the server picks one if `None`.
+    pub resource: Option<String>,
+    /// Limit for each step of the negotiation.
+    pub timeout: Duration,
+}
+
+/// A logged-in session.
+pub struct Client {
+    framed: Framed<TlsStream<TcpStream>>,
+    jid: String,
+    timeout: Duration,
+}
+
+fn header(domain: &str) -> String {
+    StreamHeader { to: Some(domain.to_owned()), version: Some("1.0".into()), ..StreamHeader::default() }
+        .to_xml(NS_CLIENT)
+}
+
+/// Reads the server's header and features.
+async fn open<S: AsyncRead + AsyncWrite + Unpin>(
+    f: &mut Framed<S>,
+    domain: &str,
+    t: Duration,
+) -> Result<Element, ClientError> {
+    f.send(&header(domain)).await.map_err(FramedError::Io)?;
+    match f.next_event(t).await? {
+        StreamEvent::Header(_) => {}
+        other => return Err(ClientError::Protocol(format!("expected a stream header, got {other:?}"))),
+    }
+    let features = next(f, t).await?;
+    if !features.is(NS_STREAMS, "features") {
+        return Err(ClientError::Protocol(format!("expected stream features, got <{}>", features.name())));
+    }
+    Ok(features)
+}
+
+/// The next element; a stream error becomes [`ClientError::StreamError`].
+async fn next<S: AsyncRead + AsyncWrite + Unpin>(f: &mut Framed<S>, t: Duration) -> Result<Element, ClientError> {
+    match f.next_event(t).await? {
+        StreamEvent::Stanza(el) if el.is(NS_STREAMS, "error") => Err(stream_error(&el)),
+        StreamEvent::Stanza(el) => Ok(el),
+        StreamEvent::End => Err(ClientError::StreamError { condition: "closed".into(), text: None }),
+        StreamEvent::Header(_) => Err(ClientError::Protocol("unexpected stream header".into())),
+    }
+}
+
+fn stream_error(el: &Element) -> ClientError {
+    let condition =
+        el.children().find(|c| c.ns() == NS_STREAM_ERRORS && c.name() != "text").map(|c| c.name().to_owned());
+    let text = el.child(NS_STREAM_ERRORS, "text").map(Element::text);
+    ClientError::StreamError { condition: condition.unwrap_or_else(|| "undefined-condition".into()), text }
+}
+
+fn tls_connector(opts: &ConnectOptions, identity: &Identity) -> Result<TlsConnector, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(opts.ca_der.clone())).map_err(|e| ClientError::Tls(e.to_string()))?;
+    let chain: Vec<CertificateDer<'static>> = identity.chain().iter().cloned().map(CertificateDer::from).collect();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_pkcs8().to_vec()));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    Ok(TlsConnector::from(Arc::new(cfg)))
+}
+
+impl Client {
+    /// Connects and logs in with `identity`'s certificate.
+    pub async fn connect(opts: &ConnectOptions, identity: &Identity) -> Result<Client, ClientError> {
+        let t = opts.timeout;
+        let tcp =
+            TcpStream::connect(opts.addr).await.map_err(|source| ClientError::Connect { addr: opts.addr, source })?;
+        let _ = tcp.set_nodelay(true);
+        let tcp = if opts.direct_tls {
+            tcp
+        } else {
+            let mut f = Framed::new(tcp, Limits::default());
+            let features = open(&mut f, &opts.domain, t).await?;
+            if features.child(NS_TLS, "starttls").is_none() {
+                return Err(ClientError::Protocol("the server does not offer STARTTLS".into()));
+            }
+            f.send(&format!("<starttls xmlns='{NS_TLS}'/>")).await.map_err(FramedError::Io)?;
+            let answer = next(&mut f, t).await?;
+            if !answer.is(NS_TLS, "proceed") {
+                return Err(ClientError::Protocol(format!("STARTTLS refused: <{}>", answer.name())));
+            }
+            f.into_inner()
+        };
+        let name = ServerName::try_from(opts.domain.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
+        let tls = tokio::time::timeout(t, tls_connector(opts, identity)?.connect(name, tcp))
+            .await
+            .map_err(|_| ClientError::Tls("handshake timed out".into()))?
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let mut f = Framed::new(tls, Limits::default());
+        let features = open(&mut f, &opts.domain, t).await?;
+        let offers_external = features
+            .child(NS_SASL, "mechanisms")
+            .is_some_and(|m| m.children().any(|c| c.name() == "mechanism" && c.text().trim() == "EXTERNAL"));
+        if !offers_external {
+            return Err(ClientError::Protocol("the server does not offer SASL EXTERNAL".into()));
+        }
+        // Empty authzid: the certificate names exactly one JID.
+        f.send(&format!("<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>")).await.map_err(FramedError::Io)?;
+        let answer = next(&mut f, t).await?;
+        if answer.is(NS_SASL, "failure") {
+            let cond = answer.children().next().map(|c| c.name().to_owned()).unwrap_or_else(|| "failure".into());
+            return Err(ClientError::AuthFailed(cond));
+        }
+        if !answer.is(NS_SASL, "success") {
+            return Err(ClientError::Protocol(format!("unexpected <{}> after auth", answer.name())));
+        }
+        f.reset();
+        let features = open(&mut f, &opts.domain, t).await?;
+        if features.child(NS_BIND, "bind").is_none() {
+            return Err(ClientError::Protocol("the server does not offer resource binding".into()));
+        }
+        let mut bind = Element::new(NS_BIND, "bind");
+        if let Some(r) = &opts.resource {
+            bind.push_child(Element::new(NS_BIND, "resource").with_text(r.clone()));
+        }
+        let iq = Element::new(NS_CLIENT, "iq").with_attr("type", "set").with_attr("id", "bind-1").with_child(bind);
+        f.send(&iq.to_xml(NS_CLIENT)).await.map_err(FramedError::Io)?;
+        let answer = next(&mut f, t).await?;
+        let jid = answer
+            .child(NS_BIND, "bind")
+            .and_then(|b| b.child(NS_BIND, "jid"))
+            .map(Element::text)
+            .filter(|_| answer.attr("type") == Some("result"))
+            .ok_or_else(|| ClientError::Protocol("resource binding failed".into()))?;
+        Ok(Client { framed: f, jid, timeout: t })
+    }
+
+    /// The full JID the server bound.
+    pub fn jid(&self) -> &str {
+        &self.jid
+    }
+
+    pub async fn send(&mut self, stanza: &Element) -> Result<(), ClientError> {
+        self.framed.send(&stanza.to_xml(NS_CLIENT)).await.map_err(|e| FramedError::Io(e).into())
+    }
+
+    /// Sends raw bytes (for tests of the server's defences).
+    pub async fn send_raw(&mut self, xml: &str) -> Result<(), ClientError> {
+        self.framed.send(xml).await.map_err(|e| FramedError::Io(e).into())
+    }
+
+    /// Announces availability (and so receives messages, stored ones first).
+    pub async fn send_presence(&mut self) -> Result<(), ClientError> {
+        self.send(&Element::new(NS_CLIENT, "presence")).await
+    }
+
+    /// A one-to-one chat message.
+    pub async fn send_chat(&mut self, to: &str, body: &str) -> Result<(), ClientError> {
+        let msg = Element::new(NS_CLIENT, "message")
+            .with_attr("to", to)
+            .with_attr("type", "chat")
+            .with_child(Element::new(NS_CLIENT, "body").with_text(body));
+        self.send(&msg).await
+    }
+
+    /// The next stanza from the server within `timeout`.
+    pub async fn next_stanza(&mut self, timeout: Duration) -> Result<Element, ClientError> {
+        next(&mut self.framed, timeout).await
+    }
+
+    /// Sends an IQ and waits for its answer, setting aside nothing: other
+    /// stanzas that arrive first are returned in the `Vec`.
+    pub async fn request(&mut self, mut iq: Element) -> Result<(Element, Vec<Element>), ClientError> {
+        let id = snow_crypto::one_time_password::random_hex(6)?;
+        iq.set_attr("id", id.clone());
+        self.send(&iq).await?;
+        let mut other = Vec::new();
+        loop {
+            let el = self.next_stanza(self.timeout).await?;
+            if el.is(NS_CLIENT, "iq") && el.attr("id") == Some(id.as_str()) {
+                return Ok((el, other));
+            }
+            other.push(el);
+        }
+    }
+
+    /// Closes the stream politely.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        self.framed.send("</stream:stream>").await.map_err(FramedError::Io)?;
+        // Wait briefly for the server's closing tag.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.framed.next_event(Duration::from_secs(2))).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,131 @@
+//! The `[server]` section of `snow.toml` and the resolved configuration.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use snow_core::Domain;
+
+use crate::ServerError;
+
+/// Every tunable of the server, with defaults fit for a real site.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// The site's XMPP domain; default: the CA's domain in SNOW_HOME.
+    pub domain: Option<String>,
+    /// Client port with STARTTLS (RFC 6120).
+    pub c2s_bind: String,
+    /// Client port with direct TLS (XEP-0368); empty to disable.
+    pub direct_tls_bind: String,
+    /// Most connections in all.
+    pub max_connections: usize,
+    /// Most connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Largest stanza in bytes.
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting (the stream is level 1, a stanza level 2).
+    pub max_depth: usize,
+    /// Most attributes on one element.
+    pub max_attributes: usize,
+    /// Most elements in one stanza.
+    pub max_elements: usize,
+    /// Sustained stanzas per second one connection may send.
+    pub stanza_rate: f64,
+    /// Stanzas a connection may send in a burst above the rate.
+    pub stanza_burst: f64,
+    /// Seconds allowed for the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Seconds allowed for each step of stream negotiation.
+    pub negotiation_timeout_secs: u64,
+    /// Seconds of silence after which an authenticated connection is closed.
+    pub idle_timeout_secs: u64,
+    /// Stanzas queued for one slow reader before it is disconnected.
+    pub outbound_queue: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            domain: None,
+            c2s_bind: "127.0.0.1:5222".into(),
+            direct_tls_bind: "127.0.0.1:5223".into(),
+            max_connections: 20_000,
+            max_connections_per_ip: 200,
+            max_stanza_bytes: 256 * 1024,
+            max_depth: 32,
+            max_attributes: 64,
+            max_elements: 4096,
+            stanza_rate: 50.0,
+            stanza_burst: 200.0,
+            tls_handshake_timeout_secs: 10,
+            negotiation_timeout_secs: 30,
+            idle_timeout_secs: 900,
+            outbound_queue: 1000,
+        }
+    }
+}
+
+/// The settings plus where the site's files are, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub settings: ServerSettings,
+    pub domain: Domain,
+    pub ca_cert: PathBuf,
+    pub crl: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub database: PathBuf,
+    /// The CA database, if this site has one (the PO): its users are
+    /// known accounts from the start.
+    pub ca_db: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// The configuration of the site in `home` (layout as `snow-pki`'s
+    /// `SitePaths`: `ca/`, `server/`, `data/`).
+    pub fn for_home(home: &Path, domain: Domain, settings: ServerSettings) -> Self {
+        let ca_db = home.join("ca").join("ca.db");
+        ServerConfig {
+            ca_cert: home.join("ca").join("ca.pem"),
+            crl: home.join("ca").join("crl.pem"),
+            server_cert: home.join("server").join(format!("{domain}.pem")),
+            server_key: home.join("server").join(format!("{domain}.key.pem")),
+            database: home.join("data").join("server.db"),
+            ca_db: ca_db.exists().then_some(ca_db),
+            domain,
+            settings,
+        }
+    }
+
+    pub fn limits(&self) -> snow_xml::Limits {
+        snow_xml::Limits {
+            max_stanza_bytes: self.settings.max_stanza_bytes,
+            max_depth: self.settings.max_depth,
+            max_attributes: self.settings.max_attributes,
+            max_elements: self.settings.max_elements,
+        }
+    }
+
+    pub fn negotiation_timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.negotiation_timeout_secs.max(1))
+    }
+
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let s = &self.settings;
+        let bad = |m: &str| Err(ServerError::Config(m.to_owned()));
+        if s.max_stanza_bytes < 4096 {
+            return bad("server.max_stanza_bytes must be at least 4096");
+        }
+        if s.max_depth < 4 || s.max_attributes < 8 || s.max_elements < 16 {
+            return bad("server.max_depth (>= 4), max_attributes (>= 8) and max_elements (>= 16) are too small");
+        }
+        if s.stanza_rate <= 0.0 || s.stanza_burst < 1.0 {
+            return bad("server.stanza_rate must be positive and server.stanza_burst at least 1");
+        }
+        if s.outbound_queue == 0 || s.max_connections == 0 || s.max_connections_per_ip == 0 {
+            return bad("server.outbound_queue, max_connections and max_connections_per_ip must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! Which sessions are connected, by bare and full JID, and delivery to
+//! them through their bounded outbound queues.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, Notify};
+
+/// Something for a session's writer task.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Serialized XML. If it came from offline storage, its row is
+    /// deleted once the bytes are on the socket.
+    Xml { xml: String, offline_id: Option<i64> },
+    /// Send this (a closing tag or stream error) and close the connection.
+    Close(String),
+}
+
+/// The router's view of one bound session.
+pub struct SessionHandle {
+    pub bare: String,
+    pub full: String,
+    tx: mpsc::Sender<Outbound>,
+    /// Has sent initial presence and not gone unavailable.
+    available: AtomicBool,
+    priority: AtomicI32,
+    /// Has fetched its roster (and so wants roster pushes, RFC 6121 §2.1.6).
+    pub interested: AtomicBool,
+    /// Signalled when the session must end (slow reader, replaced).
+    pub kill: Notify,
+    /// The last broadcast presence, for contacts who come online later.
+    last_presence: Mutex<Option<String>>,
+}
+
+impl SessionHandle {
+    pub fn new(bare: String, full: String, tx: mpsc::Sender<Outbound>) -> Arc<Self> {
+        Arc::new(SessionHandle {
+            bare,
+            full,
+            tx,
+            available: AtomicBool::new(false),
+            priority: AtomicI32::new(0),
+            interested: AtomicBool::new(false),
+            kill: Notify::new(),
+            last_presence: Mutex::new(None),
+        })
+    }
+
+    pub fn set_last_presence(&self, xml: Option<String>) {
+        *self.last_presence.lock().unwrap_or_else(|p| p.into_inner()) = xml;
+    }
+
+    pub fn last_presence(&self) -> Option<String> {
+        self.last_presence.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.available.load(Ordering::Acquire)
+    }
+
+    pub fn set_available(&self, available: bool, priority: i32) {
+        self.priority.store(priority, Ordering::Release);
+        self.available.store(available, Ordering::Release);
+    }
+
+    pub fn priority(&self) -> i32 {
+        self.priority.load(Ordering::Acquire)
+    }
+
+    /// Queues output for the session. A full queue means the client is not
+    /// reading: the session is told to end rather than let memory grow.
+    pub fn send(&self, out: Outbound) -> bool {
+        match self.tx.try_send(out) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(jid = %self.full, "outbound queue full: disconnecting slow reader");
+                self.kill.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    pub fn send_xml(&self, xml: String) -> bool {
+        self.send(Outbound::Xml { xml, offline_id: None })
+    }
+}
+
+/// All bound sessions of this server.
+#[derive(Default)]
+pub struct Router {
+    by_bare: Mutex<HashMap<String, Vec<Arc<SessionHandle>>>>,
+}
+
+impl Router {
+    /// Adds a session; an older session with the same full JID is told to
+    /// end (RFC 6120 §7.7.2.2, the new one wins).
+    pub fn register(&self, handle: Arc<SessionHandle>) {
+        let mut map = self.by_bare.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(handle.bare.clone()).or_default();
+        if let Some(pos) = list.iter().position(|h| h.full == handle.full) {
+            let old = list.remove(pos);
+            old.send(Outbound::Close(snow_xml::stream_error_xml("conflict", "replaced by a new connection")));
+            old.kill.notify_one();
+        }
+        list.push(handle);
+    }
+
+    /// Removes the session, if it is still the registered one.
+    pub fn unregister(&self, handle: &Arc<SessionHandle>) {
+        let mut map = self.by_bare.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = map.get_mut(&handle.bare) {
+            list.retain(|h| !Arc::ptr_eq(h, handle));
+            if list.is_empty() {
+                map.remove(&handle.bare);
+            }
+        }
+    }
+
+    /// Every session of an account.
+    pub fn sessions(&self, bare: &str) -> Vec<Arc<SessionHandle>> {
+        self.by_bare.lock().unwrap_or_else(|p| p.into_inner()).get(bare).cloned().unwrap_or_default()
+    }
+
+    pub fn session(&self, bare: &str, full: &str) -> Option<Arc<SessionHandle>> {
+        self.sessions(bare).into_iter().find(|h| h.full == full)
+    }
+
+    /// Every session, to say goodbye at shutdown.
+    pub fn all(&self) -> Vec<Arc<SessionHandle>> {
+        self.by_bare.lock().unwrap_or_else(|p| p.into_inner()).values().flatten().cloned().collect()
+    }
+}

@@ -1,0 +1,64 @@
+//! Building replies: stanza errors (RFC 6120 §8.3) and IQ results.
+
+use snow_xml::{Element, NS_CLIENT, NS_STANZAS};
+
+/// The error `type` RFC 6120 §8.3.3 gives each condition.
+fn error_type(condition: &str) -> &'static str {
+    match condition {
+        "bad-request" | "jid-malformed" | "not-acceptable" | "policy-violation" => "modify",
+        "forbidden" | "not-authorized" | "registration-required" | "subscription-required" => "auth",
+        "resource-constraint" | "remote-server-timeout" => "wait",
+        "internal-server-error" | "undefined-condition" => "cancel",
+        _ => "cancel",
+    }
+}
+
+/// The error reply to `stanza`: same name and id, addresses swapped,
+/// `type='error'`, the original payload dropped (it may be large, and the
+/// sender has it).
+pub fn error_reply(stanza: &Element, condition: &str, text: Option<&str>) -> Element {
+    let mut reply = Element::new(NS_CLIENT, stanza.name());
+    if let Some(id) = stanza.attr("id") {
+        reply.set_attr("id", id);
+    }
+    if let Some(from) = stanza.attr("to") {
+        reply.set_attr("from", from);
+    }
+    if let Some(to) = stanza.attr("from") {
+        reply.set_attr("to", to);
+    }
+    reply.set_attr("type", "error");
+    let mut err = Element::new(NS_CLIENT, "error").with_attr("type", error_type(condition));
+    err.push_child(Element::new(NS_STANZAS, condition));
+    if let Some(t) = text {
+        let mut te = Element::new(NS_STANZAS, "text").with_text(t);
+        te.set_attr_ns(snow_xml::NS_XML, "lang", "en");
+        err.push_child(te);
+    }
+    reply.push_child(err);
+    reply
+}
+
+/// An `<iq type='result'>` answering `iq`, with an optional payload.
+pub fn iq_result(iq: &Element, payload: Option<Element>) -> Element {
+    let mut reply = Element::new(NS_CLIENT, "iq").with_attr("type", "result");
+    if let Some(id) = iq.attr("id") {
+        reply.set_attr("id", id);
+    }
+    if let Some(from) = iq.attr("to") {
+        reply.set_attr("from", from);
+    }
+    if let Some(to) = iq.attr("from") {
+        reply.set_attr("to", to);
+    }
+    if let Some(p) = payload {
+        reply.push_child(p);
+    }
+    reply
+}
+
+/// True for a type that must never be answered with an error (RFC 6120
+/// §8.3.1: no error replies to errors, and none to IQ results).
+pub fn is_reply(stanza: &Element) -> bool {
+    matches!(stanza.attr("type"), Some("error") | Some("result"))
+}

@@ -1,0 +1,131 @@
+//! Who may log in: certificates issued by the site CA, not revoked in the
+//! current CRL, for client authentication, naming a JID of this domain.
+
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use rustls_pki_types::{CertificateDer, UnixTime};
+use snow_core::{BareJid, Domain};
+use webpki::{
+    anchor_from_trusted_cert, EndEntityCert, ExpirationPolicy, KeyUsage, OwnedCertRevocationList, RevocationCheckDepth,
+    RevocationOptionsBuilder, UnknownStatusPolicy,
+};
+
+use crate::ServerError;
+
+/// Why a certificate login was refused (logged; the peer only learns
+/// `not-authorized`).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no client certificate was presented")]
+    NoCertificate,
+    #[error("certificate rejected: {0}")]
+    Invalid(String),
+    #[error("the certificate names no JID (id-on-xmppAddr)")]
+    NoJid,
+    #[error("the certificate names more than one JID")]
+    SeveralJids,
+    #[error("the certificate's JID {0} is not of this domain")]
+    ForeignDomain(String),
+    #[error("the authorization identity {authzid} differs from the certificate's JID {jid}")]
+    AuthzidMismatch { authzid: String, jid: String },
+}
+
+/// The site CA and its current CRL.
+pub struct TrustStore {
+    ca: CertificateDer<'static>,
+    crl_path: PathBuf,
+    crl: RwLock<Option<OwnedCertRevocationList>>,
+}
+
+impl TrustStore {
+    pub fn load(ca_path: &Path, crl_path: &Path) -> Result<Self, ServerError> {
+        let text = read(ca_path)?;
+        let ca = snow_crypto::pem::certificates(&text, &ca_path.display().to_string())?.remove(0);
+        let store = TrustStore { ca: CertificateDer::from(ca), crl_path: crl_path.to_owned(), crl: RwLock::new(None) };
+        store.reload_crl()?;
+        Ok(store)
+    }
+
+    pub fn ca_der(&self) -> &CertificateDer<'static> {
+        &self.ca
+    }
+
+    /// Re-reads the CRL file (after `snow user revoke` or a push from the
+    /// PO). A missing file means "nothing revoked yet"; a broken one is an
+    /// error and the old CRL stays in force.
+    pub fn reload_crl(&self) -> Result<(), ServerError> {
+        if !self.crl_path.exists() {
+            tracing::warn!(path = %self.crl_path.display(), "no CRL: no certificate is treated as revoked");
+            return Ok(());
+        }
+        let text = read(&self.crl_path)?;
+        let blocks = snow_crypto::pem::decode_all(&text, &self.crl_path.display().to_string())?;
+        let der = blocks
+            .into_iter()
+            .find(|(l, _)| l == "X509 CRL")
+            .map(|(_, d)| d)
+            .ok_or_else(|| ServerError::Crl { path: self.crl_path.clone(), reason: "no X509 CRL block".into() })?;
+        let crl = OwnedCertRevocationList::from_der(&der)
+            .map_err(|e| ServerError::Crl { path: self.crl_path.clone(), reason: format!("{e:?}") })?;
+        *self.crl.write().unwrap_or_else(|p| p.into_inner()) = Some(crl);
+        Ok(())
+    }
+
+    /// Verifies a client's certificate chain for login and returns its JID.
+    pub fn authenticate(
+        &self,
+        chain: &[CertificateDer<'_>],
+        domain: &Domain,
+        authzid: Option<&str>,
+    ) -> Result<BareJid, AuthError> {
+        let leaf = chain.first().ok_or(AuthError::NoCertificate)?;
+        let ee = EndEntityCert::try_from(leaf).map_err(|e| AuthError::Invalid(format!("{e:?}")))?;
+        let anchors = [anchor_from_trusted_cert(&self.ca).map_err(|e| AuthError::Invalid(format!("{e:?}")))?];
+        let crl_guard = self.crl.read().unwrap_or_else(|p| p.into_inner());
+        let crl = crl_guard.as_ref().map(|c| webpki::CertRevocationList::from(c.clone()));
+        let crls: Vec<&webpki::CertRevocationList<'_>> = crl.iter().collect();
+        let revocation = match RevocationOptionsBuilder::new(&crls) {
+            Ok(b) => Some(
+                b.with_depth(RevocationCheckDepth::EndEntity)
+                    .with_status_policy(UnknownStatusPolicy::Allow)
+                    // A stale CRL must not lock every user out; the admin
+                    // is warned at start and `snow ca crl` renews it.
+                    .with_expiration_policy(ExpirationPolicy::Ignore)
+                    .build(),
+            ),
+            Err(_) => None,
+        };
+        ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &chain[1..],
+            UnixTime::now(),
+            KeyUsage::client_auth(),
+            revocation,
+            None,
+        )
+        .map_err(|e| AuthError::Invalid(format!("{e}")))?;
+        let info = snow_crypto::CertInfo::from_der(leaf).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let jid_text = match info.xmpp_addrs.as_slice() {
+            [] => return Err(AuthError::NoJid),
+            [one] => one.clone(),
+            _ => return Err(AuthError::SeveralJids),
+        };
+        let jid: BareJid = jid_text.parse().map_err(|_| AuthError::NoJid)?;
+        if jid.domain() != domain {
+            return Err(AuthError::ForeignDomain(jid.to_string()));
+        }
+        if let Some(a) = authzid {
+            if a != jid.to_string() {
+                return Err(AuthError::AuthzidMismatch { authzid: a.to_owned(), jid: jid.to_string() });
+            }
+        }
+        Ok(jid)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ServerError> {
+    snow_core::files::read_limited(path, snow_crypto::MAX_KEY_FILE_BYTES)
+        .map_err(|source| ServerError::Read { path: path.to_owned(), source })
+}
