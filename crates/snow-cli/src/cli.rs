@@ -68,6 +68,68 @@ pub enum Command {
     /// Your own key store: import the key file you were sent, show it.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Run this site's XMPP server (until Ctrl-C or SIGTERM; SIGHUP
+    /// re-reads the CRL).
+    Serve,
+    /// Chat with other users: send a message, or listen for messages.
+    #[command(subcommand)]
+    Chat(ChatCommand),
+    /// Announce your presence and show your contacts' presence.
+    Presence {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// away, chat, dnd or xa (default: plain available).
+        #[arg(long)]
+        show: Option<String>,
+        /// A short status text.
+        #[arg(long)]
+        status: Option<String>,
+        /// Seconds to wait for contacts' presence.
+        #[arg(long, default_value_t = 2)]
+        wait: u64,
+    },
+}
+
+/// How the client reaches its server and finds its key.
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// The server's address (host:port).
+    #[arg(long, env = "SNOW_SERVER", default_value = "127.0.0.1:5222")]
+    pub server: String,
+    /// Connect with direct TLS (XEP-0368) instead of STARTTLS.
+    #[arg(long)]
+    pub direct_tls: bool,
+    /// Key store directory (default: SNOW_HOME/keystore).
+    #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
+    pub keystore: Option<PathBuf>,
+    /// Resource name for this connection.
+    #[arg(long)]
+    pub resource: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChatCommand {
+    /// Send one chat message.
+    Send {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The recipient, e.g. 9144889@po.example.
+        #[arg(long)]
+        to: String,
+        /// The message text.
+        text: String,
+    },
+    /// Print incoming messages (stored ones first) until Ctrl-C.
+    Listen {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

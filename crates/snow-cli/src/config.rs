@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Deserialize;
 use snow_pki::PkiSettings;
+use snow_server::ServerSettings;
 
 /// Largest configuration file read.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -13,6 +14,7 @@ const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub pki: PkiSettings,
+    pub server: ServerSettings,
 }
 
 impl Config {
@@ -49,6 +51,8 @@ mod tests {
         assert_eq!(c.pki.crl_validity_days, d.crl_validity_days);
         assert_eq!(c.pki.one_time_password_length, d.one_time_password_length);
         assert_eq!(c.pki.min_passphrase_length, d.min_passphrase_length);
+        let (s, sd) = (c.server, ServerSettings::default());
+        assert_eq!(format!("{s:?}"), format!("{sd:?}"), "snow.example.toml [server] differs from the defaults");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! One module per command group; `run` dispatches.
 
 mod ca;
+mod chat;
 mod key;
+mod serve;
 mod server;
 mod user;
 
@@ -62,7 +64,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(c) => server::run(&ctx, c),
         Command::User(c) => user::run(&ctx, c),
         Command::Key(c) => key::run(&ctx, c),
+        Command::Serve => serve::run(&ctx),
+        Command::Chat(c) => chat::run(&ctx, c),
+        Command::Presence { conn, show, status, wait } => chat::presence(&ctx, conn, show, status, wait),
     }
+}
+
+/// A multi-threaded tokio runtime for the commands that do network I/O.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 /// A date as people read it: `2026-11-22 14:03 UTC`.

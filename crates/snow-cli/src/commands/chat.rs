@@ -1,0 +1,184 @@
+//! `snow chat …` and `snow presence`: the GP's client on the command line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use snow_client::{Client, ConnectOptions};
+use snow_crypto::{CertInfo, FileKeyStore, KeyStore};
+use snow_xml::{Element, NS_CLIENT, NS_PING, NS_ROSTER, NS_STANZAS};
+
+use super::Ctx;
+use crate::cli::{ChatCommand, ConnArgs};
+
+pub fn run(ctx: &Ctx, cmd: ChatCommand) -> anyhow::Result<()> {
+    match cmd {
+        ChatCommand::Send { conn, to, text } => {
+            to.parse::<snow_core::BareJid>().or_else(|_| {
+                // A full JID is fine too.
+                to.split_once('/').map(|(b, _)| b).unwrap_or("").parse::<snow_core::BareJid>()
+            })?;
+            let rt = super::runtime()?;
+            rt.block_on(async {
+                let mut client = connect(ctx, &conn).await?;
+                client.send_chat(&to, &text).await?;
+                // A ping round trip: any error about the message arrives first.
+                let ping =
+                    Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_PING, "ping"));
+                let (_, earlier) = client.request(ping).await?;
+                for el in earlier {
+                    if el.name() == "message" && el.attr("type") == Some("error") {
+                        bail!("the message to {to} was not delivered: {}", condition(&el));
+                    }
+                }
+                client.close().await?;
+                println!("Sent to {to}");
+                Ok(())
+            })
+        }
+        ChatCommand::Listen { conn, count, timeout } => {
+            let rt = super::runtime()?;
+            rt.block_on(async {
+                let mut client = connect(ctx, &conn).await?;
+                client.send_presence().await?;
+                eprintln!("Listening as {} (Ctrl-C to stop)…", client.jid());
+                let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+                let mut seen = 0usize;
+                loop {
+                    if count.is_some_and(|c| seen >= c) {
+                        break;
+                    }
+                    let left = match deadline {
+                        Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
+                        None => Duration::from_secs(3600),
+                    };
+                    if left.is_zero() {
+                        break;
+                    }
+                    let el = tokio::select! {
+                        _ = tokio::signal::ctrl_c() => break,
+                        r = client.next_stanza(left) => match r {
+                            Ok(el) => el,
+                            Err(snow_client::ClientError::Framed(snow_xml::FramedError::Timeout(_))) => continue,
+                            Err(e) => return Err(e.into()),
+                        },
+                    };
+                    if el.name() != "message" {
+                        continue;
+                    }
+                    let Some(body) = el.child(NS_CLIENT, "body").map(|b| b.text()) else { continue };
+                    let from = el.attr("from").unwrap_or("?");
+                    let when = el
+                        .child(snow_xml::NS_DELAY, "delay")
+                        .and_then(|d| d.attr("stamp"))
+                        .map(|s| format!(" (sent {s})"))
+                        .unwrap_or_default();
+                    println!("{from}{when}: {body}");
+                    seen += 1;
+                }
+                client.close().await?;
+                Ok(())
+            })
+        }
+    }
+}
+
+pub fn presence(
+    ctx: &Ctx,
+    conn: ConnArgs,
+    show: Option<String>,
+    status: Option<String>,
+    wait: u64,
+) -> anyhow::Result<()> {
+    if let Some(s) = &show {
+        if !matches!(s.as_str(), "away" | "chat" | "dnd" | "xa") {
+            bail!("--show must be away, chat, dnd or xa");
+        }
+    }
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let mut client = connect(ctx, &conn).await?;
+        let roster_get =
+            Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_ROSTER, "query"));
+        let (roster, _) = client.request(roster_get).await?;
+        let mut p = Element::new(NS_CLIENT, "presence");
+        if let Some(s) = show {
+            p.push_child(Element::new(NS_CLIENT, "show").with_text(s));
+        }
+        if let Some(s) = status {
+            p.push_child(Element::new(NS_CLIENT, "status").with_text(s));
+        }
+        client.send(&p).await?;
+        let mut online: Vec<(String, String)> = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match client.next_stanza(left).await {
+                Ok(el) if el.name() == "presence" && el.attr("type").is_none() => {
+                    let show = el.child(NS_CLIENT, "show").map(|s| s.text()).unwrap_or_else(|| "available".into());
+                    online.push((el.attr("from").unwrap_or("?").to_owned(), show));
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        println!("You are online as {}", client.jid());
+        let items: Vec<Element> =
+            roster.child(NS_ROSTER, "query").map(|q| q.children().cloned().collect()).unwrap_or_default();
+        if items.is_empty() {
+            println!("No contacts yet.");
+        }
+        for item in items {
+            let jid = item.attr("jid").unwrap_or("?").to_owned();
+            let state = online
+                .iter()
+                .find(|(from, _)| from.split('/').next() == Some(jid.as_str()))
+                .map(|(_, s)| s.clone())
+                .unwrap_or_else(|| "offline".into());
+            println!("  {jid:<32} {state}");
+        }
+        client.close().await?;
+        Ok(())
+    })
+}
+
+fn condition(el: &Element) -> String {
+    el.child(NS_CLIENT, "error")
+        .and_then(|e| e.children().find(|c| c.ns() == NS_STANZAS && c.name() != "text"))
+        .map(|c| c.name().to_owned())
+        .unwrap_or_else(|| "unknown error".into())
+}
+
+/// Unlocks the key store and logs in.
+async fn connect(ctx: &Ctx, conn: &ConnArgs) -> anyhow::Result<Client> {
+    let store = FileKeyStore::new(conn.keystore.clone().unwrap_or_else(|| ctx.paths.keystore()));
+    let chain = store.certificate_chain()?;
+    let info = CertInfo::from_der(&chain[0])?;
+    let jid: snow_core::BareJid =
+        info.jid().context("your certificate names no JID")?.parse().context("your certificate's JID is malformed")?;
+    let Some(ca_der) = chain.iter().skip(1).find(|c| CertInfo::from_der(c).is_ok_and(|i| i.is_ca)).cloned() else {
+        bail!("the key store holds no CA certificate to check the server with (re-import your .p12)");
+    };
+    let pass = ctx.personal_passphrase().get()?;
+    let identity = store.unlock(&pass)?;
+    let addr: SocketAddr = match conn.server.parse() {
+        Ok(a) => a,
+        Err(_) => tokio::net::lookup_host(&conn.server)
+            .await
+            .with_context(|| format!("cannot resolve {}", conn.server))?
+            .next()
+            .with_context(|| format!("{} has no address", conn.server))?,
+    };
+    let opts = ConnectOptions {
+        addr,
+        domain: jid.domain().to_string(),
+        ca_der,
+        direct_tls: conn.direct_tls,
+        resource: conn.resource.clone(),
+        timeout: Duration::from_secs(15),
+    };
+    Ok(Client::connect(&opts, &identity).await?)
+}
