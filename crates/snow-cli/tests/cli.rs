@@ -365,3 +365,55 @@ fn import_errors() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// `snow serve` as a process, `snow chat send`/`listen` against it, and a
+/// graceful stop on SIGTERM.
+#[test]
+fn serve_and_chat() {
+    use std::io::{BufRead, BufReader};
+    let site = Site::new();
+    std::fs::write(
+        site.path("snow.toml"),
+        "[pki]\nca_key_bits = 2048\n[server]\nc2s_bind = \"127.0.0.1:0\"\ndirect_tls_bind = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    site.init();
+    let pass = site.ca_pass_arg();
+    site.ok(&["server", "cert", "--ca-passphrase-file", &pass]);
+    let gp = site.path("gp.pass").display().to_string();
+    for hpnr in ["1111111", "2222222"] {
+        let (p12, otp) = site.add_user(hpnr);
+        let ks = site.path(&format!("ks-{hpnr}")).display().to_string();
+        site.ok(&["key", "import", p12.to_str().unwrap(), "--keystore", &ks, "--password-file", otp.to_str().unwrap(), "--passphrase-file", &gp]);
+    }
+    let mut server = Command::new(env!("CARGO_BIN_EXE_snow"))
+        .arg("serve")
+        .env("SNOW_HOME", site.home())
+        .env("SNOW_CONFIG", site.path("snow.toml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.rsplit_once(" on ").unwrap().1.split(' ').next().unwrap().to_owned();
+    let ks1 = site.path("ks-1111111").display().to_string();
+    let ks2 = site.path("ks-2222222").display().to_string();
+
+    let out = site.ok(&["chat", "send", "--server", &addr, "--keystore", &ks1, "--passphrase-file", &gp, "--to", "2222222@po.example", "God morgen"]);
+    assert!(out.contains("Sent to 2222222@po.example"), "{out}");
+    let out = site.ok(&["chat", "listen", "--server", &addr, "--keystore", &ks2, "--passphrase-file", &gp, "--count", "1", "--timeout", "20"]);
+    assert!(out.contains("1111111@po.example") && out.contains(": God morgen"), "{out}");
+    let e = site.fails(&["chat", "send", "--server", &addr, "--keystore", &ks1, "--passphrase-file", &gp, "--to", "7777777@po.example", "hallo"]);
+    assert!(e.contains("not delivered") && e.contains("service-unavailable"), "{e}");
+    std::fs::write(site.path("wrong.pass"), "not my passphrase\n").unwrap();
+    let e = site.fails(&["chat", "send", "--server", &addr, "--keystore", &ks1, "--passphrase-file", site.path("wrong.pass").to_str().unwrap(), "--to", "2222222@po.example", "x"]);
+    assert!(e.contains("wrong password"), "{e}");
+
+    // SIGTERM: the server says goodbye and exits cleanly.
+    let pid = server.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
