@@ -74,6 +74,9 @@ pub enum Command {
     /// Chat with other users: send a message, or listen for messages.
     #[command(subcommand)]
     Chat(ChatCommand),
+    /// Load tests of a running server (Snow or any XMPP server).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Announce your presence and show your contacts' presence.
     Presence {
         #[command(flatten)]
@@ -217,4 +220,56 @@ pub enum KeyCommand {
         #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
         keystore: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// N clients send one-to-one messages to each other; prints delivered
+    /// messages/s, latency percentiles and (with --server-pid) the server's
+    /// peak memory and CPU time. With --idle, holds N logged-in connections
+    /// and prints the server's memory per connection instead.
+    C2s(BenchC2sArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchC2sArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 5222)]
+    pub port: u16,
+    /// The server's XMPP domain (default: the domain of the key store's JID).
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Connected clients.
+    #[arg(long, default_value_t = 200)]
+    pub clients: usize,
+    /// Messages each client sends.
+    #[arg(long, default_value_t = 100)]
+    pub messages: usize,
+    /// Bytes of filler in each message body.
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// external (certificate from --keystore) or plain (--username and
+    /// the password in --passphrase-file / SNOW_KEY_PASSPHRASE).
+    #[arg(long, default_value = "external")]
+    pub auth: String,
+    /// Account name for --auth plain.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// CA certificate (PEM) that issued the server's certificate (default:
+    /// the CA in the key store).
+    #[arg(long, value_name = "PATH")]
+    pub ca: Option<PathBuf>,
+    /// Key store for --auth external (default: SNOW_HOME/keystore).
+    #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
+    pub keystore: Option<PathBuf>,
+    /// The server's process id, to report its peak memory and CPU time.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Hold the connections idle and report memory per connection.
+    #[arg(long)]
+    pub idle: bool,
+    /// Logins in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub parallel: usize,
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use snow_crypto::Identity;
 use snow_xml::{
@@ -51,6 +52,15 @@ pub struct ConnectOptions {
     pub resource: Option<String>,
     /// Limit for each step of the negotiation.
     pub timeout: Duration,
+}
+
+/// How to log in.
+pub enum Login<'a> {
+    /// SASL EXTERNAL with the user's certificate: Snow's only way.
+    Certificate(&'a Identity),
+    /// SASL PLAIN over TLS, for pointing the same tools at reference
+    /// servers (Prosody) that use passwords.
+    Plain { username: &'a str, password: &'a str },
 }
 
 /// A logged-in session.
@@ -100,24 +110,34 @@ fn stream_error(el: &Element) -> ClientError {
     ClientError::StreamError { condition: condition.unwrap_or_else(|| "undefined-condition".into()), text }
 }
 
-fn tls_connector(opts: &ConnectOptions, identity: &Identity) -> Result<TlsConnector, ClientError> {
+fn tls_connector(opts: &ConnectOptions, login: &Login<'_>) -> Result<TlsConnector, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(opts.ca_der.clone())).map_err(|e| ClientError::Tls(e.to_string()))?;
-    let chain: Vec<CertificateDer<'static>> = identity.chain().iter().cloned().map(CertificateDer::from).collect();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_pkcs8().to_vec()));
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ClientError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| ClientError::Tls(e.to_string()))?;
+        .with_root_certificates(roots);
+    let cfg = match login {
+        Login::Certificate(identity) => {
+            let chain: Vec<CertificateDer<'static>> =
+                identity.chain().iter().cloned().map(CertificateDer::from).collect();
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_pkcs8().to_vec()));
+            builder.with_client_auth_cert(chain, key).map_err(|e| ClientError::Tls(e.to_string()))?
+        }
+        Login::Plain { .. } => builder.with_no_client_auth(),
+    };
     Ok(TlsConnector::from(Arc::new(cfg)))
 }
 
 impl Client {
     /// Connects and logs in with `identity`'s certificate.
     pub async fn connect(opts: &ConnectOptions, identity: &Identity) -> Result<Client, ClientError> {
+        Self::connect_with(opts, &Login::Certificate(identity)).await
+    }
+
+    /// Connects and logs in as `login` says.
+    pub async fn connect_with(opts: &ConnectOptions, login: &Login<'_>) -> Result<Client, ClientError> {
         let t = opts.timeout;
         let tcp =
             TcpStream::connect(opts.addr).await.map_err(|source| ClientError::Connect { addr: opts.addr, source })?;
@@ -138,20 +158,32 @@ impl Client {
             f.into_inner()
         };
         let name = ServerName::try_from(opts.domain.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
-        let tls = tokio::time::timeout(t, tls_connector(opts, identity)?.connect(name, tcp))
+        let tls = tokio::time::timeout(t, tls_connector(opts, login)?.connect(name, tcp))
             .await
             .map_err(|_| ClientError::Tls("handshake timed out".into()))?
             .map_err(|e| ClientError::Tls(e.to_string()))?;
         let mut f = Framed::new(tls, Limits::default());
         let features = open(&mut f, &opts.domain, t).await?;
-        let offers_external = features
+        let mechanism = match login {
+            Login::Certificate(_) => "EXTERNAL",
+            Login::Plain { .. } => "PLAIN",
+        };
+        let offered = features
             .child(NS_SASL, "mechanisms")
-            .is_some_and(|m| m.children().any(|c| c.name() == "mechanism" && c.text().trim() == "EXTERNAL"));
-        if !offers_external {
-            return Err(ClientError::Protocol("the server does not offer SASL EXTERNAL".into()));
+            .is_some_and(|m| m.children().any(|c| c.name() == "mechanism" && c.text().trim() == mechanism));
+        if !offered {
+            return Err(ClientError::Protocol(format!("the server does not offer SASL {mechanism}")));
         }
-        // Empty authzid: the certificate names exactly one JID.
-        f.send(&format!("<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>")).await.map_err(FramedError::Io)?;
+        let initial = match login {
+            // Empty authzid: the certificate names exactly one JID.
+            Login::Certificate(_) => "=".to_owned(),
+            Login::Plain { username, password } => {
+                base64::engine::general_purpose::STANDARD.encode(format!("\0{username}\0{password}"))
+            }
+        };
+        f.send(&format!("<auth xmlns='{NS_SASL}' mechanism='{mechanism}'>{initial}</auth>"))
+            .await
+            .map_err(FramedError::Io)?;
         let answer = next(&mut f, t).await?;
         if answer.is(NS_SASL, "failure") {
             let cond = answer.children().next().map(|c| c.name().to_owned()).unwrap_or_else(|| "failure".into());
@@ -230,11 +262,79 @@ impl Client {
         }
     }
 
+    /// Splits into a reader and a writer that can be used from different
+    /// tasks (for load tests and clients that send while they listen).
+    pub fn split(self) -> (ClientReader, ClientWriter) {
+        let (io, parser, events) = self.framed.into_parts();
+        let (rd, wr) = tokio::io::split(io);
+        (
+            ClientReader { rd, parser, events, scratch: Vec::new(), buf: vec![0u8; 16 * 1024] },
+            ClientWriter { wr },
+        )
+    }
+
     /// Closes the stream politely.
     pub async fn close(mut self) -> Result<(), ClientError> {
         self.framed.send("</stream:stream>").await.map_err(FramedError::Io)?;
         // Wait briefly for the server's closing tag.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.framed.next_event(Duration::from_secs(2))).await;
+        Ok(())
+    }
+}
+
+/// The receiving half of a split [`Client`].
+pub struct ClientReader {
+    rd: tokio::io::ReadHalf<TlsStream<TcpStream>>,
+    parser: snow_xml::StreamParser,
+    events: std::collections::VecDeque<StreamEvent>,
+    scratch: Vec<StreamEvent>,
+    buf: Vec<u8>,
+}
+
+impl ClientReader {
+    /// The next stanza within `timeout`.
+    pub async fn next_stanza(&mut self, timeout: Duration) -> Result<Element, ClientError> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            match self.events.pop_front() {
+                Some(StreamEvent::Stanza(el)) if el.is(NS_STREAMS, "error") => return Err(stream_error(&el)),
+                Some(StreamEvent::Stanza(el)) => return Ok(el),
+                Some(StreamEvent::End) => return Err(ClientError::StreamError { condition: "closed".into(), text: None }),
+                Some(StreamEvent::Header(_)) => return Err(ClientError::Protocol("unexpected stream header".into())),
+                None => {}
+            }
+            let n = tokio::time::timeout(timeout, self.rd.read(&mut self.buf))
+                .await
+                .map_err(|_| FramedError::Timeout(timeout))?
+                .map_err(FramedError::Io)?;
+            if n == 0 {
+                return Err(FramedError::Closed.into());
+            }
+            let r = self.parser.feed(&self.buf[..n], &mut self.scratch);
+            self.events.extend(self.scratch.drain(..));
+            if let Err(e) = r {
+                if self.events.is_empty() {
+                    return Err(FramedError::Xml(e).into());
+                }
+            }
+        }
+    }
+}
+
+/// The sending half of a split [`Client`].
+pub struct ClientWriter {
+    wr: tokio::io::WriteHalf<TlsStream<TcpStream>>,
+}
+
+impl ClientWriter {
+    pub async fn send(&mut self, stanza: &Element) -> Result<(), ClientError> {
+        self.send_raw(&stanza.to_xml(NS_CLIENT)).await
+    }
+
+    pub async fn send_raw(&mut self, xml: &str) -> Result<(), ClientError> {
+        use tokio::io::AsyncWriteExt;
+        self.wr.write_all(xml.as_bytes()).await.map_err(FramedError::Io)?;
+        self.wr.flush().await.map_err(FramedError::Io)?;
         Ok(())
     }
 }

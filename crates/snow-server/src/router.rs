@@ -124,7 +124,8 @@ impl Router {
     }
 
     pub fn session(&self, bare: &str, full: &str) -> Option<Arc<SessionHandle>> {
-        self.sessions(bare).into_iter().find(|h| h.full == full)
+        let map = self.by_bare.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(bare)?.iter().find(|h| h.full == full).cloned()
     }
 
     /// Every session, to say goodbye at shutdown.

@@ -1,5 +1,6 @@
 //! One module per command group; `run` dispatches.
 
+mod bench;
 mod ca;
 mod chat;
 mod key;
@@ -66,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(c) => key::run(&ctx, c),
         Command::Serve => serve::run(&ctx),
         Command::Chat(c) => chat::run(&ctx, c),
+        Command::Bench(crate::cli::BenchCommand::C2s(args)) => bench::c2s(&ctx, args),
         Command::Presence { conn, show, status, wait } => chat::presence(&ctx, conn, show, status, wait),
     }
 }
