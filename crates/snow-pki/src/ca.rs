@@ -62,9 +62,7 @@ impl Ca {
         let key_pkcs8 = rsa_key::generate(PkiSettings::bits("pki.ca_key_bits", settings.ca_key_bits)?)?;
         let kp = rcgen_key(&key_pkcs8)?;
         let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, format!("Snow CA {domain}"));
-        params.distinguished_name.push(DnType::OrganizationName, "Snow");
+        params.distinguished_name = subject(format!("Snow CA {domain}"));
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages =
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
@@ -126,9 +124,7 @@ impl Ca {
         let key = rsa_key::generate(PkiSettings::bits("pki.server_key_bits", self.settings.server_key_bits)?)?;
         let kp = rcgen_key(&key)?;
         let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, domain.as_str());
-        params.distinguished_name.push(DnType::OrganizationName, "Snow");
+        params.distinguished_name = subject(domain.as_str());
         params.subject_alt_names = vec![
             SanType::DnsName(domain.as_str().try_into()?),
             SanType::OtherName((OID_XMPP_ADDR_ARCS.to_vec(), OtherNameValue::Utf8String(domain.to_string()))),
@@ -162,9 +158,7 @@ impl Ca {
         let key = rsa_key::generate(PkiSettings::bits("pki.user_key_bits", self.settings.user_key_bits)?)?;
         let kp = rcgen_key(&key)?;
         let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, hpnr.as_str());
-        params.distinguished_name.push(DnType::OrganizationName, "Snow");
+        params.distinguished_name = subject(hpnr.as_str());
         params.subject_alt_names =
             vec![SanType::OtherName((OID_XMPP_ADDR_ARCS.to_vec(), OtherNameValue::Utf8String(jid.to_string())))];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
@@ -265,6 +259,14 @@ fn open_public(paths: &SitePaths) -> Result<(CaDb, Domain, Vec<u8>), PkiError> {
     let db = CaDb::open(&paths.ca_db())?;
     let domain = db.meta(META_DOMAIN)?.ok_or_else(|| PkiError::CaNotInitialised(paths.home().to_owned()))?.parse()?;
     Ok((db, domain, cert_der))
+}
+
+/// `CN=<cn>, O=Snow`: the subject of every certificate the CA issues.
+fn subject(cn: impl Into<String>) -> rcgen::DistinguishedName {
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(DnType::CommonName, cn.into());
+    dn.push(DnType::OrganizationName, "Snow");
+    dn
 }
 
 fn rcgen_key(pkcs8: &[u8]) -> Result<KeyPair, PkiError> {
