@@ -366,11 +366,28 @@ fn import_errors() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-/// `snow serve` as a process, `snow chat send`/`listen` against it, and a
-/// graceful stop on SIGTERM.
-#[test]
-fn serve_and_chat() {
+/// Starts `snow serve` for `site`; returns the process and its STARTTLS address.
+fn start_server(site: &Site) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
+    let mut server = Command::new(env!("CARGO_BIN_EXE_snow"))
+        .arg("serve")
+        .env("SNOW_HOME", site.home())
+        .env("SNOW_CONFIG", site.path("snow.toml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.rsplit_once(" on ").unwrap().1.split(' ').next().unwrap().to_owned();
+    // Keep reading, so the server never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (server, addr)
+}
+
+/// A site with a server certificate and two users with imported keys.
+fn chat_site() -> Site {
     let site = Site::new();
     std::fs::write(
         site.path("snow.toml"),
@@ -384,36 +401,149 @@ fn serve_and_chat() {
     for hpnr in ["1111111", "2222222"] {
         let (p12, otp) = site.add_user(hpnr);
         let ks = site.path(&format!("ks-{hpnr}")).display().to_string();
-        site.ok(&["key", "import", p12.to_str().unwrap(), "--keystore", &ks, "--password-file", otp.to_str().unwrap(), "--passphrase-file", &gp]);
+        site.ok(&[
+            "key",
+            "import",
+            p12.to_str().unwrap(),
+            "--keystore",
+            &ks,
+            "--password-file",
+            otp.to_str().unwrap(),
+            "--passphrase-file",
+            &gp,
+        ]);
     }
-    let mut server = Command::new(env!("CARGO_BIN_EXE_snow"))
-        .arg("serve")
-        .env("SNOW_HOME", site.home())
-        .env("SNOW_CONFIG", site.path("snow.toml"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first.rsplit_once(" on ").unwrap().1.split(' ').next().unwrap().to_owned();
+    site
+}
+
+/// `snow serve` as a process, `snow chat send`/`listen` and `snow
+/// presence` against it, and a graceful stop on SIGTERM.
+#[test]
+fn serve_and_chat() {
+    let site = chat_site();
+    let gp = site.path("gp.pass").display().to_string();
+    let (mut server, addr) = start_server(&site);
     let ks1 = site.path("ks-1111111").display().to_string();
     let ks2 = site.path("ks-2222222").display().to_string();
 
-    let out = site.ok(&["chat", "send", "--server", &addr, "--keystore", &ks1, "--passphrase-file", &gp, "--to", "2222222@po.example", "God morgen"]);
+    let out = site.ok(&[
+        "chat",
+        "send",
+        "--server",
+        &addr,
+        "--keystore",
+        &ks1,
+        "--passphrase-file",
+        &gp,
+        "--to",
+        "2222222@po.example",
+        "God morgen",
+    ]);
     assert!(out.contains("Sent to 2222222@po.example"), "{out}");
-    let out = site.ok(&["chat", "listen", "--server", &addr, "--keystore", &ks2, "--passphrase-file", &gp, "--count", "1", "--timeout", "20"]);
+    let out = site.ok(&[
+        "chat",
+        "listen",
+        "--server",
+        &addr,
+        "--keystore",
+        &ks2,
+        "--passphrase-file",
+        &gp,
+        "--count",
+        "1",
+        "--timeout",
+        "20",
+    ]);
     assert!(out.contains("1111111@po.example") && out.contains(": God morgen"), "{out}");
-    let e = site.fails(&["chat", "send", "--server", &addr, "--keystore", &ks1, "--passphrase-file", &gp, "--to", "7777777@po.example", "hallo"]);
+    let e = site.fails(&[
+        "chat",
+        "send",
+        "--server",
+        &addr,
+        "--keystore",
+        &ks1,
+        "--passphrase-file",
+        &gp,
+        "--to",
+        "7777777@po.example",
+        "hallo",
+    ]);
     assert!(e.contains("not delivered") && e.contains("service-unavailable"), "{e}");
     std::fs::write(site.path("wrong.pass"), "not my passphrase\n").unwrap();
-    let e = site.fails(&["chat", "send", "--server", &addr, "--keystore", &ks1, "--passphrase-file", site.path("wrong.pass").to_str().unwrap(), "--to", "2222222@po.example", "x"]);
+    let e = site.fails(&[
+        "chat",
+        "send",
+        "--server",
+        &addr,
+        "--keystore",
+        &ks1,
+        "--passphrase-file",
+        site.path("wrong.pass").to_str().unwrap(),
+        "--to",
+        "2222222@po.example",
+        "x",
+    ]);
     assert!(e.contains("wrong password"), "{e}");
+
+    let out = site.ok(&["presence", "--server", &addr, "--keystore", &ks1, "--passphrase-file", &gp, "--wait", "0"]);
+    assert!(out.contains("You are online as 1111111@po.example/"), "{out}");
 
     // SIGTERM: the server says goodbye and exits cleanly.
     let pid = server.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = server.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Offline messages are on disk once the sender has its answer: a server
+/// killed with SIGKILL and restarted delivers each of them exactly once.
+#[test]
+fn offline_messages_survive_sigkill() {
+    let site = chat_site();
+    let gp = site.path("gp.pass").display().to_string();
+    let ks1 = site.path("ks-1111111").display().to_string();
+    let ks2 = site.path("ks-2222222").display().to_string();
+    let (mut server, addr) = start_server(&site);
+    // The recipient's account exists (the PO's users are known accounts).
+    for i in 1..=3 {
+        site.ok(&[
+            "chat",
+            "send",
+            "--server",
+            &addr,
+            "--keystore",
+            &ks1,
+            "--passphrase-file",
+            &gp,
+            "--to",
+            "2222222@po.example",
+            &format!("melding {i}"),
+        ]);
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let (mut server, addr) = start_server(&site);
+    let out = site.ok(&[
+        "chat",
+        "listen",
+        "--server",
+        &addr,
+        "--keystore",
+        &ks2,
+        "--passphrase-file",
+        &gp,
+        "--count",
+        "3",
+        "--timeout",
+        "20",
+    ]);
+    let got: Vec<&str> = out.lines().filter_map(|l| l.rsplit_once(": ").map(|(_, b)| b)).collect();
+    assert_eq!(got, ["melding 1", "melding 2", "melding 3"], "{out}");
+    // Listening again right away: nothing is delivered twice.
+    let out =
+        site.ok(&["chat", "listen", "--server", &addr, "--keystore", &ks2, "--passphrase-file", &gp, "--timeout", "2"]);
+    assert!(!out.contains("melding"), "delivered twice: {out}");
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -267,10 +267,7 @@ impl Client {
     pub fn split(self) -> (ClientReader, ClientWriter) {
         let (io, parser, events) = self.framed.into_parts();
         let (rd, wr) = tokio::io::split(io);
-        (
-            ClientReader { rd, parser, events, scratch: Vec::new(), buf: vec![0u8; 16 * 1024] },
-            ClientWriter { wr },
-        )
+        (ClientReader { rd, parser, events, scratch: Vec::new(), buf: vec![0u8; 16 * 1024] }, ClientWriter { wr })
     }
 
     /// Closes the stream politely.
@@ -299,7 +296,9 @@ impl ClientReader {
             match self.events.pop_front() {
                 Some(StreamEvent::Stanza(el)) if el.is(NS_STREAMS, "error") => return Err(stream_error(&el)),
                 Some(StreamEvent::Stanza(el)) => return Ok(el),
-                Some(StreamEvent::End) => return Err(ClientError::StreamError { condition: "closed".into(), text: None }),
+                Some(StreamEvent::End) => {
+                    return Err(ClientError::StreamError { condition: "closed".into(), text: None })
+                }
                 Some(StreamEvent::Header(_)) => return Err(ClientError::Protocol("unexpected stream header".into())),
                 None => {}
             }

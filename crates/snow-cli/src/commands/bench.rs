@@ -184,15 +184,24 @@ async fn run(a: BenchC2sArgs, auth: Auth, domain: String, ca_der: Vec<u8>) -> an
     drop(keep);
     let secs = last.as_secs_f64();
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct =
+        |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
     let rate = all.len() as f64 / secs;
     println!("{} of {total} messages delivered in {secs:.2} s: {rate:.0} messages/s", all.len());
     println!("latency p50 {:.2} ms, p99 {:.2} ms", pct(0.50) as f64 / 1e6, pct(0.99) as f64 / 1e6);
     let after = a.server_pid.and_then(proc_stats);
-    let mut result = format!("RESULT msgs_per_sec={rate:.0} p50_ms={:.2} p99_ms={:.2}", pct(0.5) as f64 / 1e6, pct(0.99) as f64 / 1e6);
+    let mut result = format!(
+        "RESULT msgs_per_sec={rate:.0} p50_ms={:.2} p99_ms={:.2}",
+        pct(0.5) as f64 / 1e6,
+        pct(0.99) as f64 / 1e6
+    );
     if let (Some(b), Some(x)) = (before, after) {
         println!("server peak RSS {:.1} MiB, CPU {:.2} s", x.peak_rss_kib as f64 / 1024.0, x.cpu_secs - b.cpu_secs);
-        result.push_str(&format!(" peak_rss_mib={:.1} cpu_s={:.2}", x.peak_rss_kib as f64 / 1024.0, x.cpu_secs - b.cpu_secs));
+        result.push_str(&format!(
+            " peak_rss_mib={:.1} cpu_s={:.2}",
+            x.peak_rss_kib as f64 / 1024.0,
+            x.cpu_secs - b.cpu_secs
+        ));
     }
     println!("{result}");
     Ok(())

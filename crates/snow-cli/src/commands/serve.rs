@@ -1,5 +1,6 @@
 //! `snow serve`: run the site's XMPP server.
 
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -23,12 +24,16 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     let rt = super::runtime()?;
     rt.block_on(async move {
         let server = Server::start(config).await?;
-        println!("Snow server for {domain} listening on {} (STARTTLS)", server.c2s_addr);
+        // A server must outlive whoever reads its stdout: write errors
+        // (a closed pipe) are ignored rather than fatal.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "Snow server for {domain} listening on {} (STARTTLS)", server.c2s_addr);
         if let Some(a) = server.direct_tls_addr {
-            println!("                    and on {a} (direct TLS)");
+            let _ = writeln!(out, "                    and on {a} (direct TLS)");
         }
+        let _ = out.flush();
         wait_for_stop(&server).await?;
-        println!("Shutting down…");
+        tracing::info!("shutting down");
         server.shutdown(Duration::from_secs(10)).await;
         anyhow::Ok(())
     })
