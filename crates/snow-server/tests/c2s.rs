@@ -331,3 +331,46 @@ async fn presence_subscription_and_roster() {
     assert_eq!(item.attr("subscription"), Some("to"));
     server.shutdown(T).await;
 }
+
+#[tokio::test]
+async fn connection_limits_and_timeouts() {
+    let mut site = Site::new();
+    site.add_user("1111111");
+    site.settings.max_connections_per_ip = 2;
+    site.settings.idle_timeout_secs = 1;
+    site.settings.negotiation_timeout_secs = 1;
+    let server = site.start().await;
+    let mut a = site.login(&server, "1111111").await.unwrap();
+    // A second connection that never says anything.
+    let mut silent = TcpStream::connect(server.c2s_addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The third from this address is refused outright.
+    let r = site.login(&server, "1111111").await;
+    assert!(r.is_err(), "a third connection from one IP was accepted");
+    // The silent one is closed once negotiation times out.
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(T, silent.read(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(n, 0, "the silent connection was not closed");
+    // The logged-in one is closed after the idle timeout, with a stream error.
+    match a.next_stanza(T).await {
+        Err(ClientError::StreamError { condition, .. }) => assert_eq!(condition, "connection-timeout"),
+        other => panic!("expected connection-timeout, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(site.login(&server, "1111111").await.is_ok(), "places are freed when connections end");
+    server.shutdown(T).await;
+}
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_dropped() {
+    let mut site = Site::new();
+    site.add_user("1111111");
+    site.settings.tls_handshake_timeout_secs = 1;
+    let server = site.start().await;
+    // Direct TLS port: connect and send nothing, not even a ClientHello.
+    let mut tcp = TcpStream::connect(server.direct_tls_addr.unwrap()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(T, tcp.read(&mut buf)).await.expect("still open after the handshake timeout");
+    assert_eq!(n.unwrap_or(0), 0);
+    server.shutdown(T).await;
+}
