@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Deserialize;
 use snow_pki::PkiSettings;
-use snow_server::ServerSettings;
+use snow_server::{S2sSettings, ServerSettings};
 
 /// Largest configuration file read.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -15,6 +15,7 @@ const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 pub struct Config {
     pub pki: PkiSettings,
     pub server: ServerSettings,
+    pub s2s: S2sSettings,
 }
 
 impl Config {
@@ -53,6 +54,8 @@ mod tests {
         assert_eq!(c.pki.min_passphrase_length, d.min_passphrase_length);
         let (s, sd) = (c.server, ServerSettings::default());
         assert_eq!(format!("{s:?}"), format!("{sd:?}"), "snow.example.toml [server] differs from the defaults");
+        let (s, sd) = (c.s2s, S2sSettings::default());
+        assert_eq!(format!("{s:?}"), format!("{sd:?}"), "snow.example.toml [s2s] differs from the defaults");
     }
 
     #[test]

@@ -66,10 +66,44 @@ impl Default for ServerSettings {
     }
 }
 
+/// The `[s2s]` section: links to other sites' servers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S2sSettings {
+    /// Server-to-server port; "" disables incoming links.
+    pub bind: String,
+    /// Where to reach other domains: `"lab.example" = "127.0.0.1:15269"`.
+    /// Without a route, `DOMAIN:5269` is looked up in DNS.
+    pub routes: std::collections::BTreeMap<String, String>,
+    /// CA certificates (PEM files) whose servers are trusted as peers.
+    /// Empty: only servers of this site's own CA.
+    pub trusted_cas: Vec<PathBuf>,
+    /// Seconds to establish a link before queued stanzas are bounced.
+    pub connect_timeout_secs: u64,
+    /// Stanzas that may wait for one remote domain.
+    pub queue: usize,
+    /// Seconds an idle outgoing link stays open.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for S2sSettings {
+    fn default() -> Self {
+        S2sSettings {
+            bind: "127.0.0.1:5269".into(),
+            routes: Default::default(),
+            trusted_cas: Vec::new(),
+            connect_timeout_secs: 10,
+            queue: 1000,
+            idle_timeout_secs: 600,
+        }
+    }
+}
+
 /// The settings plus where the site's files are, resolved and checked.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub settings: ServerSettings,
+    pub s2s: S2sSettings,
     pub domain: Domain,
     pub ca_cert: PathBuf,
     pub crl: PathBuf,
@@ -84,7 +118,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// The configuration of the site in `home` (layout as `snow-pki`'s
     /// `SitePaths`: `ca/`, `server/`, `data/`).
-    pub fn for_home(home: &Path, domain: Domain, settings: ServerSettings) -> Self {
+    pub fn for_home(home: &Path, domain: Domain, settings: ServerSettings, s2s: S2sSettings) -> Self {
         let ca_db = home.join("ca").join("ca.db");
         ServerConfig {
             ca_cert: home.join("ca").join("ca.pem"),
@@ -95,6 +129,7 @@ impl ServerConfig {
             ca_db: ca_db.exists().then_some(ca_db),
             domain,
             settings,
+            s2s,
         }
     }
 
@@ -125,6 +160,18 @@ impl ServerConfig {
         }
         if s.outbound_queue == 0 || s.max_connections == 0 || s.max_connections_per_ip == 0 {
             return bad("server.outbound_queue, max_connections and max_connections_per_ip must be positive");
+        }
+        if self.s2s.queue == 0 || self.s2s.connect_timeout_secs == 0 {
+            return bad("s2s.queue and s2s.connect_timeout_secs must be positive");
+        }
+        for (domain, addr) in &self.s2s.routes {
+            if domain.parse::<Domain>().is_err()
+                || addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none()
+            {
+                return Err(ServerError::Config(format!(
+                    "s2s.routes: {domain:?} = {addr:?} is not DOMAIN = \"HOST:PORT\""
+                )));
+            }
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 mod limits;
 mod router;
+mod s2s;
 mod server;
 mod services;
 mod session;
@@ -18,6 +19,6 @@ mod stanza;
 pub mod tls;
 pub mod trust;
 
-pub use config::{ServerConfig, ServerSettings};
+pub use config::{S2sSettings, ServerConfig, ServerSettings};
 pub use error::ServerError;
 pub use server::{Server, ServerHandle};

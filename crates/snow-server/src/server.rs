@@ -21,6 +21,7 @@ pub(crate) struct Shared {
     pub acceptor: TlsAcceptor,
     pub db: Arc<Mutex<ServerDb>>,
     pub router: Router,
+    pub links: crate::s2s::Links,
     pub conns: Arc<ConnectionLimits>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -47,6 +48,7 @@ pub struct Server;
 pub struct ServerHandle {
     pub c2s_addr: SocketAddr,
     pub direct_tls_addr: Option<SocketAddr>,
+    pub s2s_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     shutdown_tx: watch::Sender<bool>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
@@ -56,8 +58,9 @@ impl Server {
     /// Loads certificates, opens the database and starts listening.
     pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         config.validate()?;
-        let trust = TrustStore::load(&config.ca_cert, &config.crl)?;
+        let trust = TrustStore::load(&config.ca_cert, &config.crl, &config.s2s.trusted_cas)?;
         let acceptor = TlsAcceptor::from(tls::server_config(&config)?);
+        let connector = tokio_rustls::TlsConnector::from(tls::client_config(&config, trust.peer_cas())?);
         let db = ServerDb::open(&config.database)?;
         if let Some(ca_db) = &config.ca_db {
             // At the PO, every user the CA issued is a known account.
@@ -76,6 +79,10 @@ impl Server {
             "" => None,
             addr => Some(bind(addr).await?),
         };
+        let s2s = match config.s2s.bind.trim() {
+            "" => None,
+            addr => Some(bind(addr).await?),
+        };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let conns = ConnectionLimits::new(config.settings.max_connections, config.settings.max_connections_per_ip);
         let shared = Arc::new(Shared {
@@ -84,6 +91,7 @@ impl Server {
             acceptor,
             db: Arc::new(Mutex::new(db)),
             router: Router::default(),
+            links: crate::s2s::Links::new(connector),
             conns,
             shutdown: shutdown_rx,
         });
@@ -92,12 +100,19 @@ impl Server {
             Some(l) => Some(l.local_addr().map_err(|source| ServerError::Bind { addr: "direct TLS".into(), source })?),
             None => None,
         };
-        let mut listeners = vec![tokio::spawn(accept_loop(Arc::clone(&shared), c2s, false))];
+        let s2s_addr = match &s2s {
+            Some(l) => Some(l.local_addr().map_err(|source| ServerError::Bind { addr: "s2s".into(), source })?),
+            None => None,
+        };
+        let mut listeners = vec![tokio::spawn(accept_loop(Arc::clone(&shared), c2s, Kind::StartTls))];
         if let Some(l) = direct {
-            listeners.push(tokio::spawn(accept_loop(Arc::clone(&shared), l, true)));
+            listeners.push(tokio::spawn(accept_loop(Arc::clone(&shared), l, Kind::DirectTls)));
         }
-        tracing::info!(domain = %shared.config.domain, %c2s_addr, ?direct_tls_addr, "server listening");
-        Ok(ServerHandle { c2s_addr, direct_tls_addr, shared, shutdown_tx, listeners })
+        if let Some(l) = s2s {
+            listeners.push(tokio::spawn(accept_loop(Arc::clone(&shared), l, Kind::S2s)));
+        }
+        tracing::info!(domain = %shared.config.domain, %c2s_addr, ?direct_tls_addr, ?s2s_addr, "server listening");
+        Ok(ServerHandle { c2s_addr, direct_tls_addr, s2s_addr, shared, shutdown_tx, listeners })
     }
 }
 
@@ -105,7 +120,15 @@ async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr: addr.to_owned(), source })
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, direct_tls: bool) {
+/// What a listener serves.
+#[derive(Clone, Copy)]
+enum Kind {
+    StartTls,
+    DirectTls,
+    S2s,
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, kind: Kind) {
     let mut shutdown = shared.shutdown.clone();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -129,10 +152,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, direct_tls: boo
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let _slot = slot;
-            if direct_tls {
-                session::run_direct_tls(shared, tcp, peer).await;
-            } else {
-                session::run_starttls(shared, tcp, peer).await;
+            match kind {
+                Kind::StartTls => session::run_starttls(shared, tcp, peer).await,
+                Kind::DirectTls => session::run_direct_tls(shared, tcp, peer).await,
+                Kind::S2s => crate::s2s::run_incoming(shared, tcp, peer).await,
             }
         });
     }
@@ -164,7 +187,10 @@ impl ServerHandle {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for l in self.listeners {
+            // Wait until the listening socket is really closed, so the port
+            // can be bound again at once (a restart).
             l.abort();
+            let _ = l.await;
         }
         tracing::info!("server stopped");
     }

@@ -36,12 +36,56 @@ pub(crate) async fn handle_stanza(shared: &Arc<Shared>, me: &Arc<SessionHandle>,
             }
         },
     };
+    let origin = Origin::Local(me);
     match el.name() {
-        "message" => route_message(shared, me, el, to).await,
+        "message" => route_message(shared, &origin, el, to).await,
         "presence" => presence(shared, me, el, to).await,
-        _ => iq(shared, me, el, to).await,
+        _ => iq(shared, &origin, el, to).await,
     }
     Ok(())
+}
+
+/// A stanza that arrived over an authenticated s2s link from `domain`
+/// (already checked: its `from` is of that domain; moved to `jabber:client`).
+pub(crate) async fn handle_remote(shared: &Arc<Shared>, domain: &str, el: Element) {
+    let origin = Origin::Remote(domain);
+    let to = el.attr("to").and_then(Addr::parse);
+    let Some(to) = to.filter(|a| is_local(shared, a)) else {
+        origin.reply(shared, error_reply(&el, "item-not-found", Some("this server does not relay")));
+        return;
+    };
+    match el.name() {
+        "message" => route_message(shared, &origin, el, Some(to)).await,
+        "iq" => iq(shared, &origin, el, Some(to)).await,
+        "presence" if to.local.is_some() => {
+            // Directed presence and subscription requests from remote
+            // users reach the contact's available resources.
+            let bare = to.bare();
+            for s in shared.router.sessions(&bare) {
+                if s.is_available() && to.resource.as_deref().is_none_or(|r| s.full == format!("{bare}/{r}")) {
+                    s.send_xml(el.to_xml(NS_CLIENT));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Where a stanza came from, and so where its errors go back to.
+pub(crate) enum Origin<'a> {
+    Local(&'a Arc<SessionHandle>),
+    Remote(&'a str),
+}
+
+impl Origin<'_> {
+    fn reply(&self, shared: &Arc<Shared>, stanza: Element) {
+        match self {
+            Origin::Local(me) => {
+                me.send_xml(stanza.to_xml(NS_CLIENT));
+            }
+            Origin::Remote(domain) => crate::s2s::send(shared, domain, stanza),
+        }
+    }
 }
 
 fn reply(me: &SessionHandle, stanza: Element) {
@@ -60,14 +104,23 @@ async fn account_exists(shared: &Arc<Shared>, bare: &str) -> bool {
     shared.db(move |db| db.account_exists(&b)).await.unwrap_or(false)
 }
 
-async fn route_message(shared: &Arc<Shared>, me: &Arc<SessionHandle>, el: Element, to: Option<Addr>) {
-    let to = to.unwrap_or_else(|| {
-        Addr::parse(&me.bare).unwrap_or(Addr { local: None, domain: String::new(), resource: None })
-    });
+async fn route_message(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, to: Option<Addr>) {
+    let to = match (to, origin) {
+        (Some(to), _) => to,
+        // No 'to': the sender's own bare JID (RFC 6120 §10.3.1).
+        (None, Origin::Local(me)) => match Addr::parse(&me.bare) {
+            Some(a) => a,
+            None => return,
+        },
+        (None, Origin::Remote(_)) => return,
+    };
     if !is_local(shared, &to) {
-        // Federation comes with the s2s issue.
-        if !is_reply(&el) {
-            reply(me, error_reply(&el, "remote-server-not-found", Some("federation is not available yet")));
+        match origin {
+            Origin::Local(_) => crate::s2s::send(shared, &to.domain, el),
+            Origin::Remote(_) if !is_reply(&el) => {
+                origin.reply(shared, error_reply(&el, "item-not-found", Some("this server does not relay")));
+            }
+            Origin::Remote(_) => {}
         }
         return;
     }
@@ -86,14 +139,14 @@ async fn route_message(shared: &Arc<Shared>, me: &Arc<SessionHandle>, el: Elemen
     }
     if !account_exists(shared, &bare).await {
         if kind != "error" {
-            reply(me, error_reply(&el, "service-unavailable", None));
+            origin.reply(shared, error_reply(&el, "service-unavailable", None));
         }
         return;
     }
     match kind.as_str() {
         "normal" | "chat" => {}
         "groupchat" => {
-            reply(me, error_reply(&el, "service-unavailable", None));
+            origin.reply(shared, error_reply(&el, "service-unavailable", None));
             return;
         }
         _ => {
@@ -105,7 +158,7 @@ async fn route_message(shared: &Arc<Shared>, me: &Arc<SessionHandle>, el: Elemen
         }
     }
     if !deliver_available(shared, &bare, &el) {
-        store_offline(shared, me, &bare, el).await;
+        store_offline(shared, origin, &bare, el).await;
     }
 }
 
@@ -123,7 +176,7 @@ fn deliver_available(shared: &Shared, bare: &str, el: &Element) -> bool {
 }
 
 /// XEP-0160: committed to the database before anything else happens.
-async fn store_offline(shared: &Arc<Shared>, me: &SessionHandle, owner: &str, mut el: Element) {
+async fn store_offline(shared: &Arc<Shared>, origin: &Origin<'_>, owner: &str, mut el: Element) {
     let now = time::OffsetDateTime::now_utc();
     let stamp =
         now.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
@@ -134,10 +187,12 @@ async fn store_offline(shared: &Arc<Shared>, me: &SessionHandle, owner: &str, mu
     let owner_s = owner.to_owned();
     match shared.db(move |db| db.store_offline(&owner_s, &xml, now.unix_timestamp())).await {
         Ok(Some(_)) => tracing::debug!(to = owner, "stored offline"),
-        Ok(None) => reply(me, error_reply(&el, "resource-constraint", Some("the recipient's offline store is full"))),
+        Ok(None) => {
+            origin.reply(shared, error_reply(&el, "resource-constraint", Some("the recipient's offline store is full")))
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot store offline message");
-            reply(me, error_reply(&el, "internal-server-error", None));
+            origin.reply(shared, error_reply(&el, "internal-server-error", None));
         }
     }
 }
@@ -167,6 +222,9 @@ async fn presence(shared: &Arc<Shared>, me: &Arc<SessionHandle>, el: Element, to
         }
         (Some(to), "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed") => {
             subscription(shared, me, el, to, &kind).await;
+        }
+        (Some(to), "available" | "unavailable") if !is_local(shared, &to) => {
+            crate::s2s::send(shared, &to.domain.clone(), el)
         }
         // Directed presence.
         (Some(to), "available" | "unavailable") if is_local(shared, &to) && to.local.is_some() => {
@@ -295,7 +353,15 @@ fn push_roster(shared: &Shared, owner: &str, item: &RosterItem, removed: bool) {
 
 /// The subscription state machine of RFC 6121 §3 for local contacts.
 async fn subscription(shared: &Arc<Shared>, me: &Arc<SessionHandle>, mut el: Element, to: Addr, kind: &str) {
-    if !is_local(shared, &to) || to.local.is_none() {
+    if !is_local(shared, &to) {
+        // Subscriptions across sites: passed on; roster state for remote
+        // contacts is not kept yet.
+        let mut el = el;
+        el.set_attr("from", me.bare.clone());
+        crate::s2s::send(shared, &to.domain.clone(), el);
+        return;
+    }
+    if to.local.is_none() {
         return;
     }
     let user = me.bare.clone();
@@ -393,7 +459,7 @@ async fn subscription(shared: &Arc<Shared>, me: &Arc<SessionHandle>, mut el: Ele
         any
     };
     if !delivered && kind == "subscribe" {
-        store_offline(shared, me, &contact, el).await;
+        store_offline(shared, &Origin::Local(me), &contact, el).await;
     }
     if kind == "subscribed" {
         // The contact now sees the user's presence.
@@ -407,28 +473,39 @@ async fn subscription(shared: &Arc<Shared>, me: &Arc<SessionHandle>, mut el: Ele
     }
 }
 
-async fn iq(shared: &Arc<Shared>, me: &Arc<SessionHandle>, el: Element, to: Option<Addr>) {
+async fn iq(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, to: Option<Addr>) {
     let kind = el.attr("type").unwrap_or("");
     if !matches!(kind, "get" | "set" | "result" | "error") {
-        reply(me, error_reply(&el, "bad-request", Some("an iq needs type get, set, result or error")));
+        origin.reply(shared, error_reply(&el, "bad-request", Some("an iq needs type get, set, result or error")));
         return;
     }
+    let me = match origin {
+        Origin::Local(me) => Some(*me),
+        Origin::Remote(_) => None,
+    };
+    let own_bare = me.map(|m| m.bare.as_str());
     let for_server = match &to {
         None => true,
-        Some(a) => is_local(shared, a) && (a.local.is_none() || (a.bare() == me.bare && a.resource.is_none())),
+        Some(a) => {
+            is_local(shared, a) && (a.local.is_none() || (Some(a.bare().as_str()) == own_bare && a.resource.is_none()))
+        }
     };
     if for_server {
         if is_reply(&el) {
             return;
         }
-        let own_account = to.as_ref().is_none_or(|a| a.local.is_some());
-        reply(me, server_iq(shared, me, &el, own_account).await);
+        let own_account = me.is_some() && to.as_ref().is_none_or(|a| a.local.is_some());
+        origin.reply(shared, server_iq(shared, me, &el, own_account).await);
         return;
     }
     let Some(to) = to else { return };
     if !is_local(shared, &to) {
-        if !is_reply(&el) {
-            reply(me, error_reply(&el, "remote-server-not-found", Some("federation is not available yet")));
+        match origin {
+            Origin::Local(_) => crate::s2s::send(shared, &to.domain, el),
+            Origin::Remote(_) if !is_reply(&el) => {
+                origin.reply(shared, error_reply(&el, "item-not-found", Some("this server does not relay")));
+            }
+            Origin::Remote(_) => {}
         }
         return;
     }
@@ -442,12 +519,12 @@ async fn iq(shared: &Arc<Shared>, me: &Arc<SessionHandle>, el: Element, to: Opti
     if !is_reply(&el) {
         // To another account's bare JID, or an absent resource: the server
         // answers for it (RFC 6121 §8.5.2.1.1, §8.5.3.2.1).
-        reply(me, error_reply(&el, "service-unavailable", None));
+        origin.reply(shared, error_reply(&el, "service-unavailable", None));
     }
 }
 
 /// IQs the server answers itself.
-async fn server_iq(shared: &Arc<Shared>, me: &Arc<SessionHandle>, el: &Element, own_account: bool) -> Element {
+async fn server_iq(shared: &Arc<Shared>, me: Option<&Arc<SessionHandle>>, el: &Element, own_account: bool) -> Element {
     let kind = el.attr("type").unwrap_or("");
     let payload = el.children().next();
     let (ns, name) = payload.map(|p| (p.ns(), p.name())).unwrap_or(("", ""));
@@ -484,7 +561,8 @@ async fn server_iq(shared: &Arc<Shared>, me: &Arc<SessionHandle>, el: &Element, 
             iq_result(el, Some(q))
         }
         ("get", NS_DISCO_ITEMS, "query") => iq_result(el, Some(Element::new(NS_DISCO_ITEMS, "query"))),
-        ("get", NS_ROSTER, "query") if own_account => {
+        ("get", NS_ROSTER, "query") if own_account && me.is_some() => {
+            let Some(me) = me else { return error_reply(el, "service-unavailable", None) };
             me.interested.store(true, std::sync::atomic::Ordering::Release);
             let mut q = Element::new(NS_ROSTER, "query");
             for item in roster_of(shared, &me.bare).await {
@@ -492,7 +570,10 @@ async fn server_iq(shared: &Arc<Shared>, me: &Arc<SessionHandle>, el: &Element, 
             }
             iq_result(el, Some(q))
         }
-        ("set", NS_ROSTER, "query") if own_account => roster_set(shared, me, el).await,
+        ("set", NS_ROSTER, "query") if own_account => match me {
+            Some(me) => roster_set(shared, me, el).await,
+            None => error_reply(el, "service-unavailable", None),
+        },
         _ => error_reply(el, "service-unavailable", None),
     }
 }

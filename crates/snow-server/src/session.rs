@@ -24,14 +24,14 @@ use crate::services;
 
 /// How a connection ended before binding, for the log.
 #[derive(Debug)]
-enum Refused {
+pub(crate) enum Refused {
     /// Closed quietly (EOF, timeout, network error).
     Gone(String),
     /// We sent the closing bytes already.
     Answered(String),
 }
 
-type Step<T> = Result<T, Refused>;
+pub(crate) type Step<T> = Result<T, Refused>;
 
 pub(crate) async fn run_starttls(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     match starttls_then_login(&shared, tcp).await {
@@ -53,23 +53,24 @@ pub(crate) async fn run_direct_tls(shared: Arc<Shared>, tcp: TcpStream, peer: So
     }
 }
 
-fn gone(e: FramedError) -> Refused {
+pub(crate) fn gone(e: FramedError) -> Refused {
     Refused::Gone(e.to_string())
 }
 
 /// Sends `xml`, then reports the connection as refused for `why`.
-async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(f: &mut Framed<S>, xml: &str, why: &str) -> Refused {
+pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(f: &mut Framed<S>, xml: &str, why: &str) -> Refused {
     let _ = f.send(xml).await;
     let _ = f.get_mut().shutdown().await;
     Refused::Answered(why.to_owned())
 }
 
 /// Reads the peer's stream header and answers with ours and `features`.
-async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     f: &mut Framed<S>,
+    ns: &str,
     features: &str,
-) -> Step<()> {
+) -> Step<StreamHeader> {
     let timeout = shared.config.negotiation_timeout();
     let ours = |to: Option<String>| StreamHeader {
         from: Some(shared.config.domain.to_string()),
@@ -83,17 +84,13 @@ async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(_) => {
             return Err(refuse(
                 f,
-                &format!(
-                    "{}{}",
-                    ours(None).to_xml(NS_CLIENT),
-                    stream_error_xml("bad-format", "expected a stream header")
-                ),
+                &format!("{}{}", ours(None).to_xml(ns), stream_error_xml("bad-format", "expected a stream header")),
                 "no stream header",
             )
             .await)
         }
         Err(FramedError::Xml(e)) => {
-            let xml = format!("{}{}", ours(None).to_xml(NS_CLIENT), stream_error_xml(e.condition.name(), &e.detail));
+            let xml = format!("{}{}", ours(None).to_xml(ns), stream_error_xml(e.condition.name(), &e.detail));
             return Err(refuse(f, &xml, &e.to_string()).await);
         }
         Err(e) => return Err(gone(e)),
@@ -102,26 +99,27 @@ async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
     if header.to.as_deref().map(str::to_ascii_lowercase).as_deref() != Some(domain) {
         let xml = format!(
             "{}{}",
-            ours(None).to_xml(NS_CLIENT),
+            ours(None).to_xml(ns),
             stream_error_xml("host-unknown", "this server serves another domain")
         );
         return Err(refuse(f, &xml, "wrong 'to' domain").await);
     }
     if header.version.as_deref() != Some("1.0") {
-        let xml = format!(
-            "{}{}",
-            ours(None).to_xml(NS_CLIENT),
-            stream_error_xml("unsupported-version", "XMPP 1.0 is required")
-        );
+        let xml =
+            format!("{}{}", ours(None).to_xml(ns), stream_error_xml("unsupported-version", "XMPP 1.0 is required"));
         return Err(refuse(f, &xml, "not XMPP 1.0").await);
     }
-    let from = header.from.filter(|f| crate::addr::Addr::parse(f).is_some());
-    let xml = format!("{}<stream:features>{features}</stream:features>", ours(from).to_xml(NS_CLIENT));
-    f.send(&xml).await.map_err(|e| Refused::Gone(e.to_string()))
+    let from = header.from.clone().filter(|f| crate::addr::Addr::parse(f).is_some());
+    let xml = format!("{}<stream:features>{features}</stream:features>", ours(from).to_xml(ns));
+    f.send(&xml).await.map_err(|e| Refused::Gone(e.to_string()))?;
+    Ok(header)
 }
 
 /// The next first-level element, or the right stream error.
-async fn next_element<S: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, f: &mut Framed<S>) -> Step<Element> {
+pub(crate) async fn next_element<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    f: &mut Framed<S>,
+) -> Step<Element> {
     match f.next_event(shared.config.negotiation_timeout()).await {
         Ok(StreamEvent::Stanza(el)) => Ok(el),
         Ok(StreamEvent::End) => Err(refuse(f, "</stream:stream>", "closed by peer").await),
@@ -137,7 +135,7 @@ async fn next_element<S: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, f: &mu
 
 async fn starttls_then_login(shared: &Arc<Shared>, tcp: TcpStream) -> Step<()> {
     let mut f = Framed::new(tcp, shared.config.limits());
-    open_stream(shared, &mut f, &format!("<starttls xmlns='{NS_TLS}'><required/></starttls>")).await?;
+    open_stream(shared, &mut f, NS_CLIENT, &format!("<starttls xmlns='{NS_TLS}'><required/></starttls>")).await?;
     let el = next_element(shared, &mut f).await?;
     if el.is(NS_SASL, "auth") {
         // Never authenticate over plaintext (RFC 6120 §5.3.1).
@@ -153,7 +151,7 @@ async fn starttls_then_login(shared: &Arc<Shared>, tcp: TcpStream) -> Step<()> {
     login(shared, tls).await
 }
 
-async fn tls_accept(shared: &Shared, tcp: TcpStream) -> Step<TlsStream<TcpStream>> {
+pub(crate) async fn tls_accept(shared: &Shared, tcp: TcpStream) -> Step<TlsStream<TcpStream>> {
     let limit = Duration::from_secs(shared.config.settings.tls_handshake_timeout_secs.max(1));
     match tokio::time::timeout(limit, shared.acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => Ok(tls),
@@ -171,8 +169,13 @@ async fn login(shared: &Arc<Shared>, tls: TlsStream<TcpStream>) -> Step<()> {
         .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
         .unwrap_or_default();
     let mut f = Framed::new(tls, shared.config.limits());
-    open_stream(shared, &mut f, &format!("<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms>"))
-        .await?;
+    open_stream(
+        shared,
+        &mut f,
+        NS_CLIENT,
+        &format!("<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms>"),
+    )
+    .await?;
     let auth = next_element(shared, &mut f).await?;
     if !auth.is(NS_SASL, "auth") {
         return Err(
@@ -206,6 +209,7 @@ async fn login(shared: &Arc<Shared>, tls: TlsStream<TcpStream>) -> Step<()> {
     open_stream(
         shared,
         &mut f,
+        NS_CLIENT,
         &format!("<bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>"),
     )
     .await?;

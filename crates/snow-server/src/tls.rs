@@ -67,9 +67,8 @@ impl ClientCertVerifier for RequestClientCert {
     }
 }
 
-/// Reads the server's certificate chain and key and builds the rustls
-/// configuration.
-pub fn server_config(config: &ServerConfig) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+/// The server's certificate chain and key, as rustls wants them.
+fn own_identity(config: &ServerConfig) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ServerError> {
     let read = |p: &std::path::Path| {
         snow_core::files::read_limited(p, snow_crypto::MAX_KEY_FILE_BYTES)
             .map_err(|source| ServerError::Read { path: p.to_owned(), source })
@@ -86,11 +85,37 @@ pub fn server_config(config: &ServerConfig) -> Result<Arc<rustls::ServerConfig>,
         .find(|(l, _)| l == "PRIVATE KEY")
         .map(|(_, d)| PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(d)))
         .ok_or_else(|| ServerError::Config(format!("{} holds no PRIVATE KEY", config.server_key.display())))?;
+    Ok((chain, key))
+}
+
+/// The TLS configuration for incoming connections (c2s and s2s).
+pub fn server_config(config: &ServerConfig) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    let (chain, key) = own_identity(config)?;
     let provider = Arc::new(aws_lc_rs::default_provider());
     let verifier = Arc::new(RequestClientCert { algorithms: provider.signature_verification_algorithms });
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
+    Ok(Arc::new(cfg))
+}
+
+/// The TLS configuration for outgoing s2s links: the peer's certificate
+/// must chain to a trusted CA and name the domain; ours is presented for
+/// SASL EXTERNAL (XEP-0178).
+pub fn client_config(
+    config: &ServerConfig,
+    peer_cas: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, ServerError> {
+    let (chain, key) = own_identity(config)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in peer_cas {
+        roots.add(ca.clone())?;
+    }
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
     Ok(Arc::new(cfg))
 }

@@ -25,30 +25,76 @@ pub enum AuthError {
     NoJid,
     #[error("the certificate names more than one JID")]
     SeveralJids,
-    #[error("the certificate's JID {0} is not of this domain")]
+    #[error("the certificate is not for {0}")]
     ForeignDomain(String),
     #[error("the authorization identity {authzid} differs from the certificate's JID {jid}")]
     AuthzidMismatch { authzid: String, jid: String },
 }
 
-/// The site CA and its current CRL.
+/// The site CA and its current CRL, and the CAs whose servers may federate.
 pub struct TrustStore {
     ca: CertificateDer<'static>,
+    peer_cas: Vec<CertificateDer<'static>>,
     crl_path: PathBuf,
     crl: RwLock<Option<OwnedCertRevocationList>>,
 }
 
 impl TrustStore {
-    pub fn load(ca_path: &Path, crl_path: &Path) -> Result<Self, ServerError> {
+    /// `peer_ca_paths` lists the CAs trusted for server-to-server links;
+    /// empty means this site's CA only.
+    pub fn load(ca_path: &Path, crl_path: &Path, peer_ca_paths: &[PathBuf]) -> Result<Self, ServerError> {
         let text = read(ca_path)?;
-        let ca = snow_crypto::pem::certificates(&text, &ca_path.display().to_string())?.remove(0);
-        let store = TrustStore { ca: CertificateDer::from(ca), crl_path: crl_path.to_owned(), crl: RwLock::new(None) };
+        let ca = CertificateDer::from(snow_crypto::pem::certificates(&text, &ca_path.display().to_string())?.remove(0));
+        let mut peer_cas = Vec::new();
+        for p in peer_ca_paths {
+            for c in snow_crypto::pem::certificates(&read(p)?, &p.display().to_string())? {
+                peer_cas.push(CertificateDer::from(c));
+            }
+        }
+        if peer_cas.is_empty() {
+            peer_cas.push(ca.clone());
+        }
+        let store = TrustStore { ca, peer_cas, crl_path: crl_path.to_owned(), crl: RwLock::new(None) };
         store.reload_crl()?;
         Ok(store)
     }
 
     pub fn ca_der(&self) -> &CertificateDer<'static> {
         &self.ca
+    }
+
+    /// The CAs whose servers may federate with this one.
+    pub fn peer_cas(&self) -> &[CertificateDer<'static>] {
+        &self.peer_cas
+    }
+
+    /// XEP-0178: a peer server's certificate must chain to a trusted CA, be
+    /// valid for TLS client use (it is the initiating side) and name the
+    /// domain the peer claims in its stream header.
+    pub fn authenticate_peer(&self, chain: &[CertificateDer<'_>], domain: &str) -> Result<(), AuthError> {
+        let leaf = chain.first().ok_or(AuthError::NoCertificate)?;
+        let ee = EndEntityCert::try_from(leaf).map_err(|e| AuthError::Invalid(format!("{e:?}")))?;
+        let anchors = self
+            .peer_cas
+            .iter()
+            .map(|c| anchor_from_trusted_cert(c).map_err(|e| AuthError::Invalid(format!("{e:?}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &chain[1..],
+            UnixTime::now(),
+            KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| AuthError::Invalid(format!("{e}")))?;
+        let info = snow_crypto::CertInfo::from_der(leaf).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let names_domain = info.dns_names.iter().chain(info.xmpp_addrs.iter()).any(|n| n.eq_ignore_ascii_case(domain));
+        if !names_domain {
+            return Err(AuthError::ForeignDomain(domain.to_owned()));
+        }
+        Ok(())
     }
 
     /// Re-reads the CRL file (after `snow user revoke` or a push from the

@@ -63,6 +63,8 @@ async fn two_users_log_in_with_certificates_and_chat() {
 async fn server_services_and_routing_errors() {
     let mut site = Site::new();
     site.add_user("1111111");
+    // lab.example is routed to a closed port.
+    site.s2s.routes.insert("lab.example".into(), format!("127.0.0.1:{}", support::free_port()));
     let server = site.start().await;
     let mut c = site.login(&server, "1111111").await.unwrap();
     let iq = |payload: Element| {

@@ -55,6 +55,21 @@ impl Element {
         self.ns = ns.into();
     }
 
+    /// Moves this element and every descendant in namespace `from` to
+    /// `to`: a stanza's content namespace changes when it passes from a
+    /// client stream (`jabber:client`) to a server stream (`jabber:server`)
+    /// and back; payload namespaces are left alone.
+    pub fn rename_ns_deep(&mut self, from: &str, to: &str) {
+        if self.ns == from {
+            self.ns = to.to_owned();
+        }
+        for n in &mut self.children {
+            if let Node::Element(e) = n {
+                e.rename_ns_deep(from, to);
+            }
+        }
+    }
+
     /// The value of an unqualified attribute.
     pub fn attr(&self, name: &str) -> Option<&str> {
         self.attr_ns("", name)

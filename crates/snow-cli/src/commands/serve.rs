@@ -14,7 +14,8 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
         Some(d) => d.parse().context("bad server.domain in the configuration")?,
         None => snow_pki::ca_certificate(&ctx.paths)?.0,
     };
-    let config = ServerConfig::for_home(ctx.paths.home(), domain.clone(), ctx.config.server.clone());
+    let config =
+        ServerConfig::for_home(ctx.paths.home(), domain.clone(), ctx.config.server.clone(), ctx.config.s2s.clone());
     if !config.server_cert.exists() {
         bail!(
             "no server certificate for {domain} in {} (issue one with `snow server cert --domain {domain}`)",
@@ -30,6 +31,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
         let _ = writeln!(out, "Snow server for {domain} listening on {} (STARTTLS)", server.c2s_addr);
         if let Some(a) = server.direct_tls_addr {
             let _ = writeln!(out, "                    and on {a} (direct TLS)");
+        }
+        if let Some(a) = server.s2s_addr {
+            let _ = writeln!(out, "                    and on {a} (server-to-server)");
         }
         let _ = out.flush();
         wait_for_stop(&server).await?;

@@ -10,32 +10,59 @@ use std::time::Duration;
 use snow_client::{Client, ClientError, ConnectOptions};
 use snow_crypto::{pkcs12, Identity};
 use snow_pki::{outbox, Ca, PkiSettings, SitePaths};
-use snow_server::{Server, ServerConfig, ServerHandle, ServerSettings};
+use snow_server::{S2sSettings, Server, ServerConfig, ServerHandle, ServerSettings};
 
 pub const DOMAIN: &str = "po.example";
 const CA_PASS: &str = "test admin passphrase";
 
 pub struct Site {
     pub dir: tempfile::TempDir,
+    pub domain: String,
     pub paths: SitePaths,
     pub ca: Ca,
     pub settings: ServerSettings,
+    pub s2s: S2sSettings,
     identities: HashMap<String, (Vec<u8>, String)>,
 }
 
 impl Site {
     pub fn new() -> Site {
+        Site::with_domain(DOMAIN)
+    }
+
+    /// A site with its own CA for `domain`; s2s listens on a free port and
+    /// routes go nowhere but to ports set by the test.
+    pub fn with_domain(domain: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let paths = SitePaths::new(dir.path().join("home"));
         let pki = PkiSettings { ca_key_bits: 2048, ..PkiSettings::default() };
-        let mut ca = Ca::init(&paths, &DOMAIN.parse().unwrap(), CA_PASS, &pki).unwrap();
-        ca.issue_server(&DOMAIN.parse().unwrap()).unwrap();
+        let mut ca = Ca::init(&paths, &domain.parse().unwrap(), CA_PASS, &pki).unwrap();
+        ca.issue_server(&domain.parse().unwrap()).unwrap();
         let settings = ServerSettings {
             c2s_bind: "127.0.0.1:0".into(),
             direct_tls_bind: "127.0.0.1:0".into(),
             ..ServerSettings::default()
         };
-        Site { dir, paths, ca, settings, identities: HashMap::new() }
+        let s2s = S2sSettings {
+            bind: format!("127.0.0.1:{}", free_port()),
+            connect_timeout_secs: 5,
+            ..S2sSettings::default()
+        };
+        Site { dir, domain: domain.to_owned(), paths, ca, settings, s2s, identities: HashMap::new() }
+    }
+
+    /// The s2s address this site listens on.
+    pub fn s2s_addr(&self) -> String {
+        self.s2s.bind.clone()
+    }
+
+    /// Makes this site and `other` trust each other's CA and know the route.
+    pub fn federate_with(&mut self, other: &mut Site) {
+        let cas = vec![self.paths.ca_cert(), other.paths.ca_cert()];
+        self.s2s.trusted_cas = cas.clone();
+        other.s2s.trusted_cas = cas;
+        self.s2s.routes.insert(other.domain.clone(), other.s2s_addr());
+        other.s2s.routes.insert(self.domain.clone(), self.s2s_addr());
     }
 
     pub fn home(&self) -> PathBuf {
@@ -65,14 +92,15 @@ impl Site {
     }
 
     pub async fn start(&self) -> ServerHandle {
-        let config = ServerConfig::for_home(&self.home(), DOMAIN.parse().unwrap(), self.settings.clone());
+        let config =
+            ServerConfig::for_home(&self.home(), self.domain.parse().unwrap(), self.settings.clone(), self.s2s.clone());
         Server::start(config).await.unwrap()
     }
 
     pub fn options(&self, server: &ServerHandle, direct_tls: bool) -> ConnectOptions {
         ConnectOptions {
             addr: if direct_tls { server.direct_tls_addr.unwrap() } else { server.c2s_addr },
-            domain: DOMAIN.into(),
+            domain: self.domain.clone(),
             ca_der: self.ca.cert_der().to_vec(),
             direct_tls,
             resource: None,
@@ -88,4 +116,10 @@ impl Site {
 /// The body text of a message stanza.
 pub fn body(el: &snow_xml::Element) -> Option<String> {
     el.child(snow_xml::NS_CLIENT, "body").map(|b| b.text())
+}
+
+/// A port that was free a moment ago (for configs that must name ports
+/// before the servers start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -1,0 +1,356 @@
+//! Server-to-server links (RFC 6120, XEP-0178): one outgoing connection per
+//! remote domain that we open, one incoming connection per domain that
+//! opens to us. Both use mutual TLS; the peer is authenticated with SASL
+//! EXTERNAL as the domain named in its certificate, which must equal the
+//! stream's `from`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use rustls_pki_types::{CertificateDer, ServerName};
+use snow_xml::{
+    stream_error_xml, Element, Framed, FramedError, Limits, StreamEvent, StreamHeader, NS_CLIENT, NS_SASL, NS_SERVER,
+    NS_STREAMS, NS_TLS,
+};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
+
+use crate::server::Shared;
+use crate::session::{gone, next_element, open_stream, refuse, tls_accept, Refused, Step};
+use crate::stanza::{error_reply, is_reply};
+
+/// The outgoing links, by remote domain.
+pub(crate) struct Links {
+    connector: TlsConnector,
+    queues: Mutex<HashMap<String, mpsc::Sender<Element>>>,
+}
+
+impl Links {
+    pub fn new(connector: TlsConnector) -> Self {
+        Links { connector, queues: Mutex::new(HashMap::new()) }
+    }
+}
+
+/// Queues `el` (in `jabber:client` form) for `domain`, starting the link
+/// if there is none. A full queue bounces the stanza at once.
+pub(crate) fn send(shared: &Arc<Shared>, domain: &str, el: Element) {
+    let mut map = shared.links.queues.lock().unwrap_or_else(|p| p.into_inner());
+    let tx = map.entry(domain.to_owned()).or_insert_with(|| {
+        let (tx, rx) = mpsc::channel(shared.config.s2s.queue);
+        tokio::spawn(link_task(Arc::clone(shared), domain.to_owned(), rx));
+        tx
+    });
+    match tx.try_send(el) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(el)) => {
+            drop(map);
+            bounce(shared, el, "resource-constraint", "too many stanzas waiting for that server");
+        }
+        Err(mpsc::error::TrySendError::Closed(el)) => {
+            map.remove(domain);
+            drop(map);
+            send(shared, domain, el);
+        }
+    }
+}
+
+/// Returns a stanza that cannot be delivered to its local sender as an
+/// error (never for errors and results, RFC 6120 §8.3.1).
+pub(crate) fn bounce(shared: &Shared, el: Element, condition: &str, text: &str) {
+    if is_reply(&el) {
+        return;
+    }
+    let err = error_reply(&el, condition, Some(text));
+    let Some(to) = err.attr("to").and_then(crate::addr::Addr::parse) else { return };
+    if let Some(s) = shared.router.session(&to.bare(), err.attr("to").unwrap_or_default()) {
+        s.send_xml(err.to_xml(NS_CLIENT));
+    }
+}
+
+/// Drives one outgoing link: connects when there is something to send,
+/// sends, reconnects after a failure, bounces what cannot be sent in time,
+/// and closes when idle.
+async fn link_task(shared: Arc<Shared>, domain: String, mut rx: mpsc::Receiver<Element>) {
+    let mut shutdown = shared.shutdown.clone();
+    let s2s = &shared.config.s2s;
+    let connect_timeout = Duration::from_secs(s2s.connect_timeout_secs);
+    let idle = Duration::from_secs(s2s.idle_timeout_secs.max(1));
+    let mut pending: VecDeque<Element> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match tokio::time::timeout(idle, rx.recv()).await {
+                Ok(Some(el)) => pending.push_back(el),
+                Ok(None) => return,
+                Err(_) => {
+                    // Idle: retire this link, handing on anything that raced in.
+                    shared.links.queues.lock().unwrap_or_else(|p| p.into_inner()).remove(&domain);
+                    rx.close();
+                    while let Ok(el) = rx.try_recv() {
+                        send(&shared, &domain, el);
+                    }
+                    return;
+                }
+            }
+        }
+        let mut link = match tokio::time::timeout(connect_timeout, connect(&shared, &domain)).await {
+            Ok(Ok(link)) => link,
+            Ok(Err(why)) => {
+                tracing::warn!(%domain, why, "s2s link failed");
+                drain_and_bounce(&shared, &mut pending, &mut rx, "remote-server-not-found", &why);
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(%domain, "s2s link timed out");
+                drain_and_bounce(
+                    &shared,
+                    &mut pending,
+                    &mut rx,
+                    "remote-server-timeout",
+                    "the remote server did not answer in time",
+                );
+                continue;
+            }
+        };
+        tracing::info!(%domain, "s2s link up");
+        // Send until the link breaks or goes idle.
+        'up: loop {
+            while let Some(el) = pending.front() {
+                let mut copy = el.clone();
+                copy.rename_ns_deep(NS_CLIENT, NS_SERVER);
+                if let Err(e) = link.send(&copy.to_xml(NS_SERVER)).await {
+                    tracing::warn!(%domain, error = %e, "s2s link broke; reconnecting");
+                    break 'up;
+                }
+                pending.pop_front();
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    let _ = link.send("</stream:stream>").await;
+                    return;
+                }
+                el = rx.recv() => match el {
+                    Some(el) => pending.push_back(el),
+                    None => { let _ = link.send("</stream:stream>").await; return; }
+                },
+                ev = link.next_event(idle) => match ev {
+                    // The peer sends nothing on our link but errors or the close.
+                    Ok(StreamEvent::Stanza(_)) => {}
+                    Err(FramedError::Timeout(_)) => {
+                        let _ = link.send("</stream:stream>").await;
+                        break 'up;
+                    }
+                    _ => break 'up,
+                },
+            }
+        }
+    }
+}
+
+fn drain_and_bounce(
+    shared: &Shared,
+    pending: &mut VecDeque<Element>,
+    rx: &mut mpsc::Receiver<Element>,
+    condition: &str,
+    text: &str,
+) {
+    while let Ok(el) = rx.try_recv() {
+        pending.push_back(el);
+    }
+    for el in pending.drain(..) {
+        bounce(shared, el, condition, text);
+    }
+}
+
+type Link = Framed<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// Opens and authenticates an outgoing link to `domain`.
+async fn connect(shared: &Shared, domain: &str) -> Result<Link, String> {
+    let ours = shared.config.domain.to_string();
+    let t = shared.config.negotiation_timeout();
+    let target = shared.config.s2s.routes.get(domain).cloned().unwrap_or_else(|| format!("{domain}:5269"));
+    let addrs: Vec<SocketAddr> =
+        tokio::net::lookup_host(&target).await.map_err(|e| format!("cannot resolve {target}: {e}"))?.collect();
+    let mut tcp = None;
+    for a in addrs {
+        if let Ok(s) = TcpStream::connect(a).await {
+            tcp = Some(s);
+            break;
+        }
+    }
+    let tcp = tcp.ok_or_else(|| format!("cannot connect to {target}"))?;
+    let _ = tcp.set_nodelay(true);
+    let limits = shared.config.limits();
+    let header = StreamHeader {
+        from: Some(ours.clone()),
+        to: Some(domain.to_owned()),
+        version: Some("1.0".into()),
+        ..Default::default()
+    }
+    .to_xml(NS_SERVER);
+    let mut f = Framed::new(tcp, limits);
+    let features = open_out(&mut f, &header, t).await?;
+    if features.child(NS_TLS, "starttls").is_none() {
+        return Err("the remote server does not offer STARTTLS".into());
+    }
+    f.send(&format!("<starttls xmlns='{NS_TLS}'/>")).await.map_err(|e| e.to_string())?;
+    if !expect(&mut f, t).await?.is(NS_TLS, "proceed") {
+        return Err("STARTTLS refused".into());
+    }
+    let name = ServerName::try_from(domain.to_owned()).map_err(|e| e.to_string())?;
+    let tls = shared.links.connector.connect(name, f.into_inner()).await.map_err(|e| format!("TLS: {e}"))?;
+    let mut f = Framed::new(tls, limits);
+    let features = open_out(&mut f, &header, t).await?;
+    let external =
+        features.child(NS_SASL, "mechanisms").is_some_and(|m| m.children().any(|c| c.text().trim() == "EXTERNAL"));
+    if !external {
+        return Err("the remote server does not offer SASL EXTERNAL (does it trust our CA?)".into());
+    }
+    let authzid = base64::engine::general_purpose::STANDARD.encode(&ours);
+    f.send(&format!("<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>{authzid}</auth>"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer = expect(&mut f, t).await?;
+    if !answer.is(NS_SASL, "success") {
+        return Err(format!(
+            "the remote server refused our certificate (<{}>)",
+            answer.children().next().map(|c| c.name()).unwrap_or("failure")
+        ));
+    }
+    f.reset();
+    open_out(&mut f, &header, t).await?;
+    Ok(f)
+}
+
+/// Sends our header; returns the peer's features.
+async fn open_out<S>(f: &mut Framed<S>, header: &str, t: Duration) -> Result<Element, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    f.send(header).await.map_err(|e| e.to_string())?;
+    match f.next_event(t).await.map_err(|e| e.to_string())? {
+        StreamEvent::Header(_) => {}
+        other => return Err(format!("expected a stream header, got {other:?}")),
+    }
+    let features = expect(f, t).await?;
+    if !features.is(NS_STREAMS, "features") {
+        return Err(format!("expected stream features, got <{}>", features.name()));
+    }
+    Ok(features)
+}
+
+async fn expect<S>(f: &mut Framed<S>, t: Duration) -> Result<Element, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match f.next_event(t).await.map_err(|e| e.to_string())? {
+        StreamEvent::Stanza(el) if el.is(NS_STREAMS, "error") => {
+            Err(format!("stream error: {}", el.children().next().map(|c| c.name()).unwrap_or("?")))
+        }
+        StreamEvent::Stanza(el) => Ok(el),
+        other => Err(format!("unexpected {other:?}")),
+    }
+}
+
+/// An incoming link from another server.
+pub(crate) async fn run_incoming(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    match incoming(&shared, tcp).await {
+        Ok(domain) => tracing::info!(%peer, %domain, "incoming s2s link closed"),
+        Err(Refused::Gone(why)) => tracing::debug!(%peer, why, "incoming s2s link ended"),
+        Err(Refused::Answered(why)) => tracing::info!(%peer, why, "incoming s2s link refused"),
+    }
+}
+
+async fn incoming(shared: &Arc<Shared>, tcp: TcpStream) -> Step<String> {
+    let limits: Limits = shared.config.limits();
+    let mut f = Framed::new(tcp, limits);
+    open_stream(shared, &mut f, NS_SERVER, &format!("<starttls xmlns='{NS_TLS}'><required/></starttls>")).await?;
+    let el = next_element(shared, &mut f).await?;
+    if !el.is(NS_TLS, "starttls") {
+        return Err(refuse(&mut f, &stream_error_xml("policy-violation", "STARTTLS is required"), "no STARTTLS").await);
+    }
+    f.send(&format!("<proceed xmlns='{NS_TLS}'/>")).await.map_err(|e| Refused::Gone(e.to_string()))?;
+    let tls = tls_accept(shared, f.into_inner()).await?;
+    let certs: Vec<CertificateDer<'static>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let mut f = Framed::new(tls, limits);
+    let header = open_stream(
+        shared,
+        &mut f,
+        NS_SERVER,
+        &format!("<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms>"),
+    )
+    .await?;
+    let Some(claimed) = header.from.map(|d| d.to_ascii_lowercase()) else {
+        return Err(
+            refuse(&mut f, &stream_error_xml("invalid-from", "a server stream needs a 'from'"), "no from").await
+        );
+    };
+    let failure = |cond: &str| format!("<failure xmlns='{NS_SASL}'><{cond}/></failure></stream:stream>");
+    let auth = next_element(shared, &mut f).await?;
+    if !auth.is(NS_SASL, "auth") || auth.attr("mechanism") != Some("EXTERNAL") {
+        return Err(refuse(&mut f, &failure("invalid-mechanism"), "not EXTERNAL").await);
+    }
+    let text = auth.text();
+    let authzid = match text.trim() {
+        "" | "=" => None,
+        t => base64::engine::general_purpose::STANDARD.decode(t).ok().and_then(|b| String::from_utf8(b).ok()),
+    };
+    if authzid.as_deref().is_some_and(|a| !a.eq_ignore_ascii_case(&claimed)) {
+        return Err(refuse(&mut f, &failure("invalid-authzid"), "authzid differs from 'from'").await);
+    }
+    if let Err(e) = shared.trust.authenticate_peer(&certs, &claimed) {
+        tracing::warn!(domain = %claimed, reason = %e, "s2s peer refused");
+        return Err(refuse(&mut f, &failure("not-authorized"), "peer certificate refused").await);
+    }
+    f.send(&format!("<success xmlns='{NS_SASL}'/>")).await.map_err(|e| Refused::Gone(e.to_string()))?;
+    f.reset();
+    open_stream(shared, &mut f, NS_SERVER, "").await?;
+    tracing::info!(domain = %claimed, "incoming s2s link authenticated");
+    let idle = Duration::from_secs(shared.config.s2s.idle_timeout_secs.max(1) * 2);
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        if *shutdown.borrow() {
+            let _ =
+                refuse(&mut f, &stream_error_xml("system-shutdown", "the server is shutting down"), "shutdown").await;
+            return Ok(claimed);
+        }
+        let ev = tokio::select! {
+            _ = shutdown.changed() => continue,
+            ev = f.next_event(idle) => ev,
+        };
+        match ev {
+            Ok(StreamEvent::Stanza(mut el)) => {
+                let from_ok = el.attr("from").and_then(crate::addr::Addr::parse).is_some_and(|a| a.domain == claimed);
+                if !from_ok {
+                    return Err(refuse(
+                        &mut f,
+                        &stream_error_xml("invalid-from", "the 'from' is not of your domain"),
+                        "invalid from",
+                    )
+                    .await);
+                }
+                el.rename_ns_deep(NS_SERVER, NS_CLIENT);
+                crate::services::handle_remote(shared, &claimed, el).await;
+            }
+            Ok(StreamEvent::End) => {
+                let _ = f.send("</stream:stream>").await;
+                return Ok(claimed);
+            }
+            Ok(StreamEvent::Header(_)) => {
+                return Err(refuse(&mut f, &stream_error_xml("bad-format", "unexpected restart"), "restart").await);
+            }
+            Err(FramedError::Xml(e)) => {
+                return Err(refuse(&mut f, &stream_error_xml(e.condition.name(), &e.detail), &e.to_string()).await);
+            }
+            Err(e) => return Err(gone(e)),
+        }
+    }
+}
