@@ -391,7 +391,7 @@ fn chat_site() -> Site {
     let site = Site::new();
     std::fs::write(
         site.path("snow.toml"),
-        "[pki]\nca_key_bits = 2048\n[server]\nc2s_bind = \"127.0.0.1:0\"\ndirect_tls_bind = \"127.0.0.1:0\"\n",
+        "[pki]\nca_key_bits = 2048\n[server]\nc2s_bind = \"127.0.0.1:0\"\ndirect_tls_bind = \"127.0.0.1:0\"\n[s2s]\nbind = \"\"\n",
     )
     .unwrap();
     site.init();
