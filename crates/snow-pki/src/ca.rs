@@ -150,11 +150,24 @@ impl Ca {
     /// password, and the e-mail + SMS delivery in the outbox. The password
     /// exists only in the SMS file.
     pub fn add_user(&mut self, hpnr: &Hpnr, phone: &Phone, email: &Email) -> Result<IssuedUser, PkiError> {
+        let domain = self.domain.clone();
+        self.add_user_at(hpnr, phone, email, &domain)
+    }
+
+    /// Like [`add_user`](Self::add_user), for a user whose home server is
+    /// another site of this CA (a lab server): the JID is `hpnr@domain`.
+    pub fn add_user_at(
+        &mut self,
+        hpnr: &Hpnr,
+        phone: &Phone,
+        email: &Email,
+        domain: &Domain,
+    ) -> Result<IssuedUser, PkiError> {
         if self.db.user_exists(hpnr.as_str())? {
             return Err(snow_store::StoreError::DuplicateUser(hpnr.to_string()).into());
         }
         let now = OffsetDateTime::now_utc();
-        let jid = BareJid::for_user(hpnr, &self.domain);
+        let jid = BareJid::for_user(hpnr, domain);
         let key = rsa_key::generate(PkiSettings::bits("pki.user_key_bits", self.settings.user_key_bits)?)?;
         let kp = rcgen_key(&key)?;
         let mut params = CertificateParams::default();

@@ -84,6 +84,13 @@ pub struct S2sSettings {
     pub queue: usize,
     /// Seconds an idle outgoing link stays open.
     pub idle_timeout_secs: u64,
+    /// On the PO (the site with the CA): servers whose key directory and
+    /// CRL this server keeps up to date.
+    pub replicas: Vec<String>,
+    /// On a replica: the PO domain allowed to push key changes.
+    pub master: Option<String>,
+    /// Milliseconds between checks of the CA database for new changes.
+    pub replication_interval_ms: u64,
 }
 
 impl Default for S2sSettings {
@@ -95,6 +102,9 @@ impl Default for S2sSettings {
             connect_timeout_secs: 10,
             queue: 1000,
             idle_timeout_secs: 600,
+            replicas: Vec::new(),
+            master: None,
+            replication_interval_ms: 1000,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod addr;
 pub mod config;
+pub mod directory;
 pub mod error;
 mod limits;
 mod router;

@@ -22,6 +22,7 @@ pub(crate) struct Shared {
     pub db: Arc<Mutex<ServerDb>>,
     pub router: Router,
     pub links: crate::s2s::Links,
+    pub pushes: crate::directory::Pushes,
     pub conns: Arc<ConnectionLimits>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -31,10 +32,10 @@ impl Shared {
     pub async fn db<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&ServerDb) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut ServerDb) -> Result<T, StoreError> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        match tokio::task::spawn_blocking(move || f(&db.lock().unwrap_or_else(|p| p.into_inner()))).await {
+        match tokio::task::spawn_blocking(move || f(&mut db.lock().unwrap_or_else(|p| p.into_inner()))).await {
             Ok(r) => r,
             Err(e) => Err(StoreError::Io("database task".into(), std::io::Error::other(e.to_string()))),
         }
@@ -92,6 +93,7 @@ impl Server {
             db: Arc::new(Mutex::new(db)),
             router: Router::default(),
             links: crate::s2s::Links::new(connector),
+            pushes: Default::default(),
             conns,
             shutdown: shutdown_rx,
         });
@@ -111,6 +113,7 @@ impl Server {
         if let Some(l) = s2s {
             listeners.push(tokio::spawn(accept_loop(Arc::clone(&shared), l, Kind::S2s)));
         }
+        listeners.push(tokio::spawn(crate::directory::replicate(Arc::clone(&shared))));
         tracing::info!(domain = %shared.config.domain, %c2s_addr, ?direct_tls_addr, ?s2s_addr, "server listening");
         Ok(ServerHandle { c2s_addr, direct_tls_addr, s2s_addr, shared, shutdown_tx, listeners })
     }

@@ -56,6 +56,19 @@ pub(crate) async fn handle_remote(shared: &Arc<Shared>, domain: &str, el: Elemen
     };
     match el.name() {
         "message" => route_message(shared, &origin, el, Some(to)).await,
+        "iq" if to.local.is_none() && el.attr("type") == Some("result") => {
+            if let Some(id) = el.attr("id") {
+                crate::directory::acknowledged(shared, domain, id).await;
+            }
+        }
+        "iq" if to.local.is_none()
+            && el.attr("type") == Some("set")
+            && el.child(crate::directory::NS_KEYS, "update").is_some() =>
+        {
+            let update = el.child(crate::directory::NS_KEYS, "update").cloned().unwrap_or_else(|| Element::new("", ""));
+            let answer = crate::directory::apply_push(shared, domain, &el, &update).await;
+            origin.reply(shared, answer);
+        }
         "iq" => iq(shared, &origin, el, Some(to)).await,
         "presence" if to.local.is_some() => {
             // Directed presence and subscription requests from remote
@@ -561,6 +574,10 @@ async fn server_iq(shared: &Arc<Shared>, me: Option<&Arc<SessionHandle>>, el: &E
             iq_result(el, Some(q))
         }
         ("get", NS_DISCO_ITEMS, "query") => iq_result(el, Some(Element::new(NS_DISCO_ITEMS, "query"))),
+        ("get", crate::directory::NS_KEYS, "query") if me.is_some() => match payload {
+            Some(q) => crate::directory::lookup(shared, el, q).await,
+            None => error_reply(el, "bad-request", None),
+        },
         ("get", NS_ROSTER, "query") if own_account && me.is_some() => {
             let Some(me) = me else { return error_reply(el, "service-unavailable", None) };
             me.interested.store(true, std::sync::atomic::Ordering::Release);

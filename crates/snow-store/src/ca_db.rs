@@ -7,7 +7,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{migrate, StoreError};
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -34,7 +35,38 @@ CREATE TABLE users (
     created_at  INTEGER NOT NULL,
     revoked     INTEGER NOT NULL DEFAULT 0
 );
-"#];
+"#,
+    r#"
+-- Every change of a user's key, in order: the feed the PO pushes to the
+-- key directories of federated servers (DESIGN.md §3.3).
+CREATE TABLE key_changes (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    jid    TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('valid', 'revoked')),
+    serial TEXT NOT NULL,
+    der    BLOB NOT NULL,
+    at     INTEGER NOT NULL
+);
+INSERT INTO key_changes (jid, status, serial, der, at)
+    SELECT u.jid, 'valid', c.serial, c.der, u.created_at
+    FROM users u JOIN certificates c ON c.serial = u.cert_serial ORDER BY u.created_at, u.hpnr;
+INSERT INTO key_changes (jid, status, serial, der, at)
+    SELECT u.jid, 'revoked', c.serial, c.der, c.revoked_at
+    FROM users u JOIN certificates c ON c.serial = u.cert_serial
+    WHERE c.revoked_at IS NOT NULL ORDER BY c.revoked_at, u.hpnr;
+"#,
+];
+
+/// One change in the key feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    pub seq: i64,
+    pub jid: String,
+    /// `valid` or `revoked`.
+    pub status: String,
+    pub serial_hex: String,
+    pub der: Vec<u8>,
+}
 
 /// What kind of subject a certificate was issued to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,9 +182,14 @@ impl CaDb {
             return Err(StoreError::DuplicateUser(hpnr.to_owned()));
         }
         insert_cert(&tx, cert)?;
+        let jid = cert.jid.as_deref().unwrap_or_default();
         tx.execute(
             "INSERT INTO users (hpnr, jid, phone, email, cert_serial, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![hpnr, cert.jid.as_deref().unwrap_or_default(), phone, email, cert.serial_hex, cert.issued_at],
+            params![hpnr, jid, phone, email, cert.serial_hex, cert.issued_at],
+        )?;
+        tx.execute(
+            "INSERT INTO key_changes (jid, status, serial, der, at) VALUES (?1, 'valid', ?2, ?3, ?4)",
+            params![jid, cert.serial_hex, cert.der, cert.issued_at],
         )?;
         tx.commit()?;
         Ok(())
@@ -212,8 +249,30 @@ impl CaDb {
             params![at, reason, serial],
         )?;
         tx.execute("UPDATE users SET revoked = 1 WHERE hpnr = ?1", [hpnr])?;
+        tx.execute(
+            "INSERT INTO key_changes (jid, status, serial, der, at)
+             SELECT u.jid, 'revoked', c.serial, c.der, ?2 FROM users u JOIN certificates c ON c.serial = u.cert_serial
+             WHERE u.hpnr = ?1",
+            params![hpnr, at],
+        )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Changes after `seq`, oldest first, at most `limit`.
+    pub fn key_changes_since(&self, seq: i64, limit: usize) -> Result<Vec<KeyChange>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, jid, status, serial, der FROM key_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt.query_map(params![seq, limit as i64], |r| {
+            Ok(KeyChange { seq: r.get(0)?, jid: r.get(1)?, status: r.get(2)?, serial_hex: r.get(3)?, der: r.get(4)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest change's sequence number (0 if none).
+    pub fn last_key_change(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM key_changes", [], |r| r.get(0))?)
     }
 
     /// Every revoked certificate, oldest revocation first.
@@ -282,5 +341,9 @@ mod tests {
         let mut db = CaDb::open(&path).unwrap();
         assert_eq!(db.next_crl_number().unwrap(), 2);
         assert_eq!(db.users().unwrap().len(), 1);
+        let changes = db.key_changes_since(0, 10).unwrap();
+        assert_eq!(changes.iter().map(|c| c.status.as_str()).collect::<Vec<_>>(), ["valid", "revoked"]);
+        assert_eq!(db.last_key_change().unwrap(), changes[1].seq);
+        assert!(db.key_changes_since(changes[1].seq, 10).unwrap().is_empty());
     }
 }

@@ -6,8 +6,8 @@ pub mod ca_db;
 mod migrate;
 pub mod server_db;
 
-pub use ca_db::{CaDb, CertKind, CertRecord, Revocation, UserRecord};
-pub use server_db::{RosterItem, ServerDb};
+pub use ca_db::{CaDb, CertKind, CertRecord, KeyChange, Revocation, UserRecord};
+pub use server_db::{DirectoryEntry, RosterItem, ServerDb};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

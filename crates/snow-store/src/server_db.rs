@@ -9,7 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{migrate, StoreError};
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     jid        TEXT PRIMARY KEY,                 -- bare JID
     created_at INTEGER NOT NULL
@@ -30,7 +31,32 @@ CREATE TABLE roster (
     groups       TEXT NOT NULL DEFAULT '',       -- newline-separated
     PRIMARY KEY (owner, contact)
 );
-"#];
+"#,
+    r#"
+-- The key directory: users' certificates as the PO published them.
+CREATE TABLE directory (
+    jid    TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('valid', 'revoked')),
+    serial TEXT NOT NULL,
+    der    BLOB NOT NULL,
+    seq    INTEGER NOT NULL
+);
+-- Replication positions: 'applied:<master>' on a replica, 'acked:<peer>' on the master.
+CREATE TABLE replication (
+    name TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL
+);
+"#,
+];
+
+/// A key directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    pub jid: String,
+    pub status: String,
+    pub serial_hex: String,
+    pub der: Vec<u8>,
+}
 
 /// A roster entry (RFC 6121 §2.1.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +123,58 @@ impl ServerDb {
     pub fn delete_offline(&self, id: i64) -> Result<(), StoreError> {
         self.conn.execute("DELETE FROM offline WHERE id = ?1", [id])?;
         Ok(())
+    }
+
+    pub fn replication_seq(&self, name: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT seq FROM replication WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    pub fn set_replication_seq(&self, name: &str, seq: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO replication (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+            params![name, seq],
+        )?;
+        Ok(())
+    }
+
+    /// Applies key changes in order, skipping those at or below the
+    /// position `name`, and advances it; all in one transaction. Returns
+    /// the new position. A gap (a change missing) stops the batch there.
+    pub fn apply_key_changes(&mut self, name: &str, changes: &[crate::KeyChange]) -> Result<i64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut pos: i64 =
+            tx.query_row("SELECT seq FROM replication WHERE name = ?1", [name], |r| r.get(0)).optional()?.unwrap_or(0);
+        for c in changes {
+            if c.seq <= pos {
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO directory (jid, status, serial, der, seq) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (jid) DO UPDATE SET status = excluded.status, serial = excluded.serial,
+                     der = excluded.der, seq = excluded.seq",
+                params![c.jid, c.status, c.serial_hex, c.der, c.seq],
+            )?;
+            pos = c.seq;
+        }
+        tx.execute(
+            "INSERT INTO replication (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+            params![name, pos],
+        )?;
+        tx.commit()?;
+        Ok(pos)
+    }
+
+    pub fn directory_entry(&self, jid: &str) -> Result<Option<DirectoryEntry>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT jid, status, serial, der FROM directory WHERE jid = ?1", [jid], |r| {
+                Ok(DirectoryEntry { jid: r.get(0)?, status: r.get(1)?, serial_hex: r.get(2)?, der: r.get(3)? })
+            })
+            .optional()?)
     }
 
     pub fn roster(&self, owner: &str) -> Result<Vec<RosterItem>, StoreError> {

@@ -81,6 +81,50 @@ impl Site {
         issued.jid.to_string()
     }
 
+    /// A user whose home server is another site of this CA.
+    pub fn add_user_at(&mut self, hpnr: &str, domain: &str) -> String {
+        let issued = self
+            .ca
+            .add_user_at(
+                &hpnr.parse().unwrap(),
+                &"+4791234567".parse().unwrap(),
+                &"gp@x.example".parse().unwrap(),
+                &domain.parse().unwrap(),
+            )
+            .unwrap();
+        let sms = std::fs::read_to_string(&issued.delivery.sms).unwrap();
+        let password = outbox::password_of(&sms).unwrap();
+        self.identities.insert(hpnr.to_owned(), (issued.p12, password));
+        issued.jid.to_string()
+    }
+
+    /// The home of a replica site (a lab server) of this CA: the CA
+    /// certificate, the current CRL and a server certificate for `domain`.
+    pub fn replica_home(&mut self, domain: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let issued = self.ca.issue_server(&domain.parse().unwrap()).unwrap();
+        std::fs::create_dir_all(home.join("ca")).unwrap();
+        std::fs::create_dir_all(home.join("server")).unwrap();
+        std::fs::copy(self.paths.ca_cert(), home.join("ca/ca.pem")).unwrap();
+        std::fs::copy(self.paths.crl(), home.join("ca/crl.pem")).unwrap();
+        std::fs::copy(&issued.cert_path, home.join(format!("server/{domain}.pem"))).unwrap();
+        std::fs::copy(&issued.key_path, home.join(format!("server/{domain}.key.pem"))).unwrap();
+        (dir, home)
+    }
+
+    pub async fn start_replica(&self, home: &std::path::Path, domain: &str, s2s: S2sSettings) -> ServerHandle {
+        let config = ServerConfig::for_home(home, domain.parse().unwrap(), self.settings.clone(), s2s);
+        Server::start(config).await.unwrap()
+    }
+
+    /// Logs in at another site's server (same CA).
+    pub async fn login_at(&self, server: &ServerHandle, domain: &str, hpnr: &str) -> Result<Client, ClientError> {
+        let mut opts = self.options(server, false);
+        opts.domain = domain.to_owned();
+        Client::connect(&opts, &self.identity(hpnr)).await
+    }
+
     pub fn identity(&self, hpnr: &str) -> Identity {
         let (p12, pw) = &self.identities[hpnr];
         let c = pkcs12::read(p12, pw, "p12").unwrap();

@@ -1,0 +1,238 @@
+//! The key directory (`urn:snow:keys:1`, DESIGN.md §3.3): clients ask their
+//! own server for other users' certificates; the PO, master of the PKI,
+//! pushes every key change and the current CRL to its replicas.
+//!
+//! Lookup (client → its server):
+//!
+//! ```xml
+//! <iq type='get'><query xmlns='urn:snow:keys:1'><item jid='9144889@po.example'/></query></iq>
+//! <iq type='result'><query xmlns='urn:snow:keys:1'>
+//!   <item jid='9144889@po.example' status='valid|revoked|unknown' serial='hex'>
+//!     <certificate>base64 DER</certificate></item></query></iq>
+//! ```
+//!
+//! Push (PO → replica, over s2s), acknowledged by an IQ result:
+//!
+//! ```xml
+//! <iq type='set' id='keys-lab.example-42'><update xmlns='urn:snow:keys:1'>
+//!   <item seq='41' jid='…' status='valid' serial='hex'><certificate>…</certificate></item>
+//!   <item seq='42' jid='…' status='revoked' serial='hex'><certificate>…</certificate></item>
+//!   <crl>base64 DER</crl></update></iq>
+//! ```
+//!
+//! Each change has the sequence number of the PO's feed; a replica applies
+//! only changes beyond its position, so a push may repeat after a lost
+//! acknowledgement and a replica that was offline catches up in order.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use snow_store::KeyChange;
+use snow_xml::{Element, NS_CLIENT};
+
+use crate::server::Shared;
+use crate::stanza::{error_reply, iq_result};
+
+pub const NS_KEYS: &str = "urn:snow:keys:1";
+/// Most JIDs in one lookup, most changes in one push.
+const MAX_LOOKUP: usize = 50;
+const MAX_PUSH: usize = 200;
+/// A push not acknowledged within this time is sent again.
+const PUSH_RETRY: Duration = Duration::from_secs(5);
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+/// Answers a client's lookup from this server's directory.
+pub(crate) async fn lookup(shared: &Arc<Shared>, iq: &Element, query: &Element) -> Element {
+    let jids: Vec<String> = query.children().filter_map(|i| i.attr("jid").map(str::to_owned)).collect();
+    if jids.is_empty() || jids.len() > MAX_LOOKUP {
+        return error_reply(iq, "bad-request", Some("ask for 1 to 50 JIDs"));
+    }
+    let found = shared
+        .db(move |db| jids.iter().map(|j| Ok((j.clone(), db.directory_entry(j)?))).collect::<Result<Vec<_>, _>>())
+        .await;
+    let Ok(found) = found else { return error_reply(iq, "internal-server-error", None) };
+    let mut q = Element::new(NS_KEYS, "query");
+    for (jid, entry) in found {
+        let mut item = Element::new(NS_KEYS, "item").with_attr("jid", jid);
+        match entry {
+            Some(e) => {
+                item.set_attr("status", e.status.clone());
+                item.set_attr("serial", e.serial_hex.clone());
+                // A revoked certificate is reported, not served.
+                if e.status == "valid" {
+                    item.push_child(Element::new(NS_KEYS, "certificate").with_text(b64().encode(&e.der)));
+                }
+            }
+            None => item.set_attr("status", "unknown"),
+        }
+        q.push_child(item);
+    }
+    iq_result(iq, Some(q))
+}
+
+/// Replica side: applies a push from the master.
+pub(crate) async fn apply_push(shared: &Arc<Shared>, from_domain: &str, iq: &Element, update: &Element) -> Element {
+    if shared.config.s2s.master.as_deref() != Some(from_domain) {
+        return error_reply(iq, "forbidden", Some("this server does not replicate keys from you"));
+    }
+    let mut changes = Vec::new();
+    for item in update.children().filter(|c| c.name() == "item") {
+        let parsed = (|| {
+            Some(KeyChange {
+                seq: item.attr("seq")?.parse().ok()?,
+                jid: item.attr("jid")?.to_owned(),
+                status: item.attr("status").filter(|s| matches!(*s, "valid" | "revoked"))?.to_owned(),
+                serial_hex: item.attr("serial")?.to_owned(),
+                der: b64().decode(item.child(NS_KEYS, "certificate")?.text().trim()).ok()?,
+            })
+        })();
+        match parsed {
+            Some(c) => changes.push(c),
+            None => return error_reply(iq, "bad-request", Some("malformed key change")),
+        }
+    }
+    changes.sort_by_key(|c| c.seq);
+    let crl = match update.child(NS_KEYS, "crl").map(|c| b64().decode(c.text().trim())) {
+        Some(Ok(der)) => Some(der),
+        Some(Err(_)) => return error_reply(iq, "bad-request", Some("malformed CRL")),
+        None => None,
+    };
+    if let Some(der) = crl {
+        // Checked before it replaces the file: a CRL that does not parse
+        // would leave the old one in force anyway.
+        if webpki::OwnedCertRevocationList::from_der(&der).is_err() {
+            return error_reply(iq, "bad-request", Some("the CRL does not parse"));
+        }
+        let pem = match snow_crypto::pem::encode("X509 CRL", &der) {
+            Ok(p) => p,
+            Err(_) => return error_reply(iq, "internal-server-error", None),
+        };
+        if let Err(e) = snow_core::files::write(&shared.config.crl, pem.as_bytes(), snow_core::files::Mode::Public) {
+            tracing::error!(error = %e, "cannot write the pushed CRL");
+            return error_reply(iq, "internal-server-error", None);
+        }
+        if let Err(e) = shared.trust.reload_crl() {
+            tracing::error!(error = %e, "cannot load the pushed CRL");
+        }
+    }
+    let name = format!("applied:{from_domain}");
+    let n = changes.len();
+    match shared.db(move |db| db.apply_key_changes(&name, &changes)).await {
+        Ok(pos) => {
+            tracing::info!(master = from_domain, changes = n, position = pos, "key directory updated");
+            iq_result(iq, None)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot apply key changes");
+            error_reply(iq, "internal-server-error", None)
+        }
+    }
+}
+
+/// Master side: pushes in flight, by peer: (acknowledges up to, sent at).
+#[derive(Default)]
+pub(crate) struct Pushes {
+    in_flight: Mutex<HashMap<String, (i64, Instant)>>,
+}
+
+/// Master side: an IQ result for one of our pushes.
+pub(crate) async fn acknowledged(shared: &Arc<Shared>, from_domain: &str, id: &str) {
+    let Some(upto) = id.strip_prefix(&format!("keys-{from_domain}-")).and_then(|n| n.parse::<i64>().ok()) else {
+        return;
+    };
+    shared.pushes.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(from_domain);
+    let name = format!("acked:{from_domain}");
+    if let Err(e) = shared.db(move |db| db.set_replication_seq(&name, upto)).await {
+        tracing::error!(error = %e, "cannot record acknowledgement");
+    }
+}
+
+/// The master's loop: brings its own directory up to date with the CA
+/// database, reloads the CRL after revocations, and pushes to replicas.
+pub(crate) async fn replicate(shared: Arc<Shared>) {
+    let Some(ca_db_path) = shared.config.ca_db.clone() else { return };
+    let interval = Duration::from_millis(shared.config.s2s.replication_interval_ms.max(50));
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        if let Err(e) = replicate_once(&shared, &ca_db_path).await {
+            tracing::error!(error = %e, "key replication step failed");
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+async fn replicate_once(shared: &Arc<Shared>, ca_db_path: &std::path::Path) -> Result<(), String> {
+    let path = ca_db_path.to_owned();
+    let local = shared.db(|db| db.replication_seq("applied:local")).await.map_err(|e| e.to_string())?;
+    let p = path.clone();
+    let (last, fresh) = tokio::task::spawn_blocking(move || -> Result<_, snow_store::StoreError> {
+        let ca = snow_store::CaDb::open(&p)?;
+        Ok((ca.last_key_change()?, ca.key_changes_since(local, 10_000)?))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    if !fresh.is_empty() {
+        let revoked = fresh.iter().any(|c| c.status == "revoked");
+        shared.db(move |db| db.apply_key_changes("applied:local", &fresh)).await.map_err(|e| e.to_string())?;
+        if revoked {
+            // `snow user revoke` wrote the new CRL before the change was visible.
+            shared.trust.reload_crl().map_err(|e| e.to_string())?;
+        }
+    }
+    for peer in &shared.config.s2s.replicas {
+        let name = format!("acked:{peer}");
+        let acked = shared.db(move |db| db.replication_seq(&name)).await.map_err(|e| e.to_string())?;
+        if acked >= last {
+            continue;
+        }
+        {
+            let flight = shared.pushes.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            if flight.get(peer).is_some_and(|(_, at)| at.elapsed() < PUSH_RETRY) {
+                continue;
+            }
+        }
+        let p = path.clone();
+        let changes =
+            tokio::task::spawn_blocking(move || snow_store::CaDb::open(&p)?.key_changes_since(acked, MAX_PUSH))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        let Some(upto) = changes.last().map(|c| c.seq) else { continue };
+        let mut update = Element::new(NS_KEYS, "update");
+        for c in &changes {
+            update.push_child(
+                Element::new(NS_KEYS, "item")
+                    .with_attr("seq", c.seq.to_string())
+                    .with_attr("jid", c.jid.clone())
+                    .with_attr("status", c.status.clone())
+                    .with_attr("serial", c.serial_hex.clone())
+                    .with_child(Element::new(NS_KEYS, "certificate").with_text(b64().encode(&c.der))),
+            );
+        }
+        if let Ok(text) = std::fs::read(&shared.config.crl) {
+            if let Ok(blocks) = snow_crypto::pem::decode_all(&text, "crl") {
+                if let Some((_, der)) = blocks.into_iter().find(|(l, _)| l == "X509 CRL") {
+                    update.push_child(Element::new(NS_KEYS, "crl").with_text(b64().encode(der)));
+                }
+            }
+        }
+        let iq = Element::new(NS_CLIENT, "iq")
+            .with_attr("type", "set")
+            .with_attr("id", format!("keys-{peer}-{upto}"))
+            .with_attr("from", shared.config.domain.to_string())
+            .with_attr("to", peer.clone())
+            .with_child(update);
+        shared.pushes.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(peer.clone(), (upto, Instant::now()));
+        crate::s2s::send(shared, peer, iq);
+    }
+    Ok(())
+}
