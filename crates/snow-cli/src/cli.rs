@@ -74,6 +74,9 @@ pub enum Command {
     /// Chat with other users: send a message, or listen for messages.
     #[command(subcommand)]
     Chat(ChatCommand),
+    /// The key directory: other users' certificates, from your server.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Load tests of a running server (Snow or any XMPP server).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -108,6 +111,19 @@ pub struct ConnArgs {
     /// Resource name for this connection.
     #[arg(long)]
     pub resource: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print the certificates of these users as your server's key
+    /// directory returns them: status, subject, fingerprint.
+    Lookup {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// One or more JIDs, e.g. 9144889@po.example.
+        #[arg(required = true)]
+        jids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +198,10 @@ pub enum UserCommand {
         /// Also write the PKCS#12 file here (for hand delivery).
         #[arg(long, value_name = "PATH")]
         p12_out: Option<PathBuf>,
+        /// The user's home server, if not the PO's domain (a lab server of
+        /// this CA): the JID becomes HPNR@DOMAIN.
+        #[arg(long)]
+        domain: Option<String>,
     },
     /// List users and the state of their certificates.
     List,

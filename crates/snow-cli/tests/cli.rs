@@ -485,6 +485,20 @@ fn serve_and_chat() {
     ]);
     assert!(e.contains("wrong password"), "{e}");
 
+    let out = site.ok(&[
+        "keys",
+        "lookup",
+        "--server",
+        &addr,
+        "--keystore",
+        &ks1,
+        "--passphrase-file",
+        &gp,
+        "2222222@po.example",
+        "3333333@po.example",
+    ]);
+    assert!(out.contains("2222222@po.example: valid") && out.contains("CN=2222222"), "{out}");
+    assert!(out.contains("3333333@po.example: unknown"), "{out}");
     let out = site.ok(&["presence", "--server", &addr, "--keystore", &ks1, "--passphrase-file", &gp, "--wait", "0"]);
     assert!(out.contains("You are online as 1111111@po.example/"), "{out}");
 

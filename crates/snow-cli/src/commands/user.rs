@@ -9,13 +9,17 @@ use crate::cli::UserCommand;
 
 pub fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
-        UserCommand::Add { hpnr, phone, email, p12_out } => {
+        UserCommand::Add { hpnr, phone, email, p12_out, domain } => {
             // Validate everything before asking for the passphrase.
             let hpnr: Hpnr = hpnr.parse()?;
             let phone: Phone = phone.parse()?;
             let email: Email = email.parse()?;
+            let domain: Option<snow_core::Domain> = domain.map(|d| d.parse()).transpose()?;
             let mut ca = ctx.open_ca()?;
-            let issued = ca.add_user(&hpnr, &phone, &email)?;
+            let issued = match &domain {
+                Some(d) => ca.add_user_at(&hpnr, &phone, &email, d)?,
+                None => ca.add_user(&hpnr, &phone, &email)?,
+            };
             if let Some(out) = &p12_out {
                 snow_core::files::write_new(out, &issued.p12, snow_core::files::Mode::Private).with_context(|| {
                     format!("the user was created, but the key file could not be written to {}", out.display())
