@@ -249,6 +249,27 @@ pub enum BenchCommand {
     /// peak memory and CPU time. With --idle, holds N logged-in connections
     /// and prints the server's memory per connection instead.
     C2s(BenchC2sArgs),
+    /// Senders logged in to one server send to receivers on another, so
+    /// every message crosses the s2s link; prints messages/s and latency.
+    S2s(BenchS2sArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchS2sArgs {
+    /// The senders' server and login (as for `bench c2s`).
+    #[command(flatten)]
+    pub base: BenchC2sArgs,
+    /// The receivers' server.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub to_host: String,
+    #[arg(long)]
+    pub to_port: u16,
+    /// The receivers' domain (default: from --to-keystore's JID).
+    #[arg(long)]
+    pub to_domain: Option<String>,
+    /// Key store of the receivers' account.
+    #[arg(long, value_name = "DIR")]
+    pub to_keystore: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

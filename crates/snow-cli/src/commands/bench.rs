@@ -39,58 +39,74 @@ enum Auth {
     Plain { user: String, pass: String },
 }
 
-pub fn c2s(ctx: &Ctx, a: BenchC2sArgs) -> anyhow::Result<()> {
-    if a.clients < 2 && !a.idle {
-        bail!("--clients must be at least 2");
-    }
-    let (auth, mut domain, mut ca_der) = match a.auth.as_str() {
+/// A server to log in to, and how.
+struct Target {
+    addr: std::net::SocketAddr,
+    domain: String,
+    ca_der: Vec<u8>,
+    auth: Arc<Auth>,
+}
+
+/// Where one side of the load logs in.
+struct Endpoint<'a> {
+    host: &'a str,
+    port: u16,
+    domain: Option<&'a str>,
+    keystore: Option<&'a std::path::Path>,
+}
+
+/// Builds a target from the login arguments `a` and the endpoint `e`.
+async fn target(ctx: &Ctx, a: &BenchC2sArgs, e: Endpoint<'_>) -> anyhow::Result<Target> {
+    let Endpoint { host, port, domain, keystore } = e;
+    let (username, ca) = (a.username.as_deref(), a.ca.as_deref());
+    let (auth, mut dom, mut ca_der) = match a.auth.as_str() {
         "external" => {
-            let store = FileKeyStore::new(a.keystore.clone().unwrap_or_else(|| ctx.paths.keystore()));
+            let store = FileKeyStore::new(keystore.map(|k| k.to_owned()).unwrap_or_else(|| ctx.paths.keystore()));
             let identity = store.unlock(&ctx.personal_passphrase().get()?)?;
             let jid = identity.info().jid().context("the certificate names no JID")?.to_owned();
             let ca = identity.chain().iter().skip(1).find(|c| CertInfo::from_der(c).is_ok_and(|i| i.is_ca)).cloned();
-            let domain = jid.split_once('@').map(|(_, d)| d.to_owned());
-            (Auth::External(Arc::new(identity)), domain, ca)
+            let d = jid.split_once('@').map(|(_, d)| d.to_owned());
+            (Auth::External(Arc::new(identity)), d, ca)
         }
         "plain" => {
-            let user = a.username.clone().context("--auth plain needs --username")?;
+            let user = username.context("--auth plain needs --username")?.to_owned();
             let pass = ctx.personal_passphrase().get()?.to_string();
             (Auth::Plain { user, pass }, None, None)
         }
         other => bail!("--auth must be external or plain, not {other:?}"),
     };
-    if let Some(d) = &a.domain {
-        domain = Some(d.clone());
+    if let Some(d) = domain {
+        dom = Some(d.to_owned());
     }
-    let domain = domain.context("give --domain")?;
-    if let Some(path) = &a.ca {
+    if let Some(path) = ca {
         let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         ca_der = Some(snow_crypto::pem::certificates(&text, &path.display().to_string())?.remove(0));
     }
-    let ca_der = ca_der.context("give --ca with the CA certificate of the server")?;
-    let rt = super::runtime()?;
-    rt.block_on(run(a, auth, domain, ca_der))
+    let addr = tokio::net::lookup_host((host, port)).await?.next().context("no address")?;
+    Ok(Target {
+        addr,
+        domain: dom.context("give --domain")?,
+        ca_der: ca_der.context("give --ca with the CA certificate of the server")?,
+        auth: Arc::new(auth),
+    })
 }
 
-async fn run(a: BenchC2sArgs, auth: Auth, domain: String, ca_der: Vec<u8>) -> anyhow::Result<()> {
-    let addr = tokio::net::lookup_host((a.host.as_str(), a.port)).await?.next().context("no address")?;
-    let before = a.server_pid.and_then(proc_stats);
-    let auth = Arc::new(auth);
-    let gate = Arc::new(Semaphore::new(a.parallel.max(1)));
-    let started = Instant::now();
-    let mut logins = Vec::with_capacity(a.clients);
-    for i in 0..a.clients {
-        let (auth, gate, domain, ca_der) = (Arc::clone(&auth), Arc::clone(&gate), domain.clone(), ca_der.clone());
+/// Logs `n` clients in to `t`, `parallel` at a time.
+async fn login_all(t: &Target, n: usize, parallel: usize, tag: &str) -> anyhow::Result<Vec<Client>> {
+    let gate = Arc::new(Semaphore::new(parallel.max(1)));
+    let mut logins = Vec::with_capacity(n);
+    for i in 0..n {
+        let (auth, gate) = (Arc::clone(&t.auth), Arc::clone(&gate));
+        let opts = ConnectOptions {
+            addr: t.addr,
+            domain: t.domain.clone(),
+            ca_der: t.ca_der.clone(),
+            direct_tls: false,
+            resource: Some(format!("{tag}-{i}")),
+            timeout: Duration::from_secs(60),
+        };
         logins.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
-            let opts = ConnectOptions {
-                addr,
-                domain,
-                ca_der,
-                direct_tls: false,
-                resource: Some(format!("bench-{i}")),
-                timeout: Duration::from_secs(60),
-            };
             match &*auth {
                 Auth::External(id) => Client::connect(&opts, id).await,
                 Auth::Plain { user, pass } => {
@@ -99,67 +115,144 @@ async fn run(a: BenchC2sArgs, auth: Auth, domain: String, ca_der: Vec<u8>) -> an
             }
         }));
     }
-    let mut clients = Vec::with_capacity(a.clients);
+    let mut clients = Vec::with_capacity(n);
     for (i, l) in logins.into_iter().enumerate() {
         clients.push(l.await?.with_context(|| format!("client {i} could not log in"))?);
         if (i + 1) % 1000 == 0 {
             eprintln!("  {} clients logged in", i + 1);
         }
     }
-    let login_secs = started.elapsed().as_secs_f64();
-    println!("{} clients logged in in {login_secs:.1} s", clients.len());
+    Ok(clients)
+}
 
-    if a.idle {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let after = a.server_pid.and_then(proc_stats);
-        match (before, after) {
-            (Some(b), Some(x)) => {
-                let per = (x.rss_kib.saturating_sub(b.rss_kib)) as f64 / a.clients as f64;
-                println!(
-                    "server RSS {:.1} MiB before, {:.1} MiB with {} idle connections: {per:.1} KiB per connection",
-                    b.rss_kib as f64 / 1024.0,
-                    x.rss_kib as f64 / 1024.0,
-                    a.clients
-                );
-                println!("RESULT idle_connections={} kib_per_connection={per:.1}", a.clients);
-            }
-            _ => println!("(give --server-pid to measure the server's memory)"),
-        }
-        return Ok(());
+pub fn c2s(ctx: &Ctx, a: BenchC2sArgs) -> anyhow::Result<()> {
+    if a.clients < 2 && !a.idle {
+        bail!("--clients must be at least 2");
     }
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let e = Endpoint { host: &a.host, port: a.port, domain: a.domain.as_deref(), keystore: a.keystore.as_deref() };
+        let t = target(ctx, &a, e).await?;
+        let before = a.server_pid.and_then(proc_stats);
+        let started = Instant::now();
+        let clients = login_all(&t, a.clients, a.parallel, "bench").await?;
+        println!("{} clients logged in in {:.1} s", clients.len(), started.elapsed().as_secs_f64());
+        if a.idle {
+            return idle_report(&a, before).await;
+        }
+        // Every client sends to the next one and receives from the previous one.
+        let jids: Vec<String> = clients.iter().map(|c| c.jid().to_owned()).collect();
+        let mut senders = Vec::new();
+        let mut readers = Vec::new();
+        for (i, c) in clients.into_iter().enumerate() {
+            let (rd, wr) = c.split();
+            senders.push((wr, jids[(i + 1) % jids.len()].clone()));
+            readers.push(rd);
+        }
+        let (rate, p50, p99) = exchange(senders, readers, a.messages, a.payload).await?;
+        report(a.clients * a.messages, rate, p50, p99, a.server_pid, before);
+        Ok(())
+    })
+}
 
-    let jids: Vec<String> = clients.iter().map(|c| c.jid().to_owned()).collect();
-    let total = a.clients * a.messages;
+/// `snow bench s2s`: senders on one server, receivers on another; every
+/// message crosses the s2s link between them.
+pub fn s2s(ctx: &Ctx, a: crate::cli::BenchS2sArgs) -> anyhow::Result<()> {
+    let b = &a.base;
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let e = Endpoint { host: &b.host, port: b.port, domain: b.domain.as_deref(), keystore: b.keystore.as_deref() };
+        let from = target(ctx, b, e).await?;
+        let e = Endpoint {
+            host: &a.to_host,
+            port: a.to_port,
+            domain: a.to_domain.as_deref(),
+            keystore: a.to_keystore.as_deref(),
+        };
+        let to = target(ctx, b, e).await?;
+        let before = b.server_pid.and_then(proc_stats);
+        let senders = login_all(&from, b.clients, b.parallel, "send").await?;
+        let receivers = login_all(&to, b.clients, b.parallel, "recv").await?;
+        println!(
+            "{} senders at {} and {} receivers at {} logged in",
+            senders.len(),
+            from.domain,
+            receivers.len(),
+            to.domain
+        );
+        let mut keep = Vec::new();
+        let mut writers = Vec::new();
+        let mut readers = Vec::new();
+        for (s, r) in senders.into_iter().zip(receivers) {
+            let target_jid = r.jid().to_owned();
+            let (srd, swr) = s.split();
+            let (rrd, rwr) = r.split();
+            keep.push((srd, rwr));
+            writers.push((swr, target_jid));
+            readers.push(rrd);
+        }
+        let (rate, p50, p99) = exchange(writers, readers, b.messages, b.payload).await?;
+        drop(keep);
+        report(b.clients * b.messages, rate, p50, p99, b.server_pid, before);
+        Ok(())
+    })
+}
+
+async fn idle_report(a: &BenchC2sArgs, before: Option<ProcStats>) -> anyhow::Result<()> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = a.server_pid.and_then(proc_stats);
+    match (before, after) {
+        (Some(b), Some(x)) => {
+            let per = (x.rss_kib.saturating_sub(b.rss_kib)) as f64 / a.clients as f64;
+            println!(
+                "server RSS {:.1} MiB before, {:.1} MiB with {} idle connections: {per:.1} KiB per connection",
+                b.rss_kib as f64 / 1024.0,
+                x.rss_kib as f64 / 1024.0,
+                a.clients
+            );
+            println!("RESULT idle_connections={} kib_per_connection={per:.1}", a.clients);
+        }
+        _ => println!("(give --server-pid to measure the server's memory)"),
+    }
+    Ok(())
+}
+
+/// Each writer sends `messages` chats to its target; each reader expects
+/// `messages`. Returns delivered messages/s and p50/p99 latency in ns.
+async fn exchange(
+    writers: Vec<(snow_client::ClientWriter, String)>,
+    readers: Vec<snow_client::ClientReader>,
+    messages: usize,
+    payload: usize,
+) -> anyhow::Result<(f64, u64, u64)> {
     let epoch = Instant::now();
-    let filler = "x".repeat(a.payload);
-    let mut readers = Vec::new();
-    let mut writers = Vec::new();
-    for (i, c) in clients.into_iter().enumerate() {
-        let (mut rd, mut wr) = c.split();
-        let expect = a.messages;
-        readers.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(expect);
-            while lat.len() < expect {
-                let el = match rd.next_stanza(Duration::from_secs(60)).await {
-                    Ok(el) => el,
-                    Err(e) => return Err(anyhow::anyhow!("receiving: {e}")),
-                };
+    let filler = "x".repeat(payload);
+    let mut rtasks = Vec::with_capacity(readers.len());
+    for mut rd in readers {
+        rtasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(messages);
+            while lat.len() < messages {
+                let el =
+                    rd.next_stanza(Duration::from_secs(60)).await.map_err(|e| anyhow::anyhow!("receiving: {e}"))?;
                 if el.name() != "message" {
                     continue;
                 }
+                if el.attr("type") == Some("error") {
+                    bail!("a message bounced: {}", el.to_xml(NS_CLIENT));
+                }
                 let Some(body) = el.child(NS_CLIENT, "body").map(|b| b.text()) else { continue };
                 if let Some(ns) = body.split(' ').next().and_then(|t| t.parse::<u64>().ok()) {
-                    let now = epoch.elapsed().as_nanos() as u64;
-                    lat.push(now.saturating_sub(ns));
+                    lat.push((epoch.elapsed().as_nanos() as u64).saturating_sub(ns));
                 }
             }
             Ok((lat, epoch.elapsed()))
         }));
-        let to = jids[(i + 1) % jids.len()].clone();
+    }
+    let mut wtasks = Vec::with_capacity(writers.len());
+    for (mut wr, to) in writers {
         let filler = filler.clone();
-        let n = a.messages;
-        writers.push(tokio::spawn(async move {
-            for _ in 0..n {
+        wtasks.push(tokio::spawn(async move {
+            for _ in 0..messages {
                 let body = format!("{} {filler}", epoch.elapsed().as_nanos());
                 let msg = Element::new(NS_CLIENT, "message")
                     .with_attr("to", to.clone())
@@ -170,39 +263,33 @@ async fn run(a: BenchC2sArgs, auth: Auth, domain: String, ca_der: Vec<u8>) -> an
             anyhow::Ok(wr)
         }));
     }
-    let mut keep = Vec::with_capacity(a.clients);
-    for w in writers {
+    let mut keep = Vec::with_capacity(wtasks.len());
+    for w in wtasks {
         keep.push(w.await??);
     }
-    let mut all = Vec::with_capacity(total);
+    let mut all = Vec::new();
     let mut last = Duration::ZERO;
-    for r in readers {
+    for r in rtasks {
         let (lat, done) = r.await??;
         all.extend(lat);
         last = last.max(done);
     }
     drop(keep);
-    let secs = last.as_secs_f64();
     all.sort_unstable();
     let pct =
         |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
-    let rate = all.len() as f64 / secs;
-    println!("{} of {total} messages delivered in {secs:.2} s: {rate:.0} messages/s", all.len());
-    println!("latency p50 {:.2} ms, p99 {:.2} ms", pct(0.50) as f64 / 1e6, pct(0.99) as f64 / 1e6);
-    let after = a.server_pid.and_then(proc_stats);
-    let mut result = format!(
-        "RESULT msgs_per_sec={rate:.0} p50_ms={:.2} p99_ms={:.2}",
-        pct(0.5) as f64 / 1e6,
-        pct(0.99) as f64 / 1e6
-    );
-    if let (Some(b), Some(x)) = (before, after) {
-        println!("server peak RSS {:.1} MiB, CPU {:.2} s", x.peak_rss_kib as f64 / 1024.0, x.cpu_secs - b.cpu_secs);
-        result.push_str(&format!(
-            " peak_rss_mib={:.1} cpu_s={:.2}",
-            x.peak_rss_kib as f64 / 1024.0,
-            x.cpu_secs - b.cpu_secs
-        ));
+    Ok((all.len() as f64 / last.as_secs_f64(), pct(0.5), pct(0.99)))
+}
+
+fn report(total: usize, rate: f64, p50: u64, p99: u64, pid: Option<u32>, before: Option<ProcStats>) {
+    let (p50, p99) = (p50 as f64 / 1e6, p99 as f64 / 1e6);
+    println!("{total} messages delivered: {rate:.0} messages/s");
+    println!("latency p50 {p50:.2} ms, p99 {p99:.2} ms");
+    let mut result = format!("RESULT msgs_per_sec={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2}");
+    if let (Some(b), Some(x)) = (before, pid.and_then(proc_stats)) {
+        let cpu = x.cpu_secs - b.cpu_secs;
+        println!("server peak RSS {:.1} MiB, CPU {cpu:.2} s", x.peak_rss_kib as f64 / 1024.0);
+        result.push_str(&format!(" peak_rss_mib={:.1} cpu_s={cpu:.2}", x.peak_rss_kib as f64 / 1024.0));
     }
     println!("{result}");
-    Ok(())
 }

@@ -68,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve::run(&ctx),
         Command::Chat(c) => chat::run(&ctx, c),
         Command::Bench(crate::cli::BenchCommand::C2s(args)) => bench::c2s(&ctx, args),
+        Command::Bench(crate::cli::BenchCommand::S2s(args)) => bench::s2s(&ctx, args),
         Command::Keys(crate::cli::KeysCommand::Lookup { conn, jids }) => chat::lookup(&ctx, conn, jids),
         Command::Presence { conn, show, status, wait } => chat::presence(&ctx, conn, show, status, wait),
     }
