@@ -27,12 +27,54 @@ use crate::stanza::{error_reply, is_reply};
 pub(crate) struct Links {
     connector: TlsConnector,
     queues: Mutex<HashMap<String, mpsc::Sender<Element>>>,
+    /// For `_xmpp-server._tcp` SRV records; `None` if the system's DNS
+    /// configuration could not be read (then only routes and A/AAAA work).
+    resolver: Option<hickory_resolver::TokioResolver>,
 }
 
 impl Links {
     pub fn new(connector: TlsConnector) -> Self {
-        Links { connector, queues: Mutex::new(HashMap::new()) }
+        let resolver = match hickory_resolver::TokioResolver::builder_tokio().and_then(|b| b.build()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS resolver: s2s uses static routes and DOMAIN:5269 only");
+                None
+            }
+        };
+        Links { connector, queues: Mutex::new(HashMap::new()), resolver }
     }
+}
+
+/// Where to connect for `domain`, best first: the static route if there is
+/// one, else the `_xmpp-server._tcp` SRV targets (RFC 6120 §3.2.1, by
+/// priority, then weight), else `domain:5269`.
+async fn targets(shared: &Shared, domain: &str) -> Result<Vec<String>, String> {
+    if let Some(route) = shared.config.s2s.routes.get(domain) {
+        return Ok(vec![route.clone()]);
+    }
+    let mut out = Vec::new();
+    if let Some(resolver) = &shared.links.resolver {
+        if let Ok(lookup) = resolver.srv_lookup(format!("_xmpp-server._tcp.{domain}.")).await {
+            let mut srvs: Vec<_> = lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    hickory_resolver::proto::rr::RData::SRV(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            // RFC 2782: a lone "." target says the service is not offered.
+            if srvs.len() == 1 && srvs[0].target.is_root() {
+                return Err(format!("{domain} does not accept server-to-server connections"));
+            }
+            srvs.sort_by_key(|s| (s.priority, std::cmp::Reverse(s.weight)));
+            out.extend(srvs.iter().map(|s| format!("{}:{}", s.target.to_utf8().trim_end_matches('.'), s.port)));
+        }
+    }
+    if out.is_empty() {
+        out.push(format!("{domain}:5269"));
+    }
+    Ok(out)
 }
 
 /// Queues `el` (in `jabber:client` form) for `domain`, starting the link
@@ -171,17 +213,22 @@ type Link = Framed<tokio_rustls::client::TlsStream<TcpStream>>;
 async fn connect(shared: &Shared, domain: &str) -> Result<Link, String> {
     let ours = shared.config.domain.to_string();
     let t = shared.config.negotiation_timeout();
-    let target = shared.config.s2s.routes.get(domain).cloned().unwrap_or_else(|| format!("{domain}:5269"));
-    let addrs: Vec<SocketAddr> =
-        tokio::net::lookup_host(&target).await.map_err(|e| format!("cannot resolve {target}: {e}"))?.collect();
     let mut tcp = None;
-    for a in addrs {
-        if let Ok(s) = TcpStream::connect(a).await {
-            tcp = Some(s);
-            break;
+    let mut tried = Vec::new();
+    'targets: for target in targets(shared, domain).await? {
+        let Ok(addrs) = tokio::net::lookup_host(&target).await else {
+            tried.push(format!("{target} (no address)"));
+            continue;
+        };
+        for a in addrs {
+            if let Ok(s) = TcpStream::connect(a).await {
+                tcp = Some(s);
+                break 'targets;
+            }
         }
+        tried.push(target);
     }
-    let tcp = tcp.ok_or_else(|| format!("cannot connect to {target}"))?;
+    let tcp = tcp.ok_or_else(|| format!("cannot connect to {}", tried.join(", ")))?;
     let _ = tcp.set_nodelay(true);
     let limits = shared.config.limits();
     let header = StreamHeader {
