@@ -126,3 +126,97 @@ fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s.trim()).unwrap()
 }
+
+/// Three sites of one CA on loopback: the PO and two labs. Users chat
+/// PO ↔ lab A and lab A ↔ lab B; a revocation at the PO reaches both labs;
+/// lab A killed and restarted loses no message.
+#[tokio::test]
+async fn three_servers() {
+    let mut po = Site::with_domain("po.example");
+    po.s2s.replication_interval_ms = 200;
+    po.s2s.connect_timeout_secs = 3;
+    let gp = po.add_user("1111111");
+    let a_user = po.add_user_at("5555555", "laba.example");
+    let b_user = po.add_user_at("6666666", "labb.example");
+    let (_a_dir, a_home) = po.replica_home("laba.example");
+    let (_b_dir, b_home) = po.replica_home("labb.example");
+    let (a_port, b_port) = (support::free_port(), support::free_port());
+    po.s2s.routes.insert("laba.example".into(), format!("127.0.0.1:{a_port}"));
+    po.s2s.routes.insert("labb.example".into(), format!("127.0.0.1:{b_port}"));
+    po.s2s.replicas = vec!["laba.example".into(), "labb.example".into()];
+    let lab_s2s = |port: u16, other: (&str, u16)| {
+        let mut s = S2sSettings {
+            bind: format!("127.0.0.1:{port}"),
+            master: Some("po.example".into()),
+            connect_timeout_secs: 3,
+            ..S2sSettings::default()
+        };
+        s.routes.insert("po.example".into(), po.s2s_addr());
+        s.routes.insert(other.0.into(), format!("127.0.0.1:{}", other.1));
+        s
+    };
+    let a_s2s = lab_s2s(a_port, ("labb.example", b_port));
+    let b_s2s = lab_s2s(b_port, ("laba.example", a_port));
+    let po_server = po.start().await;
+    let a_server = po.start_replica(&a_home, "laba.example", a_s2s.clone()).await;
+    let b_server = po.start_replica(&b_home, "labb.example", b_s2s).await;
+
+    let mut g = po.login(&po_server, "1111111").await.unwrap();
+    let mut a = po.login_at(&a_server, "laba.example", "5555555").await.unwrap();
+    let mut b = po.login_at(&b_server, "labb.example", "6666666").await.unwrap();
+    for c in [&mut g, &mut a, &mut b] {
+        c.send_presence().await.unwrap();
+    }
+    g.send_chat(&a_user, "fra PO").await.unwrap();
+    assert_eq!(support::body(&next_message(&mut a).await).as_deref(), Some("fra PO"));
+    a.send_chat(&b_user, "fra lab A").await.unwrap();
+    assert_eq!(support::body(&next_message(&mut b).await).as_deref(), Some("fra lab A"));
+    b.send_chat(&gp, "fra lab B").await.unwrap();
+    assert_eq!(support::body(&next_message(&mut g).await).as_deref(), Some("fra lab B"));
+
+    // Lab A is killed; a message sent meanwhile comes back as an error
+    // (never silently dropped); after the restart messages flow again.
+    drop(a);
+    a_server.shutdown(T).await;
+    g.send_chat(&a_user, "mens lab A er nede").await.unwrap();
+    let e = next_message(&mut g).await;
+    assert_eq!(e.attr("type"), Some("error"), "{}", e.to_xml(NS_CLIENT));
+    let a_server = po.start_replica(&a_home, "laba.example", a_s2s).await;
+    g.send_chat(&a_user, "etter omstart").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut a = po.login_at(&a_server, "laba.example", "5555555").await.unwrap();
+    a.send_presence().await.unwrap();
+    assert_eq!(support::body(&next_message(&mut a).await).as_deref(), Some("etter omstart"));
+
+    // Revoked at the PO: lab B refuses its login, lab A stops serving the key.
+    let t0 = Instant::now();
+    po.revoke("6666666");
+    loop {
+        if matches!(po.login_at(&b_server, "labb.example", "6666666").await, Err(ClientError::AuthFailed(_))) {
+            break;
+        }
+        assert!(t0.elapsed() < T, "lab B never refused the revoked user");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + T;
+    loop {
+        if lookup(&mut a, &b_user).await.attr("status") == Some("revoked") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lab A's directory never saw the revocation");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("revocation reached lab B's login and lab A's directory in {} ms", t0.elapsed().as_millis());
+    for s in [po_server, a_server, b_server] {
+        s.shutdown(T).await;
+    }
+}
+
+async fn next_message(c: &mut snow_client::Client) -> Element {
+    loop {
+        let el = c.next_stanza(T).await.unwrap();
+        if el.name() == "message" {
+            return el;
+        }
+    }
+}
