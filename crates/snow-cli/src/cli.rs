@@ -205,6 +205,16 @@ pub enum UserCommand {
     },
     /// List users and the state of their certificates.
     List,
+    /// Give a user a new key and certificate (lost or compromised key,
+    /// expiry), delivered like a new user's; the old certificate is revoked
+    /// as superseded.
+    Rekey {
+        #[arg(long)]
+        hpnr: String,
+        /// Also write the new PKCS#12 file here.
+        #[arg(long, value_name = "PATH")]
+        p12_out: Option<PathBuf>,
+    },
     /// Revoke a user's certificate and publish a new CRL.
     Revoke {
         #[arg(long)]

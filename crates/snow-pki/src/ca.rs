@@ -166,6 +166,44 @@ impl Ca {
         if self.db.user_exists(hpnr.as_str())? {
             return Err(snow_store::StoreError::DuplicateUser(hpnr.to_string()).into());
         }
+        let (jid, rec, p12, delivery) = self.issue_user(hpnr, phone, email, domain)?;
+        if let Err(e) = self.db.add_user(hpnr.as_str(), phone.as_str(), email.as_str(), &rec) {
+            outbox::withdraw(&delivery);
+            return Err(e.into());
+        }
+        tracing::info!(%jid, serial = %rec.serial_hex, "user certificate issued, delivery in outbox");
+        Ok(IssuedUser { jid, serial_hex: rec.serial_hex, not_after: ts(rec.not_after), p12, delivery })
+    }
+
+    /// Gives an existing user a new key and certificate (lost or
+    /// compromised key, or the old one expiring), delivered like a new
+    /// user's. The old certificate is revoked as superseded (unless already
+    /// revoked), the CRL is rewritten, and the key feed carries both changes
+    /// to the federated servers.
+    pub fn rekey_user(&mut self, hpnr: &Hpnr) -> Result<IssuedUser, PkiError> {
+        let user = self.db.user(hpnr.as_str())?.ok_or_else(|| snow_store::StoreError::UnknownUser(hpnr.to_string()))?;
+        let jid: BareJid = user.jid.parse()?;
+        let (phone, email): (Phone, Email) = (user.phone.parse()?, user.email.parse()?);
+        let (jid, rec, p12, delivery) = self.issue_user(hpnr, &phone, &email, jid.domain())?;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if let Err(e) = self.db.rekey_user(hpnr.as_str(), &rec, RevocationReason::Superseded.code(), now) {
+            outbox::withdraw(&delivery);
+            return Err(e.into());
+        }
+        self.write_crl()?;
+        tracing::info!(%jid, serial = %rec.serial_hex, "user re-keyed, old certificate superseded");
+        Ok(IssuedUser { jid, serial_hex: rec.serial_hex, not_after: ts(rec.not_after), p12, delivery })
+    }
+
+    /// Key, certificate, PKCS#12 and outbox delivery for a user; the caller
+    /// records it in the database (and withdraws the delivery if that fails).
+    fn issue_user(
+        &mut self,
+        hpnr: &Hpnr,
+        phone: &Phone,
+        email: &Email,
+        domain: &Domain,
+    ) -> Result<(BareJid, CertRecord, Vec<u8>, Delivery), PkiError> {
         let now = OffsetDateTime::now_utc();
         let jid = BareJid::for_user(hpnr, domain);
         let key = rsa_key::generate(PkiSettings::bits("pki.user_key_bits", self.settings.user_key_bits)?)?;
@@ -178,7 +216,6 @@ impl Ca {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let cert_der = self.sign(params, &kp, now, self.settings.user_validity_days)?;
         let rec = record(&cert_der, CertKind::User, hpnr.as_str(), Some(jid.to_string()), now)?;
-
         let password = Zeroizing::new(one_time_password::generate(self.settings.one_time_password_length)?);
         let p12 = pkcs12::build(&key, &[cert_der.clone(), self.cert_der.clone()], &jid.to_string(), &password)?;
         let from = match &self.settings.email_from {
@@ -187,12 +224,7 @@ impl Ca {
         };
         let letter = Letter { from: &from, to: email, phone, hpnr, jid: &jid, p12: &p12, password: &password, now };
         let delivery = outbox::deliver(&self.paths, &letter)?;
-        if let Err(e) = self.db.add_user(hpnr.as_str(), phone.as_str(), email.as_str(), &rec) {
-            outbox::withdraw(&delivery);
-            return Err(e.into());
-        }
-        tracing::info!(%jid, serial = %rec.serial_hex, "user certificate issued, delivery in outbox");
-        Ok(IssuedUser { jid, serial_hex: rec.serial_hex, not_after: ts(rec.not_after), p12, delivery })
+        Ok((jid, rec, p12, delivery))
     }
 
     /// Revokes a user's certificate and writes the new CRL.

@@ -34,7 +34,8 @@ pub(crate) struct Letter<'a> {
 /// Writes the e-mail and the SMS. If the second write fails the first file
 /// is removed, so a delivery is whole or absent.
 pub(crate) fn deliver(paths: &SitePaths, letter: &Letter<'_>) -> Result<Delivery, PkiError> {
-    let stem = format!("{}-{}", letter.now.unix_timestamp(), letter.hpnr);
+    // Nanoseconds: a re-key in the same second as the first issue gets its own files.
+    let stem = format!("{}-{}", letter.now.unix_timestamp_nanos(), letter.hpnr);
     let email = paths.email_outbox().join(format!("{stem}.eml"));
     let sms = paths.sms_outbox().join(format!("{stem}.txt"));
     files::write_new(&email, render_email(letter)?.as_bytes(), Mode::Private).map_err(PkiError::io("write", &email))?;

@@ -81,6 +81,22 @@ fn issue_import_sign_verify_revoke() {
     let users = snow_pki::list_users(&paths).unwrap();
     assert_eq!(users.len(), 1);
     assert!(users[0].revoked.is_some());
+
+    // Re-key: a new certificate for the same JID; the user is active again.
+    let rekeyed = ca.rekey_user(&hpnr).unwrap();
+    assert_eq!(rekeyed.jid.to_string(), "9144889@po.example");
+    assert_ne!(rekeyed.serial_hex, info.serial_hex);
+    let sms = std::fs::read_to_string(&rekeyed.delivery.sms).unwrap();
+    let c = pkcs12::read(&rekeyed.p12, &outbox::password_of(&sms).unwrap(), "p12").unwrap();
+    verify_issued_by(&c.chain[0], ca.cert_der()).unwrap();
+    let users = snow_pki::list_users(&paths).unwrap();
+    assert_eq!((users[0].revoked, users[0].cert_serial.clone()), (None, rekeyed.serial_hex.clone()));
+    // Re-keying an active user supersedes the current certificate.
+    let again = ca.rekey_user(&hpnr).unwrap();
+    let crl = crl_entries(&std::fs::read(paths.crl()).unwrap());
+    assert!(crl.contains(&(info.serial_hex.clone(), Some(1))), "{crl:?}");
+    assert!(crl.contains(&(rekeyed.serial_hex.clone(), Some(4))), "superseded: {crl:?}");
+    assert!(!crl.iter().any(|(s, _)| *s == again.serial_hex));
 }
 
 /// `(serial hex, reason code)` of each CRL entry, read with x509-parser,

@@ -275,6 +275,46 @@ impl CaDb {
         Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM key_changes", [], |r| r.get(0))?)
     }
 
+    /// Gives a user a new certificate: the old one is revoked with
+    /// `reason` (unless it already is), the new one becomes the user's, and
+    /// both changes enter the key feed, in one transaction.
+    pub fn rekey_user(&mut self, hpnr: &str, new_cert: &CertRecord, reason: u8, at: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let row: Option<(String, String, Option<i64>)> = tx
+            .query_row(
+                "SELECT u.jid, u.cert_serial, c.revoked_at FROM users u JOIN certificates c ON c.serial = u.cert_serial
+                 WHERE u.hpnr = ?1",
+                [hpnr],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((jid, old_serial, revoked_at)) = row else {
+            return Err(StoreError::UnknownUser(hpnr.to_owned()));
+        };
+        if revoked_at.is_none() {
+            tx.execute(
+                "UPDATE certificates SET revoked_at = ?1, revocation_reason = ?2 WHERE serial = ?3",
+                params![at, reason, old_serial],
+            )?;
+            tx.execute(
+                "INSERT INTO key_changes (jid, status, serial, der, at)
+                 SELECT ?1, 'revoked', serial, der, ?2 FROM certificates WHERE serial = ?3",
+                params![jid, at, old_serial],
+            )?;
+        }
+        insert_cert(&tx, new_cert)?;
+        tx.execute(
+            "UPDATE users SET cert_serial = ?1, revoked = 0 WHERE hpnr = ?2",
+            params![new_cert.serial_hex, hpnr],
+        )?;
+        tx.execute(
+            "INSERT INTO key_changes (jid, status, serial, der, at) VALUES (?1, 'valid', ?2, ?3, ?4)",
+            params![jid, new_cert.serial_hex, new_cert.der, at],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Every revoked certificate, oldest revocation first.
     pub fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         let mut stmt = self.conn.prepare(

@@ -58,6 +58,25 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        UserCommand::Rekey { hpnr, p12_out } => {
+            let hpnr: Hpnr = hpnr.parse()?;
+            let mut ca = ctx.open_ca()?;
+            let issued = ca.rekey_user(&hpnr)?;
+            if let Some(out) = &p12_out {
+                snow_core::files::write_new(out, &issued.p12, snow_core::files::Mode::Private).with_context(|| {
+                    format!("the user was re-keyed, but the key file could not be written to {}", out.display())
+                })?;
+            }
+            println!(
+                "Re-keyed {} (new certificate {}, valid until {}); the old one is revoked as superseded",
+                issued.jid,
+                issued.serial_hex,
+                show_time(issued.not_after)
+            );
+            println!("  e-mail with the key file   {}", issued.delivery.email.display());
+            println!("  SMS with the password      {}", issued.delivery.sms.display());
+            Ok(())
+        }
         UserCommand::Revoke { hpnr, reason } => {
             let hpnr: Hpnr = hpnr.parse()?;
             let reason: RevocationReason = reason.parse().map_err(anyhow::Error::msg)?;

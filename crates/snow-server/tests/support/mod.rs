@@ -131,6 +131,14 @@ impl Site {
         Identity::new(c.key_pkcs8, c.chain).unwrap()
     }
 
+    /// A new key and certificate for the user (the old one superseded).
+    pub fn rekey(&mut self, hpnr: &str) {
+        let issued = self.ca.rekey_user(&hpnr.parse().unwrap()).unwrap();
+        let sms = std::fs::read_to_string(&issued.delivery.sms).unwrap();
+        let password = outbox::password_of(&sms).unwrap();
+        self.identities.insert(hpnr.to_owned(), (issued.p12, password));
+    }
+
     pub fn revoke(&mut self, hpnr: &str) {
         self.ca.revoke_user(&hpnr.parse().unwrap(), snow_pki::RevocationReason::KeyCompromise).unwrap();
     }
