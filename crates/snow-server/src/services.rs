@@ -101,6 +101,18 @@ impl Origin<'_> {
     }
 }
 
+/// A stanza for another domain: local users' go over s2s; this server
+/// does not relay between other domains.
+fn to_remote(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, domain: &str) {
+    match origin {
+        Origin::Local(_) => crate::s2s::send(shared, domain, el),
+        Origin::Remote(_) if !is_reply(&el) => {
+            origin.reply(shared, error_reply(&el, "item-not-found", Some("this server does not relay")));
+        }
+        Origin::Remote(_) => {}
+    }
+}
+
 fn reply(me: &SessionHandle, stanza: Element) {
     me.send_xml(stanza.to_xml(NS_CLIENT));
 }
@@ -128,13 +140,7 @@ async fn route_message(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, t
         (None, Origin::Remote(_)) => return,
     };
     if !is_local(shared, &to) {
-        match origin {
-            Origin::Local(_) => crate::s2s::send(shared, &to.domain, el),
-            Origin::Remote(_) if !is_reply(&el) => {
-                origin.reply(shared, error_reply(&el, "item-not-found", Some("this server does not relay")));
-            }
-            Origin::Remote(_) => {}
-        }
+        to_remote(shared, origin, el, &to.domain);
         return;
     }
     if to.local.is_none() {
@@ -513,13 +519,7 @@ async fn iq(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, to: Option<A
     }
     let Some(to) = to else { return };
     if !is_local(shared, &to) {
-        match origin {
-            Origin::Local(_) => crate::s2s::send(shared, &to.domain, el),
-            Origin::Remote(_) if !is_reply(&el) => {
-                origin.reply(shared, error_reply(&el, "item-not-found", Some("this server does not relay")));
-            }
-            Origin::Remote(_) => {}
-        }
+        to_remote(shared, origin, el, &to.domain);
         return;
     }
     let bare = to.bare();

@@ -79,17 +79,7 @@ impl TrustStore {
             .iter()
             .map(|c| anchor_from_trusted_cert(c).map_err(|e| AuthError::Invalid(format!("{e:?}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &anchors,
-            &chain[1..],
-            UnixTime::now(),
-            KeyUsage::client_auth(),
-            None,
-            None,
-        )
-        .map_err(|e| AuthError::Invalid(format!("{e}")))?;
-        let info = snow_crypto::CertInfo::from_der(leaf).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let info = verify_client_chain(&ee, leaf, &anchors, &chain[1..], None)?;
         let names_domain = info.dns_names.iter().chain(info.xmpp_addrs.iter()).any(|n| n.eq_ignore_ascii_case(domain));
         if !names_domain {
             return Err(AuthError::ForeignDomain(domain.to_owned()));
@@ -142,17 +132,7 @@ impl TrustStore {
             ),
             Err(_) => None,
         };
-        ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &anchors,
-            &chain[1..],
-            UnixTime::now(),
-            KeyUsage::client_auth(),
-            revocation,
-            None,
-        )
-        .map_err(|e| AuthError::Invalid(format!("{e}")))?;
-        let info = snow_crypto::CertInfo::from_der(leaf).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let info = verify_client_chain(&ee, leaf, &anchors, &chain[1..], revocation)?;
         let jid_text = match info.xmpp_addrs.as_slice() {
             [] => return Err(AuthError::NoJid),
             [one] => one.clone(),
@@ -169,6 +149,28 @@ impl TrustStore {
         }
         Ok(jid)
     }
+}
+
+/// Checks a TLS client's chain (clientAuth, now, optional revocation) and
+/// decodes the leaf for its names.
+fn verify_client_chain(
+    ee: &EndEntityCert<'_>,
+    leaf: &CertificateDer<'_>,
+    anchors: &[rustls_pki_types::TrustAnchor<'_>],
+    intermediates: &[CertificateDer<'_>],
+    revocation: Option<webpki::RevocationOptions<'_>>,
+) -> Result<snow_crypto::CertInfo, AuthError> {
+    ee.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        anchors,
+        intermediates,
+        UnixTime::now(),
+        KeyUsage::client_auth(),
+        revocation,
+        None,
+    )
+    .map_err(|e| AuthError::Invalid(format!("{e}")))?;
+    snow_crypto::CertInfo::from_der(leaf).map_err(|e| AuthError::Invalid(e.to_string()))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ServerError> {

@@ -6,19 +6,12 @@ mod support;
 use std::time::Duration;
 
 use snow_client::ClientError;
-use snow_xml::{Element, NS_CLIENT, NS_DISCO_INFO, NS_PING, NS_STANZAS, NS_VERSION};
-use support::{body, Site, DOMAIN};
+use snow_xml::{Element, NS_CLIENT, NS_DISCO_INFO, NS_PING, NS_VERSION};
+use support::{body, error_condition, Site, DOMAIN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const T: Duration = Duration::from_secs(10);
-
-fn error_condition(el: &Element) -> Option<String> {
-    el.child(NS_CLIENT, "error")?
-        .children()
-        .find(|c| c.ns() == NS_STANZAS && c.name() != "text")
-        .map(|c| c.name().to_owned())
-}
 
 #[tokio::test]
 async fn two_users_log_in_with_certificates_and_chat() {

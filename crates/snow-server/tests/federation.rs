@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use snow_xml::{Element, NS_CLIENT, NS_STANZAS};
-use support::{body, Site};
+use snow_xml::{Element, NS_CLIENT};
+use support::{body, error_condition, Site};
 
 const T: Duration = Duration::from_secs(15);
 
@@ -17,13 +17,6 @@ async fn next_message(c: &mut snow_client::Client) -> Element {
             return el;
         }
     }
-}
-
-fn error_condition(el: &Element) -> Option<String> {
-    el.child(NS_CLIENT, "error")?
-        .children()
-        .find(|c| c.ns() == NS_STANZAS && c.name() != "text")
-        .map(|c| c.name().to_owned())
 }
 
 #[tokio::test]

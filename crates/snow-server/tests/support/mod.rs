@@ -175,3 +175,11 @@ pub fn body(el: &snow_xml::Element) -> Option<String> {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// The stanza error condition of an error reply.
+pub fn error_condition(el: &snow_xml::Element) -> Option<String> {
+    el.child(snow_xml::NS_CLIENT, "error")?
+        .children()
+        .find(|c| c.ns() == snow_xml::NS_STANZAS && c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
