@@ -37,7 +37,10 @@ class Peer(slixmpp.ClientXMPP):
     def on_message(self, msg):
         if msg["type"] in ("chat", "normal") and msg["body"].startswith("ping"):
             print(f"slixmpp: got {msg['body']!r} from {msg['from']}", flush=True)
-            msg.reply("pong: " + msg["body"]).send()
+            # To the bare JID: the sender may have been a one-shot `snow chat
+            # send` whose session is gone; the bare JID reaches its listener
+            # or offline storage.
+            self.send_message(mto=msg["from"].bare, mbody="pong: " + msg["body"], mtype="chat")
             if not self.answered.done():
                 self.answered.set_result(True)
 
