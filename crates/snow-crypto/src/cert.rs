@@ -33,6 +33,10 @@ pub struct CertInfo {
     pub is_ca: bool,
     /// The subjectPublicKey bits (PKCS#1 `RSAPublicKey` for RSA).
     pub public_key: Vec<u8>,
+    /// The whole SubjectPublicKeyInfo, DER (what encryption keys load from).
+    pub spki_der: Vec<u8>,
+    /// The serial number in decimal, as XML Signature's X509SerialNumber wants it.
+    pub serial_decimal: String,
 }
 
 impl CertInfo {
@@ -65,6 +69,8 @@ impl CertInfo {
             dns_names,
             is_ca,
             public_key: cert.public_key().subject_public_key.data.to_vec(),
+            spki_der: cert.public_key().raw.to_vec(),
+            serial_decimal: decimal(cert.raw_serial()),
         })
     }
 
@@ -117,6 +123,43 @@ pub fn fingerprint(der: &[u8]) -> String {
     d.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
+/// An unsigned big-endian integer in decimal.
+pub fn decimal(bytes: &[u8]) -> String {
+    let mut n: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
+    if n.is_empty() {
+        return "0".into();
+    }
+    let mut digits = Vec::new();
+    while !n.is_empty() {
+        let mut rem = 0u32;
+        let mut next = Vec::with_capacity(n.len());
+        for &b in &n {
+            let cur = rem * 256 + u32::from(b);
+            let q = cur / 10;
+            rem = cur % 10;
+            if !(next.is_empty() && q == 0) {
+                next.push(q as u8);
+            }
+        }
+        digits.push(b'0' + rem as u8);
+        n = next;
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decimal_serials() {
+        assert_eq!(super::decimal(&[]), "0");
+        assert_eq!(super::decimal(&[0, 0]), "0");
+        assert_eq!(super::decimal(&[1, 0]), "256");
+        assert_eq!(super::decimal(&[0xff; 8]), "18446744073709551615");
+        assert_eq!(super::decimal(&[0x01, 0, 0, 0, 0, 0, 0, 0, 0]), "18446744073709551616");
+    }
 }

@@ -18,7 +18,7 @@ pub mod stream;
 pub use element::{Element, Node};
 pub use error::{StreamErrorCondition, XmlError};
 pub use framed::{Framed, FramedError};
-pub use stream::{Limits, StreamEvent, StreamHeader, StreamParser};
+pub use stream::{parse_document, Limits, StreamEvent, StreamHeader, StreamParser};
 
 /// The namespace of `<stream:stream>` and stream-level elements.
 pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";

@@ -102,6 +102,27 @@ pub struct StreamParser {
     offset: u64,
     failed: Option<XmlError>,
     ended: bool,
+    /// Parsing one standalone document instead of an XMPP stream.
+    document: bool,
+}
+
+/// Parses one standalone XML document (an XML Encryption file, say) with
+/// the same limits and refusals as a stream: the root element comes back
+/// as the tree. `limits.max_stanza_bytes` bounds the whole document.
+pub fn parse_document(bytes: &[u8], limits: Limits) -> Result<Element, XmlError> {
+    let mut p = StreamParser::new(limits);
+    p.document = true;
+    p.depth = 1;
+    let mut out = Vec::new();
+    p.feed(bytes, &mut out)?;
+    match out.into_iter().next() {
+        Some(StreamEvent::Stanza(el)) => Ok(el),
+        _ => Err(XmlError {
+            condition: Cond::NotWellFormed,
+            detail: "the document ends before its root element is closed".into(),
+            offset: p.offset,
+        }),
+    }
 }
 
 impl StreamParser {
@@ -116,6 +137,7 @@ impl StreamParser {
             offset: 0,
             failed: None,
             ended: false,
+            document: false,
         }
     }
 
@@ -246,6 +268,9 @@ impl StreamParser {
                                 self.pending = 0;
                                 self.elements = 0;
                                 out.push(StreamEvent::Stanza(el));
+                                if self.document {
+                                    self.ended = true;
+                                }
                             }
                         }
                     }

@@ -199,3 +199,19 @@ fn reset_starts_a_new_stream() {
     p.feed(OPEN.as_bytes(), &mut out).unwrap();
     assert!(matches!(out[0], StreamEvent::Header(_)));
 }
+
+#[test]
+fn standalone_documents() {
+    let doc = b"<?xml version='1.0'?>\n<root xmlns='urn:x'><a b='1'>t&amp;</a></root>\n";
+    let el = snow_xml::parse_document(doc, Limits::default()).unwrap();
+    assert!(el.is("urn:x", "root"));
+    assert_eq!(el.child("urn:x", "a").unwrap().text(), "t&");
+    assert!(snow_xml::parse_document(b"<root><a>", Limits::default()).is_err());
+    assert!(snow_xml::parse_document(b"<!DOCTYPE r><r/>", Limits::default()).is_err());
+    let small = Limits { max_stanza_bytes: 1024, ..Limits::default() };
+    let big = format!("<r>{}</r>", "x".repeat(5000));
+    assert_eq!(
+        snow_xml::parse_document(big.as_bytes(), small).unwrap_err().condition,
+        StreamErrorCondition::PolicyViolation
+    );
+}

@@ -1,0 +1,309 @@
+//! End-to-end encryption with W3C XML Encryption 1.1 (DESIGN.md §3.1).
+//!
+//! The content is encrypted once with a fresh AES-256-GCM key
+//! (`xmlenc11#aes256-gcm`, CipherValue = IV[12] ‖ ciphertext ‖ tag[16], no
+//! AAD); the key is wrapped with RSA-OAEP once per recipient, each in an
+//! `EncryptedKey` naming the recipient's certificate by issuer and serial.
+//! Key transport is `xmlenc11#rsa-oaep` with SHA-256 and MGF1-SHA-256 by
+//! default, or `xmlenc#rsa-oaep-mgf1p` (SHA-1), which is all xmlsec1 1.2
+//! understands; both are accepted on input.
+//!
+//! ```xml
+//! <EncryptedData xmlns='http://www.w3.org/2001/04/xmlenc#' Type='…#Content'>
+//!   <EncryptionMethod Algorithm='http://www.w3.org/2009/xmlenc11#aes256-gcm'/>
+//!   <KeyInfo xmlns='http://www.w3.org/2000/09/xmldsig#'>
+//!     <EncryptedKey xmlns='http://www.w3.org/2001/04/xmlenc#'>
+//!       <EncryptionMethod Algorithm='…xmlenc11#rsa-oaep'>
+//!         <DigestMethod xmlns='…xmldsig#' Algorithm='…xmlenc#sha256'/>
+//!         <MGF xmlns='…xmlenc11#' Algorithm='…xmlenc11#mgf1sha256'/>
+//!       </EncryptionMethod>
+//!       <KeyInfo xmlns='…xmldsig#'><X509Data><X509IssuerSerial>
+//!         <X509IssuerName>CN=…</X509IssuerName><X509SerialNumber>123…</X509SerialNumber>
+//!       </X509IssuerSerial></X509Data></KeyInfo>
+//!       <CipherData><CipherValue>base64</CipherValue></CipherData>
+//!     </EncryptedKey> …one per recipient…
+//!   </KeyInfo>
+//!   <CipherData><CipherValue>base64(IV ‖ ciphertext ‖ tag)</CipherValue></CipherData>
+//! </EncryptedData>
+//! ```
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rsa::{
+    OaepAlgorithm, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey,
+    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
+};
+use base64::Engine;
+use snow_xml::{Element, Limits, Node};
+use zeroize::Zeroizing;
+
+use crate::cert::CertInfo;
+
+pub const NS_XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
+pub const NS_XENC11: &str = "http://www.w3.org/2009/xmlenc11#";
+pub const NS_DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+pub const ALG_AES256_GCM: &str = "http://www.w3.org/2009/xmlenc11#aes256-gcm";
+pub const ALG_RSA_OAEP: &str = "http://www.w3.org/2009/xmlenc11#rsa-oaep";
+pub const ALG_RSA_OAEP_MGF1P: &str = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p";
+pub const ALG_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+pub const ALG_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
+pub const ALG_MGF1_SHA1: &str = "http://www.w3.org/2009/xmlenc11#mgf1sha1";
+pub const ALG_MGF1_SHA256: &str = "http://www.w3.org/2009/xmlenc11#mgf1sha256";
+pub const TYPE_CONTENT: &str = "http://www.w3.org/2001/04/xmlenc#Content";
+
+/// Most recipients of one message, and the largest plaintext.
+pub const MAX_RECIPIENTS: usize = 256;
+pub const MAX_PLAINTEXT: usize = 16 * 1024 * 1024;
+
+/// Why encryption or decryption failed. Decryption never returns partial
+/// output: either the whole, authenticated plaintext or one of these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum E2eError {
+    #[error("not an XML Encryption element: {0}")]
+    Malformed(&'static str),
+    #[error("unsupported algorithm {0}")]
+    UnsupportedAlgorithm(String),
+    #[error("the message is not encrypted for this key")]
+    NotForThisKey,
+    #[error("the message was modified or damaged (authentication failed)")]
+    Tampered,
+    #[error("the recipient certificate cannot be used: {0}")]
+    BadRecipient(String),
+    #[error("{0} recipients; at most {MAX_RECIPIENTS}")]
+    TooManyRecipients(usize),
+    #[error("the content is larger than {MAX_PLAINTEXT} bytes")]
+    TooLarge,
+    #[error("the decrypted content is not well-formed XML: {0}")]
+    BadContent(String),
+    #[error("cryptographic operation failed")]
+    Internal,
+}
+
+/// How the content key is wrapped for each recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyTransport {
+    /// `xmlenc11#rsa-oaep` with SHA-256 and MGF1-SHA-256.
+    #[default]
+    RsaOaepSha256,
+    /// `xmlenc#rsa-oaep-mgf1p` with SHA-1 (for xmlsec1 1.2).
+    RsaOaepMgf1pSha1,
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+fn el(ns: &str, name: &str) -> Element {
+    Element::new(ns, name)
+}
+
+/// Encrypts `plaintext` once for every certificate in `recipients` (DER).
+/// The result is an `EncryptedData` of Type Content.
+pub fn encrypt(plaintext: &[u8], recipients: &[&[u8]], transport: KeyTransport) -> Result<Element, E2eError> {
+    if recipients.is_empty() {
+        return Err(E2eError::BadRecipient("no recipients".into()));
+    }
+    if recipients.len() > MAX_RECIPIENTS {
+        return Err(E2eError::TooManyRecipients(recipients.len()));
+    }
+    if plaintext.len() > MAX_PLAINTEXT {
+        return Err(E2eError::TooLarge);
+    }
+    let rng = SystemRandom::new();
+    let mut key = Zeroizing::new([0u8; 32]);
+    rng.fill(&mut key[..]).map_err(|_| E2eError::Internal)?;
+    let mut iv = [0u8; 12];
+    rng.fill(&mut iv).map_err(|_| E2eError::Internal)?;
+    let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key[..]).map_err(|_| E2eError::Internal)?);
+    let mut buf = plaintext.to_vec();
+    aead.seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut buf)
+        .map_err(|_| E2eError::Internal)?;
+    let mut cipher_value = Vec::with_capacity(12 + buf.len());
+    cipher_value.extend_from_slice(&iv);
+    cipher_value.extend_from_slice(&buf);
+
+    let mut key_info = el(NS_DSIG, "KeyInfo");
+    for cert in recipients {
+        key_info.push_child(encrypted_key(&key[..], cert, transport)?);
+    }
+    Ok(el(NS_XENC, "EncryptedData")
+        .with_attr("Type", TYPE_CONTENT)
+        .with_child(el(NS_XENC, "EncryptionMethod").with_attr("Algorithm", ALG_AES256_GCM))
+        .with_child(key_info)
+        .with_child(
+            el(NS_XENC, "CipherData").with_child(el(NS_XENC, "CipherValue").with_text(b64().encode(cipher_value))),
+        ))
+}
+
+fn encrypted_key(key: &[u8], cert_der: &[u8], transport: KeyTransport) -> Result<Element, E2eError> {
+    let info = CertInfo::from_der(cert_der).map_err(|e| E2eError::BadRecipient(e.to_string()))?;
+    let public = PublicEncryptingKey::from_der(&info.spki_der)
+        .map_err(|_| E2eError::BadRecipient(format!("{} has no RSA key", info.subject)))?;
+    let oaep = OaepPublicEncryptingKey::new(public).map_err(|_| E2eError::Internal)?;
+    let mut out = vec![0u8; oaep.ciphertext_size()];
+    let (alg, method) = match transport {
+        KeyTransport::RsaOaepSha256 => (
+            &OAEP_SHA256_MGF1SHA256,
+            el(NS_XENC, "EncryptionMethod")
+                .with_attr("Algorithm", ALG_RSA_OAEP)
+                .with_child(el(NS_DSIG, "DigestMethod").with_attr("Algorithm", ALG_SHA256))
+                .with_child(el(NS_XENC11, "MGF").with_attr("Algorithm", ALG_MGF1_SHA256)),
+        ),
+        KeyTransport::RsaOaepMgf1pSha1 => (
+            &OAEP_SHA1_MGF1SHA1,
+            el(NS_XENC, "EncryptionMethod")
+                .with_attr("Algorithm", ALG_RSA_OAEP_MGF1P)
+                .with_child(el(NS_DSIG, "DigestMethod").with_attr("Algorithm", ALG_SHA1)),
+        ),
+    };
+    let wrapped = oaep.encrypt(alg, key, &mut out, None).map_err(|_| E2eError::Internal)?;
+    let issuer_serial = el(NS_DSIG, "X509IssuerSerial")
+        .with_child(el(NS_DSIG, "X509IssuerName").with_text(info.issuer.clone()))
+        .with_child(el(NS_DSIG, "X509SerialNumber").with_text(info.serial_decimal.clone()));
+    Ok(el(NS_XENC, "EncryptedKey")
+        .with_child(method)
+        .with_child(el(NS_DSIG, "KeyInfo").with_child(el(NS_DSIG, "X509Data").with_child(issuer_serial)))
+        .with_child(el(NS_XENC, "CipherData").with_child(el(NS_XENC, "CipherValue").with_text(b64().encode(wrapped)))))
+}
+
+fn cipher_value(parent: &Element) -> Result<Vec<u8>, E2eError> {
+    let text = parent
+        .child(NS_XENC, "CipherData")
+        .and_then(|c| c.child(NS_XENC, "CipherValue"))
+        .ok_or(E2eError::Malformed("no CipherData/CipherValue"))?
+        .text();
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    b64().decode(compact).map_err(|_| E2eError::Malformed("CipherValue is not base64"))
+}
+
+/// The OAEP parameters an EncryptedKey names (only matched pairs).
+fn oaep_of(method: &Element) -> Result<&'static OaepAlgorithm, E2eError> {
+    let alg = method.attr("Algorithm").unwrap_or_default();
+    let digest = method.child(NS_DSIG, "DigestMethod").and_then(|d| d.attr("Algorithm")).unwrap_or(ALG_SHA1);
+    let mgf = method.child(NS_XENC11, "MGF").and_then(|m| m.attr("Algorithm")).unwrap_or(ALG_MGF1_SHA1);
+    match (alg, digest, mgf) {
+        (ALG_RSA_OAEP_MGF1P, ALG_SHA1, _) | (ALG_RSA_OAEP, ALG_SHA1, ALG_MGF1_SHA1) => Ok(&OAEP_SHA1_MGF1SHA1),
+        (ALG_RSA_OAEP, ALG_SHA256, ALG_MGF1_SHA256) => Ok(&OAEP_SHA256_MGF1SHA256),
+        (a, d, m) => Err(E2eError::UnsupportedAlgorithm(format!("{a} with digest {d} and {m}"))),
+    }
+}
+
+/// True if the EncryptedKey names `info` (by issuer and serial, or by
+/// KeyName = subject or JID); unnamed keys match anyone.
+fn names(ek: &Element, info: &CertInfo) -> Option<bool> {
+    let ki = ek.child(NS_DSIG, "KeyInfo")?;
+    if let Some(is) = ki.child(NS_DSIG, "X509Data").and_then(|d| d.child(NS_DSIG, "X509IssuerSerial")) {
+        let serial = is.child(NS_DSIG, "X509SerialNumber").map(|s| s.text()).unwrap_or_default();
+        return Some(serial.trim() == info.serial_decimal);
+    }
+    if let Some(name) = ki.child(NS_DSIG, "KeyName") {
+        let n = name.text();
+        let n = n.trim();
+        return Some(n == info.subject || info.xmpp_addrs.iter().any(|j| j == n));
+    }
+    None
+}
+
+/// Decrypts an `EncryptedData` with the recipient's key and certificate.
+/// The EncryptedKeys naming this certificate are tried first, then unnamed
+/// ones; a key for someone else is never the answer.
+pub fn decrypt(enc: &Element, key_pkcs8: &[u8], cert_der: &[u8]) -> Result<Zeroizing<Vec<u8>>, E2eError> {
+    if !enc.is(NS_XENC, "EncryptedData") {
+        return Err(E2eError::Malformed("the element is not xenc:EncryptedData"));
+    }
+    let alg = enc.child(NS_XENC, "EncryptionMethod").and_then(|m| m.attr("Algorithm")).unwrap_or_default();
+    if alg != ALG_AES256_GCM {
+        return Err(E2eError::UnsupportedAlgorithm(alg.to_owned()));
+    }
+    let info = CertInfo::from_der(cert_der).map_err(|e| E2eError::BadRecipient(e.to_string()))?;
+    let private =
+        PrivateDecryptingKey::from_pkcs8(key_pkcs8).map_err(|_| E2eError::BadRecipient("not an RSA key".into()))?;
+    let oaep = OaepPrivateDecryptingKey::new(private).map_err(|_| E2eError::Internal)?;
+    let keys: Vec<&Element> = enc
+        .child(NS_DSIG, "KeyInfo")
+        .map(|ki| ki.children().filter(|c| c.is(NS_XENC, "EncryptedKey")).collect())
+        .unwrap_or_default();
+    if keys.is_empty() {
+        return Err(E2eError::Malformed("no EncryptedKey"));
+    }
+    if keys.len() > MAX_RECIPIENTS {
+        return Err(E2eError::TooManyRecipients(keys.len()));
+    }
+    let mut candidates: Vec<&Element> = keys.iter().copied().filter(|k| names(k, &info) == Some(true)).collect();
+    candidates.extend(keys.iter().copied().filter(|k| names(k, &info).is_none()));
+    let mut content_key = None;
+    for ek in candidates {
+        let method = ek.child(NS_XENC, "EncryptionMethod").ok_or(E2eError::Malformed("EncryptedKey without method"))?;
+        let alg = oaep_of(method)?;
+        let wrapped = cipher_value(ek)?;
+        let mut out = Zeroizing::new(vec![0u8; oaep.key_size_bytes()]);
+        if let Ok(k) = oaep.decrypt(alg, &wrapped, &mut out, None) {
+            if k.len() == 32 {
+                content_key = Some(Zeroizing::new(k.to_vec()));
+                break;
+            }
+        }
+    }
+    let key = content_key.ok_or(E2eError::NotForThisKey)?;
+    let data = cipher_value(enc)?;
+    if data.len() < 12 + 16 {
+        return Err(E2eError::Malformed("CipherValue is too short"));
+    }
+    if data.len() > MAX_PLAINTEXT + 28 {
+        return Err(E2eError::TooLarge);
+    }
+    let (iv, rest) = data.split_at(12);
+    let nonce = Nonce::try_assume_unique_for_key(iv).map_err(|_| E2eError::Internal)?;
+    let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).map_err(|_| E2eError::Internal)?);
+    let mut buf = Zeroizing::new(rest.to_vec());
+    let plain = aead.open_in_place(nonce, Aad::empty(), &mut buf).map_err(|_| E2eError::Tampered)?.len();
+    buf.truncate(plain);
+    Ok(buf)
+}
+
+/// Encrypts the children of `element` (serialized with `default_ns` as
+/// their parent namespace) and replaces them with the `EncryptedData`.
+pub fn encrypt_content(
+    element: &mut Element,
+    default_ns: &str,
+    recipients: &[&[u8]],
+    transport: KeyTransport,
+) -> Result<(), E2eError> {
+    let mut plaintext = Zeroizing::new(String::new());
+    for n in element.nodes() {
+        match n {
+            Node::Element(e) => e.write_xml(&mut plaintext, default_ns),
+            Node::Text(t) => snow_xml::escape::push_escaped(&mut plaintext, t),
+        }
+    }
+    let enc = encrypt(plaintext.as_bytes(), recipients, transport)?;
+    element.nodes_mut().clear();
+    element.push_child(enc);
+    Ok(())
+}
+
+/// The reverse of [`encrypt_content`]: finds the `EncryptedData` child of
+/// `element`, decrypts it and puts the content back in its place.
+pub fn decrypt_content(
+    element: &mut Element,
+    default_ns: &str,
+    key_pkcs8: &[u8],
+    cert_der: &[u8],
+) -> Result<(), E2eError> {
+    let enc = element.child(NS_XENC, "EncryptedData").ok_or(E2eError::Malformed("no EncryptedData"))?;
+    let plain = decrypt(enc, key_pkcs8, cert_der)?;
+    let text = std::str::from_utf8(&plain).map_err(|_| E2eError::BadContent("not UTF-8".into()))?;
+    // Parsed as the content of a wrapper in the parent's namespace, with
+    // the same limits as network input.
+    let mut wrapped = String::with_capacity(text.len() + 64);
+    wrapped.push_str("<w xmlns='");
+    snow_xml::escape::push_escaped(&mut wrapped, default_ns);
+    wrapped.push_str("'>");
+    wrapped.push_str(text);
+    wrapped.push_str("</w>");
+    let limits = Limits { max_stanza_bytes: MAX_PLAINTEXT + 1024, ..Limits::default() };
+    let parsed = snow_xml::parse_document(wrapped.as_bytes(), limits).map_err(|e| E2eError::BadContent(e.detail))?;
+    let nodes = parsed.nodes().to_vec();
+    *element.nodes_mut() = nodes;
+    Ok(())
+}
