@@ -74,6 +74,9 @@ pub enum Command {
     /// Chat with other users: send a message, or listen for messages.
     #[command(subcommand)]
     Chat(ChatCommand),
+    /// XML Encryption for files: the envelope Snow puts around messages.
+    #[command(subcommand)]
+    Crypt(CryptCommand),
     /// The key directory: other users' certificates, from your server.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -111,6 +114,40 @@ pub struct ConnArgs {
     /// Resource name for this connection.
     #[arg(long)]
     pub resource: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CryptCommand {
+    /// Encrypt FILE for the holders of the given certificates; writes an
+    /// XML document with one xenc:EncryptedData (Type Content).
+    Encrypt {
+        /// A recipient's certificate (PEM or DER); repeat for more.
+        #[arg(long = "to", value_name = "CERT", required = true)]
+        to: Vec<PathBuf>,
+        /// rsa-oaep (SHA-256, the default) or rsa-oaep-mgf1p (SHA-1, for
+        /// xmlsec1 1.2).
+        #[arg(long, default_value = "rsa-oaep")]
+        key_transport: String,
+        /// FILE is XML content (text and elements, like a message body):
+        /// mark it Type Content, so XML tools put it back into the tree.
+        #[arg(long)]
+        content: bool,
+        /// Output file (default: standard output).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        file: PathBuf,
+    },
+    /// Decrypt the first xenc:EncryptedData in FILE with your key store's
+    /// key; writes the plaintext.
+    Decrypt {
+        /// Key store directory (default: SNOW_HOME/keystore).
+        #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
+        keystore: Option<PathBuf>,
+        /// Output file (default: standard output).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

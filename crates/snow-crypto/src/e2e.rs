@@ -98,7 +98,8 @@ fn el(ns: &str, name: &str) -> Element {
 }
 
 /// Encrypts `plaintext` once for every certificate in `recipients` (DER).
-/// The result is an `EncryptedData` of Type Content.
+/// The `EncryptedData` has no Type: the plaintext is opaque bytes (see
+/// [`encrypt_content`] for XML content, Type Content).
 pub fn encrypt(plaintext: &[u8], recipients: &[&[u8]], transport: KeyTransport) -> Result<Element, E2eError> {
     if recipients.is_empty() {
         return Err(E2eError::BadRecipient("no recipients".into()));
@@ -127,7 +128,6 @@ pub fn encrypt(plaintext: &[u8], recipients: &[&[u8]], transport: KeyTransport) 
         key_info.push_child(encrypted_key(&key[..], cert, transport)?);
     }
     Ok(el(NS_XENC, "EncryptedData")
-        .with_attr("Type", TYPE_CONTENT)
         .with_child(el(NS_XENC, "EncryptionMethod").with_attr("Algorithm", ALG_AES256_GCM))
         .with_child(key_info)
         .with_child(
@@ -192,6 +192,11 @@ fn oaep_of(method: &Element) -> Result<&'static OaepAlgorithm, E2eError> {
 /// KeyName = subject or JID); unnamed keys match anyone.
 fn names(ek: &Element, info: &CertInfo) -> Option<bool> {
     let ki = ek.child(NS_DSIG, "KeyInfo")?;
+    if let Some(cert) = ki.child(NS_DSIG, "X509Data").and_then(|d| d.child(NS_DSIG, "X509Certificate")) {
+        let compact: String = cert.text().chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let der = b64().decode(compact).ok()?;
+        return Some(CertInfo::from_der(&der).is_ok_and(|c| c.fingerprint_sha256 == info.fingerprint_sha256));
+    }
     if let Some(is) = ki.child(NS_DSIG, "X509Data").and_then(|d| d.child(NS_DSIG, "X509IssuerSerial")) {
         let serial = is.child(NS_DSIG, "X509SerialNumber").map(|s| s.text()).unwrap_or_default();
         return Some(serial.trim() == info.serial_decimal);
@@ -276,7 +281,8 @@ pub fn encrypt_content(
             Node::Text(t) => snow_xml::escape::push_escaped(&mut plaintext, t),
         }
     }
-    let enc = encrypt(plaintext.as_bytes(), recipients, transport)?;
+    let mut enc = encrypt(plaintext.as_bytes(), recipients, transport)?;
+    enc.set_attr("Type", TYPE_CONTENT);
     element.nodes_mut().clear();
     element.push_child(enc);
     Ok(())

@@ -3,6 +3,7 @@
 mod bench;
 mod ca;
 mod chat;
+mod crypt;
 mod key;
 mod serve;
 mod server;
@@ -70,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(crate::cli::BenchCommand::C2s(args)) => bench::c2s(&ctx, args),
         Command::Bench(crate::cli::BenchCommand::S2s(args)) => bench::s2s(&ctx, args),
         Command::Keys(crate::cli::KeysCommand::Lookup { conn, jids }) => chat::lookup(&ctx, conn, jids),
+        Command::Crypt(c) => crypt::run(&ctx, c),
         Command::Presence { conn, show, status, wait } => chat::presence(&ctx, conn, show, status, wait),
     }
 }
