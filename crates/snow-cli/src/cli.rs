@@ -172,6 +172,10 @@ pub enum ChatCommand {
         /// The recipient, e.g. 9144889@po.example.
         #[arg(long)]
         to: String,
+        /// Send in clear text instead of end-to-end encrypted (the server
+        /// may refuse it).
+        #[arg(long)]
+        plain: bool,
         /// The message text.
         text: String,
     },

@@ -454,7 +454,7 @@ fn serve_and_chat() {
         "--timeout",
         "20",
     ]);
-    assert!(out.contains("1111111@po.example") && out.contains(": God morgen"), "{out}");
+    assert!(out.contains("1111111@po.example") && out.contains(": [encrypted] God morgen"), "{out}");
     let e = site.fails(&[
         "chat",
         "send",
@@ -468,7 +468,52 @@ fn serve_and_chat() {
         "7777777@po.example",
         "hallo",
     ]);
+    assert!(e.contains("cannot encrypt for 7777777@po.example") && e.contains("unknown"), "{e}");
+    let e = site.fails(&[
+        "chat",
+        "send",
+        "--plain",
+        "--server",
+        &addr,
+        "--keystore",
+        &ks1,
+        "--passphrase-file",
+        &gp,
+        "--to",
+        "7777777@po.example",
+        "hallo",
+    ]);
     assert!(e.contains("not delivered") && e.contains("service-unavailable"), "{e}");
+    let out = site.ok(&[
+        "chat",
+        "send",
+        "--plain",
+        "--server",
+        &addr,
+        "--keystore",
+        &ks1,
+        "--passphrase-file",
+        &gp,
+        "--to",
+        "2222222@po.example",
+        "i klartekst",
+    ]);
+    assert!(out.contains("(clear text)"), "{out}");
+    let out = site.ok(&[
+        "chat",
+        "listen",
+        "--server",
+        &addr,
+        "--keystore",
+        &ks2,
+        "--passphrase-file",
+        &gp,
+        "--count",
+        "1",
+        "--timeout",
+        "20",
+    ]);
+    assert!(out.contains(": [NOT encrypted] i klartekst"), "{out}");
     std::fs::write(site.path("wrong.pass"), "not my passphrase\n").unwrap();
     let e = site.fails(&[
         "chat",
@@ -536,6 +581,12 @@ fn offline_messages_survive_sigkill() {
     }
     server.kill().unwrap();
     server.wait().unwrap();
+    // The stored copies are end-to-end encrypted: no clear text on disk.
+    for f in ["server.db", "server.db-wal"] {
+        if let Ok(bytes) = std::fs::read(site.home().join("data").join(f)) {
+            assert!(!bytes.windows(7).any(|w| w == b"melding"), "clear text in {f}");
+        }
+    }
 
     let (mut server, addr) = start_server(&site);
     let out = site.ok(&[
@@ -553,7 +604,7 @@ fn offline_messages_survive_sigkill() {
         "20",
     ]);
     let got: Vec<&str> = out.lines().filter_map(|l| l.rsplit_once(": ").map(|(_, b)| b)).collect();
-    assert_eq!(got, ["melding 1", "melding 2", "melding 3"], "{out}");
+    assert_eq!(got, ["[encrypted] melding 1", "[encrypted] melding 2", "[encrypted] melding 3"], "{out}");
     // Listening again right away: nothing is delivered twice.
     let out =
         site.ok(&["chat", "listen", "--server", &addr, "--keystore", &ks2, "--passphrase-file", &gp, "--timeout", "2"]);

@@ -35,6 +35,49 @@ pub enum ClientError {
     Framed(#[from] FramedError),
     #[error(transparent)]
     Crypto(#[from] snow_crypto::CryptoError),
+    #[error("cannot encrypt for {jid}: its certificate is {status} in the key directory")]
+    NoKey { jid: String, status: String },
+    #[error("the key directory returned a certificate for {jid} that is not valid: {why}")]
+    BadKey { jid: String, why: String },
+    #[error(transparent)]
+    E2e(#[from] snow_crypto::e2e::E2eError),
+}
+
+/// The key directory namespace (`urn:snow:keys:1`).
+pub const NS_KEYS: &str = "urn:snow:keys:1";
+
+/// One answer of the key directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub jid: String,
+    /// `valid`, `revoked` or `unknown`.
+    pub status: String,
+    /// DER, only for valid certificates.
+    pub certificate: Option<Vec<u8>>,
+}
+
+/// A received chat message's body and how it travelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// End-to-end encrypted to us and authenticated (AES-GCM tag checked).
+    Encrypted(String),
+    /// Sent in clear text.
+    Clear(String),
+    /// Encrypted, but not readable by us: why.
+    Unreadable(String),
+}
+
+/// The body of a message stanza, decrypted with `identity` if encrypted.
+pub fn read_body(message: &Element, identity: &Identity) -> Option<Body> {
+    let body = message.child(NS_CLIENT, "body")?;
+    if body.child(snow_crypto::e2e::NS_XENC, "EncryptedData").is_none() {
+        return Some(Body::Clear(body.text()));
+    }
+    let mut copy = body.clone();
+    match snow_crypto::e2e::decrypt_content(&mut copy, NS_CLIENT, identity.key_pkcs8(), identity.certificate()) {
+        Ok(()) => Some(Body::Encrypted(copy.text())),
+        Err(e) => Some(Body::Unreadable(e.to_string())),
+    }
 }
 
 /// Where and how to connect.
@@ -268,6 +311,70 @@ impl Client {
         let (io, parser, events) = self.framed.into_parts();
         let (rd, wr) = tokio::io::split(io);
         (ClientReader { rd, parser, events, scratch: Vec::new(), buf: vec![0u8; 16 * 1024] }, ClientWriter { wr })
+    }
+
+    /// Asks this client's server for the certificates of `jids`.
+    pub async fn lookup_keys(&mut self, jids: &[&str]) -> Result<Vec<KeyEntry>, ClientError> {
+        use base64::Engine;
+        let mut q = Element::new(NS_KEYS, "query");
+        for j in jids {
+            q.push_child(Element::new(NS_KEYS, "item").with_attr("jid", *j));
+        }
+        let (r, _) = self.request(Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(q)).await?;
+        if r.attr("type") != Some("result") {
+            return Err(ClientError::Protocol("the server did not answer the key lookup".into()));
+        }
+        let items = r.child(NS_KEYS, "query").map(|q| q.children().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        Ok(items
+            .into_iter()
+            .map(|i| KeyEntry {
+                jid: i.attr("jid").unwrap_or_default().to_owned(),
+                status: i.attr("status").unwrap_or("unknown").to_owned(),
+                certificate: i
+                    .child(NS_KEYS, "certificate")
+                    .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c.text().trim()).ok()),
+            })
+            .collect())
+    }
+
+    /// Sends a chat message end-to-end encrypted for the recipient and for
+    /// ourselves (so our own history stays readable). The recipient's
+    /// certificate comes from our server's key directory each time and
+    /// must chain to `ca_der` and name the recipient; a revoked or unknown
+    /// one is refused.
+    pub async fn send_encrypted_chat(
+        &mut self,
+        to: &str,
+        text: &str,
+        identity: &Identity,
+        ca_der: &[u8],
+    ) -> Result<(), ClientError> {
+        let bare = to.split('/').next().unwrap_or(to);
+        let entry = self
+            .lookup_keys(&[bare])
+            .await?
+            .into_iter()
+            .find(|e| e.jid == bare)
+            .ok_or_else(|| ClientError::NoKey { jid: bare.to_owned(), status: "unknown".into() })?;
+        let cert = match (entry.status.as_str(), entry.certificate) {
+            ("valid", Some(c)) => c,
+            (status, _) => return Err(ClientError::NoKey { jid: bare.to_owned(), status: status.to_owned() }),
+        };
+        let bad = |why: String| ClientError::BadKey { jid: bare.to_owned(), why };
+        snow_crypto::cert::verify_issued_by(&cert, ca_der).map_err(|e| bad(e.to_string()))?;
+        let info = snow_crypto::CertInfo::from_der(&cert).map_err(|e| bad(e.to_string()))?;
+        if info.jid() != Some(bare) {
+            return Err(bad(format!("it names {:?}", info.jid())));
+        }
+        let mut body = Element::new(NS_CLIENT, "body").with_text(text);
+        snow_crypto::e2e::encrypt_content(
+            &mut body,
+            NS_CLIENT,
+            &[cert.as_slice(), identity.certificate()],
+            snow_crypto::e2e::KeyTransport::default(),
+        )?;
+        let msg = Element::new(NS_CLIENT, "message").with_attr("to", to).with_attr("type", "chat").with_child(body);
+        self.send(&msg).await
     }
 
     /// Closes the stream politely.

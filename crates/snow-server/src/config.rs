@@ -42,6 +42,9 @@ pub struct ServerSettings {
     pub idle_timeout_secs: u64,
     /// Stanzas queued for one slow reader before it is disconnected.
     pub outbound_queue: usize,
+    /// Refuse chat and normal messages whose body is clear text: only
+    /// end-to-end encrypted bodies (XML Encryption) are stored or forwarded.
+    pub require_e2e: bool,
 }
 
 impl Default for ServerSettings {
@@ -62,6 +65,7 @@ impl Default for ServerSettings {
             negotiation_timeout_secs: 30,
             idle_timeout_secs: 900,
             outbound_queue: 1000,
+            require_e2e: false,
         }
     }
 }

@@ -125,8 +125,14 @@ async fn account_exists(shared: &Arc<Shared>, bare: &str) -> bool {
     if !shared.router.sessions(bare).is_empty() {
         return true;
     }
+    // An account exists once it has logged in here, or when the PO's key
+    // directory lists a valid certificate for it (a lab's users before
+    // their first login).
     let b = bare.to_owned();
-    shared.db(move |db| db.account_exists(&b)).await.unwrap_or(false)
+    shared
+        .db(move |db| Ok(db.account_exists(&b)? || db.directory_entry(&b)?.is_some_and(|e| e.status == "valid")))
+        .await
+        .unwrap_or(false)
 }
 
 async fn route_message(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, to: Option<Addr>) {
@@ -139,6 +145,20 @@ async fn route_message(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, t
         },
         (None, Origin::Remote(_)) => return,
     };
+    if shared.config.settings.require_e2e && has_clear_body(&el) {
+        // Refused before anything is stored or forwarded.
+        if !is_reply(&el) {
+            origin.reply(
+                shared,
+                error_reply(
+                    &el,
+                    "policy-violation",
+                    Some("this server requires end-to-end encryption (require_e2e): clear-text bodies are refused"),
+                ),
+            );
+        }
+        return;
+    }
     if !is_local(shared, &to) {
         to_remote(shared, origin, el, &to.domain);
         return;
@@ -179,6 +199,19 @@ async fn route_message(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, t
     if !deliver_available(shared, &bare, &el) {
         store_offline(shared, origin, &bare, el).await;
     }
+}
+
+/// A chat or normal message whose body holds anything but one XML
+/// Encryption `EncryptedData` (whitespace aside).
+fn has_clear_body(el: &Element) -> bool {
+    if !matches!(el.attr("type").unwrap_or("normal"), "chat" | "normal") {
+        return false;
+    }
+    let Some(body) = el.child(NS_CLIENT, "body") else { return false };
+    let encrypted = body.children().count() == 1
+        && body.children().all(|c| c.is(snow_crypto::e2e::NS_XENC, "EncryptedData"))
+        && body.text().trim().is_empty();
+    !encrypted
 }
 
 /// Delivers to every available resource with non-negative priority;

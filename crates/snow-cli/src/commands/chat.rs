@@ -13,15 +13,19 @@ use crate::cli::{ChatCommand, ConnArgs};
 
 pub fn run(ctx: &Ctx, cmd: ChatCommand) -> anyhow::Result<()> {
     match cmd {
-        ChatCommand::Send { conn, to, text } => {
+        ChatCommand::Send { conn, to, plain, text } => {
             to.parse::<snow_core::BareJid>().or_else(|_| {
                 // A full JID is fine too.
                 to.split_once('/').map(|(b, _)| b).unwrap_or("").parse::<snow_core::BareJid>()
             })?;
             let rt = super::runtime()?;
             rt.block_on(async {
-                let mut client = connect(ctx, &conn).await?;
-                client.send_chat(&to, &text).await?;
+                let (mut client, identity, ca_der) = connect_with_identity(ctx, &conn).await?;
+                if plain {
+                    client.send_chat(&to, &text).await?;
+                } else {
+                    client.send_encrypted_chat(&to, &text, &identity, &ca_der).await?;
+                }
                 // A ping round trip: any error about the message arrives first.
                 let ping =
                     Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_PING, "ping"));
@@ -32,14 +36,14 @@ pub fn run(ctx: &Ctx, cmd: ChatCommand) -> anyhow::Result<()> {
                     }
                 }
                 client.close().await?;
-                println!("Sent to {to}");
+                println!("Sent to {to}{}", if plain { " (clear text)" } else { " (end-to-end encrypted)" });
                 Ok(())
             })
         }
         ChatCommand::Listen { conn, count, timeout } => {
             let rt = super::runtime()?;
             rt.block_on(async {
-                let mut client = connect(ctx, &conn).await?;
+                let (mut client, identity, _) = connect_with_identity(ctx, &conn).await?;
                 client.send_presence().await?;
                 eprintln!("Listening as {} (Ctrl-C to stop)…", client.jid());
                 let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
@@ -63,10 +67,15 @@ pub fn run(ctx: &Ctx, cmd: ChatCommand) -> anyhow::Result<()> {
                             Err(e) => return Err(e.into()),
                         },
                     };
-                    if el.name() != "message" {
+                    if el.name() != "message" || el.attr("type") == Some("error") {
                         continue;
                     }
-                    let Some(body) = el.child(NS_CLIENT, "body").map(|b| b.text()) else { continue };
+                    let Some(body) = snow_client::read_body(&el, &identity) else { continue };
+                    let body = match body {
+                        snow_client::Body::Encrypted(t) => format!("[encrypted] {t}"),
+                        snow_client::Body::Clear(t) => format!("[NOT encrypted] {t}"),
+                        snow_client::Body::Unreadable(why) => format!("[encrypted, cannot read: {why}]"),
+                    };
                     let from = el.attr("from").unwrap_or("?");
                     let when = el
                         .child(snow_xml::NS_DELAY, "delay")
@@ -192,6 +201,12 @@ fn condition(el: &Element) -> String {
 
 /// Unlocks the key store and logs in.
 async fn connect(ctx: &Ctx, conn: &ConnArgs) -> anyhow::Result<Client> {
+    Ok(connect_with_identity(ctx, conn).await?.0)
+}
+
+/// Logs in and keeps the identity and the CA certificate for end-to-end
+/// encryption.
+async fn connect_with_identity(ctx: &Ctx, conn: &ConnArgs) -> anyhow::Result<(Client, snow_crypto::Identity, Vec<u8>)> {
     let store = FileKeyStore::new(conn.keystore.clone().unwrap_or_else(|| ctx.paths.keystore()));
     let chain = store.certificate_chain()?;
     let info = CertInfo::from_der(&chain[0])?;
@@ -213,10 +228,11 @@ async fn connect(ctx: &Ctx, conn: &ConnArgs) -> anyhow::Result<Client> {
     let opts = ConnectOptions {
         addr,
         domain: jid.domain().to_string(),
-        ca_der,
+        ca_der: ca_der.clone(),
         direct_tls: conn.direct_tls,
         resource: conn.resource.clone(),
         timeout: Duration::from_secs(15),
     };
-    Ok(Client::connect(&opts, &identity).await?)
+    let client = Client::connect(&opts, &identity).await?;
+    Ok((client, identity, ca_der))
 }

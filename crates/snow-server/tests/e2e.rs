@@ -1,0 +1,101 @@
+//! End-to-end encryption through the servers: the policy that refuses clear
+//! text, and no clear text in what crosses the s2s link or is stored.
+
+mod support;
+
+use std::time::Duration;
+
+use snow_client::Body;
+use snow_server::S2sSettings;
+use snow_xml::Element;
+use support::{error_condition, Site};
+
+const T: Duration = Duration::from_secs(20);
+
+async fn next_message(c: &mut snow_client::Client) -> Element {
+    loop {
+        let el = c.next_stanza(T).await.unwrap();
+        if el.name() == "message" {
+            return el;
+        }
+    }
+}
+
+#[tokio::test]
+async fn require_e2e_refuses_clear_text_and_nothing_readable_is_stored_or_forwarded() {
+    let mut po = Site::with_domain("po.example");
+    po.settings.require_e2e = true;
+    po.s2s.replication_interval_ms = 200;
+    po.add_user("1111111");
+    let labuser = po.add_user_at("5555555", "lab.example");
+    let (_lab_dir, lab_home) = po.replica_home("lab.example");
+    let lab_port = support::free_port();
+    po.s2s.routes.insert("lab.example".into(), format!("127.0.0.1:{lab_port}"));
+    po.s2s.replicas = vec!["lab.example".into()];
+    let mut lab_s2s = S2sSettings {
+        bind: format!("127.0.0.1:{lab_port}"),
+        master: Some("po.example".into()),
+        ..S2sSettings::default()
+    };
+    lab_s2s.routes.insert("po.example".into(), po.s2s_addr());
+    let po_server = po.start().await;
+    let lab_server = po.start_replica(&lab_home, "lab.example", lab_s2s).await;
+    let ca = po.ca.cert_der().to_vec();
+    let gp = po.identity("1111111");
+
+    let mut a = po.login(&po_server, "1111111").await.unwrap();
+    // Clear text is refused by policy, with a text that names it.
+    a.send_chat(&labuser, "klartekst: 12 positive").await.unwrap();
+    let e = next_message(&mut a).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("policy-violation"));
+    assert!(e.to_xml("").contains("require_e2e"), "{}", e.to_xml(""));
+
+    // Encrypted, to a lab user who is offline: crosses the link, is stored.
+    let mut sent = false;
+    for _ in 0..100 {
+        match a.send_encrypted_chat(&labuser, "hemmelig: 12 positive", &gp, &ca).await {
+            Ok(()) => {
+                sent = true;
+                break;
+            }
+            // The lab user's key reaches the PO's directory within a moment.
+            Err(snow_client::ClientError::NoKey { .. }) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(sent);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // What the lab received over s2s is what it stored: no clear text.
+    for f in ["server.db", "server.db-wal"] {
+        if let Ok(bytes) = std::fs::read(lab_home.join("data").join(f)) {
+            assert!(!bytes.windows(9).any(|w| w == b"hemmelig:"), "clear text in the lab's {f}");
+        }
+    }
+    let mut b = po.login_at(&lab_server, "lab.example", "5555555").await.unwrap();
+    b.send_presence().await.unwrap();
+    let m = next_message(&mut b).await;
+    assert!(!m.to_xml("").contains("hemmelig"));
+    assert_eq!(
+        snow_client::read_body(&m, &po.identity("5555555")),
+        Some(Body::Encrypted("hemmelig: 12 positive".into()))
+    );
+    // The sender can read its own copy; an outsider cannot.
+    assert_eq!(snow_client::read_body(&m, &gp), Some(Body::Encrypted("hemmelig: 12 positive".into())));
+    let mut other = Site::new();
+    other.add_user("9999999");
+    assert!(matches!(snow_client::read_body(&m, &other.identity("9999999")), Some(Body::Unreadable(_))));
+
+    // A revoked recipient: the client refuses to encrypt for it.
+    po.revoke("5555555");
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        match a.send_encrypted_chat(&labuser, "etter tilbakekalling", &gp, &ca).await {
+            Err(snow_client::ClientError::NoKey { status, .. }) if status == "revoked" => break,
+            _ => {}
+        }
+        assert!(std::time::Instant::now() < deadline, "still encrypting for a revoked certificate");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    po_server.shutdown(T).await;
+    lab_server.shutdown(T).await;
+}
