@@ -3,10 +3,12 @@
 //! a crash. Repositories here are the seam for another SQL store later.
 
 pub mod ca_db;
+pub mod lab_db;
 mod migrate;
 pub mod server_db;
 
 pub use ca_db::{CaDb, CertKind, CertRecord, KeyChange, Revocation, UserRecord};
+pub use lab_db::{AggRow, LabDb, LabImport, Weekly};
 pub use server_db::{DirectoryEntry, RosterItem, ServerDb};
 
 #[derive(Debug, thiserror::Error)]

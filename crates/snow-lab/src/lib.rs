@@ -1,0 +1,11 @@
+//! Lab data (DESIGN.md §4): the lab's pseudonymising export, validation of
+//! the files the lab pushes, their transactional import into weekly
+//! aggregates, and the detector that refuses anything that looks like real
+//! identities.
+
+pub mod export;
+pub mod import;
+pub mod nin;
+pub mod row;
+
+pub use row::{LabSettings, Row, RowError};

@@ -1,0 +1,179 @@
+//! The lab server's statistics store: weekly aggregates (ISO weeks) kept up
+//! to date at import, so a search never scans raw rows. Raw rows are not
+//! kept; only what counting needs: positive patients' pseudonyms per week
+//! (for distinct persons) and sample pseudonyms (so a sample exported twice
+//! is counted once).
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::{migrate, StoreError};
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE imports (
+    hash        TEXT PRIMARY KEY,                -- SHA-256 of the file
+    file        TEXT NOT NULL,
+    rows        INTEGER NOT NULL,
+    imported_at INTEGER NOT NULL
+);
+CREATE TABLE weekly (
+    analysis         TEXT NOT NULL,
+    municipality     TEXT NOT NULL,
+    year             INTEGER NOT NULL,           -- ISO week-numbering year
+    week             INTEGER NOT NULL,
+    age_group        TEXT NOT NULL,
+    sex              TEXT NOT NULL,
+    tested           INTEGER NOT NULL DEFAULT 0,
+    positive         INTEGER NOT NULL DEFAULT 0,
+    positive_persons INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (analysis, municipality, year, week, age_group, sex)
+) WITHOUT ROWID;
+CREATE TABLE positive_persons (
+    analysis     TEXT NOT NULL,
+    year         INTEGER NOT NULL,
+    week         INTEGER NOT NULL,
+    municipality TEXT NOT NULL,
+    age_group    TEXT NOT NULL,
+    sex          TEXT NOT NULL,
+    patient      TEXT NOT NULL,
+    PRIMARY KEY (analysis, year, week, municipality, age_group, sex, patient)
+) WITHOUT ROWID;
+CREATE TABLE samples (
+    sample_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
+"#];
+
+/// One validated row, reduced to what the aggregates need.
+#[derive(Debug, Clone)]
+pub struct AggRow<'a> {
+    pub sample_id: &'a str,
+    pub patient: &'a str,
+    pub analysis: &'a str,
+    pub municipality: &'a str,
+    pub year: i32,
+    pub week: u8,
+    pub age_group: &'a str,
+    pub sex: &'a str,
+    pub positive: bool,
+}
+
+/// A weekly aggregate row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Weekly {
+    pub year: i32,
+    pub week: u8,
+    pub tested: i64,
+    pub positive: i64,
+    pub positive_persons: i64,
+}
+
+pub struct LabDb {
+    conn: Connection,
+}
+
+/// An import in progress: one transaction for the whole file.
+pub struct LabImport<'a> {
+    tx: Transaction<'a>,
+    rows: u64,
+    counted: u64,
+}
+
+impl LabDb {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.display().to_string(), e))?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        migrate::run(&mut conn, MIGRATIONS)?;
+        Ok(LabDb { conn })
+    }
+
+    /// The file with this content hash was imported before.
+    pub fn imported(&self, hash: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row("SELECT 1 FROM imports WHERE hash = ?1", [hash], |_| Ok(())).optional()?.is_some())
+    }
+
+    pub fn begin(&mut self) -> Result<LabImport<'_>, StoreError> {
+        Ok(LabImport { tx: self.conn.transaction()?, rows: 0, counted: 0 })
+    }
+
+    /// Weekly counts for one analysis, area (`None` = all) and week range.
+    pub fn weekly(
+        &self,
+        analysis: &str,
+        municipality: Option<&str>,
+        from: (i32, u8),
+        to: (i32, u8),
+    ) -> Result<Vec<Weekly>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT year, week, SUM(tested), SUM(positive), SUM(positive_persons) FROM weekly
+             WHERE analysis = ?1 AND (?2 IS NULL OR municipality = ?2)
+               AND (year * 100 + week) BETWEEN ?3 AND ?4
+             GROUP BY year, week ORDER BY year, week",
+        )?;
+        let lo = i64::from(from.0) * 100 + i64::from(from.1);
+        let hi = i64::from(to.0) * 100 + i64::from(to.1);
+        let rows = stmt.query_map(params![analysis, municipality, lo, hi], |r| {
+            Ok(Weekly {
+                year: r.get(0)?,
+                week: r.get(1)?,
+                tested: r.get(2)?,
+                positive: r.get(3)?,
+                positive_persons: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl LabImport<'_> {
+    /// Adds one row; a sample seen before (in this or an earlier file) is
+    /// not counted again.
+    pub fn add(&mut self, r: &AggRow<'_>) -> Result<(), StoreError> {
+        self.rows += 1;
+        let new_sample =
+            self.tx.prepare_cached("INSERT OR IGNORE INTO samples (sample_id) VALUES (?1)")?.execute([r.sample_id])?
+                == 1;
+        if !new_sample {
+            return Ok(());
+        }
+        self.counted += 1;
+        let new_person = r.positive
+            && self
+                .tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO positive_persons
+                     (analysis, year, week, municipality, age_group, sex, patient) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![r.analysis, r.year, r.week, r.municipality, r.age_group, r.sex, r.patient])?
+                == 1;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO weekly (analysis, municipality, year, week, age_group, sex, tested, positive, positive_persons)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8)
+                 ON CONFLICT DO UPDATE SET tested = tested + 1, positive = positive + excluded.positive,
+                     positive_persons = positive_persons + excluded.positive_persons",
+            )?
+            .execute(params![r.analysis, r.municipality, r.year, r.week, r.age_group, r.sex, r.positive as i64, new_person as i64])?;
+        Ok(())
+    }
+
+    /// Rows seen and rows counted (new samples) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.rows, self.counted)
+    }
+
+    /// Records the file as imported and commits everything at once.
+    pub fn commit(self, hash: &str, file: &str, now: i64) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO imports (hash, file, rows, imported_at) VALUES (?1, ?2, ?3, ?4)",
+            params![hash, file, self.rows as i64, now],
+        )?;
+        self.tx.commit()?;
+        Ok(())
+    }
+}
