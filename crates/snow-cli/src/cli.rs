@@ -74,6 +74,9 @@ pub enum Command {
     /// Chat with other users: send a message, or listen for messages.
     #[command(subcommand)]
     Chat(ChatCommand),
+    /// Lab data: pseudonymising export (in the lab), import (at the lab server).
+    #[command(subcommand)]
+    Lab(LabCommand),
     /// XML Encryption for files: the envelope Snow puts around messages.
     #[command(subcommand)]
     Crypt(CryptCommand),
@@ -114,6 +117,29 @@ pub struct ConnArgs {
     /// Resource name for this connection.
     #[arg(long)]
     pub resource: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Inside the lab: turn the lab database's CSV export into the pushed
+    /// format (keyed pseudonyms, age groups, nothing else identifying).
+    Export {
+        /// The lab database's export (columns sample_id, patient_id,
+        /// birth_date, sex, municipality, sample_date, analysis, result).
+        #[arg(long = "in", value_name = "RAW.csv")]
+        input: PathBuf,
+        /// The lab's pseudonymisation secret (at least 16 bytes; it never
+        /// leaves the lab).
+        #[arg(long, value_name = "PATH")]
+        secret_file: PathBuf,
+        #[arg(long, value_name = "OUT.csv")]
+        out: PathBuf,
+    },
+    /// At the lab server: import one pushed file by hand (as the drop
+    /// directory does).
+    Import { file: PathBuf },
+    /// At the lab server: import every complete file in SNOW_HOME/data/in.
+    Process,
 }
 
 #[derive(Debug, Subcommand)]

@@ -72,11 +72,17 @@ pub struct LabDb {
     conn: Connection,
 }
 
-/// An import in progress: one transaction for the whole file.
+/// Key of one weekly aggregate row.
+type WeekKey = (String, String, i32, u8, String, String);
+
+/// An import in progress: one transaction for the whole file. Weekly
+/// counts are summed in memory (their number is bounded by the
+/// enumerations, not by the rows) and written once at commit.
 pub struct LabImport<'a> {
     tx: Transaction<'a>,
     rows: u64,
     counted: u64,
+    weekly: std::collections::HashMap<WeekKey, (i64, i64, i64)>,
 }
 
 impl LabDb {
@@ -98,7 +104,7 @@ impl LabDb {
     }
 
     pub fn begin(&mut self) -> Result<LabImport<'_>, StoreError> {
-        Ok(LabImport { tx: self.conn.transaction()?, rows: 0, counted: 0 })
+        Ok(LabImport { tx: self.conn.transaction()?, rows: 0, counted: 0, weekly: Default::default() })
     }
 
     /// Weekly counts for one analysis, area (`None` = all) and week range.
@@ -151,14 +157,18 @@ impl LabImport<'_> {
                 )?
                 .execute(params![r.analysis, r.year, r.week, r.municipality, r.age_group, r.sex, r.patient])?
                 == 1;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO weekly (analysis, municipality, year, week, age_group, sex, tested, positive, positive_persons)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8)
-                 ON CONFLICT DO UPDATE SET tested = tested + 1, positive = positive + excluded.positive,
-                     positive_persons = positive_persons + excluded.positive_persons",
-            )?
-            .execute(params![r.analysis, r.municipality, r.year, r.week, r.age_group, r.sex, r.positive as i64, new_person as i64])?;
+        let key = (
+            r.analysis.to_owned(),
+            r.municipality.to_owned(),
+            r.year,
+            r.week,
+            r.age_group.to_owned(),
+            r.sex.to_owned(),
+        );
+        let e = self.weekly.entry(key).or_insert((0, 0, 0));
+        e.0 += 1;
+        e.1 += i64::from(r.positive);
+        e.2 += i64::from(new_person);
         Ok(())
     }
 
@@ -169,6 +179,17 @@ impl LabImport<'_> {
 
     /// Records the file as imported and commits everything at once.
     pub fn commit(self, hash: &str, file: &str, now: i64) -> Result<(), StoreError> {
+        {
+            let mut stmt = self.tx.prepare_cached(
+                "INSERT INTO weekly (analysis, municipality, year, week, age_group, sex, tested, positive, positive_persons)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT DO UPDATE SET tested = tested + excluded.tested, positive = positive + excluded.positive,
+                     positive_persons = positive_persons + excluded.positive_persons",
+            )?;
+            for ((a, m, y, w, g, s), (t, p, pp)) in &self.weekly {
+                stmt.execute(params![a, m, y, w, g, s, t, p, pp])?;
+            }
+        }
         self.tx.execute(
             "INSERT INTO imports (hash, file, rows, imported_at) VALUES (?1, ?2, ?3, ?4)",
             params![hash, file, self.rows as i64, now],

@@ -5,6 +5,7 @@ mod ca;
 mod chat;
 mod crypt;
 mod key;
+mod lab;
 mod serve;
 mod server;
 mod user;
@@ -72,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(crate::cli::BenchCommand::S2s(args)) => bench::s2s(&ctx, args),
         Command::Keys(crate::cli::KeysCommand::Lookup { conn, jids }) => chat::lookup(&ctx, conn, jids),
         Command::Crypt(c) => crypt::run(&ctx, c),
+        Command::Lab(c) => lab::run(&ctx, c),
         Command::Presence { conn, show, status, wait } => chat::presence(&ctx, conn, show, status, wait),
     }
 }

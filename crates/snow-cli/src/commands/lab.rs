@@ -1,0 +1,105 @@
+//! `snow lab …`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use snow_lab::export::{export, Pseudonymiser};
+use snow_lab::import::{import_file, DropDir, Imported};
+use snow_lab::LabSettings;
+use snow_store::LabDb;
+
+use super::Ctx;
+use crate::cli::LabCommand;
+
+/// A spinner with a row count on a terminal; nothing otherwise.
+fn progress(what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {pos} rows ({per_sec}, {elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    pb.set_message(what.to_owned());
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    pb
+}
+
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+pub fn lab_db_path(ctx: &Ctx) -> std::path::PathBuf {
+    ctx.paths.home().join("data").join("lab.db")
+}
+
+pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
+    let settings = LabSettings::default();
+    match cmd {
+        LabCommand::Export { input, secret_file, out } => {
+            let secret = snow_core::files::read_limited(&secret_file, 4096)
+                .with_context(|| format!("cannot read the secret {}", secret_file.display()))?;
+            let p = Pseudonymiser::new(secret.trim_ascii())?;
+            let raw = std::fs::File::open(&input).with_context(|| format!("cannot read {}", input.display()))?;
+            let dir = match out.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+                _ => Path::new(".").to_owned(),
+            };
+            // Written to a temporary file and renamed: no half-written export.
+            let tmp =
+                tempfile::NamedTempFile::new_in(&dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+            let pb = progress("exporting");
+            let rows = export(
+                std::io::BufReader::new(raw),
+                std::io::BufWriter::new(tmp.as_file()),
+                &p,
+                &settings,
+                today(),
+                |n| pb.set_position(n),
+            )
+            .with_context(|| format!("cannot export {}", input.display()))?;
+            pb.finish_and_clear();
+            tmp.as_file().sync_all()?;
+            tmp.persist(&out).map_err(|e| e.error).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("Exported {rows} rows to {} (copy it to the lab server's data/in)", out.display());
+            Ok(())
+        }
+        LabCommand::Import { file } => {
+            let mut db = LabDb::open(&lab_db_path(ctx))?;
+            let pb = progress("importing");
+            let r = import_file(&mut db, &file, &settings, today(), |n| pb.set_position(n));
+            pb.finish_and_clear();
+            match r.with_context(|| format!("{} was not imported", file.display()))? {
+                Imported::New { rows, counted } => {
+                    println!("Imported {} ({rows} rows, {counted} new samples)", file.display())
+                }
+                Imported::Duplicate => println!("{} was imported before; nothing changed", file.display()),
+            }
+            Ok(())
+        }
+        LabCommand::Process => {
+            let mut db = LabDb::open(&lab_db_path(ctx))?;
+            let drop = DropDir::new(ctx.paths.home().join("data"));
+            let results = drop.process(&mut db, &settings, today());
+            if results.is_empty() {
+                println!("Nothing to import in {}", drop.incoming().display());
+            }
+            let mut failed = 0;
+            for (path, r) in results {
+                match r {
+                    Ok(i) => println!("imported  {} {i:?}", path.display()),
+                    Err(e) => {
+                        failed += 1;
+                        println!("rejected  {}: {e}", path.display());
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} file(s) rejected; see {}", drop.rejected().display());
+            }
+            Ok(())
+        }
+    }
+}
