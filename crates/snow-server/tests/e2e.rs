@@ -43,6 +43,9 @@ async fn require_e2e_refuses_clear_text_and_nothing_readable_is_stored_or_forwar
     let ca = po.ca.cert_der().to_vec();
     let gp = po.identity("1111111");
 
+    // The lab user has logged in at the lab once, so the lab knows the
+    // account whether or not the PO's directory push has arrived yet.
+    po.login_at(&lab_server, "lab.example", "5555555").await.unwrap().close().await.unwrap();
     let mut a = po.login(&po_server, "1111111").await.unwrap();
     // Clear text is refused by policy, with a text that names it.
     a.send_chat(&labuser, "klartekst: 12 positive").await.unwrap();
