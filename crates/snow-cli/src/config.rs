@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Deserialize;
 use snow_pki::PkiSettings;
-use snow_server::{S2sSettings, ServerSettings};
+use snow_server::{LabServerSettings, S2sSettings, ServerSettings};
 
 /// Largest configuration file read.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -16,6 +16,7 @@ pub struct Config {
     pub pki: PkiSettings,
     pub server: ServerSettings,
     pub s2s: S2sSettings,
+    pub lab: LabServerSettings,
 }
 
 impl Config {
@@ -54,6 +55,8 @@ mod tests {
         assert_eq!(c.pki.min_passphrase_length, d.min_passphrase_length);
         let (s, sd) = (c.server, ServerSettings::default());
         assert_eq!(format!("{s:?}"), format!("{sd:?}"), "snow.example.toml [server] differs from the defaults");
+        let (l, ld) = (&c.lab, LabServerSettings::default());
+        assert_eq!(format!("{l:?}"), format!("{ld:?}"), "snow.example.toml [lab] differs from the defaults");
         let (s, sd) = (c.s2s, S2sSettings::default());
         assert_eq!(format!("{s:?}"), format!("{sd:?}"), "snow.example.toml [s2s] differs from the defaults");
     }

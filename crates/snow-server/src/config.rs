@@ -113,11 +113,30 @@ impl Default for S2sSettings {
     }
 }
 
+/// The `[lab]` section: a lab server imports what the lab pushes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LabServerSettings {
+    /// Import files dropped in SNOW_HOME/data/in.
+    pub import: bool,
+    /// Seconds between scans of the drop directory.
+    pub scan_interval_secs: u64,
+}
+
+impl Default for LabServerSettings {
+    fn default() -> Self {
+        LabServerSettings { import: false, scan_interval_secs: 5 }
+    }
+}
+
 /// The settings plus where the site's files are, resolved and checked.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub settings: ServerSettings,
     pub s2s: S2sSettings,
+    pub lab: LabServerSettings,
+    /// The lab server's data directory (`in/`, `done/`, `rejected/`, `lab.db`).
+    pub data_dir: PathBuf,
     pub domain: Domain,
     pub ca_cert: PathBuf,
     pub crl: PathBuf,
@@ -144,6 +163,8 @@ impl ServerConfig {
             domain,
             settings,
             s2s,
+            lab: LabServerSettings::default(),
+            data_dir: home.join("data"),
         }
     }
 

@@ -10,6 +10,7 @@ mod addr;
 pub mod config;
 pub mod directory;
 pub mod error;
+mod lab_import;
 mod limits;
 mod router;
 mod s2s;
@@ -20,6 +21,6 @@ mod stanza;
 pub mod tls;
 pub mod trust;
 
-pub use config::{S2sSettings, ServerConfig, ServerSettings};
+pub use config::{LabServerSettings, S2sSettings, ServerConfig, ServerSettings};
 pub use error::ServerError;
 pub use server::{Server, ServerHandle};

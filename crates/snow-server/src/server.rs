@@ -114,6 +114,7 @@ impl Server {
             listeners.push(tokio::spawn(accept_loop(Arc::clone(&shared), l, Kind::S2s)));
         }
         listeners.push(tokio::spawn(crate::directory::replicate(Arc::clone(&shared))));
+        listeners.push(tokio::spawn(crate::lab_import::run(Arc::clone(&shared))));
         tracing::info!(domain = %shared.config.domain, %c2s_addr, ?direct_tls_addr, ?s2s_addr, "server listening");
         Ok(ServerHandle { c2s_addr, direct_tls_addr, s2s_addr, shared, shutdown_tx, listeners })
     }

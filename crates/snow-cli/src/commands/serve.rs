@@ -14,8 +14,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
         Some(d) => d.parse().context("bad server.domain in the configuration")?,
         None => snow_pki::ca_certificate(&ctx.paths)?.0,
     };
-    let config =
+    let mut config =
         ServerConfig::for_home(ctx.paths.home(), domain.clone(), ctx.config.server.clone(), ctx.config.s2s.clone());
+    config.lab = ctx.config.lab.clone();
     if !config.server_cert.exists() {
         bail!(
             "no server certificate for {domain} in {} (issue one with `snow server cert --domain {domain}`)",

@@ -1,0 +1,46 @@
+//! The lab server picks up pushed files from data/in while it runs.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::Site;
+
+#[tokio::test]
+async fn the_server_imports_dropped_files() {
+    let mut site = Site::new();
+    site.add_user("1111111");
+    let server = {
+        let mut config = snow_server::ServerConfig::for_home(
+            &site.home(),
+            support::DOMAIN.parse().unwrap(),
+            site.settings.clone(),
+            site.s2s.clone(),
+        );
+        config.lab = snow_server::LabServerSettings { import: true, scan_interval_secs: 1 };
+        snow_server::Server::start(config).await.unwrap()
+    };
+    let raw = "sample_id,patient_id,birth_date,sex,municipality,sample_date,analysis,result\n\
+               S1,P1,1990-05-05,F,5401,2026-11-16,INFA,POS\n\
+               S2,P2,1960-01-01,M,5401,2026-11-17,INFA,NEG\n";
+    let p = snow_lab::export::Pseudonymiser::new(b"a lab secret of 16+ bytes").unwrap();
+    let mut out = Vec::new();
+    let today = time::OffsetDateTime::now_utc().date();
+    snow_lab::export::export(raw.as_bytes(), &mut out, &p, &snow_lab::LabSettings::default(), today, |_| {}).unwrap();
+    let data = site.home().join("data");
+    let incoming = data.join("in");
+    std::fs::create_dir_all(&incoming).unwrap();
+    // Uploaded as .part, then renamed: only the complete file is taken.
+    std::fs::write(incoming.join("w47.csv.part"), &out).unwrap();
+    std::fs::rename(incoming.join("w47.csv.part"), incoming.join("w47.csv")).unwrap();
+    std::fs::write(incoming.join("bad.csv"), "sample_id,patient\nx,y\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(data.join("done/w47.csv").exists() && data.join("rejected/bad.csv.error").exists()) {
+        assert!(Instant::now() < deadline, "the files were not processed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let db = snow_store::LabDb::open(&data.join("lab.db")).unwrap();
+    let w = db.weekly("INFA", Some("5401"), (2026, 1), (2026, 53)).unwrap();
+    assert_eq!((w[0].tested, w[0].positive, w[0].positive_persons), (2, 1, 1));
+    server.shutdown(Duration::from_secs(10)).await;
+}
