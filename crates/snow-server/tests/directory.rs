@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use snow_client::ClientError;
 use snow_server::S2sSettings;
 use snow_xml::{Element, NS_CLIENT};
-use support::Site;
+use support::{next_message, Site};
 
 const NS_KEYS: &str = "urn:snow:keys:1";
 const T: Duration = Duration::from_secs(20);
@@ -209,14 +209,5 @@ async fn three_servers() {
     println!("revocation reached lab B's login and lab A's directory in {} ms", t0.elapsed().as_millis());
     for s in [po_server, a_server, b_server] {
         s.shutdown(T).await;
-    }
-}
-
-async fn next_message(c: &mut snow_client::Client) -> Element {
-    loop {
-        let el = c.next_stanza(T).await.unwrap();
-        if el.name() == "message" {
-            return el;
-        }
     }
 }

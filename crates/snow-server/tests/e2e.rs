@@ -7,19 +7,9 @@ use std::time::Duration;
 
 use snow_client::Body;
 use snow_server::S2sSettings;
-use snow_xml::Element;
-use support::{error_condition, Site};
+use support::{error_condition, next_message, Site};
 
 const T: Duration = Duration::from_secs(20);
-
-async fn next_message(c: &mut snow_client::Client) -> Element {
-    loop {
-        let el = c.next_stanza(T).await.unwrap();
-        if el.name() == "message" {
-            return el;
-        }
-    }
-}
 
 #[tokio::test]
 async fn require_e2e_refuses_clear_text_and_nothing_readable_is_stored_or_forwarded() {

@@ -5,19 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use snow_xml::{Element, NS_CLIENT};
-use support::{body, error_condition, Site};
+use snow_xml::NS_CLIENT;
+use support::{body, error_condition, next_message, Site};
 
 const T: Duration = Duration::from_secs(15);
-
-async fn next_message(c: &mut snow_client::Client) -> Element {
-    loop {
-        let el = c.next_stanza(T).await.unwrap();
-        if el.name() == "message" {
-            return el;
-        }
-    }
-}
 
 #[tokio::test]
 async fn users_of_two_sites_chat_across_the_link() {

@@ -129,13 +129,7 @@ pub struct CaDb {
 impl CaDb {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", true)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        migrate::run(&mut conn, MIGRATIONS)?;
-        Ok(CaDb { conn })
+        Ok(CaDb { conn: migrate::open(path, MIGRATIONS, 10)? })
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -87,15 +87,7 @@ pub struct LabImport<'a> {
 
 impl LabDb {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.display().to_string(), e))?;
-        }
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        migrate::run(&mut conn, MIGRATIONS)?;
-        Ok(LabDb { conn })
+        Ok(LabDb { conn: migrate::open(path, MIGRATIONS, 30)? })
     }
 
     /// The file with this content hash was imported before.

@@ -1,5 +1,7 @@
 //! Schema migrations, tracked with SQLite's `user_version`.
 
+use std::path::Path;
+
 use rusqlite::Connection;
 
 use crate::StoreError;
@@ -19,4 +21,20 @@ pub(crate) fn run(conn: &mut Connection, migrations: &[&str]) -> Result<(), Stor
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Opens (creating the directory and file if needed) a database the way
+/// every Snow store wants it: WAL, fully synchronous commits, foreign keys,
+/// a busy timeout, and the migrations applied.
+pub(crate) fn open(path: &Path, migrations: &[&str], busy_secs: u64) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.display().to_string(), e))?;
+    }
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.busy_timeout(std::time::Duration::from_secs(busy_secs))?;
+    run(&mut conn, migrations)?;
+    Ok(conn)
 }

@@ -79,15 +79,7 @@ pub const MAX_OFFLINE_PER_ACCOUNT: i64 = 10_000;
 
 impl ServerDb {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.display().to_string(), e))?;
-        }
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        migrate::run(&mut conn, MIGRATIONS)?;
-        Ok(ServerDb { conn })
+        Ok(ServerDb { conn: migrate::open(path, MIGRATIONS, 10)? })
     }
 
     pub fn add_account(&self, jid: &str, now: i64) -> Result<(), StoreError> {

@@ -183,3 +183,13 @@ pub fn error_condition(el: &snow_xml::Element) -> Option<String> {
         .find(|c| c.ns() == snow_xml::NS_STANZAS && c.name() != "text")
         .map(|c| c.name().to_owned())
 }
+
+/// The next message stanza (skipping presence and IQs) within 20 s.
+pub async fn next_message(c: &mut Client) -> snow_xml::Element {
+    loop {
+        let el = c.next_stanza(Duration::from_secs(20)).await.unwrap();
+        if el.name() == "message" {
+            return el;
+        }
+    }
+}
