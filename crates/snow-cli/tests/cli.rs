@@ -95,6 +95,15 @@ impl Site {
     }
 }
 
+/// `snow CMD… --server ADDR --keystore KS --passphrase-file PASS REST…`:
+/// a client command as a GP runs it.
+fn client<'a>(cmd: &[&'a str], addr: &'a str, ks: &'a str, pass: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = cmd.to_vec();
+    v.extend(["--server", addr, "--keystore", ks, "--passphrase-file", pass]);
+    v.extend_from_slice(rest);
+    v
+}
+
 fn newest(dir: &Path, needle: &str) -> PathBuf {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -426,125 +435,39 @@ fn serve_and_chat() {
     let ks1 = site.path("ks-1111111").display().to_string();
     let ks2 = site.path("ks-2222222").display().to_string();
 
-    let out = site.ok(&[
-        "chat",
-        "send",
-        "--server",
-        &addr,
-        "--keystore",
-        &ks1,
-        "--passphrase-file",
-        &gp,
-        "--to",
-        "2222222@po.example",
-        "God morgen",
-    ]);
+    let out = site.ok(&client(&["chat", "send"], &addr, &ks1, &gp, &["--to", "2222222@po.example", "God morgen"]));
     assert!(out.contains("Sent to 2222222@po.example"), "{out}");
-    let out = site.ok(&[
-        "chat",
-        "listen",
-        "--server",
-        &addr,
-        "--keystore",
-        &ks2,
-        "--passphrase-file",
-        &gp,
-        "--count",
-        "1",
-        "--timeout",
-        "20",
-    ]);
+    let out = site.ok(&client(&["chat", "listen"], &addr, &ks2, &gp, &["--count", "1", "--timeout", "20"]));
     assert!(out.contains("1111111@po.example") && out.contains(": [encrypted] God morgen"), "{out}");
-    let e = site.fails(&[
-        "chat",
-        "send",
-        "--server",
-        &addr,
-        "--keystore",
-        &ks1,
-        "--passphrase-file",
-        &gp,
-        "--to",
-        "7777777@po.example",
-        "hallo",
-    ]);
+    let e = site.fails(&client(&["chat", "send"], &addr, &ks1, &gp, &["--to", "7777777@po.example", "hallo"]));
     assert!(e.contains("cannot encrypt for 7777777@po.example") && e.contains("unknown"), "{e}");
-    let e = site.fails(&[
-        "chat",
-        "send",
-        "--plain",
-        "--server",
-        &addr,
-        "--keystore",
-        &ks1,
-        "--passphrase-file",
-        &gp,
-        "--to",
-        "7777777@po.example",
-        "hallo",
-    ]);
+    let e =
+        site.fails(&client(&["chat", "send", "--plain"], &addr, &ks1, &gp, &["--to", "7777777@po.example", "hallo"]));
     assert!(e.contains("not delivered") && e.contains("service-unavailable"), "{e}");
-    let out = site.ok(&[
-        "chat",
-        "send",
-        "--plain",
-        "--server",
+    let out = site.ok(&client(
+        &["chat", "send", "--plain"],
         &addr,
-        "--keystore",
         &ks1,
-        "--passphrase-file",
         &gp,
-        "--to",
-        "2222222@po.example",
-        "i klartekst",
-    ]);
+        &["--to", "2222222@po.example", "i klartekst"],
+    ));
     assert!(out.contains("(clear text)"), "{out}");
-    let out = site.ok(&[
-        "chat",
-        "listen",
-        "--server",
-        &addr,
-        "--keystore",
-        &ks2,
-        "--passphrase-file",
-        &gp,
-        "--count",
-        "1",
-        "--timeout",
-        "20",
-    ]);
+    let out = site.ok(&client(&["chat", "listen"], &addr, &ks2, &gp, &["--count", "1", "--timeout", "20"]));
     assert!(out.contains(": [NOT encrypted] i klartekst"), "{out}");
     std::fs::write(site.path("wrong.pass"), "not my passphrase\n").unwrap();
-    let e = site.fails(&[
-        "chat",
-        "send",
-        "--server",
+    let e = site.fails(&client(
+        &["chat", "send"],
         &addr,
-        "--keystore",
         &ks1,
-        "--passphrase-file",
         site.path("wrong.pass").to_str().unwrap(),
-        "--to",
-        "2222222@po.example",
-        "x",
-    ]);
+        &["--to", "2222222@po.example", "x"],
+    ));
     assert!(e.contains("wrong password"), "{e}");
 
-    let out = site.ok(&[
-        "keys",
-        "lookup",
-        "--server",
-        &addr,
-        "--keystore",
-        &ks1,
-        "--passphrase-file",
-        &gp,
-        "2222222@po.example",
-        "3333333@po.example",
-    ]);
+    let out = site.ok(&client(&["keys", "lookup"], &addr, &ks1, &gp, &["2222222@po.example", "3333333@po.example"]));
     assert!(out.contains("2222222@po.example: valid") && out.contains("CN=2222222"), "{out}");
     assert!(out.contains("3333333@po.example: unknown"), "{out}");
-    let out = site.ok(&["presence", "--server", &addr, "--keystore", &ks1, "--passphrase-file", &gp, "--wait", "0"]);
+    let out = site.ok(&client(&["presence"], &addr, &ks1, &gp, &["--wait", "0"]));
     assert!(out.contains("You are online as 1111111@po.example/"), "{out}");
 
     // SIGTERM: the server says goodbye and exits cleanly.
@@ -565,19 +488,7 @@ fn offline_messages_survive_sigkill() {
     let (mut server, addr) = start_server(&site);
     // The recipient's account exists (the PO's users are known accounts).
     for i in 1..=3 {
-        site.ok(&[
-            "chat",
-            "send",
-            "--server",
-            &addr,
-            "--keystore",
-            &ks1,
-            "--passphrase-file",
-            &gp,
-            "--to",
-            "2222222@po.example",
-            &format!("melding {i}"),
-        ]);
+        site.ok(&client(&["chat", "send"], &addr, &ks1, &gp, &["--to", "2222222@po.example", &format!("melding {i}")]));
     }
     server.kill().unwrap();
     server.wait().unwrap();
@@ -589,25 +500,11 @@ fn offline_messages_survive_sigkill() {
     }
 
     let (mut server, addr) = start_server(&site);
-    let out = site.ok(&[
-        "chat",
-        "listen",
-        "--server",
-        &addr,
-        "--keystore",
-        &ks2,
-        "--passphrase-file",
-        &gp,
-        "--count",
-        "3",
-        "--timeout",
-        "20",
-    ]);
+    let out = site.ok(&client(&["chat", "listen"], &addr, &ks2, &gp, &["--count", "3", "--timeout", "20"]));
     let got: Vec<&str> = out.lines().filter_map(|l| l.rsplit_once(": ").map(|(_, b)| b)).collect();
     assert_eq!(got, ["[encrypted] melding 1", "[encrypted] melding 2", "[encrypted] melding 3"], "{out}");
     // Listening again right away: nothing is delivered twice.
-    let out =
-        site.ok(&["chat", "listen", "--server", &addr, "--keystore", &ks2, "--passphrase-file", &gp, "--timeout", "2"]);
+    let out = site.ok(&client(&["chat", "listen"], &addr, &ks2, &gp, &["--timeout", "2"]));
     assert!(!out.contains("melding"), "delivered twice: {out}");
     server.kill().unwrap();
     server.wait().unwrap();

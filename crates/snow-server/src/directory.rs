@@ -156,10 +156,19 @@ pub(crate) async fn acknowledged(shared: &Arc<Shared>, from_domain: &str, id: &s
 /// database, reloads the CRL after revocations, and pushes to replicas.
 pub(crate) async fn replicate(shared: Arc<Shared>) {
     let Some(ca_db_path) = shared.config.ca_db.clone() else { return };
+    // One connection for the server's life; `snow user …` writes through
+    // its own (WAL allows both).
+    let ca = match snow_store::CaDb::open(&ca_db_path) {
+        Ok(db) => Arc::new(Mutex::new(db)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the CA database: no key replication");
+            return;
+        }
+    };
     let interval = Duration::from_millis(shared.config.s2s.replication_interval_ms.max(50));
     let mut shutdown = shared.shutdown.clone();
     loop {
-        if let Err(e) = replicate_once(&shared, &ca_db_path).await {
+        if let Err(e) = replicate_once(&shared, &ca).await {
             tracing::error!(error = %e, "key replication step failed");
         }
         tokio::select! {
@@ -169,12 +178,11 @@ pub(crate) async fn replicate(shared: Arc<Shared>) {
     }
 }
 
-async fn replicate_once(shared: &Arc<Shared>, ca_db_path: &std::path::Path) -> Result<(), String> {
-    let path = ca_db_path.to_owned();
+async fn replicate_once(shared: &Arc<Shared>, ca: &Arc<Mutex<snow_store::CaDb>>) -> Result<(), String> {
     let local = shared.db(|db| db.replication_seq("applied:local")).await.map_err(|e| e.to_string())?;
-    let p = path.clone();
+    let db = Arc::clone(ca);
     let (last, fresh) = tokio::task::spawn_blocking(move || -> Result<_, snow_store::StoreError> {
-        let ca = snow_store::CaDb::open(&p)?;
+        let ca = db.lock().unwrap_or_else(|p| p.into_inner());
         Ok((ca.last_key_change()?, ca.key_changes_since(local, 10_000)?))
     })
     .await
@@ -200,12 +208,13 @@ async fn replicate_once(shared: &Arc<Shared>, ca_db_path: &std::path::Path) -> R
                 continue;
             }
         }
-        let p = path.clone();
-        let changes =
-            tokio::task::spawn_blocking(move || snow_store::CaDb::open(&p)?.key_changes_since(acked, MAX_PUSH))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+        let db = Arc::clone(ca);
+        let changes = tokio::task::spawn_blocking(move || {
+            db.lock().unwrap_or_else(|p| p.into_inner()).key_changes_since(acked, MAX_PUSH)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         let Some(upto) = changes.last().map(|c| c.seq) else { continue };
         let mut update = Element::new(NS_KEYS, "update");
         for c in &changes {

@@ -7,7 +7,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use snow_client::ClientError;
-use snow_server::S2sSettings;
 use snow_xml::{Element, NS_CLIENT};
 use support::{next_message, Site};
 
@@ -27,19 +26,10 @@ async fn directory_replication_and_revocation_propagation() {
     let mut po = Site::with_domain("po.example");
     let gp = po.add_user("1111111");
     let labuser = po.add_user_at("5555555", "lab.example");
-    let (_lab_dir, lab_home) = po.replica_home("lab.example");
-    let lab_s2s_port = support::free_port();
-    po.s2s.routes.insert("lab.example".into(), format!("127.0.0.1:{lab_s2s_port}"));
-    po.s2s.replicas = vec!["lab.example".into()];
+    let lab = po.replica("lab.example");
     po.s2s.replication_interval_ms = 200;
-    let mut lab_s2s = S2sSettings {
-        bind: format!("127.0.0.1:{lab_s2s_port}"),
-        master: Some("po.example".into()),
-        ..S2sSettings::default()
-    };
-    lab_s2s.routes.insert("po.example".into(), po.s2s_addr());
     let po_server = po.start().await;
-    let lab_server = po.start_replica(&lab_home, "lab.example", lab_s2s).await;
+    let lab_server = po.start_replica(&lab.home, &lab.domain, lab.s2s.clone()).await;
 
     // The lab user logs in at the lab with a certificate from the PO's CA,
     // and finds the GP's certificate in the lab's directory.
@@ -89,24 +79,15 @@ async fn a_replica_that_was_offline_catches_up() {
     let mut po = Site::with_domain("po.example");
     po.add_user("1111111");
     po.add_user_at("5555555", "lab.example");
-    let (_lab_dir, lab_home) = po.replica_home("lab.example");
-    let lab_s2s_port = support::free_port();
-    po.s2s.routes.insert("lab.example".into(), format!("127.0.0.1:{lab_s2s_port}"));
-    po.s2s.replicas = vec!["lab.example".into()];
+    let lab = po.replica("lab.example");
     po.s2s.replication_interval_ms = 200;
     po.s2s.connect_timeout_secs = 2;
-    let mut lab_s2s = S2sSettings {
-        bind: format!("127.0.0.1:{lab_s2s_port}"),
-        master: Some("po.example".into()),
-        ..S2sSettings::default()
-    };
-    lab_s2s.routes.insert("po.example".into(), po.s2s_addr());
     // The PO runs while the lab is down; users are added and one revoked.
     let po_server = po.start().await;
     let late = po.add_user("2222222");
     po.revoke("1111111");
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let lab_server = po.start_replica(&lab_home, "lab.example", lab_s2s).await;
+    let lab_server = po.start_replica(&lab.home, &lab.domain, lab.s2s.clone()).await;
     let mut l = po.login_at(&lab_server, "lab.example", "5555555").await.unwrap();
     let deadline = Instant::now() + T;
     loop {
@@ -138,28 +119,17 @@ async fn three_servers() {
     let gp = po.add_user("1111111");
     let a_user = po.add_user_at("5555555", "laba.example");
     let b_user = po.add_user_at("6666666", "labb.example");
-    let (_a_dir, a_home) = po.replica_home("laba.example");
-    let (_b_dir, b_home) = po.replica_home("labb.example");
-    let (a_port, b_port) = (support::free_port(), support::free_port());
-    po.s2s.routes.insert("laba.example".into(), format!("127.0.0.1:{a_port}"));
-    po.s2s.routes.insert("labb.example".into(), format!("127.0.0.1:{b_port}"));
-    po.s2s.replicas = vec!["laba.example".into(), "labb.example".into()];
-    let lab_s2s = |port: u16, other: (&str, u16)| {
-        let mut s = S2sSettings {
-            bind: format!("127.0.0.1:{port}"),
-            master: Some("po.example".into()),
-            connect_timeout_secs: 3,
-            ..S2sSettings::default()
-        };
-        s.routes.insert("po.example".into(), po.s2s_addr());
-        s.routes.insert(other.0.into(), format!("127.0.0.1:{}", other.1));
-        s
-    };
-    let a_s2s = lab_s2s(a_port, ("labb.example", b_port));
-    let b_s2s = lab_s2s(b_port, ("laba.example", a_port));
+    let mut lab_a = po.replica("laba.example");
+    let mut lab_b = po.replica("labb.example");
+    // The labs talk to each other directly, too.
+    lab_a.s2s.routes.insert(lab_b.domain.clone(), lab_b.s2s.bind.clone());
+    lab_b.s2s.routes.insert(lab_a.domain.clone(), lab_a.s2s.bind.clone());
+    for lab in [&mut lab_a, &mut lab_b] {
+        lab.s2s.connect_timeout_secs = 3;
+    }
     let po_server = po.start().await;
-    let a_server = po.start_replica(&a_home, "laba.example", a_s2s.clone()).await;
-    let b_server = po.start_replica(&b_home, "labb.example", b_s2s).await;
+    let a_server = po.start_replica(&lab_a.home, &lab_a.domain, lab_a.s2s.clone()).await;
+    let b_server = po.start_replica(&lab_b.home, &lab_b.domain, lab_b.s2s.clone()).await;
 
     let mut g = po.login(&po_server, "1111111").await.unwrap();
     let mut a = po.login_at(&a_server, "laba.example", "5555555").await.unwrap();
@@ -181,7 +151,7 @@ async fn three_servers() {
     g.send_chat(&a_user, "mens lab A er nede").await.unwrap();
     let e = next_message(&mut g).await;
     assert_eq!(e.attr("type"), Some("error"), "{}", e.to_xml(NS_CLIENT));
-    let a_server = po.start_replica(&a_home, "laba.example", a_s2s).await;
+    let a_server = po.start_replica(&lab_a.home, &lab_a.domain, lab_a.s2s.clone()).await;
     g.send_chat(&a_user, "etter omstart").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut a = po.login_at(&a_server, "laba.example", "5555555").await.unwrap();

@@ -6,7 +6,6 @@ mod support;
 use std::time::Duration;
 
 use snow_client::Body;
-use snow_server::S2sSettings;
 use support::{error_condition, next_message, Site};
 
 const T: Duration = Duration::from_secs(20);
@@ -18,18 +17,10 @@ async fn require_e2e_refuses_clear_text_and_nothing_readable_is_stored_or_forwar
     po.s2s.replication_interval_ms = 200;
     po.add_user("1111111");
     let labuser = po.add_user_at("5555555", "lab.example");
-    let (_lab_dir, lab_home) = po.replica_home("lab.example");
-    let lab_port = support::free_port();
-    po.s2s.routes.insert("lab.example".into(), format!("127.0.0.1:{lab_port}"));
-    po.s2s.replicas = vec!["lab.example".into()];
-    let mut lab_s2s = S2sSettings {
-        bind: format!("127.0.0.1:{lab_port}"),
-        master: Some("po.example".into()),
-        ..S2sSettings::default()
-    };
-    lab_s2s.routes.insert("po.example".into(), po.s2s_addr());
+    let lab = po.replica("lab.example");
+    let lab_home = lab.home.clone();
     let po_server = po.start().await;
-    let lab_server = po.start_replica(&lab_home, "lab.example", lab_s2s).await;
+    let lab_server = po.start_replica(&lab.home, &lab.domain, lab.s2s.clone()).await;
     let ca = po.ca.cert_der().to_vec();
     let gp = po.identity("1111111");
 

@@ -20,23 +20,13 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<()> {
                 Some(d) => ca.add_user_at(&hpnr, &phone, &email, d)?,
                 None => ca.add_user(&hpnr, &phone, &email)?,
             };
-            if let Some(out) = &p12_out {
-                snow_core::files::write_new(out, &issued.p12, snow_core::files::Mode::Private).with_context(|| {
-                    format!("the user was created, but the key file could not be written to {}", out.display())
-                })?;
-            }
             println!(
                 "Created {} (certificate {}, valid until {})",
                 issued.jid,
                 issued.serial_hex,
                 show_time(issued.not_after)
             );
-            println!("  e-mail with the key file   {}", issued.delivery.email.display());
-            println!("  SMS with the password      {}", issued.delivery.sms.display());
-            if let Some(out) = p12_out {
-                println!("  key file                   {}", out.display());
-            }
-            Ok(())
+            report_delivery(&issued, p12_out.as_deref(), "created")
         }
         UserCommand::List => {
             let users = snow_pki::list_users(&ctx.paths)?;
@@ -62,20 +52,13 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<()> {
             let hpnr: Hpnr = hpnr.parse()?;
             let mut ca = ctx.open_ca()?;
             let issued = ca.rekey_user(&hpnr)?;
-            if let Some(out) = &p12_out {
-                snow_core::files::write_new(out, &issued.p12, snow_core::files::Mode::Private).with_context(|| {
-                    format!("the user was re-keyed, but the key file could not be written to {}", out.display())
-                })?;
-            }
             println!(
                 "Re-keyed {} (new certificate {}, valid until {}); the old one is revoked as superseded",
                 issued.jid,
                 issued.serial_hex,
                 show_time(issued.not_after)
             );
-            println!("  e-mail with the key file   {}", issued.delivery.email.display());
-            println!("  SMS with the password      {}", issued.delivery.sms.display());
-            Ok(())
+            report_delivery(&issued, p12_out.as_deref(), "re-keyed")
         }
         UserCommand::Revoke { hpnr, reason } => {
             let hpnr: Hpnr = hpnr.parse()?;
@@ -86,4 +69,20 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Writes the optional hand-delivery copy of the key file and lists where
+/// the delivery went. `done` says what already happened to the user.
+fn report_delivery(issued: &snow_pki::IssuedUser, p12_out: Option<&std::path::Path>, done: &str) -> anyhow::Result<()> {
+    if let Some(out) = p12_out {
+        snow_core::files::write_new(out, &issued.p12, snow_core::files::Mode::Private).with_context(|| {
+            format!("the user was {done}, but the key file could not be written to {}", out.display())
+        })?;
+    }
+    println!("  e-mail with the key file   {}", issued.delivery.email.display());
+    println!("  SMS with the password      {}", issued.delivery.sms.display());
+    if let Some(out) = p12_out {
+        println!("  key file                   {}", out.display());
+    }
+    Ok(())
 }

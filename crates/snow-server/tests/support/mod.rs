@@ -113,6 +113,19 @@ impl Site {
         (dir, home)
     }
 
+    /// A replica site (a lab server) of this CA for `domain`, wired for
+    /// federation: this site routes to it and pushes keys to it; it routes
+    /// back and takes key pushes from this site.
+    pub fn replica(&mut self, domain: &str) -> Replica {
+        let (dir, home) = self.replica_home(domain);
+        let bind = format!("127.0.0.1:{}", free_port());
+        self.s2s.routes.insert(domain.to_owned(), bind.clone());
+        self.s2s.replicas.push(domain.to_owned());
+        let mut s2s = S2sSettings { bind, master: Some(self.domain.clone()), ..S2sSettings::default() };
+        s2s.routes.insert(self.domain.clone(), self.s2s_addr());
+        Replica { _dir: dir, home, domain: domain.to_owned(), s2s }
+    }
+
     pub async fn start_replica(&self, home: &std::path::Path, domain: &str, s2s: S2sSettings) -> ServerHandle {
         let config = ServerConfig::for_home(home, domain.parse().unwrap(), self.settings.clone(), s2s);
         Server::start(config).await.unwrap()
@@ -192,4 +205,12 @@ pub async fn next_message(c: &mut Client) -> snow_xml::Element {
             return el;
         }
     }
+}
+
+/// A replica site's home and settings (see [`Site::replica`]).
+pub struct Replica {
+    _dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub domain: String,
+    pub s2s: S2sSettings,
 }
