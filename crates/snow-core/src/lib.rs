@@ -8,6 +8,7 @@ pub mod contact;
 pub mod files;
 pub mod hpnr;
 pub mod jid;
+pub mod stats;
 
 pub use contact::{Email, Phone};
 pub use hpnr::Hpnr;

@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::{migrate, StoreError};
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE imports (
     hash        TEXT PRIMARY KEY,                -- SHA-256 of the file
     file        TEXT NOT NULL,
@@ -42,7 +43,15 @@ CREATE TABLE positive_persons (
 CREATE TABLE samples (
     sample_id TEXT PRIMARY KEY
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+-- Searches: `yw` = year * 100 + week orders the weeks; one index per way
+-- in (a single municipality, or a range of them for a county or all).
+ALTER TABLE weekly ADD COLUMN yw INTEGER GENERATED ALWAYS AS (year * 100 + week) VIRTUAL;
+CREATE INDEX weekly_by_municipality ON weekly (analysis, municipality, yw);
+CREATE INDEX weekly_by_week ON weekly (analysis, yw, municipality);
+"#,
+];
 
 /// One validated row, reduced to what the aggregates need.
 #[derive(Debug, Clone)]
@@ -99,32 +108,50 @@ impl LabDb {
         Ok(LabImport { tx: self.conn.transaction()?, rows: 0, counted: 0, weekly: Default::default() })
     }
 
-    /// Weekly counts for one analysis, area (`None` = all) and week range.
-    pub fn weekly(
-        &self,
-        analysis: &str,
-        municipality: Option<&str>,
-        from: (i32, u8),
-        to: (i32, u8),
-    ) -> Result<Vec<Weekly>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT year, week, SUM(tested), SUM(positive), SUM(positive_persons) FROM weekly
-             WHERE analysis = ?1 AND (?2 IS NULL OR municipality = ?2)
-               AND (year * 100 + week) BETWEEN ?3 AND ?4
-             GROUP BY year, week ORDER BY year, week",
+    /// Weekly sums over the rows `filter` selects, one per week that has
+    /// any, in order. Prepared statements only; each area kind has the
+    /// index that fits it.
+    pub fn weekly(&self, filter: &WeeklyFilter<'_>) -> Result<Vec<Weekly>, StoreError> {
+        let (lo, hi) = filter.municipalities;
+        let index = if lo == hi { "weekly_by_municipality" } else { "weekly_by_week" };
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT year, week, SUM(tested), SUM(positive), SUM(positive_persons) FROM weekly INDEXED BY {index}
+             WHERE analysis = ?1 AND municipality BETWEEN ?2 AND ?3 AND yw BETWEEN ?4 AND ?5
+               AND (?6 IS NULL OR age_group = ?6) AND (?7 IS NULL OR sex = ?7)
+             GROUP BY yw ORDER BY yw"
+        ))?;
+        let rows = stmt.query_map(
+            params![filter.analysis, lo, hi, filter.weeks.0, filter.weeks.1, filter.age_group, filter.sex],
+            |r| {
+                Ok(Weekly {
+                    year: r.get(0)?,
+                    week: r.get(1)?,
+                    tested: r.get(2)?,
+                    positive: r.get(3)?,
+                    positive_persons: r.get(4)?,
+                })
+            },
         )?;
-        let lo = i64::from(from.0) * 100 + i64::from(from.1);
-        let hi = i64::from(to.0) * 100 + i64::from(to.1);
-        let rows = stmt.query_map(params![analysis, municipality, lo, hi], |r| {
-            Ok(Weekly {
-                year: r.get(0)?,
-                week: r.get(1)?,
-                tested: r.get(2)?,
-                positive: r.get(3)?,
-                positive_persons: r.get(4)?,
-            })
-        })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Which weekly aggregates to sum.
+#[derive(Debug, Clone)]
+pub struct WeeklyFilter<'a> {
+    pub analysis: &'a str,
+    /// Municipality numbers, an inclusive range (one, a county's, or all).
+    pub municipalities: (&'a str, &'a str),
+    /// Weeks as `year * 100 + week`, an inclusive range.
+    pub weeks: (i32, i32),
+    pub age_group: Option<&'a str>,
+    pub sex: Option<&'a str>,
+}
+
+impl<'a> WeeklyFilter<'a> {
+    /// Every age group and sex of one analysis in an area and week range.
+    pub fn new(analysis: &'a str, municipalities: (&'a str, &'a str), weeks: (i32, i32)) -> Self {
+        WeeklyFilter { analysis, municipalities, weeks, age_group: None, sex: None }
     }
 }
 

@@ -8,7 +8,7 @@ mod migrate;
 pub mod server_db;
 
 pub use ca_db::{CaDb, CertKind, CertRecord, KeyChange, Revocation, UserRecord};
-pub use lab_db::{AggRow, LabDb, LabImport, Weekly};
+pub use lab_db::{AggRow, LabDb, LabImport, Weekly, WeeklyFilter};
 pub use server_db::{DirectoryEntry, RosterItem, ServerDb};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,574 @@
+//! The statistics search (`urn:snow:stats:1`, DESIGN.md §4): what a GP may
+//! ask a lab's search agent, and what comes back.
+//!
+//! A query is parameters only — analysis, period, area, optional age group
+//! and sex, granularity — each parsed into a closed type here, so nothing
+//! the GP typed can reach SQL. Which analysis codes and age groups exist is
+//! the lab's configuration: the agent checks membership; this module checks
+//! shape.
+//!
+//! Months are made of ISO weeks: a week belongs to the month of its
+//! Thursday (the same rule that puts a week in an ISO year), because the
+//! lab keeps weekly aggregates only.
+
+use std::fmt;
+use std::str::FromStr;
+
+use time::{Date, Month as TimeMonth, Weekday};
+
+/// Longest period one query may cover: about ten years.
+pub const MAX_PERIOD_WEEKS: u32 = 530;
+pub const MAX_PERIOD_MONTHS: u32 = 122;
+
+/// A parameter that was refused: which one and why (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct StatsError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn refuse<T>(field: &'static str, reason: impl Into<String>) -> Result<T, StatsError> {
+    Err(StatsError { field, reason: reason.into() })
+}
+
+/// An ISO 8601 week (`2026-W05`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IsoWeek {
+    year: i32,
+    week: u8,
+}
+
+impl IsoWeek {
+    pub fn new(year: i32, week: u8) -> Option<IsoWeek> {
+        ((1900..=2200).contains(&year) && week >= 1 && week <= weeks_in_year(year)).then_some(IsoWeek { year, week })
+    }
+
+    /// The week a date falls in.
+    pub fn of(date: Date) -> IsoWeek {
+        let (year, week, _) = date.to_iso_week_date();
+        IsoWeek { year, week }
+    }
+
+    pub fn year(self) -> i32 {
+        self.year
+    }
+
+    pub fn week(self) -> u8 {
+        self.week
+    }
+
+    /// `year * 100 + week`: orders like the weeks, and is how the lab's
+    /// store indexes them.
+    pub fn key(self) -> i32 {
+        self.year * 100 + i32::from(self.week)
+    }
+
+    pub fn thursday(self) -> Date {
+        // `new` only builds weeks that exist.
+        Date::from_iso_week_date(self.year, self.week, Weekday::Thursday).unwrap_or(Date::MIN)
+    }
+
+    /// The month this week counts in (its Thursday's).
+    pub fn month(self) -> YearMonth {
+        let t = self.thursday();
+        YearMonth { year: t.year(), month: u8::from(t.month()) }
+    }
+
+    pub fn next(self) -> IsoWeek {
+        if self.week < weeks_in_year(self.year) {
+            IsoWeek { year: self.year, week: self.week + 1 }
+        } else {
+            IsoWeek { year: self.year + 1, week: 1 }
+        }
+    }
+
+    /// Weeks from `self` to `to`, both included (0 if `to` is earlier).
+    pub fn span(self, to: IsoWeek) -> u32 {
+        let days = (to.thursday() - self.thursday()).whole_days();
+        if days < 0 {
+            0
+        } else {
+            (days / 7) as u32 + 1
+        }
+    }
+
+    /// The week `n` weeks before this one.
+    pub fn minus(self, n: u32) -> IsoWeek {
+        IsoWeek::of(self.thursday() - time::Duration::weeks(i64::from(n)))
+    }
+}
+
+/// 52 or 53.
+pub fn weeks_in_year(year: i32) -> u8 {
+    // Dec 28 is always in the last week of its ISO year.
+    Date::from_calendar_date(year, TimeMonth::December, 28).map(|d| d.iso_week()).unwrap_or(52)
+}
+
+impl fmt::Display for IsoWeek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-W{:02}", self.year, self.week)
+    }
+}
+
+impl FromStr for IsoWeek {
+    type Err = StatsError;
+    fn from_str(s: &str) -> Result<Self, StatsError> {
+        let (y, w) = s.split_once("-W").ok_or(StatsError { field: "period", reason: "a week is YYYY-Www".into() })?;
+        match (digits(y, 4), digits(w, 2)) {
+            (Some(y), Some(w)) => IsoWeek::new(y as i32, w as u8),
+            _ => None,
+        }
+        .ok_or(StatsError { field: "period", reason: "no such ISO week".into() })
+    }
+}
+
+fn digits(s: &str, n: usize) -> Option<u32> {
+    (s.len() == n && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+}
+
+/// A calendar month (`2026-01`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct YearMonth {
+    year: i32,
+    month: u8,
+}
+
+impl YearMonth {
+    pub fn new(year: i32, month: u8) -> Option<YearMonth> {
+        ((1900..=2200).contains(&year) && (1..=12).contains(&month)).then_some(YearMonth { year, month })
+    }
+
+    pub fn year(self) -> i32 {
+        self.year
+    }
+
+    pub fn month(self) -> u8 {
+        self.month
+    }
+
+    fn index(self) -> i64 {
+        i64::from(self.year) * 12 + i64::from(self.month) - 1
+    }
+
+    pub fn next(self) -> YearMonth {
+        if self.month == 12 {
+            YearMonth { year: self.year + 1, month: 1 }
+        } else {
+            YearMonth { year: self.year, month: self.month + 1 }
+        }
+    }
+
+    /// The first and last ISO week counted in this month.
+    pub fn weeks(self) -> (IsoWeek, IsoWeek) {
+        let first = Date::from_calendar_date(self.year, month_of(self.month), 1).unwrap_or(Date::MIN);
+        // The first Thursday on or after the 1st.
+        let to_thu = (7 + 3 - i64::from(first.weekday().number_days_from_monday())) % 7;
+        let start = IsoWeek::of(first + time::Duration::days(to_thu));
+        let next = self.next();
+        let first_next = Date::from_calendar_date(next.year, month_of(next.month), 1).unwrap_or(Date::MIN);
+        let to_thu = (7 + 3 - i64::from(first_next.weekday().number_days_from_monday())) % 7;
+        let end = IsoWeek::of(first_next + time::Duration::days(to_thu) - time::Duration::weeks(1));
+        (start, end)
+    }
+}
+
+fn month_of(m: u8) -> TimeMonth {
+    TimeMonth::try_from(m).unwrap_or(TimeMonth::January)
+}
+
+impl fmt::Display for YearMonth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+impl FromStr for YearMonth {
+    type Err = StatsError;
+    fn from_str(s: &str) -> Result<Self, StatsError> {
+        let (y, m) = s.split_once('-').ok_or(StatsError { field: "period", reason: "a month is YYYY-MM".into() })?;
+        match (digits(y, 4), digits(m, 2)) {
+            (Some(y), Some(m)) => YearMonth::new(y as i32, m as u8),
+            _ => None,
+        }
+        .ok_or(StatsError { field: "period", reason: "no such month".into() })
+    }
+}
+
+/// The time a query covers, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Weeks { from: IsoWeek, to: IsoWeek },
+    Months { from: YearMonth, to: YearMonth },
+}
+
+impl Period {
+    /// Parses `from` and `to`, both weeks (`2026-W01`) or both months
+    /// (`2026-01`), in order and not longer than about ten years.
+    pub fn parse(from: &str, to: &str) -> Result<Period, StatsError> {
+        let p = if from.contains("-W") || to.contains("-W") {
+            Period::Weeks { from: from.parse()?, to: to.parse()? }
+        } else {
+            Period::Months { from: from.parse()?, to: to.parse()? }
+        };
+        p.check()?;
+        Ok(p)
+    }
+
+    fn check(&self) -> Result<(), StatsError> {
+        match *self {
+            Period::Weeks { from, to } if from > to => refuse("period", "starts after it ends"),
+            Period::Weeks { from, to } if from.span(to) > MAX_PERIOD_WEEKS => {
+                refuse("period", format!("longer than {MAX_PERIOD_WEEKS} weeks"))
+            }
+            Period::Months { from, to } if from > to => refuse("period", "starts after it ends"),
+            Period::Months { from, to } if to.index() - from.index() + 1 > i64::from(MAX_PERIOD_MONTHS) => {
+                refuse("period", format!("longer than {MAX_PERIOD_MONTHS} months"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The ISO weeks it covers, first and last.
+    pub fn weeks(&self) -> (IsoWeek, IsoWeek) {
+        match *self {
+            Period::Weeks { from, to } => (from, to),
+            Period::Months { from, to } => (from.weeks().0, to.weeks().1),
+        }
+    }
+
+    pub fn bounds(&self) -> (String, String) {
+        match self {
+            Period::Weeks { from, to } => (from.to_string(), to.to_string()),
+            Period::Months { from, to } => (from.to_string(), to.to_string()),
+        }
+    }
+}
+
+/// Where: one municipality (4 digits), one county (the municipality
+/// numbers' first two digits), or everything the lab has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Area {
+    All,
+    County(String),
+    Municipality(String),
+}
+
+impl Area {
+    /// The municipality numbers it covers, as an inclusive range.
+    pub fn municipality_range(&self) -> (String, String) {
+        match self {
+            Area::All => ("0000".into(), "9999".into()),
+            Area::County(c) => (format!("{c}00"), format!("{c}99")),
+            Area::Municipality(m) => (m.clone(), m.clone()),
+        }
+    }
+
+    /// Accepts the wire form and the short form people type: `5401` is a
+    /// municipality, `54` a county, `all` everything.
+    pub fn parse_loose(s: &str) -> Result<Area, StatsError> {
+        if digits(s, 4).is_some() {
+            return Ok(Area::Municipality(s.to_owned()));
+        }
+        if digits(s, 2).is_some() {
+            return Ok(Area::County(s.to_owned()));
+        }
+        s.parse()
+    }
+}
+
+impl fmt::Display for Area {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Area::All => f.write_str("all"),
+            Area::County(c) => write!(f, "county:{c}"),
+            Area::Municipality(m) => write!(f, "municipality:{m}"),
+        }
+    }
+}
+
+impl FromStr for Area {
+    type Err = StatsError;
+    fn from_str(s: &str) -> Result<Self, StatsError> {
+        match s.split_once(':') {
+            None if s == "all" => Ok(Area::All),
+            Some(("county", c)) if digits(c, 2).is_some() => Ok(Area::County(c.to_owned())),
+            Some(("municipality", m)) if digits(m, 4).is_some() => Ok(Area::Municipality(m.to_owned())),
+            _ => refuse("area", "must be all, county:NN or municipality:NNNN"),
+        }
+    }
+}
+
+/// Sex as the lab records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sex {
+    Male,
+    Female,
+    Unknown,
+}
+
+impl Sex {
+    pub fn code(self) -> &'static str {
+        match self {
+            Sex::Male => "M",
+            Sex::Female => "F",
+            Sex::Unknown => "U",
+        }
+    }
+}
+
+impl FromStr for Sex {
+    type Err = StatsError;
+    fn from_str(s: &str) -> Result<Self, StatsError> {
+        match s {
+            "M" => Ok(Sex::Male),
+            "F" => Ok(Sex::Female),
+            "U" => Ok(Sex::Unknown),
+            _ => refuse("sex", "must be M, F or U"),
+        }
+    }
+}
+
+/// How the answer is bucketed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    Week,
+    Month,
+    /// One bucket for the whole period.
+    Total,
+}
+
+impl Granularity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Week => "week",
+            Granularity::Month => "month",
+            Granularity::Total => "total",
+        }
+    }
+}
+
+impl FromStr for Granularity {
+    type Err = StatsError;
+    fn from_str(s: &str) -> Result<Self, StatsError> {
+        match s {
+            "week" => Ok(Granularity::Week),
+            "month" => Ok(Granularity::Month),
+            "total" => Ok(Granularity::Total),
+            _ => refuse("granularity", "must be week, month or total"),
+        }
+    }
+}
+
+/// An analysis code: 1 to 16 upper-case letters and digits. Whether the
+/// lab runs it is the agent's question.
+pub fn check_analysis(code: &str) -> Result<(), StatsError> {
+    if (1..=16).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        refuse("analysis", "must be a code of 1 to 16 upper-case letters and digits")
+    }
+}
+
+/// An age group: `LOW-HIGH` or `LOW+`, at most 8 characters.
+pub fn check_age_group(group: &str) -> Result<(), StatsError> {
+    if (1..=8).contains(&group.len()) && group.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') {
+        Ok(())
+    } else {
+        refuse("age-group", "must look like 25-44 or 80+")
+    }
+}
+
+/// What a GP asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsQuery {
+    pub analysis: String,
+    pub period: Period,
+    pub area: Area,
+    pub age_group: Option<String>,
+    pub sex: Option<Sex>,
+    pub granularity: Granularity,
+}
+
+impl StatsQuery {
+    /// Checks the shape of every parameter.
+    pub fn check(&self) -> Result<(), StatsError> {
+        check_analysis(&self.analysis)?;
+        self.period.check()?;
+        if let Some(g) = &self.age_group {
+            check_age_group(g)?;
+        }
+        // Re-parsing the area checks a value built by hand.
+        self.area.to_string().parse::<Area>()?;
+        Ok(())
+    }
+
+    /// The buckets of the answer, in order: (label, first week, last week).
+    pub fn buckets(&self) -> Vec<(String, IsoWeek, IsoWeek)> {
+        let (first, last) = self.period.weeks();
+        match self.granularity {
+            Granularity::Total => {
+                let (a, b) = self.period.bounds();
+                vec![(if a == b { a } else { format!("{a}/{b}") }, first, last)]
+            }
+            Granularity::Week => {
+                let mut out = Vec::new();
+                let mut w = first;
+                while w <= last {
+                    out.push((w.to_string(), w, w));
+                    w = w.next();
+                }
+                out
+            }
+            Granularity::Month => {
+                let mut out = Vec::new();
+                let mut m = first.month();
+                while m <= last.month() {
+                    let (a, b) = m.weeks();
+                    out.push((m.to_string(), a.max(first), b.min(last)));
+                    m = m.next();
+                }
+                out
+            }
+        }
+    }
+}
+
+/// A count as disclosed: exact, or only known to be below the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    Exact(u64),
+    /// 1 ≤ count < threshold: shown as `<threshold`.
+    Below(u32),
+}
+
+impl Count {
+    /// Disclosure control: counts from 1 to `threshold - 1` are hidden.
+    pub fn disclose(n: u64, threshold: u32) -> Count {
+        if n > 0 && n < u64::from(threshold) {
+            Count::Below(threshold)
+        } else {
+            Count::Exact(n)
+        }
+    }
+}
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Count::Exact(n) => write!(f, "{n}"),
+            Count::Below(t) => write!(f, "<{t}"),
+        }
+    }
+}
+
+impl FromStr for Count {
+    type Err = StatsError;
+    fn from_str(s: &str) -> Result<Self, StatsError> {
+        let bad = || StatsError { field: "count", reason: "must be a number or <N".into() };
+        match s.strip_prefix('<') {
+            Some(t) if t.len() <= 4 => t.parse().map(Count::Below).map_err(|_| bad()),
+            Some(_) => Err(bad()),
+            None if s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse().map(Count::Exact).map_err(|_| bad())
+            }
+            None => Err(bad()),
+        }
+    }
+}
+
+/// One bucket of an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// `2026-W05`, `2026-01`, or `FROM/TO` for a total.
+    pub label: String,
+    pub tested: Count,
+    pub positive: Count,
+    /// Distinct positive persons per week, summed over the bucket's weeks.
+    pub persons: Count,
+}
+
+/// What the agent answers: the query it answered, the threshold it
+/// applied, and every bucket of the period (zeros included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsAnswer {
+    pub query: StatsQuery,
+    pub threshold: u32,
+    pub buckets: Vec<Bucket>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weeks_and_months() {
+        assert_eq!(weeks_in_year(2026), 53);
+        assert_eq!(weeks_in_year(2025), 52);
+        let w: IsoWeek = "2026-W53".parse().unwrap();
+        assert_eq!(w.next().to_string(), "2027-W01");
+        assert!("2025-W53".parse::<IsoWeek>().is_err());
+        assert!("2025-W5".parse::<IsoWeek>().is_err());
+        assert_eq!(IsoWeek::new(2026, 1).unwrap().span(IsoWeek::new(2026, 8).unwrap()), 8);
+        assert_eq!(IsoWeek::new(2026, 8).unwrap().minus(7), IsoWeek::new(2026, 1).unwrap());
+        // 2026-01-01 is a Thursday: week 1 belongs to January.
+        let jan: YearMonth = "2026-01".parse().unwrap();
+        assert_eq!(jan.weeks(), (IsoWeek::new(2026, 1).unwrap(), IsoWeek::new(2026, 5).unwrap()));
+        let feb: YearMonth = "2026-02".parse().unwrap();
+        assert_eq!(feb.weeks().0, IsoWeek::new(2026, 6).unwrap());
+        for w in 1..=53 {
+            let w = IsoWeek::new(2026, w).unwrap();
+            let (a, b) = w.month().weeks();
+            assert!(a <= w && w <= b, "{w} not in its month");
+        }
+    }
+
+    #[test]
+    fn periods_are_bounded_and_ordered() {
+        assert!(Period::parse("2026-W08", "2026-W01").is_err());
+        assert!(Period::parse("2000-W01", "2026-W01").is_err());
+        assert!(Period::parse("2026-01", "2026-W01").is_err());
+        assert!(Period::parse("2026-01", "2026-03").is_ok());
+        assert!(Period::parse("2026-13", "2026-13").is_err());
+    }
+
+    #[test]
+    fn parameters_refuse_anything_else() {
+        for bad in ["5401' OR 1=1 --", "municipality:54O1", "county:5", "ALL", ""] {
+            assert!(bad.parse::<Area>().is_err(), "{bad}");
+        }
+        assert!(check_analysis("INFA; DROP TABLE weekly").is_err());
+        assert!(check_age_group("0-4' --").is_err());
+        assert_eq!(Area::parse_loose("54").unwrap(), Area::County("54".into()));
+        assert_eq!(Area::parse_loose("5401").unwrap().municipality_range(), ("5401".into(), "5401".into()));
+    }
+
+    #[test]
+    fn disclosure_control() {
+        assert_eq!(Count::disclose(0, 5), Count::Exact(0));
+        assert_eq!(Count::disclose(1, 5).to_string(), "<5");
+        assert_eq!(Count::disclose(4, 5).to_string(), "<5");
+        assert_eq!(Count::disclose(5, 5), Count::Exact(5));
+        assert_eq!("<5".parse::<Count>().unwrap(), Count::Below(5));
+        assert!("-1".parse::<Count>().is_err());
+    }
+
+    #[test]
+    fn month_buckets_cover_the_period_once() {
+        let q = StatsQuery {
+            analysis: "INFA".into(),
+            period: Period::parse("2025-11", "2026-02").unwrap(),
+            area: Area::All,
+            age_group: None,
+            sex: None,
+            granularity: Granularity::Month,
+        };
+        let b = q.buckets();
+        assert_eq!(b.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(), ["2025-11", "2025-12", "2026-01", "2026-02"]);
+        for pair in b.windows(2) {
+            assert_eq!(pair[0].2.next(), pair[1].1);
+        }
+        let weekly = StatsQuery { granularity: Granularity::Week, ..q };
+        assert_eq!(weekly.buckets().len() as u32, b[0].1.span(b[3].2));
+    }
+}
