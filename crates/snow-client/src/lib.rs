@@ -9,6 +9,8 @@ use std::time::Duration;
 use base64::Engine;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use snow_crypto::Identity;
+
+pub mod stats;
 use snow_xml::{
     Element, Framed, FramedError, Limits, StreamEvent, StreamHeader, NS_BIND, NS_CLIENT, NS_SASL, NS_STREAMS,
     NS_STREAM_ERRORS, NS_TLS,
@@ -41,6 +43,10 @@ pub enum ClientError {
     BadKey { jid: String, why: String },
     #[error(transparent)]
     E2e(#[from] snow_crypto::e2e::E2eError),
+    #[error("{who} refused: {condition}{}", text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
+    Refused { who: String, condition: String, text: Option<String> },
+    #[error("the answer from {who} is not valid: {why}")]
+    BadAnswer { who: String, why: String },
 }
 
 /// The key directory namespace (`urn:snow:keys:1`).
@@ -54,6 +60,53 @@ pub struct KeyEntry {
     pub status: String,
     /// DER, only for valid certificates.
     pub certificate: Option<Vec<u8>>,
+}
+
+/// The IQ that asks our server's key directory for `jids` (at most 50).
+pub fn key_lookup(jids: &[&str]) -> Element {
+    let mut q = Element::new(NS_KEYS, "query");
+    for j in jids {
+        q.push_child(Element::new(NS_KEYS, "item").with_attr("jid", *j));
+    }
+    Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(q)
+}
+
+/// The entries of the directory's answer to [`key_lookup`].
+pub fn key_entries(answer: &Element) -> Result<Vec<KeyEntry>, ClientError> {
+    use base64::Engine;
+    if answer.attr("type") != Some("result") {
+        return Err(ClientError::Protocol("the server did not answer the key lookup".into()));
+    }
+    let Some(q) = answer.child(NS_KEYS, "query") else { return Ok(Vec::new()) };
+    Ok(q.children()
+        .map(|i| KeyEntry {
+            jid: i.attr("jid").unwrap_or_default().to_owned(),
+            status: i.attr("status").unwrap_or("unknown").to_owned(),
+            certificate: i
+                .child(NS_KEYS, "certificate")
+                .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c.text().trim()).ok()),
+        })
+        .collect())
+}
+
+/// The certificate of `bare` among `entries`, checked: valid (not revoked
+/// or unknown), issued by `ca_der`, naming `bare`.
+pub fn checked_certificate(entries: Vec<KeyEntry>, bare: &str, ca_der: &[u8]) -> Result<Vec<u8>, ClientError> {
+    let entry = entries
+        .into_iter()
+        .find(|e| e.jid == bare)
+        .ok_or_else(|| ClientError::NoKey { jid: bare.to_owned(), status: "unknown".into() })?;
+    let cert = match (entry.status.as_str(), entry.certificate) {
+        ("valid", Some(c)) => c,
+        (status, _) => return Err(ClientError::NoKey { jid: bare.to_owned(), status: status.to_owned() }),
+    };
+    let bad = |why: String| ClientError::BadKey { jid: bare.to_owned(), why };
+    snow_crypto::cert::verify_issued_by(&cert, ca_der).map_err(|e| bad(e.to_string()))?;
+    let info = snow_crypto::CertInfo::from_der(&cert).map_err(|e| bad(e.to_string()))?;
+    if info.jid() != Some(bare) {
+        return Err(bad(format!("it names {:?}", info.jid())));
+    }
+    Ok(cert)
 }
 
 /// A received chat message's body and how it travelled.
@@ -315,33 +368,20 @@ impl Client {
 
     /// Asks this client's server for the certificates of `jids`.
     pub async fn lookup_keys(&mut self, jids: &[&str]) -> Result<Vec<KeyEntry>, ClientError> {
-        use base64::Engine;
-        let mut q = Element::new(NS_KEYS, "query");
-        for j in jids {
-            q.push_child(Element::new(NS_KEYS, "item").with_attr("jid", *j));
-        }
-        let (r, _) = self.request(Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(q)).await?;
-        if r.attr("type") != Some("result") {
-            return Err(ClientError::Protocol("the server did not answer the key lookup".into()));
-        }
-        let items = r.child(NS_KEYS, "query").map(|q| q.children().cloned().collect::<Vec<_>>()).unwrap_or_default();
-        Ok(items
-            .into_iter()
-            .map(|i| KeyEntry {
-                jid: i.attr("jid").unwrap_or_default().to_owned(),
-                status: i.attr("status").unwrap_or("unknown").to_owned(),
-                certificate: i
-                    .child(NS_KEYS, "certificate")
-                    .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c.text().trim()).ok()),
-            })
-            .collect())
+        let (r, _) = self.request(key_lookup(jids)).await?;
+        key_entries(&r)
+    }
+
+    /// The certificate of `bare` from our server's key directory, checked:
+    /// valid (not revoked or unknown), issued by `ca_der`, naming `bare`.
+    /// Fetched each time (DESIGN.md §3.1: no long-lived cache).
+    pub async fn certificate_of(&mut self, bare: &str, ca_der: &[u8]) -> Result<Vec<u8>, ClientError> {
+        checked_certificate(self.lookup_keys(&[bare]).await?, bare, ca_der)
     }
 
     /// Sends a chat message end-to-end encrypted for the recipient and for
-    /// ourselves (so our own history stays readable). The recipient's
-    /// certificate comes from our server's key directory each time and
-    /// must chain to `ca_der` and name the recipient; a revoked or unknown
-    /// one is refused.
+    /// ourselves (so our own history stays readable). A revoked or unknown
+    /// recipient certificate is refused.
     pub async fn send_encrypted_chat(
         &mut self,
         to: &str,
@@ -350,22 +390,7 @@ impl Client {
         ca_der: &[u8],
     ) -> Result<(), ClientError> {
         let bare = to.split('/').next().unwrap_or(to);
-        let entry = self
-            .lookup_keys(&[bare])
-            .await?
-            .into_iter()
-            .find(|e| e.jid == bare)
-            .ok_or_else(|| ClientError::NoKey { jid: bare.to_owned(), status: "unknown".into() })?;
-        let cert = match (entry.status.as_str(), entry.certificate) {
-            ("valid", Some(c)) => c,
-            (status, _) => return Err(ClientError::NoKey { jid: bare.to_owned(), status: status.to_owned() }),
-        };
-        let bad = |why: String| ClientError::BadKey { jid: bare.to_owned(), why };
-        snow_crypto::cert::verify_issued_by(&cert, ca_der).map_err(|e| bad(e.to_string()))?;
-        let info = snow_crypto::CertInfo::from_der(&cert).map_err(|e| bad(e.to_string()))?;
-        if info.jid() != Some(bare) {
-            return Err(bad(format!("it names {:?}", info.jid())));
-        }
+        let cert = self.certificate_of(bare, ca_der).await?;
         let mut body = Element::new(NS_CLIENT, "body").with_text(text);
         snow_crypto::e2e::encrypt_content(
             &mut body,
@@ -375,6 +400,39 @@ impl Client {
         )?;
         let msg = Element::new(NS_CLIENT, "message").with_attr("to", to).with_attr("type", "chat").with_child(body);
         self.send(&msg).await
+    }
+
+    /// Asks a lab's search agent (`agent`: its full JID) for statistics,
+    /// end-to-end encrypted both ways (see [`stats`]).
+    pub async fn search(
+        &mut self,
+        agent: &str,
+        query: &snow_core::stats::StatsQuery,
+        identity: &Identity,
+        ca_der: &[u8],
+    ) -> Result<snow_core::stats::StatsAnswer, ClientError> {
+        let bare = agent.split('/').next().unwrap_or(agent);
+        let cert = self.certificate_of(bare, ca_der).await?;
+        let mut search = Element::new(stats::NS_STATS, "search").with_child(stats::query_element(query));
+        snow_crypto::e2e::encrypt_content(
+            &mut search,
+            stats::NS_STATS,
+            &[cert.as_slice()],
+            snow_crypto::e2e::KeyTransport::default(),
+        )?;
+        let iq = Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_attr("to", agent).with_child(search);
+        let (answer, _) = self.request(iq).await?;
+        if answer.attr("type") == Some("error") {
+            let (condition, text) = snow_xml::stanza::error_of(&answer);
+            return Err(ClientError::Refused { who: agent.to_owned(), condition, text });
+        }
+        let bad = |why: String| ClientError::BadAnswer { who: agent.to_owned(), why };
+        let mut payload =
+            answer.child(stats::NS_STATS, "search").cloned().ok_or_else(|| bad("no <search/> payload".into()))?;
+        snow_crypto::e2e::decrypt_content(&mut payload, stats::NS_STATS, identity.key_pkcs8(), identity.certificate())
+            .map_err(|e| bad(format!("cannot decrypt it: {e}")))?;
+        let el = payload.child(stats::NS_STATS, "answer").ok_or_else(|| bad("no <answer/> inside".into()))?;
+        stats::parse_answer(el).map_err(|e| bad(e.to_string()))
     }
 
     /// Closes the stream politely.

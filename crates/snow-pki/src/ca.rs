@@ -145,6 +145,41 @@ impl Ca {
         Ok(IssuedServer { serial_hex: rec.serial_hex, not_after: ts(rec.not_after), cert_path, key_path })
     }
 
+    /// Issues the certificate of an agent (the lab's search agent, …): an
+    /// XMPP entity that logs in like a user (SAN xmppAddr = `jid`, EKU
+    /// clientAuth) and receives end-to-end encrypted requests, so its
+    /// certificate enters the key directory. It starts unattended, so its
+    /// key is written like a server's: plain PKCS#8, mode 0600. A previous
+    /// certificate of the same agent is revoked as superseded.
+    pub fn issue_agent(&mut self, jid: &BareJid) -> Result<IssuedServer, PkiError> {
+        if jid.local().bytes().all(|b| b.is_ascii_digit()) {
+            return Err(PkiError::Setting(format!(
+                "{jid}: an agent's name must not be all digits (those are users' HPNRs)"
+            )));
+        }
+        let now = OffsetDateTime::now_utc();
+        let key = rsa_key::generate(PkiSettings::bits("pki.user_key_bits", self.settings.user_key_bits)?)?;
+        let kp = rcgen_key(&key)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject(jid.to_string());
+        params.subject_alt_names =
+            vec![SanType::OtherName((OID_XMPP_ADDR_ARCS.to_vec(), OtherNameValue::Utf8String(jid.to_string())))];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert_der = self.sign(params, &kp, now, self.settings.server_validity_days)?;
+        let rec = record(&cert_der, CertKind::Agent, &jid.to_string(), Some(jid.to_string()), now)?;
+        let cert_path = self.paths.agent_cert(&jid.to_string());
+        let key_path = self.paths.agent_key(&jid.to_string());
+        let chain_pem = pem::encode("CERTIFICATE", &cert_der)? + &pem::encode("CERTIFICATE", &self.cert_der)?;
+        let key_pem = Zeroizing::new(pem::encode("PRIVATE KEY", &key)?);
+        self.db.add_agent_certificate(&rec, RevocationReason::Superseded.code())?;
+        files::write(&key_path, key_pem.as_bytes(), Mode::Private).map_err(PkiError::io("write", &key_path))?;
+        files::write(&cert_path, chain_pem.as_bytes(), Mode::Public).map_err(PkiError::io("write", &cert_path))?;
+        self.write_crl()?;
+        tracing::info!(%jid, serial = %rec.serial_hex, "agent certificate issued");
+        Ok(IssuedServer { serial_hex: rec.serial_hex, not_after: ts(rec.not_after), cert_path, key_path })
+    }
+
     /// Creates a user: key, certificate (subject CN = HPNR, SAN xmppAddr
     /// `hpnr@domain`, EKU clientAuth), PKCS#12 under a fresh one-time
     /// password, and the e-mail + SMS delivery in the outbox. The password

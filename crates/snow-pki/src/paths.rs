@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 /// ca/crl.pem           the latest signed CRL
 /// server/D.pem         server certificate for domain D, then the CA
 /// server/D.key.pem     its key (unencrypted, mode 0600: servers start unattended)
+/// agents/J.pem         certificate of the agent with JID J, then the CA
+/// agents/J.key.pem     its key (unencrypted, mode 0600, like a server's)
 /// outbox/email/*.eml   key deliveries waiting to be mailed
 /// outbox/sms/*.txt     one-time passwords waiting to be texted
 /// keystore/            the local user's key store (unless --keystore)
@@ -48,6 +50,12 @@ impl SitePaths {
     }
     pub fn server_key(&self, domain: &str) -> PathBuf {
         self.home.join("server").join(format!("{domain}.key.pem"))
+    }
+    pub fn agent_cert(&self, jid: &str) -> PathBuf {
+        self.home.join("agents").join(format!("{jid}.pem"))
+    }
+    pub fn agent_key(&self, jid: &str) -> PathBuf {
+        self.home.join("agents").join(format!("{jid}.key.pem"))
     }
     pub fn email_outbox(&self) -> PathBuf {
         self.home.join("outbox").join("email")

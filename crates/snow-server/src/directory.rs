@@ -33,7 +33,7 @@ use snow_store::KeyChange;
 use snow_xml::{Element, NS_CLIENT};
 
 use crate::server::Shared;
-use crate::stanza::{error_reply, iq_result};
+use snow_xml::stanza::{error_reply, iq_result};
 
 pub const NS_KEYS: &str = "urn:snow:keys:1";
 /// Most JIDs in one lookup, most changes in one push.

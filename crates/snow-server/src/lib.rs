@@ -17,7 +17,6 @@ mod s2s;
 mod server;
 mod services;
 mod session;
-mod stanza;
 pub mod tls;
 pub mod trust;
 

@@ -21,7 +21,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::server::Shared;
 use crate::session::{gone, next_element, open_stream, refuse, tls_accept, Refused, Step};
-use crate::stanza::{error_reply, is_reply};
+use snow_xml::stanza::{error_reply, is_reply};
 
 /// The outgoing links, by remote domain.
 pub(crate) struct Links {

@@ -12,7 +12,7 @@ use crate::addr::Addr;
 use crate::router::{Outbound, SessionHandle};
 use crate::server::Shared;
 use crate::session::End;
-use crate::stanza::{error_reply, iq_result, is_reply};
+use snow_xml::stanza::{error_reply, iq_result, is_reply};
 
 /// Features announced in disco#info.
 const FEATURES: &[&str] =

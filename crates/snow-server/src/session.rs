@@ -225,7 +225,7 @@ async fn login(shared: &Arc<Shared>, tls: TlsStream<TcpStream>) -> Step<()> {
             .await);
         }
         let Some(bind) = iq.child(NS_BIND, "bind") else {
-            let err = crate::stanza::error_reply(&iq, "not-allowed", Some("bind a resource first"));
+            let err = snow_xml::stanza::error_reply(&iq, "not-allowed", Some("bind a resource first"));
             f.send(&err.to_xml(NS_CLIENT)).await.map_err(|e| Refused::Gone(e.to_string()))?;
             continue;
         };
@@ -234,7 +234,7 @@ async fn login(shared: &Arc<Shared>, tls: TlsStream<TcpStream>) -> Step<()> {
             snow_crypto::one_time_password::random_hex(8).unwrap_or_else(|_| "snow".into())
         } else if wanted.len() > 256 || wanted.chars().any(char::is_control) {
             let err =
-                crate::stanza::error_reply(&iq, "bad-request", Some("resource too long or with control characters"));
+                snow_xml::stanza::error_reply(&iq, "bad-request", Some("resource too long or with control characters"));
             f.send(&err.to_xml(NS_CLIENT)).await.map_err(|e| Refused::Gone(e.to_string()))?;
             continue;
         } else {

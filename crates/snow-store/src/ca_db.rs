@@ -55,6 +55,28 @@ INSERT INTO key_changes (jid, status, serial, der, at)
     FROM users u JOIN certificates c ON c.serial = u.cert_serial
     WHERE c.revoked_at IS NOT NULL ORDER BY c.revoked_at, u.hpnr;
 "#,
+    r#"
+-- Agents (the lab's search agent, …) get certificates too. SQLite cannot
+-- change a CHECK in place: the table is rebuilt (foreign keys are off
+-- during migrations and checked before commit).
+CREATE TABLE certificates_new (
+    serial            TEXT PRIMARY KEY,
+    kind              TEXT NOT NULL CHECK (kind IN ('ca', 'server', 'user', 'agent')),
+    name              TEXT NOT NULL,             -- HPNR, server domain, CA domain or agent JID
+    jid               TEXT,
+    not_before        INTEGER NOT NULL,
+    not_after         INTEGER NOT NULL,
+    der               BLOB NOT NULL,
+    issued_at         INTEGER NOT NULL,
+    revoked_at        INTEGER,
+    revocation_reason INTEGER
+);
+INSERT INTO certificates_new SELECT * FROM certificates;
+DROP TABLE certificates;
+ALTER TABLE certificates_new RENAME TO certificates;
+CREATE INDEX certificates_revoked ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
+CREATE INDEX certificates_agents ON certificates (jid) WHERE kind = 'agent';
+"#,
 ];
 
 /// One change in the key feed.
@@ -74,6 +96,7 @@ pub enum CertKind {
     Ca,
     Server,
     User,
+    Agent,
 }
 
 impl CertKind {
@@ -82,6 +105,7 @@ impl CertKind {
             CertKind::Ca => "ca",
             CertKind::Server => "server",
             CertKind::User => "user",
+            CertKind::Agent => "agent",
         }
     }
 }
@@ -309,6 +333,41 @@ impl CaDb {
         Ok(())
     }
 
+    /// Records an agent's new certificate and puts it in the key feed. An
+    /// agent has one valid certificate at a time: an earlier one that is
+    /// not revoked is revoked with `reason` (superseded), in the same
+    /// transaction.
+    pub fn add_agent_certificate(&mut self, cert: &CertRecord, reason: u8) -> Result<(), StoreError> {
+        let jid = cert.jid.as_deref().ok_or_else(|| StoreError::Invalid("an agent certificate needs a JID".into()))?;
+        let tx = self.conn.transaction()?;
+        let is_user = tx.query_row("SELECT 1 FROM users WHERE jid = ?1", [jid], |_| Ok(())).optional()?.is_some();
+        if is_user {
+            return Err(StoreError::Invalid(format!("{jid} is a user, not an agent")));
+        }
+        let old: Vec<String> = tx
+            .prepare("SELECT serial FROM certificates WHERE kind = 'agent' AND jid = ?1 AND revoked_at IS NULL")?
+            .query_map([jid], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for serial in old {
+            tx.execute(
+                "UPDATE certificates SET revoked_at = ?1, revocation_reason = ?2 WHERE serial = ?3",
+                params![cert.issued_at, reason, serial],
+            )?;
+            tx.execute(
+                "INSERT INTO key_changes (jid, status, serial, der, at)
+                 SELECT ?1, 'revoked', serial, der, ?2 FROM certificates WHERE serial = ?3",
+                params![jid, cert.issued_at, serial],
+            )?;
+        }
+        insert_cert(&tx, cert)?;
+        tx.execute(
+            "INSERT INTO key_changes (jid, status, serial, der, at) VALUES (?1, 'valid', ?2, ?3, ?4)",
+            params![jid, cert.serial_hex, cert.der, cert.issued_at],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Every revoked certificate, oldest revocation first.
     pub fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         let mut stmt = self.conn.prepare(
@@ -353,6 +412,20 @@ mod tests {
     }
 
     #[test]
+    fn agent_migration_keeps_existing_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.db");
+        let conn = migrate::open(&path, &MIGRATIONS[..2], 10).unwrap();
+        let mut old = CaDb { conn };
+        old.add_user("1234567", "+4791234567", "gp@x.example", &cert("0a", CertKind::User, "1234567")).unwrap();
+        drop(old);
+        let db = CaDb::open(&path).unwrap();
+        assert_eq!(db.user("1234567").unwrap().unwrap().cert_serial, "0a");
+        let fk: i64 = db.conn.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(fk, 0);
+    }
+
+    #[test]
     fn users_revocations_and_crl_numbers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.db");
@@ -379,5 +452,17 @@ mod tests {
         assert_eq!(changes.iter().map(|c| c.status.as_str()).collect::<Vec<_>>(), ["valid", "revoked"]);
         assert_eq!(db.last_key_change().unwrap(), changes[1].seq);
         assert!(db.key_changes_since(changes[1].seq, 10).unwrap().is_empty());
+
+        // Agents: a second certificate supersedes the first; a user's JID
+        // cannot be taken.
+        let mut agent = cert("0c", CertKind::Agent, "search");
+        db.add_agent_certificate(&agent, 4).unwrap();
+        agent.serial_hex = "0d".into();
+        db.add_agent_certificate(&agent, 4).unwrap();
+        let feed = db.key_changes_since(changes[1].seq, 10).unwrap();
+        let got: Vec<_> = feed.iter().map(|c| (c.serial_hex.as_str(), c.status.as_str())).collect();
+        assert_eq!(got, [("0c", "valid"), ("0c", "revoked"), ("0d", "valid")]);
+        assert!(db.add_agent_certificate(&cert("0e", CertKind::Agent, "1234567"), 4).is_err());
+        assert_eq!(db.users().unwrap().len(), 1, "the rebuilt certificates table still joins users");
     }
 }

@@ -25,4 +25,6 @@ pub enum StoreError {
     AlreadyRevoked(String),
     #[error("cannot create {0}: {1}")]
     Io(String, std::io::Error),
+    #[error("{0}")]
+    Invalid(String),
 }

@@ -7,20 +7,38 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Applies every migration after the database's current version, each in
-/// its own transaction.
+/// its own transaction. Foreign keys are off while a migration runs (so a
+/// table can be rebuilt, SQLite's documented procedure) and checked before
+/// it commits.
 pub(crate) fn run(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let known = migrations.len() as i64;
     if current > known {
         return Err(StoreError::TooNew { found: current, known });
     }
-    for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
+    if current == known {
+        return Ok(());
     }
-    Ok(())
+    let fk: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let result = (|| {
+        for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            let broken: i64 = tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+            if broken > 0 {
+                return Err(StoreError::Invalid(format!(
+                    "migration {} would break {broken} foreign key(s); the database is unchanged",
+                    i + 1
+                )));
+            }
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    })();
+    conn.pragma_update(None, "foreign_keys", fk)?;
+    result
 }
 
 /// Opens (creating the directory and file if needed) a database the way

@@ -13,6 +13,7 @@ pub mod element;
 pub mod error;
 pub mod escape;
 pub mod framed;
+pub mod stanza;
 pub mod stream;
 
 pub use element::{Element, Node};

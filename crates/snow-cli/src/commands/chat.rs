@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use snow_client::{Client, ConnectOptions};
 use snow_crypto::{CertInfo, FileKeyStore, KeyStore};
-use snow_xml::{Element, NS_CLIENT, NS_PING, NS_ROSTER, NS_STANZAS};
+use snow_xml::{Element, NS_CLIENT, NS_PING, NS_ROSTER};
 
 use super::Ctx;
 use crate::cli::{ChatCommand, ConnArgs};
@@ -193,10 +193,7 @@ pub fn lookup(ctx: &Ctx, conn: ConnArgs, jids: Vec<String>) -> anyhow::Result<()
 }
 
 fn condition(el: &Element) -> String {
-    el.child(NS_CLIENT, "error")
-        .and_then(|e| e.children().find(|c| c.ns() == NS_STANZAS && c.name() != "text"))
-        .map(|c| c.name().to_owned())
-        .unwrap_or_else(|| "unknown error".into())
+    snow_xml::stanza::error_of(el).0
 }
 
 /// Unlocks the key store and logs in.

@@ -1,6 +1,7 @@
-//! Building replies: stanza errors (RFC 6120 §8.3) and IQ results.
+//! Stanza errors (RFC 6120 §8.3) and IQ results: building replies and
+//! reading errors, for the server, the agents and the client alike.
 
-use snow_xml::{Element, NS_CLIENT, NS_STANZAS};
+use crate::{Element, NS_CLIENT, NS_STANZAS};
 
 /// The error `type` RFC 6120 §8.3.3 gives each condition.
 fn error_type(condition: &str) -> &'static str {
@@ -32,7 +33,7 @@ pub fn error_reply(stanza: &Element, condition: &str, text: Option<&str>) -> Ele
     err.push_child(Element::new(NS_STANZAS, condition));
     if let Some(t) = text {
         let mut te = Element::new(NS_STANZAS, "text").with_text(t);
-        te.set_attr_ns(snow_xml::NS_XML, "lang", "en");
+        te.set_attr_ns(crate::NS_XML, "lang", "en");
         err.push_child(te);
     }
     reply.push_child(err);
@@ -61,4 +62,14 @@ pub fn iq_result(iq: &Element, payload: Option<Element>) -> Element {
 /// §8.3.1: no error replies to errors, and none to IQ results).
 pub fn is_reply(stanza: &Element) -> bool {
     matches!(stanza.attr("type"), Some("error") | Some("result"))
+}
+
+/// The condition and text of a stanza error (RFC 6120 §8.3).
+pub fn error_of(stanza: &Element) -> (String, Option<String>) {
+    let err = stanza.child(NS_CLIENT, "error");
+    let of = |want_text: bool| {
+        err.into_iter().flat_map(|e| e.children()).find(|c| c.ns() == NS_STANZAS && (c.name() == "text") == want_text)
+    };
+    let condition = of(false).map(|c| c.name().to_owned()).unwrap_or_else(|| "undefined-condition".into());
+    (condition, of(true).map(Element::text))
 }

@@ -1,0 +1,317 @@
+//! Runs the search agent as an XMPP entity: it logs in to its own server
+//! with its certificate (SASL EXTERNAL, like any user), answers
+//! `urn:snow:stats:1` searches addressed to its full JID, and reconnects
+//! when the connection drops. Because it is an ordinary client, the same
+//! agent serves a Snow server or any other XMPP server.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use snow_client::stats::{answer_element, parse_query, NS_STATS};
+use snow_client::{Client, ClientError, ConnectOptions};
+use snow_crypto::e2e::{self, KeyTransport};
+use snow_crypto::Identity;
+use snow_store::LabDb;
+use snow_xml::stanza::{error_reply, iq_result};
+use snow_xml::{Element, FramedError, NS_CLIENT};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::queue::{QueueStats, WorkQueue};
+use crate::search::{answer, SearchError, SearchSettings};
+
+/// The resource the agent binds: GPs address `search@lab.example/agent`.
+pub const AGENT_RESOURCE: &str = "agent";
+/// Longest wait for our server's key directory.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the agent's key or certificate in {path} is not usable: {why}")]
+    Identity { path: PathBuf, why: String },
+    #[error(transparent)]
+    Store(#[from] snow_store::StoreError),
+}
+
+/// Where the agent connects and what it answers from.
+pub struct AgentConfig {
+    /// Its own server's client port.
+    pub server: SocketAddr,
+    pub domain: String,
+    /// The CA every certificate must chain to (the server's and the GPs').
+    pub ca_der: Vec<u8>,
+    pub identity: Identity,
+    /// The lab's statistics store.
+    pub lab_db: PathBuf,
+    pub settings: SearchSettings,
+    /// Searches running at once (`max_search_agents`).
+    pub workers: usize,
+    /// Searches waiting behind them before `resource-constraint`.
+    pub queue: usize,
+}
+
+/// Reads an agent's certificate chain and plain PKCS#8 key (PEM), as
+/// `snow agent cert` writes them.
+pub fn load_identity(cert_path: &Path, key_path: &Path) -> Result<Identity, AgentError> {
+    let read = |p: &Path| {
+        snow_core::files::read_limited(p, snow_crypto::MAX_KEY_FILE_BYTES)
+            .map_err(|source| AgentError::Read { path: p.to_owned(), source })
+    };
+    let bad = |p: &Path, why: String| AgentError::Identity { path: p.to_owned(), why };
+    let chain = snow_crypto::pem::certificates(&read(cert_path)?, "the agent certificate")
+        .map_err(|e| bad(cert_path, e.to_string()))?;
+    let key = snow_crypto::pem::decode_all(&read(key_path)?, "the agent key")
+        .map_err(|e| bad(key_path, e.to_string()))?
+        .into_iter()
+        .find(|(label, _)| label == "PRIVATE KEY")
+        .ok_or_else(|| bad(key_path, "no PRIVATE KEY block".into()))?
+        .1;
+    Identity::new(zeroize::Zeroizing::new(key), chain).map_err(|e| bad(cert_path, e.to_string()))
+}
+
+/// A running agent.
+pub struct SearchAgent {
+    stats: Arc<QueueStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SearchAgent {
+    /// Starts the agent; it runs until `shutdown` turns true.
+    pub fn start(config: AgentConfig, shutdown: watch::Receiver<bool>) -> SearchAgent {
+        let shared = Arc::new(Shared {
+            ca_der: config.ca_der.clone(),
+            identity: config.identity,
+            settings: config.settings,
+            lab_db: config.lab_db,
+            pool: Mutex::new(Vec::new()),
+        });
+        let s = Arc::clone(&shared);
+        let queue = WorkQueue::start(config.workers, config.queue, move |job: Job| {
+            let s = Arc::clone(&s);
+            async move { s.run(job).await }
+        });
+        let stats = Arc::clone(queue.stats());
+        let opts = ConnectOptions {
+            addr: config.server,
+            domain: config.domain,
+            ca_der: config.ca_der,
+            direct_tls: false,
+            resource: Some(AGENT_RESOURCE.into()),
+            timeout: Duration::from_secs(15),
+        };
+        let task = tokio::spawn(connection_loop(shared, opts, queue, shutdown));
+        SearchAgent { stats, task }
+    }
+
+    /// How many searches ran, waited and were refused.
+    pub fn stats(&self) -> &Arc<QueueStats> {
+        &self.stats
+    }
+
+    /// Waits for the agent to stop (after shutdown).
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+struct Shared {
+    ca_der: Vec<u8>,
+    identity: Identity,
+    settings: SearchSettings,
+    lab_db: PathBuf,
+    /// Read connections to the lab store; never more than the workers.
+    pool: Mutex<Vec<LabDb>>,
+}
+
+/// One search and the way back to its asker.
+struct Job {
+    iq: Element,
+    link: Link,
+}
+
+/// The current connection's writer and the IQs we wait answers for.
+#[derive(Clone)]
+struct Link {
+    out: mpsc::Sender<Element>,
+    pending: Arc<Mutex<HashMap<String, oneshot::Sender<Element>>>>,
+}
+
+impl Link {
+    fn send(&self, el: Element) {
+        // A full or closed writer: the connection is gone, the asker will
+        // time out and ask again.
+        let _ = self.out.try_send(el);
+    }
+
+    /// Sends an IQ and waits for its answer.
+    async fn request(&self, mut iq: Element) -> Option<Element> {
+        let id = snow_crypto::one_time_password::random_hex(8).ok()?;
+        iq.set_attr("id", id.clone());
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), tx);
+        self.out.send(iq).await.ok()?;
+        let r = tokio::time::timeout(LOOKUP_TIMEOUT, rx).await;
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        r.ok()?.ok()
+    }
+}
+
+async fn connection_loop(
+    shared: Arc<Shared>,
+    opts: ConnectOptions,
+    queue: WorkQueue<Job>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match Client::connect(&opts, &shared.identity).await {
+            Ok(client) => {
+                backoff = Duration::from_millis(200);
+                tracing::info!(jid = client.jid(), "search agent online");
+                tokio::select! {
+                    r = serve(client, &queue) => if let Err(e) = r {
+                        tracing::warn!(error = %e, "search agent lost its connection; reconnecting");
+                    },
+                    _ = shutdown.changed() => return,
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "search agent cannot log in; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Reads stanzas until the connection ends.
+async fn serve(mut client: Client, queue: &WorkQueue<Job>) -> Result<(), ClientError> {
+    client.send_presence().await?;
+    let (mut reader, mut writer) = client.split();
+    let (out, mut rx) = mpsc::channel::<Element>(256);
+    let writer_task = tokio::spawn(async move {
+        while let Some(el) = rx.recv().await {
+            if writer.send(&el).await.is_err() {
+                return;
+            }
+        }
+    });
+    let link = Link { out, pending: Arc::default() };
+    let result = loop {
+        let el = match reader.next_stanza(Duration::from_secs(120)).await {
+            Ok(el) => el,
+            Err(ClientError::Framed(FramedError::Timeout(_))) => {
+                // Keeps the server's idle timer from closing a quiet agent.
+                link.send(
+                    Element::new(NS_CLIENT, "iq")
+                        .with_attr("type", "get")
+                        .with_attr("id", "keepalive")
+                        .with_child(Element::new(snow_xml::NS_PING, "ping")),
+                );
+                continue;
+            }
+            Err(e) => break Err(e),
+        };
+        if el.name() != "iq" {
+            continue;
+        }
+        match el.attr("type") {
+            Some("result" | "error") => {
+                let waiter =
+                    el.attr("id").and_then(|id| link.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(id));
+                if let Some(w) = waiter {
+                    let _ = w.send(el);
+                }
+            }
+            Some("get") if el.child(NS_STATS, "search").is_some() => {
+                if el.attr("from").is_none() {
+                    continue;
+                }
+                if let Err(job) = queue.try_submit(Job { iq: el, link: link.clone() }) {
+                    tracing::warn!("search queue full: search refused");
+                    link.send(error_reply(
+                        &job.iq,
+                        "resource-constraint",
+                        Some("the search agent is busy; try again in a moment"),
+                    ));
+                }
+            }
+            Some("get" | "set") => link.send(error_reply(&el, "service-unavailable", None)),
+            _ => {}
+        }
+    };
+    writer_task.abort();
+    result
+}
+
+impl Shared {
+    /// Answers one search; every failure becomes a stanza error for the
+    /// asker (never echoing what they sent).
+    async fn run(self: &Arc<Self>, job: Job) {
+        let reply = match self.handle(&job).await {
+            Ok(reply) => reply,
+            Err((condition, text)) => error_reply(&job.iq, condition, Some(&text)),
+        };
+        job.link.send(reply);
+    }
+
+    async fn handle(self: &Arc<Self>, job: &Job) -> Result<Element, (&'static str, String)> {
+        let from = job.iq.attr("from").unwrap_or_default();
+        let asker = from.split('/').next().unwrap_or(from).to_owned();
+        let mut search = job.iq.child(NS_STATS, "search").cloned().ok_or(("bad-request", String::new()))?;
+        e2e::decrypt_content(&mut search, NS_STATS, self.identity.key_pkcs8(), self.identity.certificate())
+            .map_err(|e| ("not-acceptable", format!("the search must be end-to-end encrypted to this agent: {e}")))?;
+        let query = search
+            .child(NS_STATS, "query")
+            .ok_or(("bad-request", "no <query/> in the search".to_owned()))
+            .and_then(|q| parse_query(q).map_err(|e| ("bad-request", e.to_string())))?;
+        // The answer is for the asker's eyes only: their certificate from
+        // our server's key directory, checked like any other.
+        let lookup = job.link.request(snow_client::key_lookup(&[&asker])).await;
+        let cert = lookup
+            .ok_or_else(|| ("remote-server-timeout", "the key directory did not answer".to_owned()))
+            .and_then(|a| {
+                snow_client::key_entries(&a)
+                    .and_then(|entries| snow_client::checked_certificate(entries, &asker, &self.ca_der))
+                    .map_err(|e| ("forbidden", format!("no usable certificate for you: {e}")))
+            })?;
+        let me = Arc::clone(self);
+        let result = tokio::task::spawn_blocking(move || me.query(&query))
+            .await
+            .map_err(|_| ("internal-server-error", "the search failed".to_owned()))?;
+        let answer = match result {
+            Ok(a) => a,
+            Err(SearchError::Invalid(e)) => return Err(("bad-request", e.to_string())),
+            Err(SearchError::Store(e)) => {
+                tracing::error!(error = %e, "search failed in the lab store");
+                return Err(("internal-server-error", "the search failed".to_owned()));
+            }
+        };
+        let mut payload = Element::new(NS_STATS, "search").with_child(answer_element(&answer));
+        e2e::encrypt_content(&mut payload, NS_STATS, &[cert.as_slice()], KeyTransport::default())
+            .map_err(|_| ("internal-server-error", "cannot encrypt the answer".to_owned()))?;
+        tracing::info!(buckets = answer.buckets.len(), "search answered");
+        Ok(iq_result(&job.iq, Some(payload)))
+    }
+
+    /// Runs on the blocking pool with a pooled read connection.
+    fn query(&self, q: &snow_core::stats::StatsQuery) -> Result<snow_core::stats::StatsAnswer, SearchError> {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let db = match pooled {
+            Some(db) => db,
+            None => LabDb::open(&self.lab_db)?,
+        };
+        let r = answer(&db, &self.settings, q);
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(db);
+        r
+    }
+}

@@ -1,0 +1,186 @@
+//! The statistics search on the wire (`urn:snow:stats:1`), shared by the
+//! GP's client and the lab's search agent.
+//!
+//! A search is an IQ to the agent's full JID; the payload's content is
+//! end-to-end encrypted (XML Encryption, DESIGN.md §3.1), to the agent for
+//! the request and to the asking GP for the answer:
+//!
+//! ```xml
+//! <iq type='get' to='search@lab.example/agent'>
+//!   <search xmlns='urn:snow:stats:1'><EncryptedData …/></search></iq>
+//!
+//! decrypted request content:
+//!   <query analysis='INFA' from='2026-W01' to='2026-W08' area='municipality:5401'
+//!          granularity='week' age-group='25-44' sex='F'/>
+//!   (from/to: ISO weeks 2026-W01 or months 2026-01, both the same kind;
+//!    area: all | county:NN | municipality:NNNN; age-group and sex optional;
+//!    granularity: week | month | total)
+//!
+//! <iq type='result'><search xmlns='urn:snow:stats:1'><EncryptedData …/></search></iq>
+//!
+//! decrypted answer content:
+//!   <answer threshold='5'>
+//!     <query …the query answered…/>
+//!     <bucket period='2026-W01' tested='120' positive='14' persons='13'/>
+//!     <bucket period='2026-W02' tested='97' positive='<5' persons='<5'/> …
+//!   </answer>
+//! ```
+//!
+//! Counts from 1 to threshold − 1 are never sent, only `<threshold`. A
+//! refused search is an IQ error: `bad-request` with the parameter and the
+//! reason in the text (never the value), `resource-constraint` when the
+//! agent's queue is full, `not-acceptable` for a request that is not
+//! encrypted to the agent.
+
+use snow_core::stats::{Area, Bucket, Count, Granularity, Period, Sex, StatsAnswer, StatsError, StatsQuery};
+use snow_xml::Element;
+
+pub const NS_STATS: &str = "urn:snow:stats:1";
+/// Most buckets an answer may hold (ten years of weeks, with room).
+pub const MAX_BUCKETS: usize = 600;
+
+fn bad(field: &'static str, reason: &str) -> StatsError {
+    StatsError { field, reason: reason.into() }
+}
+
+/// `<query/>` for `q`.
+pub fn query_element(q: &StatsQuery) -> Element {
+    let (from, to) = q.period.bounds();
+    let mut el = Element::new(NS_STATS, "query")
+        .with_attr("analysis", q.analysis.clone())
+        .with_attr("from", from)
+        .with_attr("to", to)
+        .with_attr("area", q.area.to_string())
+        .with_attr("granularity", q.granularity.as_str());
+    if let Some(g) = &q.age_group {
+        el.set_attr("age-group", g.clone());
+    }
+    if let Some(s) = q.sex {
+        el.set_attr("sex", s.code());
+    }
+    el
+}
+
+/// Reads and checks a `<query/>`: every parameter has its closed type.
+pub fn parse_query(el: &Element) -> Result<StatsQuery, StatsError> {
+    if !el.is(NS_STATS, "query") {
+        return Err(bad("query", "expected <query xmlns='urn:snow:stats:1'/>"));
+    }
+    if el.children().next().is_some() || !el.text().trim().is_empty() {
+        return Err(bad("query", "takes attributes only"));
+    }
+    let need = |name: &'static str| el.attr(name).ok_or_else(|| bad(name, "is missing"));
+    let q = StatsQuery {
+        analysis: need("analysis")?.to_owned(),
+        period: Period::parse(need("from")?, need("to")?)?,
+        area: need("area")?.parse::<Area>()?,
+        age_group: el.attr("age-group").map(str::to_owned),
+        sex: el.attr("sex").map(str::parse::<Sex>).transpose()?,
+        granularity: need("granularity")?.parse::<Granularity>()?,
+    };
+    q.check()?;
+    Ok(q)
+}
+
+/// `<answer/>` for `a`.
+pub fn answer_element(a: &StatsAnswer) -> Element {
+    let mut el = Element::new(NS_STATS, "answer")
+        .with_attr("threshold", a.threshold.to_string())
+        .with_child(query_element(&a.query));
+    for b in &a.buckets {
+        el.push_child(
+            Element::new(NS_STATS, "bucket")
+                .with_attr("period", b.label.clone())
+                .with_attr("tested", b.tested.to_string())
+                .with_attr("positive", b.positive.to_string())
+                .with_attr("persons", b.persons.to_string()),
+        );
+    }
+    el
+}
+
+/// Reads an `<answer/>`.
+pub fn parse_answer(el: &Element) -> Result<StatsAnswer, StatsError> {
+    if !el.is(NS_STATS, "answer") {
+        return Err(bad("answer", "expected <answer xmlns='urn:snow:stats:1'/>"));
+    }
+    let threshold = el
+        .attr("threshold")
+        .and_then(|t| t.parse::<u32>().ok())
+        .filter(|t| *t <= 1000)
+        .ok_or_else(|| bad("threshold", "must be a number up to 1000"))?;
+    let query = parse_query(el.child(NS_STATS, "query").ok_or_else(|| bad("answer", "names no query"))?)?;
+    let mut buckets = Vec::new();
+    for b in el.children().filter(|c| c.is(NS_STATS, "bucket")) {
+        if buckets.len() == MAX_BUCKETS {
+            return Err(bad("answer", "has too many buckets"));
+        }
+        let count = |name: &'static str| -> Result<Count, StatsError> {
+            b.attr(name).ok_or_else(|| bad(name, "is missing"))?.parse()
+        };
+        let label = b.attr("period").filter(|p| p.len() <= 32).ok_or_else(|| bad("period", "is missing"))?;
+        buckets.push(Bucket {
+            label: label.to_owned(),
+            tested: count("tested")?,
+            positive: count("positive")?,
+            persons: count("persons")?,
+        });
+    }
+    Ok(StatsAnswer { query, threshold, buckets })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query() -> StatsQuery {
+        StatsQuery {
+            analysis: "INFA".into(),
+            period: Period::parse("2026-W01", "2026-W03").unwrap(),
+            area: Area::Municipality("5401".into()),
+            age_group: Some("25-44".into()),
+            sex: Some(Sex::Female),
+            granularity: Granularity::Week,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let q = query();
+        assert_eq!(parse_query(&query_element(&q)).unwrap(), q);
+        let a = StatsAnswer {
+            query: q,
+            threshold: 5,
+            buckets: vec![Bucket {
+                label: "2026-W01".into(),
+                tested: Count::Exact(12),
+                positive: Count::Below(5),
+                persons: Count::Exact(0),
+            }],
+        };
+        let xml = answer_element(&a).to_xml("");
+        let back = snow_xml::parse_document(xml.as_bytes(), snow_xml::Limits::default()).unwrap();
+        assert_eq!(parse_answer(&back).unwrap(), a);
+    }
+
+    #[test]
+    fn refuses_sql_looking_and_missing_parameters() {
+        let good = query_element(&query());
+        for (attr, value) in [
+            ("analysis", "INFA' OR '1'='1"),
+            ("area", "municipality:5401; DROP TABLE weekly"),
+            ("from", "2026-W01 --"),
+            ("sex", "F' --"),
+            ("age-group", "0-4) OR (1=1"),
+            ("granularity", "week UNION SELECT"),
+        ] {
+            let mut el = good.clone();
+            el.set_attr(attr, value);
+            let e = parse_query(&el).unwrap_err();
+            assert!(!e.to_string().contains(value), "the error echoes the value: {e}");
+        }
+        let mut el = Element::new(NS_STATS, "query");
+        el.set_attr("analysis", "INFA");
+        assert_eq!(parse_query(&el).unwrap_err().field, "from");
+    }
+}
