@@ -35,14 +35,14 @@ pub enum SearchError {
 /// it was parsed).
 pub fn validate(settings: &SearchSettings, q: &StatsQuery) -> Result<(), StatsError> {
     q.check()?;
-    if !settings.lab.analyses.iter().any(|a| *a == q.analysis) {
+    if !settings.lab.analyses.contains(&q.analysis) {
         return Err(StatsError {
             field: "analysis",
             reason: format!("not an analysis of this lab (known: {})", settings.lab.analyses.join(", ")),
         });
     }
     if let Some(g) = &q.age_group {
-        if !settings.lab.age_groups.iter().any(|a| a == g) {
+        if !settings.lab.age_groups.contains(g) {
             return Err(StatsError {
                 field: "age-group",
                 reason: format!("not an age group of this lab (known: {})", settings.lab.age_groups.join(", ")),

@@ -62,6 +62,18 @@ pub enum Command {
     /// Certificates for this site's XMPP server.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// Agents (the lab's search agent): their certificates.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Search a lab's statistics, e.g. positive influenza A tests in a
+    /// municipality over the last 8 weeks. Parameters only; the request and
+    /// the answer are end-to-end encrypted between you and the lab's agent.
+    Search(SearchArgs),
+    /// Start a complete demonstration on this computer: a PO server and a
+    /// lab server (federated, fresh CA, two GPs), a synthetic winter season
+    /// of lab data, and a GP's search across the federation. Runs until
+    /// Ctrl-C.
+    Demo(DemoArgs),
     /// Users: create (with key delivery), list, revoke.
     #[command(subcommand)]
     User(UserCommand),
@@ -245,6 +257,73 @@ pub enum ServerCommand {
         #[arg(long)]
         domain: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// At the PO: issue an agent's certificate (written to
+    /// SNOW_HOME/agents/; copy both files to the lab server's SNOW_HOME).
+    /// The certificate enters the key directory, so GPs can encrypt to the
+    /// agent. A previous certificate of the agent is revoked as superseded.
+    Cert {
+        /// The agent's JID, e.g. search@lab.example.
+        #[arg(long)]
+        jid: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The lab server whose agent to ask, e.g. lab.example (the agent is
+    /// search@DOMAIN/agent).
+    #[arg(long, env = "SNOW_LAB")]
+    pub lab: Option<String>,
+    /// The agent's full JID, if not search@LAB/agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Analysis code, e.g. INFA (influenza A), INFB, RSV, SARS2.
+    #[arg(long)]
+    pub analysis: String,
+    /// A municipality (4 digits), a county (2 digits), or "all".
+    #[arg(long, default_value = "all")]
+    pub area: String,
+    /// The last N ISO weeks, this one included.
+    #[arg(long, conflicts_with_all = ["months", "from"])]
+    pub weeks: Option<u32>,
+    /// The last N months, this one included.
+    #[arg(long, conflicts_with = "from")]
+    pub months: Option<u32>,
+    /// Start of the period: an ISO week (2026-W01) or a month (2026-01).
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// End of the period, the same kind as --from.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// Only this age group, e.g. 25-44 or 80+.
+    #[arg(long)]
+    pub age_group: Option<String>,
+    /// Only this sex: M, F or U.
+    #[arg(long)]
+    pub sex: Option<String>,
+    /// week, month or total (default: week for weeks, month for months).
+    #[arg(long)]
+    pub granularity: Option<String>,
+    /// table (with a sparkline), csv or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its two sites (default: a fresh temporary
+    /// directory, removed at the end).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
+    /// Stop after showing the search instead of running until Ctrl-C.
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,6 +35,7 @@ impl Config {
         let config: Config =
             toml::from_str(&text).with_context(|| format!("bad configuration in {}", path.display()))?;
         config.pki.validate().with_context(|| format!("bad configuration in {}", path.display()))?;
+        config.lab.validate().with_context(|| format!("bad configuration in {}", path.display()))?;
         Ok(config)
     }
 }

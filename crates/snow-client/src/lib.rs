@@ -413,26 +413,8 @@ impl Client {
     ) -> Result<snow_core::stats::StatsAnswer, ClientError> {
         let bare = agent.split('/').next().unwrap_or(agent);
         let cert = self.certificate_of(bare, ca_der).await?;
-        let mut search = Element::new(stats::NS_STATS, "search").with_child(stats::query_element(query));
-        snow_crypto::e2e::encrypt_content(
-            &mut search,
-            stats::NS_STATS,
-            &[cert.as_slice()],
-            snow_crypto::e2e::KeyTransport::default(),
-        )?;
-        let iq = Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_attr("to", agent).with_child(search);
-        let (answer, _) = self.request(iq).await?;
-        if answer.attr("type") == Some("error") {
-            let (condition, text) = snow_xml::stanza::error_of(&answer);
-            return Err(ClientError::Refused { who: agent.to_owned(), condition, text });
-        }
-        let bad = |why: String| ClientError::BadAnswer { who: agent.to_owned(), why };
-        let mut payload =
-            answer.child(stats::NS_STATS, "search").cloned().ok_or_else(|| bad("no <search/> payload".into()))?;
-        snow_crypto::e2e::decrypt_content(&mut payload, stats::NS_STATS, identity.key_pkcs8(), identity.certificate())
-            .map_err(|e| bad(format!("cannot decrypt it: {e}")))?;
-        let el = payload.child(stats::NS_STATS, "answer").ok_or_else(|| bad("no <answer/> inside".into()))?;
-        stats::parse_answer(el).map_err(|e| bad(e.to_string()))
+        let (answer, _) = self.request(stats::search_request(agent, query, &cert)?).await?;
+        stats::read_search_answer(agent, &answer, identity)
     }
 
     /// Closes the stream politely.

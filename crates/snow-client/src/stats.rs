@@ -33,7 +33,10 @@
 //! encrypted to the agent.
 
 use snow_core::stats::{Area, Bucket, Count, Granularity, Period, Sex, StatsAnswer, StatsError, StatsQuery};
-use snow_xml::Element;
+use snow_crypto::Identity;
+use snow_xml::{Element, NS_CLIENT};
+
+use crate::ClientError;
 
 pub const NS_STATS: &str = "urn:snow:stats:1";
 /// Most buckets an answer may hold (ten years of weeks, with room).
@@ -41,6 +44,29 @@ pub const MAX_BUCKETS: usize = 600;
 
 fn bad(field: &'static str, reason: &str) -> StatsError {
     StatsError { field, reason: reason.into() }
+}
+
+/// The IQ that asks `agent` (a full JID) for `query`, encrypted to the
+/// agent's certificate `agent_cert` (checked by the caller).
+pub fn search_request(agent: &str, query: &StatsQuery, agent_cert: &[u8]) -> Result<Element, ClientError> {
+    let mut search = Element::new(NS_STATS, "search").with_child(query_element(query));
+    snow_crypto::e2e::encrypt_content(&mut search, NS_STATS, &[agent_cert], snow_crypto::e2e::KeyTransport::default())?;
+    Ok(Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_attr("to", agent).with_child(search))
+}
+
+/// The answer in the agent's reply to [`search_request`], decrypted with
+/// our key; a stanza error becomes [`ClientError::Refused`].
+pub fn read_search_answer(agent: &str, reply: &Element, identity: &Identity) -> Result<StatsAnswer, ClientError> {
+    if reply.attr("type") == Some("error") {
+        let (condition, text) = snow_xml::stanza::error_of(reply);
+        return Err(ClientError::Refused { who: agent.to_owned(), condition, text });
+    }
+    let bad = |why: String| ClientError::BadAnswer { who: agent.to_owned(), why };
+    let mut payload = reply.child(NS_STATS, "search").cloned().ok_or_else(|| bad("no <search/> payload".into()))?;
+    snow_crypto::e2e::decrypt_content(&mut payload, NS_STATS, identity.key_pkcs8(), identity.certificate())
+        .map_err(|e| bad(format!("cannot decrypt it: {e}")))?;
+    let el = payload.child(NS_STATS, "answer").ok_or_else(|| bad("no <answer/> inside".into()))?;
+    parse_answer(el).map_err(|e| bad(e.to_string()))
 }
 
 /// `<query/>` for `q`.

@@ -37,6 +37,14 @@ impl Default for LabSettings {
 }
 
 impl LabSettings {
+    /// `LOW-HIGH` (LOW ≤ HIGH) or `LOW+`.
+    pub fn age_group_is_well_formed(&self, g: &str) -> bool {
+        match g.split_once('-') {
+            Some((lo, hi)) => matches!((lo.parse::<u32>(), hi.parse::<u32>()), (Ok(l), Ok(h)) if l <= h),
+            None => g.strip_suffix('+').is_some_and(|lo| lo.parse::<u32>().is_ok()),
+        }
+    }
+
     /// The group an age in whole years falls in.
     pub fn age_group(&self, age: u32) -> Option<&str> {
         self.age_groups.iter().map(String::as_str).find(|g| match g.split_once('-') {

@@ -113,7 +113,8 @@ impl Default for S2sSettings {
     }
 }
 
-/// The `[lab]` section: a lab server imports what the lab pushes.
+/// The `[lab]` section: a lab server imports what the lab pushes and
+/// answers GPs' searches.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LabServerSettings {
@@ -121,11 +122,73 @@ pub struct LabServerSettings {
     pub import: bool,
     /// Seconds between scans of the drop directory.
     pub scan_interval_secs: u64,
+    /// Analysis codes the lab reports; rows and searches with others are refused.
+    pub analyses: Vec<String>,
+    /// Age groups (`LOW-HIGH` or `LOW+`), in order.
+    pub age_groups: Vec<String>,
+    /// Run the search agent (`urn:snow:stats:1`).
+    pub search_agent: bool,
+    /// The agent's local name: it is `NAME@domain/agent`.
+    pub search_agent_name: String,
+    /// Counts from 1 to threshold − 1 are answered as `<threshold`.
+    pub disclosure_threshold: u32,
+    /// Searches running at once.
+    pub max_search_agents: usize,
+    /// Searches waiting behind them; more are refused with resource-constraint.
+    pub search_queue: usize,
 }
 
 impl Default for LabServerSettings {
     fn default() -> Self {
-        LabServerSettings { import: false, scan_interval_secs: 5 }
+        let lab = snow_lab::LabSettings::default();
+        LabServerSettings {
+            import: false,
+            scan_interval_secs: 5,
+            analyses: lab.analyses,
+            age_groups: lab.age_groups,
+            search_agent: false,
+            search_agent_name: "search".into(),
+            disclosure_threshold: 5,
+            max_search_agents: 1,
+            search_queue: 16,
+        }
+    }
+}
+
+impl LabServerSettings {
+    /// The enumerations rows and searches are checked against.
+    pub fn lab_settings(&self) -> snow_lab::LabSettings {
+        snow_lab::LabSettings { analyses: self.analyses.clone(), age_groups: self.age_groups.clone() }
+    }
+
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |m: String| Err(ServerError::Config(m));
+        if self.analyses.is_empty() || self.age_groups.is_empty() {
+            return bad("lab.analyses and lab.age_groups must not be empty".into());
+        }
+        for a in &self.analyses {
+            if let Err(e) = snow_core::stats::check_analysis(a) {
+                return bad(format!("lab.analyses: {e}"));
+            }
+        }
+        let lab = self.lab_settings();
+        for g in &self.age_groups {
+            if snow_core::stats::check_age_group(g).is_err() || !lab.age_group_is_well_formed(g) {
+                return bad(format!("lab.age_groups: {g:?} is not LOW-HIGH or LOW+"));
+            }
+        }
+        if !(1..=1000).contains(&self.disclosure_threshold) {
+            return bad("lab.disclosure_threshold must be 1 to 1000".into());
+        }
+        if self.max_search_agents == 0 || self.search_queue == 0 {
+            return bad("lab.max_search_agents and lab.search_queue must be positive".into());
+        }
+        if self.search_agent_name.parse::<snow_core::BareJid>().is_ok()
+            || format!("{}@x.example", self.search_agent_name).parse::<snow_core::BareJid>().is_err()
+        {
+            return bad("lab.search_agent_name must be a JID's local part, like \"search\"".into());
+        }
+        Ok(())
     }
 }
 
@@ -196,6 +259,7 @@ impl ServerConfig {
         if s.outbound_queue == 0 || s.max_connections == 0 || s.max_connections_per_ip == 0 {
             return bad("server.outbound_queue, max_connections and max_connections_per_ip must be positive");
         }
+        self.lab.validate()?;
         if self.s2s.queue == 0 || self.s2s.connect_timeout_secs == 0 {
             return bad("s2s.queue and s2s.connect_timeout_secs must be positive");
         }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use snow_lab::import::DropDir;
-use snow_lab::LabSettings;
 
 use crate::server::Shared;
 
@@ -18,14 +17,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let data = shared.config.data_dir.clone();
     let interval = Duration::from_secs(shared.config.lab.scan_interval_secs.max(1));
     let mut shutdown = shared.shutdown.clone();
+    let settings = shared.config.lab.lab_settings();
     let _ = std::fs::create_dir_all(data.join("in"));
     tracing::info!(dir = %data.join("in").display(), "watching for lab files");
     loop {
-        let d = data.clone();
+        let (d, settings) = (data.clone(), settings.clone());
         let pass = tokio::task::spawn_blocking(move || -> Result<usize, String> {
             let mut db = snow_store::LabDb::open(&d.join("lab.db")).map_err(|e| e.to_string())?;
             let today = time::OffsetDateTime::now_utc().date();
-            Ok(DropDir::new(&d).process(&mut db, &LabSettings::default(), today).len())
+            Ok(DropDir::new(&d).process(&mut db, &settings, today).len())
         })
         .await;
         match pass {

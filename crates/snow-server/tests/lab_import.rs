@@ -17,7 +17,7 @@ async fn the_server_imports_dropped_files() {
             site.settings.clone(),
             site.s2s.clone(),
         );
-        config.lab = snow_server::LabServerSettings { import: true, scan_interval_secs: 1 };
+        config.lab = snow_server::LabServerSettings { import: true, scan_interval_secs: 1, ..Default::default() };
         snow_server::Server::start(config).await.unwrap()
     };
     let raw = "sample_id,patient_id,birth_date,sex,municipality,sample_date,analysis,result\n\

@@ -156,31 +156,17 @@ pub fn presence(
 
 /// `snow keys lookup`.
 pub fn lookup(ctx: &Ctx, conn: ConnArgs, jids: Vec<String>) -> anyhow::Result<()> {
-    const NS_KEYS: &str = "urn:snow:keys:1";
     for j in &jids {
         j.parse::<snow_core::BareJid>().with_context(|| format!("{j:?} is not a JID"))?;
     }
     let rt = super::runtime()?;
     rt.block_on(async {
         let mut client = connect(ctx, &conn).await?;
-        let mut q = Element::new(NS_KEYS, "query");
-        for j in &jids {
-            q.push_child(Element::new(NS_KEYS, "item").with_attr("jid", j.clone()));
-        }
-        let (r, _) = client.request(Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(q)).await?;
-        if r.attr("type") != Some("result") {
-            bail!("the server did not answer the lookup: {}", condition(&r));
-        }
-        for item in r.child(NS_KEYS, "query").map(|q| q.children().cloned().collect::<Vec<_>>()).unwrap_or_default() {
-            let jid = item.attr("jid").unwrap_or("?");
-            let status = item.attr("status").unwrap_or("?");
-            println!("{jid}: {status}");
-            if let Some(cert) = item.child(NS_KEYS, "certificate") {
-                use base64::Engine;
-                let der = base64::engine::general_purpose::STANDARD
-                    .decode(cert.text().trim())
-                    .context("the server sent a malformed certificate")?;
-                let info = CertInfo::from_der(&der)?;
+        let asked: Vec<&str> = jids.iter().map(String::as_str).collect();
+        for entry in client.lookup_keys(&asked).await? {
+            println!("{}: {}", entry.jid, entry.status);
+            if let Some(der) = entry.certificate {
+                let info = CertInfo::from_der(&der).context("the server sent a malformed certificate")?;
                 println!("  subject      {}", info.subject);
                 println!("  issuer       {}", info.issuer);
                 println!("  valid until  {}", super::show_time(info.not_after));
@@ -203,7 +189,10 @@ async fn connect(ctx: &Ctx, conn: &ConnArgs) -> anyhow::Result<Client> {
 
 /// Logs in and keeps the identity and the CA certificate for end-to-end
 /// encryption.
-async fn connect_with_identity(ctx: &Ctx, conn: &ConnArgs) -> anyhow::Result<(Client, snow_crypto::Identity, Vec<u8>)> {
+pub(super) async fn connect_with_identity(
+    ctx: &Ctx,
+    conn: &ConnArgs,
+) -> anyhow::Result<(Client, snow_crypto::Identity, Vec<u8>)> {
     let store = FileKeyStore::new(conn.keystore.clone().unwrap_or_else(|| ctx.paths.keystore()));
     let chain = store.certificate_chain()?;
     let info = CertInfo::from_der(&chain[0])?;

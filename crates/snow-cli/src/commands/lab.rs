@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use snow_lab::export::{export, Pseudonymiser};
 use snow_lab::import::{import_file, DropDir, Imported};
-use snow_lab::LabSettings;
 use snow_store::LabDb;
 
 use super::Ctx;
@@ -36,7 +35,7 @@ pub fn lab_db_path(ctx: &Ctx) -> std::path::PathBuf {
 }
 
 pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
-    let settings = LabSettings::default();
+    let settings = ctx.config.lab.lab_settings();
     match cmd {
         LabCommand::Export { input, secret_file, out } => {
             let secret = snow_core::files::read_limited(&secret_file, 4096)

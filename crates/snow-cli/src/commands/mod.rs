@@ -1,11 +1,14 @@
 //! One module per command group; `run` dispatches.
 
+mod agent;
 mod bench;
 mod ca;
 mod chat;
 mod crypt;
+mod demo;
 mod key;
 mod lab;
+mod search;
 mod serve;
 mod server;
 mod user;
@@ -65,6 +68,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Ca(c) => ca::run(&ctx, c),
         Command::Server(c) => server::run(&ctx, c),
+        Command::Agent(c) => agent::run(&ctx, c),
+        Command::Search(args) => search::run(&ctx, args),
+        Command::Demo(args) => demo::run(&ctx, args),
         Command::User(c) => user::run(&ctx, c),
         Command::Key(c) => key::run(&ctx, c),
         Command::Serve => serve::run(&ctx),

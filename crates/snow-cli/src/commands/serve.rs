@@ -1,51 +1,127 @@
-//! `snow serve`: run the site's XMPP server.
+//! `snow serve`: run the site's XMPP server (and, on a lab server, its
+//! search agent).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use snow_agents::{AgentConfig, SearchAgent, SearchSettings};
 use snow_core::Domain;
-use snow_server::{Server, ServerConfig};
+use snow_pki::SitePaths;
+use snow_server::{Server, ServerConfig, ServerHandle};
+use tokio::sync::watch;
 
 use super::Ctx;
+use crate::config::Config;
 
 pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
-    let domain: Domain = match &ctx.config.server.domain {
-        Some(d) => d.parse().context("bad server.domain in the configuration")?,
-        None => snow_pki::ca_certificate(&ctx.paths)?.0,
-    };
-    let mut config =
-        ServerConfig::for_home(ctx.paths.home(), domain.clone(), ctx.config.server.clone(), ctx.config.s2s.clone());
-    config.lab = ctx.config.lab.clone();
-    if !config.server_cert.exists() {
-        bail!(
-            "no server certificate for {domain} in {} (issue one with `snow server cert --domain {domain}`)",
-            config.server_cert.display()
-        );
-    }
     let rt = super::runtime()?;
     rt.block_on(async move {
-        let server = Server::start(config).await?;
+        let site = Site::start(&ctx.paths, &ctx.config).await?;
+        let server = &site.server;
         // A server must outlive whoever reads its stdout: write errors
         // (a closed pipe) are ignored rather than fatal.
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "Snow server for {domain} listening on {} (STARTTLS)", server.c2s_addr);
+        let _ = writeln!(out, "Snow server for {} listening on {} (STARTTLS)", server.domain(), server.c2s_addr);
         if let Some(a) = server.direct_tls_addr {
             let _ = writeln!(out, "                    and on {a} (direct TLS)");
         }
         if let Some(a) = server.s2s_addr {
             let _ = writeln!(out, "                    and on {a} (server-to-server)");
         }
+        if let Some(jid) = &site.agent_jid {
+            let _ = writeln!(out, "Search agent {jid} answers searches");
+        }
         let _ = out.flush();
-        wait_for_stop(&server).await?;
+        wait_for_stop(server).await?;
         tracing::info!("shutting down");
-        server.shutdown(Duration::from_secs(10)).await;
+        site.stop().await;
         anyhow::Ok(())
     })
 }
 
+/// One running site: its server and, if configured, its search agent.
+pub struct Site {
+    pub server: ServerHandle,
+    pub agent: Option<SearchAgent>,
+    /// The agent's full JID.
+    pub agent_jid: Option<String>,
+    stop_agent: watch::Sender<bool>,
+}
+
+impl Site {
+    /// Starts the server of the site in `paths` and its search agent.
+    pub async fn start(paths: &SitePaths, config: &Config) -> anyhow::Result<Site> {
+        let domain: Domain = match &config.server.domain {
+            Some(d) => d.parse().context("bad server.domain in the configuration")?,
+            None => snow_pki::ca_certificate(paths)?.0,
+        };
+        let mut sc = ServerConfig::for_home(paths.home(), domain.clone(), config.server.clone(), config.s2s.clone());
+        sc.lab = config.lab.clone();
+        if !sc.server_cert.exists() {
+            bail!(
+                "no server certificate for {domain} in {} (issue one with `snow server cert --domain {domain}`)",
+                sc.server_cert.display()
+            );
+        }
+        let lab_db = sc.data_dir.join("lab.db");
+        let ca_cert = sc.ca_cert.clone();
+        let server = Server::start(sc).await?;
+        let (stop_agent, stopped) = watch::channel(false);
+        let mut site = Site { server, agent: None, agent_jid: None, stop_agent };
+        if config.lab.search_agent {
+            let jid = format!("{}@{domain}", config.lab.search_agent_name);
+            let (cert, key) = (paths.agent_cert(&jid), paths.agent_key(&jid));
+            if !cert.exists() || !key.exists() {
+                site.stop().await;
+                bail!(
+                    "lab.search_agent is on but {} is missing: issue it at the PO with \
+                     `snow agent cert --jid {jid}` and copy SNOW_HOME/agents/ here",
+                    cert.display()
+                );
+            }
+            let identity = snow_agents::load_identity(&cert, &key)?;
+            let ca_text = snow_core::files::read_limited(&ca_cert, snow_crypto::MAX_KEY_FILE_BYTES)
+                .with_context(|| format!("cannot read {}", ca_cert.display()))?;
+            let ca_der = snow_crypto::pem::certificates(&ca_text, "the CA certificate")?.remove(0);
+            let mut addr = site.server.c2s_addr;
+            if addr.ip().is_unspecified() {
+                addr = SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port());
+            }
+            let agent = SearchAgent::start(
+                AgentConfig {
+                    server: addr,
+                    domain: domain.to_string(),
+                    ca_der,
+                    identity,
+                    lab_db,
+                    settings: SearchSettings {
+                        lab: config.lab.lab_settings(),
+                        threshold: config.lab.disclosure_threshold,
+                    },
+                    workers: config.lab.max_search_agents,
+                    queue: config.lab.search_queue,
+                },
+                stopped,
+            );
+            site.agent = Some(agent);
+            site.agent_jid = Some(format!("{jid}/{}", snow_agents::AGENT_RESOURCE));
+        }
+        Ok(site)
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop_agent.send(true);
+        if let Some(a) = self.agent {
+            a.join().await;
+        }
+        self.server.shutdown(Duration::from_secs(10)).await;
+    }
+}
+
 /// Waits for Ctrl-C or SIGTERM; SIGHUP re-reads the CRL meanwhile.
-async fn wait_for_stop(server: &snow_server::ServerHandle) -> anyhow::Result<()> {
+async fn wait_for_stop(server: &ServerHandle) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
