@@ -7,5 +7,6 @@ pub mod export;
 pub mod import;
 pub mod nin;
 pub mod row;
+pub mod synth;
 
 pub use row::{LabSettings, Row, RowError};

@@ -1,3 +1,295 @@
-pub fn run(_ctx: &super::Ctx, _a: crate::cli::DemoArgs) -> anyhow::Result<()> {
-    anyhow::bail!("todo")
+//! `snow demo`: the whole system on one computer, in one command. A PO
+//! server and a lab server on 127.0.0.1, federated, with a fresh CA, two
+//! GPs and the lab's search agent; a synthetic winter season goes through
+//! the lab's pseudonymising export and the drop directory; a GP searches
+//! across the federation. Everything is real (TLS, SASL EXTERNAL, s2s,
+//! end-to-end encryption, `require_e2e` on); only the data are made up.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use snow_client::{Client, ConnectOptions};
+use snow_core::files::{self, Mode};
+use snow_core::stats::{Area, Granularity, IsoWeek, Period, StatsQuery, YearMonth};
+use snow_crypto::{one_time_password, pkcs12, FileKeyStore, Identity};
+use snow_pki::{outbox, Ca, PkiSettings, SitePaths};
+use snow_server::{LabServerSettings, S2sSettings, ServerSettings};
+
+use super::serve::Site;
+use super::Ctx;
+use crate::cli::DemoArgs;
+use crate::config::Config;
+
+const PO: &str = "po.example";
+const LAB: &str = "lab.example";
+const GPS: [&str; 2] = ["1000001", "1000002"];
+/// Two winter seasons of synthetic data.
+const WEEKS: u32 = 104;
+
+pub fn run(_ctx: &Ctx, args: DemoArgs) -> anyhow::Result<()> {
+    let (_temp, dir) = match &args.dir {
+        Some(d) => {
+            if d.exists() && std::fs::read_dir(d).map(|mut r| r.next().is_some()).unwrap_or(true) {
+                bail!("{} is not empty: give the demo a new or empty directory", d.display());
+            }
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            (None, d.canonicalize()?)
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix("snow-demo-").tempdir()?;
+            let p = t.path().to_owned();
+            (Some(t), p)
+        }
+    };
+    let rt = super::runtime()?;
+    rt.block_on(demo(&dir, args.once))
+}
+
+fn say(text: impl AsRef<str>) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{}", text.as_ref());
+    let _ = out.flush();
+}
+
+/// A port free a moment ago: s2s routes must name ports before the
+/// servers start.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
+    files::write(path, format!("{secret}\n").as_bytes(), Mode::Private)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+async fn demo(dir: &Path, once: bool) -> anyhow::Result<()> {
+    say(format!("Snow demo in {}", dir.display()));
+    let po_paths = SitePaths::new(dir.join("po"));
+    let lab_paths = SitePaths::new(dir.join("lab"));
+
+    // 1. The PKI: CA, server, agent and GP certificates.
+    say(format!("[1/5] Creating the CA of {PO} and the certificates of both servers, the agent and two GPs…"));
+    let ca_pass = one_time_password::generate(24)?;
+    secret_file(&dir.join("ca-passphrase.txt"), &ca_pass)?;
+    let mut ca = Ca::init(&po_paths, &PO.parse()?, &ca_pass, &PkiSettings::default())?;
+    ca.issue_server(&PO.parse()?)?;
+    let lab_server = ca.issue_server(&LAB.parse()?)?;
+    let agent_jid = format!("search@{LAB}");
+    let agent = ca.issue_agent(&agent_jid.parse()?)?;
+    // The lab server's home gets what the PO admin would copy to it.
+    for (from, to) in [
+        (po_paths.ca_cert(), lab_paths.ca_cert()),
+        (po_paths.crl(), lab_paths.crl()),
+        (lab_server.cert_path.clone(), lab_paths.server_cert(LAB)),
+        (lab_server.key_path.clone(), lab_paths.server_key(LAB)),
+        (agent.cert_path.clone(), lab_paths.agent_cert(&agent_jid)),
+        (agent.key_path.clone(), lab_paths.agent_key(&agent_jid)),
+    ] {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(&from, &to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    }
+    let gp_pass = one_time_password::generate(20)?;
+    secret_file(&dir.join("gp-passphrase.txt"), &gp_pass)?;
+    let mut gps = Vec::new();
+    for (i, hpnr) in GPS.iter().enumerate() {
+        let issued = ca.add_user(
+            &hpnr.parse()?,
+            &format!("+479000000{}", i + 1).parse()?,
+            &format!("gp{}@demo.example", i + 1).parse()?,
+        )?;
+        let sms = std::fs::read_to_string(&issued.delivery.sms)?;
+        let otp = outbox::password_of(&sms).context("the SMS in the outbox holds no password")?;
+        let contents = pkcs12::read(&issued.p12, &otp, "the demo GP's key file")?;
+        let identity = Identity::new(contents.key_pkcs8, contents.chain)?;
+        let home = dir.join(format!("gp-{hpnr}"));
+        FileKeyStore::new(SitePaths::new(&home).keystore()).save(&identity, &gp_pass, false)?;
+        gps.push((issued.jid.to_string(), home, identity));
+    }
+
+    // 2. The lab: its database's export, pseudonymised inside the lab and
+    //    pushed to the lab server's drop directory.
+    say(format!(
+        "[2/5] Generating {WEEKS} weeks of synthetic lab results and exporting them (keyed pseudonyms, age groups)…"
+    ));
+    let lab_side = dir.join("lab-lan");
+    std::fs::create_dir_all(&lab_side)?;
+    let today = time::OffsetDateTime::now_utc().date();
+    let raw_path = lab_side.join("lab-db-export.csv");
+    let rows =
+        snow_lab::synth::raw_export(std::io::BufWriter::new(std::fs::File::create(&raw_path)?), today, WEEKS, 2026)?;
+    let secret = one_time_password::random_hex(32)?;
+    secret_file(&lab_side.join("pseudonym-secret"), &secret)?;
+    let incoming = lab_paths.home().join("data").join("in");
+    std::fs::create_dir_all(&incoming)?;
+    let part = incoming.join("winter.csv.part");
+    let pseudonymiser = snow_lab::export::Pseudonymiser::new(secret.as_bytes())?;
+    snow_lab::export::export(
+        std::io::BufReader::new(std::fs::File::open(&raw_path)?),
+        std::io::BufWriter::new(std::fs::File::create(&part)?),
+        &pseudonymiser,
+        &snow_lab::LabSettings::default(),
+        today,
+        |_| {},
+    )?;
+    // Uploaded as .part and renamed, as scp jobs do: only whole files count.
+    std::fs::rename(&part, incoming.join("winter.csv"))?;
+    say(format!("      {rows} rows pushed to {}", incoming.join("winter.csv").display()));
+
+    // 3. Both servers, federated; the lab also runs its search agent.
+    say(format!("[3/5] Starting {PO} and {LAB} on 127.0.0.1 (federated, require_e2e on) and the search agent…"));
+    let (po_s2s, lab_s2s) = (format!("127.0.0.1:{}", free_port()?), format!("127.0.0.1:{}", free_port()?));
+    let server = |domain: &str| ServerSettings {
+        domain: Some(domain.into()),
+        c2s_bind: "127.0.0.1:0".into(),
+        direct_tls_bind: String::new(),
+        require_e2e: true,
+        ..ServerSettings::default()
+    };
+    let mut po_cfg = Config {
+        server: server(PO),
+        s2s: S2sSettings { bind: po_s2s.clone(), replicas: vec![LAB.into()], ..S2sSettings::default() },
+        ..Config::default()
+    };
+    po_cfg.s2s.routes.insert(LAB.into(), lab_s2s.clone());
+    let mut lab_cfg = Config {
+        server: server(LAB),
+        s2s: S2sSettings { bind: lab_s2s, master: Some(PO.into()), ..S2sSettings::default() },
+        lab: LabServerSettings { import: true, scan_interval_secs: 1, search_agent: true, ..Default::default() },
+        ..Config::default()
+    };
+    lab_cfg.s2s.routes.insert(PO.into(), po_s2s);
+    // The lab first: the PO starts pushing keys to it at once.
+    let lab = Site::start(&lab_paths, &lab_cfg).await?;
+    let po = match Site::start(&po_paths, &po_cfg).await {
+        Ok(p) => p,
+        Err(e) => {
+            lab.stop().await;
+            return Err(e);
+        }
+    };
+    let result = run_demo(dir, &po, &lab, ca.cert_der(), &gps, once).await;
+    say("Stopping…");
+    lab.stop().await;
+    po.stop().await;
+    result
+}
+
+async fn run_demo(
+    dir: &Path,
+    po: &Site,
+    lab: &Site,
+    ca_der: &[u8],
+    gps: &[(String, PathBuf, Identity)],
+    once: bool,
+) -> anyhow::Result<()> {
+    let data = lab.data_dir.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while !data.join("done/winter.csv").exists() {
+        if data.join("rejected/winter.csv").exists() {
+            let why = std::fs::read_to_string(data.join("rejected/winter.csv.error")).unwrap_or_default();
+            bail!("the lab server rejected the demo file: {why}");
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the lab server did not import the demo file in time");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    say("      the lab server imported the file into its weekly aggregates");
+
+    // 4. A GP at the PO searches the lab's statistics.
+    let (gp_jid, _, identity) = &gps[0];
+    let agent = lab.agent_jid.clone().context("the lab runs no search agent")?;
+    say(format!("[4/5] {gp_jid} logs in to {PO} and asks {agent}, end-to-end encrypted:"));
+    let opts = ConnectOptions {
+        addr: po.server.c2s_addr,
+        domain: PO.into(),
+        ca_der: ca_der.to_vec(),
+        direct_tls: false,
+        resource: Some("demo".into()),
+        timeout: Duration::from_secs(15),
+    };
+    let mut client = Client::connect(&opts, identity).await?;
+    let today = time::OffsetDateTime::now_utc().date();
+    let this_week = IsoWeek::of(today);
+    let recent = StatsQuery {
+        analysis: "INFA".into(),
+        period: Period::Weeks { from: this_week.minus(7), to: this_week },
+        area: Area::Municipality("5401".into()),
+        age_group: None,
+        sex: None,
+        granularity: Granularity::Week,
+    };
+    // The last complete winter: October to May.
+    let season_end = if u8::from(today.month()) >= 6 { today.year() } else { today.year() - 1 };
+    let season = StatsQuery {
+        analysis: "INFA".into(),
+        period: Period::Months {
+            from: YearMonth::new(season_end - 1, 10).context("date out of range")?,
+            to: YearMonth::new(season_end, 5).context("date out of range")?,
+        },
+        area: Area::County("54".into()),
+        age_group: None,
+        sex: None,
+        granularity: Granularity::Month,
+    };
+    // Key replication and the agent's login run in the background: the
+    // first search may come too early.
+    let agent_bare = agent.split('/').next().unwrap_or(&agent).to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        match client.search(&agent, &recent, identity, ca_der).await {
+            Ok(a) => break a,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "search not answered yet; retrying");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => return Err(e).context("the search agent did not answer"),
+        }
+    };
+    say(format!("\n$ snow search --lab {LAB} --analysis INFA --area 5401 --weeks 8\n"));
+    say(super::search::table(&first, &agent_bare));
+    let second = client.search(&agent, &season, identity, ca_der).await?;
+    let (from, to) = season.period.bounds();
+    say(format!("$ snow search --lab {LAB} --analysis INFA --area 54 --from {from} --to {to}\n"));
+    say(super::search::table(&second, &agent_bare));
+    client.close().await?;
+
+    // 5. How to join in.
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "snow".into());
+    let server = po.server.c2s_addr;
+    let pass = dir.join("gp-passphrase.txt");
+    let (gp1, gp1_home, _) = &gps[0];
+    let (gp2, gp2_home, _) = &gps[1];
+    say("[5/5] The demo is running. From another terminal, as the two GPs:");
+    say(format!(
+        "\n  export SNOW_SERVER={server} SNOW_LAB={LAB}\n  \
+         {exe} --home {} --passphrase-file {} chat listen\n  \
+         {exe} --home {} --passphrase-file {} chat send --to {gp2} \"Seeing influenza A in Tromsø?\"\n  \
+         {exe} --home {} --passphrase-file {} search --analysis RSV --area 54 --weeks 12\n  \
+         {exe} --home {} --passphrase-file {} search --analysis INFA --area all --months 6 --format json\n",
+        gp2_home.display(),
+        pass.display(),
+        gp1_home.display(),
+        pass.display(),
+        gp1_home.display(),
+        pass.display(),
+        gp2_home.display(),
+        pass.display(),
+    ));
+    say(format!(
+        "  {gp1} and {gp2} are users of {PO}; the CA passphrase is in {}.\n  \
+         Drop more lab files into {} and they are imported within a second.",
+        dir.join("ca-passphrase.txt").display(),
+        lab.data_dir.clone().join("in").display()
+    ));
+    if once {
+        return Ok(());
+    }
+    say("\nPress Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
 }

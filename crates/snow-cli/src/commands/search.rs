@@ -113,7 +113,7 @@ pub fn sparkline(counts: &[Count]) -> String {
         .collect()
 }
 
-fn table(a: &StatsAnswer, agent: &str) -> String {
+pub(super) fn table(a: &StatsAnswer, agent: &str) -> String {
     let mut out = format!("{} (from {agent})\n", describe(a));
     let head = match a.query.granularity {
         Granularity::Week => "week",

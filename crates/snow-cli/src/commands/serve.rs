@@ -47,6 +47,8 @@ pub struct Site {
     pub agent: Option<SearchAgent>,
     /// The agent's full JID.
     pub agent_jid: Option<String>,
+    /// The lab data directory (`in/`, `done/`, `rejected/`, `lab.db`).
+    pub data_dir: std::path::PathBuf,
     stop_agent: watch::Sender<bool>,
 }
 
@@ -65,11 +67,12 @@ impl Site {
                 sc.server_cert.display()
             );
         }
-        let lab_db = sc.data_dir.join("lab.db");
+        let data_dir = sc.data_dir.clone();
+        let lab_db = data_dir.join("lab.db");
         let ca_cert = sc.ca_cert.clone();
         let server = Server::start(sc).await?;
         let (stop_agent, stopped) = watch::channel(false);
-        let mut site = Site { server, agent: None, agent_jid: None, stop_agent };
+        let mut site = Site { server, agent: None, agent_jid: None, data_dir, stop_agent };
         if config.lab.search_agent {
             let jid = format!("{}@{domain}", config.lab.search_agent_name);
             let (cert, key) = (paths.agent_cert(&jid), paths.agent_key(&jid));

@@ -1,0 +1,122 @@
+//! `snow demo` as a newcomer runs it, and `snow search` as a GP runs it
+//! against the demo from another terminal.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn snow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snow"))
+        .args(args)
+        .env_remove("SNOW_CONFIG")
+        .env_remove("SNOW_KEY_PASSPHRASE")
+        .env_remove("SNOW_KEYSTORE")
+        .env_remove("SNOW_LAB")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).unwrap().windows(needle.len()).any(|w| w == needle) {
+                hits.push(p.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_snow"))
+        .args(["demo", "--dir", dir.to_str().unwrap()])
+        .env_remove("SNOW_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut shown = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        shown.push_str(&line);
+        shown.push('\n');
+        if line.contains("Press Ctrl-C") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(shown.contains("INFA tests, municipality 5401"), "{shown}");
+    assert!(shown.contains("INFA tests, county 54"), "{shown}");
+    assert!(shown.contains("positive  ") && shown.contains("shown as <5"), "{shown}");
+    let server = shown
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("export SNOW_SERVER="))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no server address in {shown}"))
+        .to_owned();
+
+    // Nothing identifying ever reached the lab server: the synthetic
+    // patient ids stay in the lab's own network.
+    assert!(dir.join("lab/data/done/winter.csv").exists());
+    assert!(!files_containing(&dir.join("lab-lan"), b"SYN5401").is_empty());
+    assert_eq!(files_containing(&dir.join("lab"), b"SYN"), Vec::<String>::new());
+
+    let home = dir.join("gp-1000002");
+    let pass = dir.join("gp-passphrase.txt");
+    let gp = |extra: &[&str]| {
+        let mut args = vec![
+            "--home",
+            home.to_str().unwrap(),
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "search",
+            "--server",
+            &server,
+            "--lab",
+            "lab.example",
+        ];
+        args.extend_from_slice(extra);
+        snow(&args)
+    };
+    let out = gp(&["--analysis", "INFA", "--area", "54", "--from", "2026-W01", "--to", "2026-W10", "--format", "csv"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "period,tested,positive,persons");
+    assert_eq!(rows.len(), 11, "{csv}");
+    assert!(rows[1].starts_with("2026-W01,"), "{csv}");
+
+    let out = gp(&["--analysis", "RSV", "--area", "all", "--months", "3", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["analysis"], "RSV");
+    assert_eq!(v["granularity"], "month");
+    assert_eq!(v["buckets"].as_array().unwrap().len(), 3);
+
+    // Bad parameters: refused on the GP's side with one clear sentence,
+    // or by the agent, never echoed.
+    let out = gp(&["--analysis", "INFA", "--area", "54' OR 1=1", "--weeks", "8"]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success() && err.contains("area:") && !err.contains("OR 1=1"), "{err}");
+    let out = gp(&["--analysis", "EBOLA", "--weeks", "8"]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success() && err.contains("bad-request") && err.contains("analysis"), "{err}");
+
+    // Ctrl-C stops everything cleanly.
+    let pid = demo.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = demo.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
