@@ -57,10 +57,9 @@ pub fn validate(settings: &SearchSettings, q: &StatsQuery) -> Result<(), StatsEr
 pub fn answer(db: &LabDb, settings: &SearchSettings, q: &StatsQuery) -> Result<StatsAnswer, SearchError> {
     validate(settings, q)?;
     let (first, last) = q.period.weeks();
-    let (lo, hi) = q.area.municipality_range();
     let filter = WeeklyFilter {
         analysis: &q.analysis,
-        municipalities: (&lo, &hi),
+        area: q.area.code(),
         weeks: (first.key(), last.key()),
         age_group: q.age_group.as_deref(),
         sex: q.sex.map(|s| s.code()),

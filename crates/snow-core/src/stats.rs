@@ -255,12 +255,11 @@ pub enum Area {
 }
 
 impl Area {
-    /// The municipality numbers it covers, as an inclusive range.
-    pub fn municipality_range(&self) -> (String, String) {
+    /// How the lab's store names it: `5401`, `54` or `all`.
+    pub fn code(&self) -> &str {
         match self {
-            Area::All => ("0000".into(), "9999".into()),
-            Area::County(c) => (format!("{c}00"), format!("{c}99")),
-            Area::Municipality(m) => (m.clone(), m.clone()),
+            Area::All => "all",
+            Area::County(c) | Area::Municipality(c) => c,
         }
     }
 
@@ -540,7 +539,7 @@ mod tests {
         assert!(check_analysis("INFA; DROP TABLE weekly").is_err());
         assert!(check_age_group("0-4' --").is_err());
         assert_eq!(Area::parse_loose("54").unwrap(), Area::County("54".into()));
-        assert_eq!(Area::parse_loose("5401").unwrap().municipality_range(), ("5401".into(), "5401".into()));
+        assert_eq!(Area::parse_loose("5401").unwrap().code(), "5401");
     }
 
     #[test]

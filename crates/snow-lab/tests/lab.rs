@@ -58,16 +58,16 @@ fn import_counts_weekly_aggregates_once() {
     let s = LabSettings::default();
     assert_eq!(import_file(&mut db, &file, &s, TODAY, |_| {}).unwrap(), Imported::New { rows: 4, counted: 4 });
     assert_eq!(import_file(&mut db, &file, &s, TODAY, |_| {}).unwrap(), Imported::Duplicate);
-    let w = db.weekly(&WeeklyFilter::new("INFA", ("5401", "5401"), (202601, 202653))).unwrap();
+    let w = db.weekly(&WeeklyFilter::new("INFA", "5401", (202601, 202653))).unwrap();
     assert_eq!(w.len(), 1);
     assert_eq!((w[0].year, w[0].week, w[0].tested, w[0].positive, w[0].positive_persons), (2026, 47, 2, 2, 1));
-    let all = db.weekly(&WeeklyFilter::new("INFA", ("0000", "9999"), (202647, 202647))).unwrap();
+    let all = db.weekly(&WeeklyFilter::new("INFA", "all", (202647, 202647))).unwrap();
     assert_eq!(all[0].tested, 3);
     // The same samples in another file (other bytes) are not counted again.
     let again = dir.path().join("week47-again.csv");
     std::fs::write(&again, format!("{}\n", exported())).unwrap();
     assert_eq!(import_file(&mut db, &again, &s, TODAY, |_| {}).unwrap(), Imported::New { rows: 4, counted: 0 });
-    assert_eq!(db.weekly(&WeeklyFilter::new("INFA", ("0000", "9999"), (202647, 202647))).unwrap()[0].tested, 3);
+    assert_eq!(db.weekly(&WeeklyFilter::new("INFA", "all", (202647, 202647))).unwrap()[0].tested, 3);
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn every_rule_rejects_the_whole_file_with_an_error_file() {
         assert!(drop.rejected().join(format!("{name}.csv")).exists());
     }
     // Nothing of any rejected file was counted (row 1 of each was valid).
-    assert!(db.weekly(&WeeklyFilter::new("INFA", ("0000", "9999"), (202601, 202653))).unwrap().is_empty());
+    assert!(db.weekly(&WeeklyFilter::new("INFA", "all", (202601, 202653))).unwrap().is_empty());
     assert!(drop.incoming().join("uploading.csv.part").exists());
 }
 
@@ -147,12 +147,12 @@ fn a_crash_mid_import_leaves_nothing_and_the_file_is_imported_once_after() {
         std::mem::forget(tx); // no rollback, no commit: as if the process died
     }
     let mut db = LabDb::open(&path).unwrap();
-    assert!(db.weekly(&WeeklyFilter::new("INFA", ("0000", "9999"), (202601, 202653))).unwrap().is_empty());
+    assert!(db.weekly(&WeeklyFilter::new("INFA", "all", (202601, 202653))).unwrap().is_empty());
     let r = drop.process(&mut db, &LabSettings::default(), TODAY);
     assert_eq!(r[0].1, Ok(Imported::New { rows: 4, counted: 4 }));
     // Killed after the commit but before the move: the next pass only moves it.
     std::fs::copy(drop.done().join("a.csv"), drop.incoming().join("a.csv")).unwrap();
     let r = drop.process(&mut db, &LabSettings::default(), TODAY);
     assert_eq!(r[0].1, Ok(Imported::Duplicate));
-    assert_eq!(db.weekly(&WeeklyFilter::new("INFA", ("0000", "9999"), (202647, 202647))).unwrap()[0].tested, 3);
+    assert_eq!(db.weekly(&WeeklyFilter::new("INFA", "all", (202647, 202647))).unwrap()[0].tested, 3);
 }

@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::{migrate, StoreError};
@@ -45,11 +47,30 @@ CREATE TABLE samples (
 ) WITHOUT ROWID;
 "#,
     r#"
--- Searches: `yw` = year * 100 + week orders the weeks; one index per way
--- in (a single municipality, or a range of them for a county or all).
+-- Searches: `yw` = year * 100 + week orders the weeks. A municipality is
+-- read from `weekly` through a covering index; counties (the municipality
+-- numbers' first two digits) and 'all' from `weekly_area`, the same counts
+-- summed over their municipalities. Either way a search reads one row per
+-- week, age group and sex, and nothing else.
 ALTER TABLE weekly ADD COLUMN yw INTEGER GENERATED ALWAYS AS (year * 100 + week) VIRTUAL;
-CREATE INDEX weekly_by_municipality ON weekly (analysis, municipality, yw);
-CREATE INDEX weekly_by_week ON weekly (analysis, yw, municipality);
+CREATE INDEX weekly_by_municipality ON weekly (analysis, municipality, yw, tested, positive, positive_persons);
+CREATE TABLE weekly_area (
+    analysis         TEXT NOT NULL,
+    area             TEXT NOT NULL,              -- 'NN' (county) or 'all'
+    yw               INTEGER NOT NULL,
+    age_group        TEXT NOT NULL,
+    sex              TEXT NOT NULL,
+    tested           INTEGER NOT NULL,
+    positive         INTEGER NOT NULL,
+    positive_persons INTEGER NOT NULL,
+    PRIMARY KEY (analysis, area, yw, age_group, sex)
+) WITHOUT ROWID;
+INSERT INTO weekly_area
+    SELECT analysis, area, yw, age_group, sex, SUM(tested), SUM(positive), SUM(positive_persons) FROM (
+        SELECT analysis, substr(municipality, 1, 2) AS area, yw, age_group, sex, tested, positive, positive_persons
+        FROM weekly
+        UNION ALL SELECT analysis, 'all', yw, age_group, sex, tested, positive, positive_persons FROM weekly)
+    GROUP BY analysis, area, yw, age_group, sex;
 "#,
 ];
 
@@ -91,7 +112,7 @@ pub struct LabImport<'a> {
     tx: Transaction<'a>,
     rows: u64,
     counted: u64,
-    weekly: std::collections::HashMap<WeekKey, (i64, i64, i64)>,
+    weekly: HashMap<WeekKey, (i64, i64, i64)>,
 }
 
 impl LabDb {
@@ -109,29 +130,34 @@ impl LabDb {
     }
 
     /// Weekly sums over the rows `filter` selects, one per week that has
-    /// any, in order. Prepared statements only; each area kind has the
-    /// index that fits it.
+    /// any, in order. Prepared statements only, each with the index that
+    /// answers it without touching rows it does not return.
     pub fn weekly(&self, filter: &WeeklyFilter<'_>) -> Result<Vec<Weekly>, StoreError> {
-        let (lo, hi) = filter.municipalities;
-        let index = if lo == hi { "weekly_by_municipality" } else { "weekly_by_week" };
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT year, week, SUM(tested), SUM(positive), SUM(positive_persons) FROM weekly INDEXED BY {index}
-             WHERE analysis = ?1 AND municipality BETWEEN ?2 AND ?3 AND yw BETWEEN ?4 AND ?5
-               AND (?6 IS NULL OR age_group = ?6) AND (?7 IS NULL OR sex = ?7)
+        let weeks = (filter.weeks.0, filter.weeks.1);
+        let map = |r: &rusqlite::Row<'_>| {
+            let yw: i32 = r.get(0)?;
+            Ok(Weekly {
+                year: yw / 100,
+                week: (yw % 100) as u8,
+                tested: r.get(1)?,
+                positive: r.get(2)?,
+                positive_persons: r.get(3)?,
+            })
+        };
+        let sql = if filter.area.len() == 4 {
+            "SELECT yw, SUM(tested), SUM(positive), SUM(positive_persons) FROM weekly INDEXED BY weekly_by_municipality
+             WHERE analysis = ?1 AND municipality = ?2 AND yw BETWEEN ?3 AND ?4
+               AND (?5 IS NULL OR age_group = ?5) AND (?6 IS NULL OR sex = ?6)
              GROUP BY yw ORDER BY yw"
-        ))?;
-        let rows = stmt.query_map(
-            params![filter.analysis, lo, hi, filter.weeks.0, filter.weeks.1, filter.age_group, filter.sex],
-            |r| {
-                Ok(Weekly {
-                    year: r.get(0)?,
-                    week: r.get(1)?,
-                    tested: r.get(2)?,
-                    positive: r.get(3)?,
-                    positive_persons: r.get(4)?,
-                })
-            },
-        )?;
+        } else {
+            "SELECT yw, SUM(tested), SUM(positive), SUM(positive_persons) FROM weekly_area
+             WHERE analysis = ?1 AND area = ?2 AND yw BETWEEN ?3 AND ?4
+               AND (?5 IS NULL OR age_group = ?5) AND (?6 IS NULL OR sex = ?6)
+             GROUP BY yw ORDER BY yw"
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows =
+            stmt.query_map(params![filter.analysis, filter.area, weeks.0, weeks.1, filter.age_group, filter.sex], map)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
@@ -140,8 +166,9 @@ impl LabDb {
 #[derive(Debug, Clone)]
 pub struct WeeklyFilter<'a> {
     pub analysis: &'a str,
-    /// Municipality numbers, an inclusive range (one, a county's, or all).
-    pub municipalities: (&'a str, &'a str),
+    /// A municipality (`5401`), a county (`54`, the municipality numbers'
+    /// first two digits) or `all`.
+    pub area: &'a str,
     /// Weeks as `year * 100 + week`, an inclusive range.
     pub weeks: (i32, i32),
     pub age_group: Option<&'a str>,
@@ -150,8 +177,8 @@ pub struct WeeklyFilter<'a> {
 
 impl<'a> WeeklyFilter<'a> {
     /// Every age group and sex of one analysis in an area and week range.
-    pub fn new(analysis: &'a str, municipalities: (&'a str, &'a str), weeks: (i32, i32)) -> Self {
-        WeeklyFilter { analysis, municipalities, weeks, age_group: None, sex: None }
+    pub fn new(analysis: &'a str, area: &'a str, weeks: (i32, i32)) -> Self {
+        WeeklyFilter { analysis, area, weeks, age_group: None, sex: None }
     }
 }
 
@@ -208,6 +235,24 @@ impl LabImport<'_> {
             for ((a, m, y, w, g, s), (t, p, pp)) in &self.weekly {
                 stmt.execute(params![a, m, y, w, g, s, t, p, pp])?;
             }
+            // The same counts summed per county and for all.
+            let mut areas: HashMap<(&str, &str, i32, &str, &str), (i64, i64, i64)> = HashMap::new();
+            for ((a, m, y, w, g, s), (t, p, pp)) in &self.weekly {
+                let yw = y * 100 + i32::from(*w);
+                for area in [m.get(..2).unwrap_or(m), "all"] {
+                    let e = areas.entry((a, area, yw, g, s)).or_insert((0, 0, 0));
+                    (e.0, e.1, e.2) = (e.0 + t, e.1 + p, e.2 + pp);
+                }
+            }
+            let mut stmt = self.tx.prepare_cached(
+                "INSERT INTO weekly_area (analysis, area, yw, age_group, sex, tested, positive, positive_persons)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT DO UPDATE SET tested = tested + excluded.tested, positive = positive + excluded.positive,
+                     positive_persons = positive_persons + excluded.positive_persons",
+            )?;
+            for ((a, area, yw, g, s), (t, p, pp)) in areas {
+                stmt.execute(params![a, area, yw, g, s, t, p, pp])?;
+            }
         }
         self.tx.execute(
             "INSERT INTO imports (hash, file, rows, imported_at) VALUES (?1, ?2, ?3, ?4)",
@@ -215,5 +260,80 @@ impl LabImport<'_> {
         )?;
         self.tx.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_search_migration_fills_the_area_sums() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lab.db");
+        let old = migrate::open(&path, &MIGRATIONS[..1], 10).unwrap();
+        old.execute_batch(
+            "INSERT INTO weekly VALUES ('INFA', '5401', 2026, 3, '0-4', 'F', 10, 4, 3);
+             INSERT INTO weekly VALUES ('INFA', '5402', 2026, 3, '0-4', 'F', 5, 1, 1);
+             INSERT INTO weekly VALUES ('INFA', '1804', 2026, 3, '0-4', 'M', 7, 2, 2);",
+        )
+        .unwrap();
+        drop(old);
+        let db = LabDb::open(&path).unwrap();
+        let sums = |area| {
+            let w = db.weekly(&WeeklyFilter::new("INFA", area, (202601, 202610))).unwrap();
+            w.iter().map(|w| (w.week, w.tested, w.positive, w.positive_persons)).collect::<Vec<_>>()
+        };
+        assert_eq!(sums("54"), [(3, 15, 5, 4)]);
+        assert_eq!(sums("all"), [(3, 22, 7, 6)]);
+        assert_eq!(sums("1804"), [(3, 7, 2, 2)]);
+    }
+
+    /// The per-area sums and the detailed rows give the same answers.
+    #[test]
+    fn area_sums_agree_with_the_detail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = LabDb::open(&dir.path().join("lab.db")).unwrap();
+        let mut imp = db.begin().unwrap();
+        let groups = ["0-4", "25-44"];
+        for i in 0..200u32 {
+            let (sample, patient) = (format!("{i:032x}"), format!("{:064x}", i % 37));
+            let muni = ["5401", "5402", "1804"][(i % 3) as usize];
+            imp.add(&AggRow {
+                sample_id: &sample,
+                patient: &patient,
+                analysis: "INFA",
+                municipality: muni,
+                year: 2026,
+                week: (1 + i % 5) as u8,
+                age_group: groups[(i % 2) as usize],
+                sex: if i % 7 < 3 { "M" } else { "F" },
+                positive: i % 4 == 0,
+            })
+            .unwrap();
+        }
+        imp.commit("h", "f.csv", 0).unwrap();
+        let weeks = (202601, 202653);
+        for area in ["5401", "54", "all"] {
+            let total = db.weekly(&WeeklyFilter::new("INFA", area, weeks)).unwrap();
+            let mut by_group: HashMap<(i32, u8), (i64, i64, i64)> = HashMap::new();
+            for g in groups {
+                for s in ["M", "F"] {
+                    let f = WeeklyFilter { age_group: Some(g), sex: Some(s), ..WeeklyFilter::new("INFA", area, weeks) };
+                    for w in db.weekly(&f).unwrap() {
+                        let e = by_group.entry((w.year, w.week)).or_default();
+                        (e.0, e.1, e.2) = (e.0 + w.tested, e.1 + w.positive, e.2 + w.positive_persons);
+                    }
+                }
+            }
+            assert_eq!(total.len(), 5, "{area}");
+            for w in &total {
+                assert_eq!(by_group[&(w.year, w.week)], (w.tested, w.positive, w.positive_persons), "{area} {w:?}");
+            }
+        }
+        let all: i64 = db.weekly(&WeeklyFilter::new("INFA", "all", weeks)).unwrap().iter().map(|w| w.tested).sum();
+        assert_eq!(all, 200);
+        let county: i64 = db.weekly(&WeeklyFilter::new("INFA", "54", weeks)).unwrap().iter().map(|w| w.tested).sum();
+        assert_eq!(county, 134);
     }
 }
