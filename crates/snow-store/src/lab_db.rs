@@ -104,6 +104,10 @@ pub struct LabDb {
 
 /// Key of one weekly aggregate row.
 type WeekKey = (String, String, i32, u8, String, String);
+/// Key of one `weekly_area` row: analysis, area, yw, age group, sex.
+type AreaKey<'a> = (&'a str, &'a str, i32, &'a str, &'a str);
+/// Tested, positive, positive persons.
+type Counts = (i64, i64, i64);
 
 /// An import in progress: one transaction for the whole file. Weekly
 /// counts are summed in memory (their number is bounded by the
@@ -112,7 +116,7 @@ pub struct LabImport<'a> {
     tx: Transaction<'a>,
     rows: u64,
     counted: u64,
-    weekly: HashMap<WeekKey, (i64, i64, i64)>,
+    weekly: HashMap<WeekKey, Counts>,
 }
 
 impl LabDb {
@@ -236,7 +240,7 @@ impl LabImport<'_> {
                 stmt.execute(params![a, m, y, w, g, s, t, p, pp])?;
             }
             // The same counts summed per county and for all.
-            let mut areas: HashMap<(&str, &str, i32, &str, &str), (i64, i64, i64)> = HashMap::new();
+            let mut areas: HashMap<AreaKey<'_>, Counts> = HashMap::new();
             for ((a, m, y, w, g, s), (t, p, pp)) in &self.weekly {
                 let yw = y * 100 + i32::from(*w);
                 for area in [m.get(..2).unwrap_or(m), "all"] {
