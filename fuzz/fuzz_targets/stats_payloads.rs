@@ -24,7 +24,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(s) = std::str::from_utf8(data) {
-        let (a, b) = s.split_at(s.len() / 2);
+        let mid = (0..=s.len() / 2).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        let (a, b) = s.split_at(mid);
         let _ = snow_core::stats::Period::parse(a, b);
         let _ = snow_core::stats::Area::parse_loose(s);
         let _ = s.parse::<snow_core::stats::Count>();
