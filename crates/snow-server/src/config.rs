@@ -120,7 +120,8 @@ impl Default for S2sSettings {
 pub struct LabServerSettings {
     /// Import files dropped in SNOW_HOME/data/in.
     pub import: bool,
-    /// Seconds between scans of the drop directory.
+    /// Seconds between full scans of the drop directory (the fallback to
+    /// change notifications).
     pub scan_interval_secs: u64,
     /// Analysis codes the lab reports; rows and searches with others are refused.
     pub analyses: Vec<String>,

@@ -17,7 +17,9 @@ async fn the_server_imports_dropped_files() {
             site.settings.clone(),
             site.s2s.clone(),
         );
-        config.lab = snow_server::LabServerSettings { import: true, scan_interval_secs: 1, ..Default::default() };
+        // No periodic rescan within the test: files are found through
+        // change notifications (and the scan at start).
+        config.lab = snow_server::LabServerSettings { import: true, scan_interval_secs: 3600, ..Default::default() };
         snow_server::Server::start(config).await.unwrap()
     };
     let raw = "sample_id,patient_id,birth_date,sex,municipality,sample_date,analysis,result\n\
@@ -42,5 +44,18 @@ async fn the_server_imports_dropped_files() {
     let db = snow_store::LabDb::open(&data.join("lab.db")).unwrap();
     let w = db.weekly(&snow_store::WeeklyFilter::new("INFA", "5401", (202601, 202653))).unwrap();
     assert_eq!((w[0].tested, w[0].positive, w[0].positive_persons), (2, 1, 1));
+
+    // Long after the start-up scan, only a notification can find this one.
+    let raw2 = "sample_id,patient_id,birth_date,sex,municipality,sample_date,analysis,result\n\
+                S3,P3,1990-05-05,F,5401,2026-11-16,INFA,POS\n";
+    let mut out2 = Vec::new();
+    snow_lab::export::export(raw2.as_bytes(), &mut out2, &p, &snow_lab::LabSettings::default(), today, |_| {}).unwrap();
+    std::fs::write(incoming.join("w47b.csv.part"), &out2).unwrap();
+    std::fs::rename(incoming.join("w47b.csv.part"), incoming.join("w47b.csv")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !data.join("done/w47b.csv").exists() {
+        assert!(Instant::now() < deadline, "the change notification did not lead to an import");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.shutdown(Duration::from_secs(10)).await;
 }
