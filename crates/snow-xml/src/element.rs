@@ -221,7 +221,7 @@ impl Element {
             }
             out.push_str(&a.name);
             out.push_str("='");
-            push_escaped(out, &a.value);
+            crate::escape::push_escaped_attr(out, &a.value);
             out.push('\'');
         }
         if self.children.is_empty() {

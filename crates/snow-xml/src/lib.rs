@@ -9,6 +9,7 @@
 //! per stanza, so no peer can make the server hold more than a known
 //! amount of memory per connection.
 
+pub mod c14n;
 pub mod element;
 pub mod error;
 pub mod escape;
