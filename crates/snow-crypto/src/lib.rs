@@ -9,6 +9,7 @@ pub mod error;
 pub mod identity;
 pub mod kdf_limits;
 pub mod keystore;
+pub mod msgauth;
 pub mod one_time_password;
 pub mod pem;
 pub mod pkcs12;
