@@ -198,7 +198,7 @@ impl KeyStore {
 
     /// The newest key of `source` valid at `now`.
     pub fn signing_key(&self, source: &str, now: i64) -> Option<&Key> {
-        self.keys.iter().filter(|k| k.source == source && k.valid_from <= now).last()
+        self.keys.iter().rev().find(|k| k.source == source && k.valid_from <= now)
     }
 
     /// The key `kid` of `source`, if a receiver accepts it at `now`: it is

@@ -285,6 +285,49 @@ mod tests {
         )
     }
 
+    /// Runs every attack against one carrier. `sign(sender, i)` gives the
+    /// wire form of message `i`, `verify` the message it carries, and
+    /// `original(i)` what the sender's filter got.
+    pub(crate) fn check_carrier(
+        sign: impl Fn(&Sender, u32) -> String,
+        verify: impl Fn(&Receiver, &str) -> Result<(Verified, String), AuthError>,
+        original: impl Fn(u32) -> String,
+    ) {
+        let s = store();
+        let tx = Sender::new(Arc::clone(&s), "agent").unwrap();
+        let rx = Receiver::new(Arc::clone(&s));
+        // Round trip: the receiver sees the original.
+        let w1 = sign(&tx, 1);
+        let (v, got) = verify(&rx, &w1).unwrap();
+        assert_eq!((v.source.as_str(), v.seq, got), ("agent", 1, original(1)));
+        // A replay.
+        assert!(matches!(verify(&rx, &w1), Err(AuthError::Replay { .. })), "replay");
+        // A changed byte in the message.
+        let w2 = sign(&tx, 2);
+        let changed = w2.replacen('2', "3", 1);
+        assert_ne!(changed, w2);
+        assert!(matches!(verify(&rx, &changed), Err(AuthError::BadMac(_))), "changed byte");
+        // A missing message: message 3 is never delivered.
+        let _lost = sign(&tx, 3);
+        let (v, _) = verify(&rx, &sign(&tx, 4)).unwrap();
+        assert_eq!(v.lost, Some((2, 3)), "gap");
+        // An unknown source and a wrong key.
+        let other = Arc::new(
+            KeyStore::parse(
+                &(keys::generate_line("intruder", "k1", Algorithm::HmacSha256, 0).unwrap()
+                    + &keys::generate_line("agent", "k1", Algorithm::HmacSha256, 0).unwrap()),
+                0,
+            )
+            .unwrap(),
+        );
+        let intruder = Sender::new(Arc::clone(&other), "intruder").unwrap();
+        assert!(matches!(verify(&rx, &sign(&intruder, 5)), Err(AuthError::UnknownSource(_))), "unknown source");
+        let wrong_key = Sender::new(other, "agent").unwrap();
+        assert!(matches!(verify(&rx, &sign(&wrong_key, 5)), Err(AuthError::BadMac(_))), "wrong key");
+        // No tag at all.
+        assert!(verify(&rx, &original(6)).is_err(), "untagged");
+    }
+
     #[test]
     fn sign_and_verify_with_replay_loss_and_late_arrival() {
         let s = store();
