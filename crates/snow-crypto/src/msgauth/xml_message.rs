@@ -116,7 +116,7 @@ mod tests {
     fn the_xml_message_carrier() {
         check_carrier(
             |s, i| sign(s, &ORDER.replace('N', &i.to_string())).unwrap(),
-            |r, w| verify(r, w),
+            verify,
             |i| ORDER.replace('N', &i.to_string()),
         );
     }
