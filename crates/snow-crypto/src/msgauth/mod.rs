@@ -20,6 +20,7 @@
 //! HMAC-SHA256 is the default; HMAC-MD5 produces the seed's legacy
 //! 24-character Base64 MAC.
 
+pub mod http;
 pub mod keys;
 pub mod shim;
 pub mod stanza;
