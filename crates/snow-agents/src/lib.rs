@@ -1,7 +1,11 @@
 //! Snow's agents (DESIGN.md §2): programs that act in the federation as
-//! XMPP entities with their own certificates. Today: the lab's search
-//! agent, which answers GPs' statistics searches (`urn:snow:stats:1`).
+//! XMPP entities. The lab's search agent answers GPs' statistics searches
+//! (`urn:snow:stats:1`) as a client with its own certificate; the echo
+//! agent attaches to a server as an external component (XEP-0114) with
+//! message authentication on every stanza.
 
+pub mod component;
+pub mod echo;
 pub mod queue;
 pub mod runtime;
 pub mod search;

@@ -4,6 +4,7 @@
 //! interoperate with OpenSSL.
 
 pub mod cert;
+pub mod component_handshake;
 pub mod e2e;
 pub mod error;
 pub mod identity;

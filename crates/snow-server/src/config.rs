@@ -45,6 +45,9 @@ pub struct ServerSettings {
     /// Refuse chat and normal messages whose body is clear text: only
     /// end-to-end encrypted bodies (XML Encryption) are stored or forwarded.
     pub require_e2e: bool,
+    /// Port for external components (XEP-0114), used only when
+    /// components are configured. Plain TCP: keep it on loopback.
+    pub component_bind: String,
 }
 
 impl Default for ServerSettings {
@@ -66,6 +69,7 @@ impl Default for ServerSettings {
             idle_timeout_secs: 900,
             outbound_queue: 1000,
             require_e2e: false,
+            component_bind: "127.0.0.1:5347".into(),
         }
     }
 }
@@ -193,6 +197,45 @@ impl LabServerSettings {
     }
 }
 
+/// One `[[components]]` entry: an external component (XEP-0114), such as
+/// an agent, attached to this server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSettings {
+    /// The component's address, a subdomain: `echo.po.example`.
+    pub domain: String,
+    /// File with the shared secret of the handshake (relative paths are
+    /// under SNOW_HOME); owner-only.
+    pub secret_file: PathBuf,
+    /// Authenticate every stanza in both directions (`[msgauth]` keys).
+    #[serde(default)]
+    pub hmac: bool,
+    /// The source the component signs with (default: its domain).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// The `[msgauth]` section: message authentication between components
+/// (DESIGN.md §3.2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MsgAuthSettings {
+    /// The key file (relative paths are under SNOW_HOME); owner-only.
+    pub keys: PathBuf,
+    /// Seconds an old key is still accepted after a newer one starts.
+    pub overlap_secs: i64,
+    /// Seconds a sender's clock may differ from ours.
+    pub window_secs: i64,
+    /// The source name this server signs with (default: its domain).
+    pub source: Option<String>,
+}
+
+impl Default for MsgAuthSettings {
+    fn default() -> Self {
+        MsgAuthSettings { keys: PathBuf::from("msgauth.keys"), overlap_secs: 86_400, window_secs: 300, source: None }
+    }
+}
+
 /// The settings plus where the site's files are, resolved and checked.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -210,6 +253,10 @@ pub struct ServerConfig {
     /// The CA database, if this site has one (the PO): its users are
     /// known accounts from the start.
     pub ca_db: Option<PathBuf>,
+    /// SNOW_HOME, against which relative paths are resolved.
+    pub home: PathBuf,
+    pub components: Vec<ComponentSettings>,
+    pub msgauth: MsgAuthSettings,
 }
 
 impl ServerConfig {
@@ -229,6 +276,18 @@ impl ServerConfig {
             s2s,
             lab: LabServerSettings::default(),
             data_dir: home.join("data"),
+            home: home.to_owned(),
+            components: Vec::new(),
+            msgauth: MsgAuthSettings::default(),
+        }
+    }
+
+    /// `p` under SNOW_HOME unless absolute.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.home.join(p)
         }
     }
 
@@ -261,6 +320,15 @@ impl ServerConfig {
             return bad("server.outbound_queue, max_connections and max_connections_per_ip must be positive");
         }
         self.lab.validate()?;
+        for c in &self.components {
+            let sub = c.domain.strip_suffix(&format!(".{}", self.domain));
+            if c.domain.parse::<Domain>().is_err() || sub.is_none_or(|s| s.is_empty()) {
+                return bad(&format!("components: {:?} must be a subdomain of {}", c.domain, self.domain));
+            }
+            if c.source.as_deref().is_some_and(|s| !snow_crypto::msgauth::valid_name(s)) {
+                return bad(&format!("components: {}: source must be 1 to 64 of A-Z a-z 0-9 . _ @ -", c.domain));
+            }
+        }
         if self.s2s.queue == 0 || self.s2s.connect_timeout_secs == 0 {
             return bad("s2s.queue and s2s.connect_timeout_secs must be positive");
         }

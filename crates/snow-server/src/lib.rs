@@ -7,6 +7,7 @@
 //! roster) and offline storage, with limits on everything a peer controls.
 
 mod addr;
+mod component;
 pub mod config;
 pub mod directory;
 pub mod error;
@@ -20,6 +21,6 @@ mod session;
 pub mod tls;
 pub mod trust;
 
-pub use config::{LabServerSettings, S2sSettings, ServerConfig, ServerSettings};
+pub use config::{ComponentSettings, LabServerSettings, MsgAuthSettings, S2sSettings, ServerConfig, ServerSettings};
 pub use error::ServerError;
 pub use server::{Server, ServerHandle};

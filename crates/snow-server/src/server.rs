@@ -24,6 +24,7 @@ pub(crate) struct Shared {
     pub links: crate::s2s::Links,
     pub pushes: crate::directory::Pushes,
     pub conns: Arc<ConnectionLimits>,
+    pub components: crate::component::Components,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -50,6 +51,8 @@ pub struct ServerHandle {
     pub c2s_addr: SocketAddr,
     pub direct_tls_addr: Option<SocketAddr>,
     pub s2s_addr: Option<SocketAddr>,
+    /// Where external components connect (XEP-0114), if any are configured.
+    pub component_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     shutdown_tx: watch::Sender<bool>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
@@ -63,6 +66,7 @@ impl Server {
         let acceptor = TlsAcceptor::from(tls::server_config(&config)?);
         let connector = tokio_rustls::TlsConnector::from(tls::client_config(&config, trust.peer_cas())?);
         let db = ServerDb::open(&config.database)?;
+        let components = crate::component::Components::load(&config)?;
         if let Some(ca_db) = &config.ca_db {
             // At the PO, every user the CA issued is a known account.
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -84,6 +88,11 @@ impl Server {
             "" => None,
             addr => Some(bind(addr).await?),
         };
+        let component_listener = match config.settings.component_bind.trim() {
+            _ if components.is_empty() => None,
+            "" => None,
+            addr => Some(bind(addr).await?),
+        };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let conns = ConnectionLimits::new(config.settings.max_connections, config.settings.max_connections_per_ip);
         let shared = Arc::new(Shared {
@@ -95,6 +104,7 @@ impl Server {
             links: crate::s2s::Links::new(connector),
             pushes: Default::default(),
             conns,
+            components,
             shutdown: shutdown_rx,
         });
         let c2s_addr = c2s.local_addr().map_err(|source| ServerError::Bind { addr: "c2s".into(), source })?;
@@ -113,10 +123,18 @@ impl Server {
         if let Some(l) = s2s {
             listeners.push(tokio::spawn(accept_loop(Arc::clone(&shared), l, Kind::S2s)));
         }
+        let component_addr = match component_listener {
+            Some(l) => {
+                let a = l.local_addr().map_err(|source| ServerError::Bind { addr: "component".into(), source })?;
+                listeners.push(tokio::spawn(accept_loop(Arc::clone(&shared), l, Kind::Component)));
+                Some(a)
+            }
+            None => None,
+        };
         listeners.push(tokio::spawn(crate::directory::replicate(Arc::clone(&shared))));
         listeners.push(tokio::spawn(crate::lab_import::run(Arc::clone(&shared))));
         tracing::info!(domain = %shared.config.domain, %c2s_addr, ?direct_tls_addr, ?s2s_addr, "server listening");
-        Ok(ServerHandle { c2s_addr, direct_tls_addr, s2s_addr, shared, shutdown_tx, listeners })
+        Ok(ServerHandle { c2s_addr, direct_tls_addr, s2s_addr, component_addr, shared, shutdown_tx, listeners })
     }
 }
 
@@ -130,6 +148,7 @@ enum Kind {
     StartTls,
     DirectTls,
     S2s,
+    Component,
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, kind: Kind) {
@@ -160,6 +179,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, kind: Kind) {
                 Kind::StartTls => session::run_starttls(shared, tcp, peer).await,
                 Kind::DirectTls => session::run_direct_tls(shared, tcp, peer).await,
                 Kind::S2s => crate::s2s::run_incoming(shared, tcp, peer).await,
+                Kind::Component => crate::component::run(shared, tcp, peer).await,
             }
         });
     }

@@ -50,6 +50,11 @@ pub(crate) async fn handle_stanza(shared: &Arc<Shared>, me: &Arc<SessionHandle>,
 pub(crate) async fn handle_remote(shared: &Arc<Shared>, domain: &str, el: Element) {
     let origin = Origin::Remote(domain);
     let to = el.attr("to").and_then(Addr::parse);
+    if let Some(to) = to.as_ref().filter(|a| shared.components.is_component(&a.domain)) {
+        let domain = to.domain.clone();
+        crate::component::deliver_or_bounce(shared, &domain, el, |b| origin.reply(shared, b));
+        return;
+    }
     let Some(to) = to.filter(|a| is_local(shared, a)) else {
         origin.reply(shared, error_reply(&el, "item-not-found", Some("this server does not relay")));
         return;
@@ -84,10 +89,41 @@ pub(crate) async fn handle_remote(shared: &Arc<Shared>, domain: &str, el: Elemen
     }
 }
 
+/// A stanza from a connected component (XEP-0114), already
+/// authenticated and with its `from` in the component's domain.
+pub(crate) async fn handle_component(shared: &Arc<Shared>, domain: &str, el: Element) {
+    let origin = Origin::Component(domain);
+    let to = match el.attr("to").map(Addr::parse) {
+        Some(Some(a)) => a,
+        _ => {
+            if !is_reply(&el) {
+                origin
+                    .reply(shared, error_reply(&el, "jid-malformed", Some("a component's stanza needs a valid 'to'")));
+            }
+            return;
+        }
+    };
+    match el.name() {
+        "message" => route_message(shared, &origin, el, Some(to)).await,
+        "iq" => iq(shared, &origin, el, Some(to)).await,
+        _ if !is_local(shared, &to) => to_remote(shared, &origin, el, &to.domain),
+        _ => {
+            // Presence from a component to local users' resources.
+            let bare = to.bare();
+            for s in shared.router.sessions(&bare) {
+                if to.resource.as_deref().is_none_or(|r| s.full == format!("{bare}/{r}")) {
+                    s.send_xml(el.to_xml(NS_CLIENT));
+                }
+            }
+        }
+    }
+}
+
 /// Where a stanza came from, and so where its errors go back to.
 pub(crate) enum Origin<'a> {
     Local(&'a Arc<SessionHandle>),
     Remote(&'a str),
+    Component(&'a str),
 }
 
 impl Origin<'_> {
@@ -97,15 +133,23 @@ impl Origin<'_> {
                 me.send_xml(stanza.to_xml(NS_CLIENT));
             }
             Origin::Remote(domain) => crate::s2s::send(shared, domain, stanza),
+            Origin::Component(domain) => {
+                crate::component::send(shared, domain, stanza);
+            }
         }
     }
 }
 
-/// A stanza for another domain: local users' go over s2s; this server
-/// does not relay between other domains.
+/// A stanza for another domain: a component of ours gets it directly;
+/// local users' and components' go over s2s; this server does not relay
+/// between other domains.
 fn to_remote(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, domain: &str) {
+    if shared.components.is_component(domain) {
+        crate::component::deliver_or_bounce(shared, domain, el, |b| origin.reply(shared, b));
+        return;
+    }
     match origin {
-        Origin::Local(_) => crate::s2s::send(shared, domain, el),
+        Origin::Local(_) | Origin::Component(_) => crate::s2s::send(shared, domain, el),
         Origin::Remote(_) if !is_reply(&el) => {
             origin.reply(shared, error_reply(&el, "item-not-found", Some("this server does not relay")));
         }
@@ -143,7 +187,7 @@ async fn route_message(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, t
             Some(a) => a,
             None => return,
         },
-        (None, Origin::Remote(_)) => return,
+        (None, Origin::Remote(_) | Origin::Component(_)) => return,
     };
     if shared.config.settings.require_e2e && has_clear_body(&el) {
         // Refused before anything is stored or forwarded.
@@ -276,7 +320,7 @@ async fn presence(shared: &Arc<Shared>, me: &Arc<SessionHandle>, el: Element, to
             subscription(shared, me, el, to, &kind).await;
         }
         (Some(to), "available" | "unavailable") if !is_local(shared, &to) => {
-            crate::s2s::send(shared, &to.domain.clone(), el)
+            to_remote(shared, &Origin::Local(me), el, &to.domain.clone())
         }
         // Directed presence.
         (Some(to), "available" | "unavailable") if is_local(shared, &to) && to.local.is_some() => {
@@ -533,7 +577,7 @@ async fn iq(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, to: Option<A
     }
     let me = match origin {
         Origin::Local(me) => Some(*me),
-        Origin::Remote(_) => None,
+        Origin::Remote(_) | Origin::Component(_) => None,
     };
     let own_bare = me.map(|m| m.bare.as_str());
     let for_server = match &to {

@@ -1,0 +1,285 @@
+//! External components (XEP-0114): agents attached to this server under a
+//! subdomain (`echo.po.example`). A component opens a
+//! `jabber:component:accept` stream, proves the shared secret with the
+//! handshake (hex SHA-1 of stream id ‖ secret), and then exchanges
+//! stanzas for its domain. With `hmac = true` every stanza in both
+//! directions carries a message-authentication tag (DESIGN.md §3.2):
+//! the server signs what it sends with its own source and verifies that
+//! what arrives is signed by the component's declared source; a stanza
+//! that fails is answered with `not-authorized`, logged and dropped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use snow_crypto::msgauth::{self, KeyStore, Receiver, Sender};
+use snow_xml::stanza::{error_reply, is_reply};
+use snow_xml::{stream_error_xml, Element, Framed, StreamEvent, StreamHeader, NS_CLIENT, NS_COMPONENT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::server::Shared;
+use crate::session::{gone, refuse, Refused, Step};
+use crate::ServerError;
+
+/// A configured component and its message-authentication state, which
+/// outlives connections (so a replay across a reconnect is still one).
+pub(crate) struct Definition {
+    secret: zeroize::Zeroizing<String>,
+    /// `(signer for what we send, verifier for what it sends, its source)`.
+    auth: Option<(Sender, Receiver, String)>,
+}
+
+/// Every configured component, and the connected ones' queues.
+#[derive(Default)]
+pub(crate) struct Components {
+    defs: HashMap<String, Definition>,
+    connected: Mutex<HashMap<String, mpsc::Sender<Element>>>,
+}
+
+impl Components {
+    /// Reads the secrets and, if any component wants HMAC, the key store.
+    pub(crate) fn load(config: &crate::ServerConfig) -> Result<Components, ServerError> {
+        let mut defs = HashMap::new();
+        let mut store: Option<Arc<KeyStore>> = None;
+        for c in &config.components {
+            let path = config.resolve(&c.secret_file);
+            let secret = snow_core::files::read_limited(&path, 4096)
+                .map_err(|e| ServerError::Config(format!("components: cannot read {}: {e}", path.display())))?;
+            let secret = zeroize::Zeroizing::new(String::from_utf8_lossy(&secret).trim().to_owned());
+            if secret.len() < 16 {
+                return Err(ServerError::Config(format!(
+                    "components: the secret in {} is shorter than 16 characters",
+                    path.display()
+                )));
+            }
+            let auth = if c.hmac {
+                let s = match &store {
+                    Some(s) => Arc::clone(s),
+                    None => {
+                        let path = config.resolve(&config.msgauth.keys);
+                        let s = Arc::new(
+                            KeyStore::load(&path, config.msgauth.overlap_secs)
+                                .map_err(|e| ServerError::Config(format!("msgauth.keys: {e}")))?,
+                        );
+                        store = Some(Arc::clone(&s));
+                        s
+                    }
+                };
+                let ours = config.msgauth.source.clone().unwrap_or_else(|| config.domain.to_string());
+                let theirs = c.source.clone().unwrap_or_else(|| c.domain.clone());
+                if !s.knows(&theirs) {
+                    return Err(ServerError::Config(format!("msgauth.keys has no key for source {theirs:?}")));
+                }
+                let sender = Sender::new(Arc::clone(&s), &ours)
+                    .map_err(|e| ServerError::Config(format!("msgauth: {e} (this server signs as {ours:?})")))?;
+                let receiver = Receiver::with_window(Arc::clone(&s), config.msgauth.window_secs);
+                Some((sender, receiver, theirs))
+            } else {
+                None
+            };
+            defs.insert(c.domain.to_ascii_lowercase(), Definition { secret, auth });
+        }
+        Ok(Components { defs, connected: Mutex::new(HashMap::new()) })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.defs.is_empty()
+    }
+
+    pub(crate) fn is_component(&self, domain: &str) -> bool {
+        self.defs.contains_key(domain)
+    }
+}
+
+/// Hands `el` to the component serving `domain`; false if it is not
+/// connected (or not keeping up).
+pub(crate) fn send(shared: &Shared, domain: &str, el: Element) -> bool {
+    let tx = shared.components.connected.lock().unwrap_or_else(|p| p.into_inner()).get(domain).cloned();
+    tx.is_some_and(|tx| tx.try_send(el).is_ok())
+}
+
+/// Delivers to a component domain, bouncing the stanza to `reply_to` when
+/// the component is not there.
+pub(crate) fn deliver_or_bounce(shared: &Shared, domain: &str, el: Element, reply: impl FnOnce(Element)) {
+    let bounce =
+        (!is_reply(&el)).then(|| error_reply(&el, "service-unavailable", Some("the component is not connected")));
+    if !send(shared, domain, el) {
+        if let Some(b) = bounce {
+            reply(b);
+        }
+    }
+}
+
+pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    match serve(&shared, tcp).await {
+        Ok(domain) => tracing::info!(%peer, %domain, "component disconnected"),
+        Err(Refused::Gone(why)) => tracing::debug!(%peer, why, "component connection ended"),
+        Err(Refused::Answered(why)) => tracing::warn!(%peer, why, "component refused"),
+    }
+}
+
+async fn serve(shared: &Arc<Shared>, tcp: TcpStream) -> Step<String> {
+    let timeout = shared.config.negotiation_timeout();
+    let mut f = Framed::new(tcp, shared.config.limits());
+    let id = snow_crypto::one_time_password::random_hex(16).map_err(|e| Refused::Gone(e.to_string()))?;
+    let header = |from: Option<String>| {
+        StreamHeader { from, id: Some(id.clone()), ..StreamHeader::default() }.to_xml(NS_COMPONENT)
+    };
+    let domain = match f.next_event(timeout).await {
+        Ok(StreamEvent::Header(h)) => h.to.map(|d| d.to_ascii_lowercase()).unwrap_or_default(),
+        Ok(_) => {
+            return Err(refuse(
+                &mut f,
+                &format!("{}{}", header(None), stream_error_xml("bad-format", "expected a stream header")),
+                "no header",
+            )
+            .await)
+        }
+        Err(e) => return Err(gone(e)),
+    };
+    let Some(def) = shared.components.defs.get(&domain) else {
+        let xml = format!("{}{}", header(None), stream_error_xml("host-unknown", "no such component here"));
+        return Err(refuse(&mut f, &xml, "unknown component domain").await);
+    };
+    f.send(&header(Some(domain.clone()))).await.map_err(|e| Refused::Gone(e.to_string()))?;
+    let proof = match f.next_event(timeout).await {
+        Ok(StreamEvent::Stanza(el)) if el.is(NS_COMPONENT, "handshake") => el.text(),
+        Ok(_) => {
+            return Err(refuse(&mut f, &stream_error_xml("not-authorized", "handshake first"), "no handshake").await)
+        }
+        Err(e) => return Err(gone(e)),
+    };
+    if !snow_crypto::component_handshake::verify(&id, &def.secret, &proof) {
+        return Err(refuse(&mut f, &stream_error_xml("not-authorized", "wrong handshake"), "wrong secret").await);
+    }
+    let (tx, mut rx) = mpsc::channel::<Element>(shared.config.settings.outbound_queue);
+    let duplicate = {
+        let mut connected = shared.components.connected.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = connected.get(&domain).is_some_and(|t| !t.is_closed());
+        if !taken {
+            connected.insert(domain.clone(), tx);
+        }
+        taken
+    };
+    if duplicate {
+        return Err(
+            refuse(&mut f, &stream_error_xml("conflict", "this component is already connected"), "duplicate").await
+        );
+    }
+    f.send(&format!("<handshake xmlns='{NS_COMPONENT}'/>")).await.map_err(|e| Refused::Gone(e.to_string()))?;
+    tracing::info!(%domain, hmac = def.auth.is_some(), "component connected");
+    let result = pump(shared, &domain, def, f, &mut rx).await;
+    shared.components.connected.lock().unwrap_or_else(|p| p.into_inner()).remove(&domain);
+    result.map(|()| domain)
+}
+
+/// Moves stanzas both ways until the component goes away.
+async fn pump(
+    shared: &Arc<Shared>,
+    domain: &str,
+    def: &Definition,
+    f: Framed<TcpStream>,
+    rx: &mut mpsc::Receiver<Element>,
+) -> Step<()> {
+    let (io, mut parser, mut events) = f.into_parts();
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut buf = vec![0u8; 8192];
+    let mut scratch = Vec::new();
+    let mut shutdown = shared.shutdown.clone();
+    let idle = Duration::from_secs(shared.config.settings.idle_timeout_secs.max(1));
+    loop {
+        while let Some(ev) = events.pop_front() {
+            match ev {
+                StreamEvent::Stanza(el) => inbound(shared, domain, def, el).await,
+                StreamEvent::End => {
+                    let _ = wr.write_all(b"</stream:stream>").await;
+                    return Ok(());
+                }
+                StreamEvent::Header(_) => {
+                    let _ = wr.write_all(stream_error_xml("bad-format", "unexpected restart").as_bytes()).await;
+                    return Err(Refused::Answered("restart".into()));
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => {
+                let _ = wr.write_all(stream_error_xml("system-shutdown", "the server is shutting down").as_bytes()).await;
+                return Ok(());
+            }
+            out = rx.recv() => {
+                let Some(mut el) = out else { return Ok(()) };
+                el.rename_ns_deep(NS_CLIENT, NS_COMPONENT);
+                if let Some((sender, _, _)) = &def.auth {
+                    if let Err(e) = msgauth::stanza::sign(sender, &mut el) {
+                        tracing::error!(%domain, error = %e, "cannot sign a stanza for the component: dropped");
+                        continue;
+                    }
+                }
+                if wr.write_all(el.to_xml(NS_COMPONENT).as_bytes()).await.is_err() {
+                    return Err(Refused::Gone("write failed".into()));
+                }
+            }
+            r = tokio::time::timeout(idle, rd.read(&mut buf)) => match r {
+                Err(_) => {
+                    let _ = wr.write_all(stream_error_xml("connection-timeout", "idle for too long").as_bytes()).await;
+                    return Ok(());
+                }
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
+                Ok(Ok(n)) => {
+                    let r = parser.feed(&buf[..n], &mut scratch);
+                    events.extend(scratch.drain(..));
+                    if let Err(e) = r {
+                        let _ = wr.write_all(stream_error_xml(e.condition.name(), &e.detail).as_bytes()).await;
+                        return Err(Refused::Answered(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A stanza from the component: authenticated (if configured), its
+/// `from` in the component's domain, then routed like a local entity's.
+async fn inbound(shared: &Arc<Shared>, domain: &str, def: &Definition, mut el: Element) {
+    if !matches!(el.name(), "message" | "presence" | "iq") {
+        return;
+    }
+    if let Some((_, receiver, source)) = &def.auth {
+        let result = msgauth::stanza::verify(receiver, &mut el).and_then(|v| {
+            if &v.source == source {
+                Ok(v)
+            } else {
+                Err(msgauth::AuthError::UnknownSource(v.source))
+            }
+        });
+        match result {
+            Ok(v) => {
+                if let Some((a, b)) = v.lost {
+                    tracing::warn!(%domain, source = %v.source, first = a, last = b, "messages from the component were lost");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%domain, reason = %e, "stanza from component refused: message authentication failed");
+                if !is_reply(&el) {
+                    let mut err =
+                        error_reply(&el, "not-authorized", Some(&format!("message authentication failed: {e}")));
+                    err.set_attr("from", shared.config.domain.to_string());
+                    send(shared, domain, err);
+                }
+                return;
+            }
+        }
+    }
+    let from_ok = el.attr("from").and_then(crate::addr::Addr::parse).is_some_and(|a| a.domain == domain);
+    if !from_ok {
+        if !is_reply(&el) {
+            send(shared, domain, error_reply(&el, "forbidden", Some("'from' must be in the component's domain")));
+        }
+        return;
+    }
+    el.rename_ns_deep(NS_COMPONENT, NS_CLIENT);
+    crate::services::handle_component(shared, domain, el).await;
+}
