@@ -62,9 +62,14 @@ pub enum Command {
     /// Certificates for this site's XMPP server.
     #[command(subcommand)]
     Server(ServerCommand),
-    /// Agents (the lab's search agent): their certificates.
+    /// Agents: certificates (the lab's search agent), and running an agent
+    /// as an external component (the echo agent).
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Message authentication between components: keys, and signing or
+    /// checking a message by hand.
+    #[command(subcommand)]
+    Msgauth(MsgauthCommand),
     /// Search a lab's statistics, e.g. positive influenza A tests in a
     /// municipality over the last 8 weeks. Parameters only; the request and
     /// the answer are end-to-end encrypted between you and the lab's agent.
@@ -269,6 +274,69 @@ pub enum AgentCommand {
         /// The agent's JID, e.g. search@lab.example.
         #[arg(long)]
         jid: String,
+    },
+    /// Run an agent as an external component (XEP-0114) of a server,
+    /// until Ctrl-C. Today: `echo`, which returns every message it gets.
+    Run {
+        /// The agent: echo.
+        agent: String,
+        /// The server's component port.
+        #[arg(long, default_value = "127.0.0.1:5347")]
+        server: String,
+        /// The component's domain, e.g. echo.po.example.
+        #[arg(long)]
+        domain: String,
+        /// File with the shared secret (as in the server's [[components]]).
+        #[arg(long, value_name = "PATH")]
+        secret_file: PathBuf,
+        /// Sign and verify every stanza with the [msgauth] key file.
+        #[arg(long)]
+        hmac: bool,
+        /// The source this agent signs with (default: its domain).
+        #[arg(long)]
+        source: Option<String>,
+        /// The source the server signs with (default: the parent domain).
+        #[arg(long)]
+        server_source: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MsgauthCommand {
+    /// Add a new random key for a source to the key file ([msgauth] keys,
+    /// created owner-only). The key itself is never printed.
+    Keygen {
+        #[arg(long)]
+        source: String,
+        /// Key id (default: the current year and month).
+        #[arg(long)]
+        kid: Option<String>,
+        /// hmac-sha256, or hmac-md5 for the legacy 24-character format.
+        #[arg(long, default_value = "hmac-sha256")]
+        algorithm: String,
+        /// When the key starts to be used (RFC 3339; default: now).
+        #[arg(long)]
+        valid_from: Option<String>,
+    },
+    /// Sign a message as SOURCE; writes the tagged message.
+    Sign {
+        #[arg(long)]
+        source: String,
+        /// text, xml, stanza or shim.
+        #[arg(long, default_value = "text")]
+        carrier: String,
+        /// The message (default: standard input).
+        #[arg(long = "in", value_name = "FILE")]
+        input: Option<PathBuf>,
+    },
+    /// Check a tagged message; writes the message without its tag. Each
+    /// run starts with no memory, so a replay across runs is not detected.
+    Verify {
+        /// text, xml, stanza or shim.
+        #[arg(long, default_value = "text")]
+        carrier: String,
+        #[arg(long = "in", value_name = "FILE")]
+        input: Option<PathBuf>,
     },
 }
 

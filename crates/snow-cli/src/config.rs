@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Deserialize;
 use snow_pki::PkiSettings;
-use snow_server::{LabServerSettings, S2sSettings, ServerSettings};
+use snow_server::{ComponentSettings, LabServerSettings, MsgAuthSettings, S2sSettings, ServerSettings};
 
 /// Largest configuration file read.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -17,6 +17,8 @@ pub struct Config {
     pub server: ServerSettings,
     pub s2s: S2sSettings,
     pub lab: LabServerSettings,
+    pub msgauth: MsgAuthSettings,
+    pub components: Vec<ComponentSettings>,
 }
 
 impl Config {
@@ -58,6 +60,9 @@ mod tests {
         assert_eq!(format!("{s:?}"), format!("{sd:?}"), "snow.example.toml [server] differs from the defaults");
         let (l, ld) = (&c.lab, LabServerSettings::default());
         assert_eq!(format!("{l:?}"), format!("{ld:?}"), "snow.example.toml [lab] differs from the defaults");
+        let (m, md) = (&c.msgauth, MsgAuthSettings::default());
+        assert_eq!(format!("{m:?}"), format!("{md:?}"), "snow.example.toml [msgauth] differs from the defaults");
+        assert!(c.components.is_empty());
         let (s, sd) = (c.s2s, S2sSettings::default());
         assert_eq!(format!("{s:?}"), format!("{sd:?}"), "snow.example.toml [s2s] differs from the defaults");
     }

@@ -509,3 +509,138 @@ fn offline_messages_survive_sigkill() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// `snow msgauth keygen|sign|verify` by hand.
+#[test]
+fn msgauth_keys_sign_and_verify() {
+    let site = Site::new();
+    let out = site.ok(&["msgauth", "keygen", "--source", "echo", "--kid", "k1"]);
+    assert!(out.contains("Added key \"k1\" (hmac-sha256) for source \"echo\""), "{out}");
+    let keys = site.home().join("msgauth.keys");
+    let text = std::fs::read_to_string(&keys).unwrap();
+    assert!(!out.contains(text.split_whitespace().nth(3).unwrap()), "the key was printed");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let e = site.fails(&["msgauth", "keygen", "--source", "echo", "--kid", "k1"]);
+    assert!(e.contains("already has key"), "{e}");
+    site.ok(&["msgauth", "keygen", "--source", "legacy", "--kid", "k1", "--algorithm", "hmac-md5"]);
+
+    std::fs::write(site.path("msg.txt"), "Influensa A: 12 positive i uke 47").unwrap();
+    let signed = site.ok(&["msgauth", "sign", "--source", "legacy", "--in", site.path("msg.txt").to_str().unwrap()]);
+    assert!(signed.starts_with("Influensa A: 12 positive i uke 47:") && signed.ends_with("=="), "{signed}");
+    std::fs::write(site.path("signed.txt"), &signed).unwrap();
+    let back = site.ok(&["msgauth", "verify", "--in", site.path("signed.txt").to_str().unwrap()]);
+    assert_eq!(back, "Influensa A: 12 positive i uke 47");
+    std::fs::write(site.path("changed.txt"), signed.replace("12", "13")).unwrap();
+    let e = site.fails(&["msgauth", "verify", "--in", site.path("changed.txt").to_str().unwrap()]);
+    assert!(e.contains("does not match"), "{e}");
+
+    std::fs::write(
+        site.path("stanza.xml"),
+        "<message xmlns='jabber:client' to='echo.po.example'><body>hi</body></message>",
+    )
+    .unwrap();
+    let signed = site.ok(&[
+        "msgauth",
+        "sign",
+        "--source",
+        "echo",
+        "--carrier",
+        "stanza",
+        "--in",
+        site.path("stanza.xml").to_str().unwrap(),
+    ]);
+    assert!(signed.contains("urn:snow:msgauth:1"), "{signed}");
+    std::fs::write(site.path("signed.xml"), &signed).unwrap();
+    let back =
+        site.ok(&["msgauth", "verify", "--carrier", "stanza", "--in", site.path("signed.xml").to_str().unwrap()]);
+    assert!(back.contains("<body>hi</body>") && !back.contains("msgauth"), "{back}");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = site.fails(&["msgauth", "verify", "--in", site.path("signed.txt").to_str().unwrap()]);
+        assert!(e.contains("chmod 600"), "{e}");
+    }
+}
+
+/// `snow serve` with an external component and `snow agent run echo`
+/// attached with message authentication: a GP's message comes back.
+#[test]
+fn serve_with_the_echo_agent_as_a_component() {
+    use std::io::{BufRead, BufReader};
+    let site = chat_site();
+    std::fs::write(
+        site.path("snow.toml"),
+        "[pki]\nca_key_bits = 2048\n[server]\nc2s_bind = \"127.0.0.1:0\"\ndirect_tls_bind = \"\"\n\
+         component_bind = \"127.0.0.1:0\"\n[s2s]\nbind = \"\"\n\
+         [[components]]\ndomain = \"echo.po.example\"\nsecret_file = \"echo.secret\"\nhmac = true\nsource = \"echo\"\n",
+    )
+    .unwrap();
+    site.ok(&["msgauth", "keygen", "--source", "echo"]);
+    site.ok(&["msgauth", "keygen", "--source", "po.example"]);
+    std::fs::write(site.home().join("echo.secret"), "a shared secret of the echo agent\n").unwrap();
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_snow"))
+        .arg("serve")
+        .env("SNOW_HOME", site.home())
+        .env("SNOW_CONFIG", site.path("snow.toml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.rsplit_once(" on ").unwrap().1.split(' ').next().unwrap().to_owned();
+    let component = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("(external components)"))
+        .and_then(|l| l.split_whitespace().rev().nth(2).map(str::to_owned))
+        .unwrap();
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let secret = site.home().join("echo.secret");
+    let mut echo = Command::new(env!("CARGO_BIN_EXE_snow"))
+        .args([
+            "agent",
+            "run",
+            "echo",
+            "--server",
+            &component,
+            "--domain",
+            "echo.po.example",
+            "--hmac",
+            "--source",
+            "echo",
+        ])
+        .args(["--secret-file", secret.to_str().unwrap()])
+        .env("SNOW_HOME", site.home())
+        .env("SNOW_CONFIG", site.path("snow.toml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(echo.stdout.take().unwrap()).lines();
+    let attached = out.next().unwrap().unwrap();
+    assert!(attached.contains("attached") && attached.contains("message authentication"), "{attached}");
+
+    let gp = site.path("gp.pass").display().to_string();
+    let ks1 = site.path("ks-1111111").display().to_string();
+    site.ok(&client(&["chat", "send", "--plain"], &addr, &ks1, &gp, &["--to", "echo.po.example", "ekko?"]));
+    let got = site.ok(&client(&["chat", "listen"], &addr, &ks1, &gp, &["--count", "1", "--timeout", "20"]));
+    assert!(got.contains("echo.po.example") && got.contains("ekko?"), "{got}");
+
+    for p in [&mut echo, &mut server] {
+        assert!(Command::new("kill").args(["-TERM", &p.id().to_string()]).status().unwrap().success());
+        assert!(p.wait().unwrap().success());
+    }
+    let summary = out.next().unwrap().unwrap();
+    assert!(summary.starts_with("Echoed 1"), "{summary}");
+}

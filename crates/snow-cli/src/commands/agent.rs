@@ -1,6 +1,12 @@
 //! `snow agent …`
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use snow_agents::component::{ComponentLink, ComponentOptions, LinkAuth};
 use snow_core::BareJid;
+use snow_crypto::msgauth::{Receiver, Sender};
 
 use super::Ctx;
 use crate::cli::AgentCommand;
@@ -17,6 +23,58 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
             println!("  serial       {}", issued.serial_hex);
             println!("  valid until  {}", super::show_time(issued.not_after));
             Ok(())
+        }
+        AgentCommand::Run { agent, server, domain, secret_file, hmac, source, server_source } => {
+            if agent != "echo" {
+                bail!("unknown agent {agent:?}: the agent that runs as a component is echo");
+            }
+            let domain: snow_core::Domain = domain.parse().context("--domain is not a domain name")?;
+            let addr: std::net::SocketAddr =
+                server.parse().context("--server must be HOST:PORT, like 127.0.0.1:5347")?;
+            let secret = snow_core::files::read_limited(&secret_file, 4096)
+                .with_context(|| format!("cannot read the secret {}", secret_file.display()))?;
+            let secret = zeroize::Zeroizing::new(String::from_utf8_lossy(&secret).trim().to_owned());
+            let auth = if hmac {
+                let store = super::msgauth::load_keys(ctx)?;
+                let source = source.unwrap_or_else(|| domain.to_string());
+                let server_source = match server_source {
+                    Some(s) => s,
+                    None => domain.as_str().split_once('.').map(|(_, parent)| parent.to_owned()).unwrap_or_default(),
+                };
+                Some(LinkAuth {
+                    sender: Arc::new(Sender::new(Arc::clone(&store), &source)?),
+                    receiver: Arc::new(Receiver::with_window(store, ctx.config.msgauth.window_secs)),
+                    server_source,
+                })
+            } else {
+                None
+            };
+            let rt = super::runtime()?;
+            rt.block_on(async move {
+                let opts = ComponentOptions {
+                    server: addr,
+                    domain: domain.to_string(),
+                    secret,
+                    auth,
+                    timeout: Duration::from_secs(15),
+                };
+                let hmac = opts.auth.is_some();
+                let link = ComponentLink::connect(opts).await?;
+                println!(
+                    "Echo agent {domain} attached to {addr}{} (Ctrl-C to stop)",
+                    if hmac { " with message authentication" } else { "" }
+                );
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let task = tokio::spawn(snow_agents::echo::run(link, stopped));
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => { let _ = stop.send(true); }
+                    r = async { super::serve::terminated().await } => { r?; let _ = stop.send(true); }
+                }
+                let n = task.await??;
+                println!("Echoed {n} stanzas");
+                anyhow::Ok(())
+            })
         }
     }
 }

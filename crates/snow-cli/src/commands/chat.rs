@@ -14,10 +14,11 @@ use crate::cli::{ChatCommand, ConnArgs};
 pub fn run(ctx: &Ctx, cmd: ChatCommand) -> anyhow::Result<()> {
     match cmd {
         ChatCommand::Send { conn, to, plain, text } => {
-            to.parse::<snow_core::BareJid>().or_else(|_| {
-                // A full JID is fine too.
-                to.split_once('/').map(|(b, _)| b).unwrap_or("").parse::<snow_core::BareJid>()
-            })?;
+            // A bare or full JID, or a service's domain (a component).
+            let bare = to.split_once('/').map(|(b, _)| b).unwrap_or(&to);
+            if bare.parse::<snow_core::BareJid>().is_err() && bare.parse::<snow_core::Domain>().is_err() {
+                bare.parse::<snow_core::BareJid>()?;
+            }
             let rt = super::runtime()?;
             rt.block_on(async {
                 let (mut client, identity, ca_der) = connect_with_identity(ctx, &conn).await?;

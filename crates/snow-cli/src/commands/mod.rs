@@ -8,6 +8,7 @@ mod crypt;
 mod demo;
 mod key;
 mod lab;
+mod msgauth;
 mod search;
 mod serve;
 mod server;
@@ -69,6 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ca(c) => ca::run(&ctx, c),
         Command::Server(c) => server::run(&ctx, c),
         Command::Agent(c) => agent::run(&ctx, c),
+        Command::Msgauth(c) => msgauth::run(&ctx, c),
         Command::Search(args) => search::run(&ctx, args),
         Command::Demo(args) => demo::run(&ctx, args),
         Command::User(c) => user::run(&ctx, c),

@@ -30,6 +30,9 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
         if let Some(a) = server.s2s_addr {
             let _ = writeln!(out, "                    and on {a} (server-to-server)");
         }
+        if let Some(a) = server.component_addr {
+            let _ = writeln!(out, "                    and on {a} (external components)");
+        }
         if let Some(jid) = &site.agent_jid {
             let _ = writeln!(out, "Search agent {jid} answers searches");
         }
@@ -61,6 +64,8 @@ impl Site {
         };
         let mut sc = ServerConfig::for_home(paths.home(), domain.clone(), config.server.clone(), config.s2s.clone());
         sc.lab = config.lab.clone();
+        sc.msgauth = config.msgauth.clone();
+        sc.components = config.components.clone();
         if !sc.server_cert.exists() {
             bail!(
                 "no server certificate for {domain} in {} (issue one with `snow server cert --domain {domain}`)",
@@ -121,6 +126,17 @@ impl Site {
         }
         self.server.shutdown(Duration::from_secs(10)).await;
     }
+}
+
+/// Resolves on SIGTERM (never elsewhere than Unix).
+pub async fn terminated() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?.recv().await;
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    std::future::pending().await
 }
 
 /// Waits for Ctrl-C or SIGTERM; SIGHUP re-reads the CRL meanwhile.
