@@ -13,15 +13,60 @@
 use crate::element::{Element, Node};
 use crate::NS_XML;
 
+/// Where canonical output goes: a `String`, or straight into a MAC.
+pub trait Sink {
+    fn put(&mut self, s: &str);
+}
+
+impl Sink for String {
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
+    }
+}
+
 /// The canonical form of `el` and its subtree.
 pub fn exclusive(el: &Element) -> String {
-    let mut out = String::new();
-    write(el, &mut out, &[("", "")]);
+    let mut out = String::with_capacity(256 + text_len(el));
+    write(el, &mut out, &[("", "")], &|ns: &str| -> &str { ns });
     out
 }
 
-/// `rendered`: namespace declarations in scope in the output, innermost last.
-fn write(el: &Element, out: &mut String, rendered: &[(&str, &str)]) {
+/// [`exclusive_stanza`] into any sink (a MAC, without building a string).
+pub fn write_exclusive_stanza<S: Sink>(el: &Element, sink: &mut S) {
+    write(el, sink, &[("", "")], &stream_ns_as_client);
+}
+
+/// The canonical form of a stanza, with the stream namespace it travelled
+/// in (`jabber:server`, `jabber:component:accept`) written as
+/// `jabber:client`: it changes from hop to hop, the stanza does not.
+pub fn exclusive_stanza(el: &Element) -> String {
+    let mut out = String::with_capacity(256 + text_len(el));
+    write(el, &mut out, &[("", "")], &stream_ns_as_client);
+    out
+}
+
+/// The text in `el`'s subtree, to size the output once.
+fn text_len(el: &Element) -> usize {
+    el.nodes()
+        .iter()
+        .map(|n| match n {
+            Node::Element(c) => 64 + text_len(c),
+            Node::Text(t) => t.len(),
+        })
+        .sum()
+}
+
+fn stream_ns_as_client(ns: &str) -> &str {
+    if ns == crate::NS_SERVER || ns == crate::NS_COMPONENT {
+        crate::NS_CLIENT
+    } else {
+        ns
+    }
+}
+
+/// `rendered`: namespace declarations in scope in the output, innermost
+/// last; `norm`: how element namespaces are written.
+fn write<S: Sink>(el: &Element, out: &mut S, rendered: &[(&str, &str)], norm: &dyn for<'a> Fn(&'a str) -> &'a str) {
     let in_scope = |prefix: &str| rendered.iter().rev().find(|(p, _)| *p == prefix).map(|(_, u)| *u);
     // The prefixes this element's attributes use, as write_xml assigns them.
     let mut prefixes: Vec<(String, &str)> = Vec::new();
@@ -39,8 +84,9 @@ fn write(el: &Element, out: &mut String, rendered: &[(&str, &str)]) {
     // Visibly utilized declarations not already rendered, sorted by prefix
     // (the default namespace first).
     let mut decls: Vec<(String, &str)> = Vec::new();
-    if in_scope("") != Some(el.ns()) {
-        decls.push((String::new(), el.ns()));
+    let ns = norm(el.ns());
+    if in_scope("") != Some(ns) {
+        decls.push((String::new(), ns));
     }
     for (p, u) in &prefixes {
         if in_scope(p) != Some(*u) {
@@ -48,66 +94,103 @@ fn write(el: &Element, out: &mut String, rendered: &[(&str, &str)]) {
         }
     }
     decls.sort();
-    out.push('<');
-    out.push_str(el.name());
+    out.put("<");
+    out.put(el.name());
     for (p, u) in &decls {
-        out.push_str(if p.is_empty() { " xmlns" } else { " xmlns:" });
-        out.push_str(p);
-        out.push_str("=\"");
+        out.put(if p.is_empty() { " xmlns" } else { " xmlns:" });
+        out.put(p);
+        out.put("=\"");
         push_attr(out, u);
-        out.push('"');
+        out.put("\"");
     }
-    let mut attrs: Vec<_> = el.attrs().iter().collect();
-    attrs.sort_by(|a, b| (a.ns.as_str(), a.name.as_str()).cmp(&(b.ns.as_str(), b.name.as_str())));
+    let mut attrs: Vec<&crate::element::Attr> = el.attrs().iter().collect();
+    let order = |a: &crate::element::Attr, b: &crate::element::Attr| (&a.ns, &a.name).cmp(&(&b.ns, &b.name));
+    if !attrs.is_sorted_by(|a, b| order(a, b).is_le()) {
+        attrs.sort_by(|a, b| order(a, b));
+    }
     for a in attrs {
-        out.push(' ');
+        out.put(" ");
         if !a.ns.is_empty() {
-            out.push_str(&prefix_of(&a.ns));
-            out.push(':');
+            out.put(&prefix_of(&a.ns));
+            out.put(":");
         }
-        out.push_str(&a.name);
-        out.push_str("=\"");
+        out.put(&a.name);
+        out.put("=\"");
         push_attr(out, &a.value);
-        out.push('"');
+        out.put("\"");
     }
-    out.push('>');
-    let mut scope: Vec<(&str, &str)> = rendered.to_vec();
-    scope.extend(decls.iter().map(|(p, u)| (p.as_str(), *u)));
+    out.put(">");
+    // Only a new declaration needs a new scope.
+    let scope: Vec<(&str, &str)>;
+    let scope: &[(&str, &str)] = if decls.is_empty() {
+        rendered
+    } else {
+        scope = rendered.iter().copied().chain(decls.iter().map(|(p, u)| (p.as_str(), *u))).collect();
+        &scope
+    };
     for n in el.nodes() {
         match n {
-            Node::Element(c) => write(c, out, &scope),
+            Node::Element(c) => write(c, out, scope, norm),
             Node::Text(t) => push_text(out, t),
         }
     }
-    out.push_str("</");
-    out.push_str(el.name());
-    out.push('>');
+    out.put("</");
+    out.put(el.name());
+    out.put(">");
 }
 
-fn push_text(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#xD;"),
-            _ => out.push(c),
-        }
+/// True if `b` holds none of `specials`: a plain loop for short strings,
+/// SIMD (memchr) for long ones.
+fn clean(b: &[u8], specials: &[u8; 6]) -> bool {
+    if b.len() < 64 {
+        return !b.iter().any(|c| specials.contains(c));
     }
+    let [a, b2, c, d, e, f] = *specials;
+    memchr::memchr3(a, b2, c, b).is_none() && memchr::memchr3(d, e, f, b).is_none()
 }
 
-fn push_attr(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' => out.push_str("&#x9;"),
-            '\n' => out.push_str("&#xA;"),
-            '\r' => out.push_str("&#xD;"),
-            _ => out.push(c),
+fn push_text<S: Sink>(out: &mut S, s: &str) {
+    // Most text has nothing to escape and goes out whole.
+    if clean(s.as_bytes(), b"&<>\r\r\r") {
+        out.put(s);
+        return;
+    }
+    escape_runs(out, s, |c| match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        '\r' => Some("&#xD;"),
+        _ => None,
+    });
+}
+
+fn push_attr<S: Sink>(out: &mut S, s: &str) {
+    if clean(s.as_bytes(), b"&<\"\t\n\r") {
+        out.put(s);
+        return;
+    }
+    escape_runs(out, s, |c| match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '"' => Some("&quot;"),
+        '\t' => Some("&#x9;"),
+        '\n' => Some("&#xA;"),
+        '\r' => Some("&#xD;"),
+        _ => None,
+    });
+}
+
+/// Writes `s`, replacing the characters `escape` names, in runs.
+fn escape_runs<S: Sink>(out: &mut S, s: &str, escape: impl Fn(char) -> Option<&'static str>) {
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        if let Some(rep) = escape(c) {
+            out.put(&s[start..i]);
+            out.put(rep);
+            start = i + c.len_utf8();
         }
     }
+    out.put(&s[start..]);
 }
 
 #[cfg(test)]

@@ -42,15 +42,22 @@ fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
-/// What a request's MAC covers.
-pub fn request_bytes(parts: &http::request::Parts, body: &[u8]) -> Vec<u8> {
+/// What a request's MAC covers: this head, then the body.
+pub fn request_head(parts: &http::request::Parts) -> String {
     let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    [format!("REQUEST\0{}\0{target}\0", parts.method).as_bytes(), body].concat()
+    format!("REQUEST\0{}\0{target}\0", parts.method)
 }
 
-/// What a response's MAC covers.
-pub fn response_bytes(parts: &http::response::Parts, body: &[u8]) -> Vec<u8> {
-    [format!("RESPONSE\0{}\0", parts.status.as_u16()).as_bytes(), body].concat()
+/// What a response's MAC covers: this head, then the body.
+pub fn response_head(parts: &http::response::Parts) -> String {
+    format!("RESPONSE\0{}\0", parts.status.as_u16())
+}
+
+fn feed<'a>(head: &'a str, body: &'a [u8]) -> impl FnOnce(&mut super::Mac) + 'a {
+    move |m| {
+        m.update(head.as_bytes());
+        m.update(body);
+    }
 }
 
 fn put(headers: &mut HeaderMap, tag: &Tag) -> Result<(), AuthError> {
@@ -101,7 +108,7 @@ fn take(headers: &mut HeaderMap) -> Result<Tag, AuthError> {
 }
 
 pub fn sign_request(sender: &Sender, parts: &mut http::request::Parts, body: &[u8]) -> Result<(), AuthError> {
-    let tag = sender.sign(Carrier::Http, &request_bytes(parts, body))?;
+    let tag = sender.sign_with(Carrier::Http, feed(&request_head(parts), body))?;
     put(&mut parts.headers, &tag)
 }
 
@@ -111,11 +118,11 @@ pub fn verify_request(
     body: &[u8],
 ) -> Result<Verified, AuthError> {
     let tag = take(&mut parts.headers)?;
-    receiver.verify(Carrier::Http, &tag, &request_bytes(parts, body))
+    receiver.verify_with(Carrier::Http, &tag, feed(&request_head(parts), body))
 }
 
 pub fn sign_response(sender: &Sender, parts: &mut http::response::Parts, body: &[u8]) -> Result<(), AuthError> {
-    let tag = sender.sign(Carrier::Http, &response_bytes(parts, body))?;
+    let tag = sender.sign_with(Carrier::Http, feed(&response_head(parts), body))?;
     put(&mut parts.headers, &tag)
 }
 
@@ -125,7 +132,7 @@ pub fn verify_response(
     body: &[u8],
 ) -> Result<Verified, AuthError> {
     let tag = take(&mut parts.headers)?;
-    receiver.verify(Carrier::Http, &tag, &response_bytes(parts, body))
+    receiver.verify_with(Carrier::Http, &tag, feed(&response_head(parts), body))
 }
 
 /// Which side of the connection the layer sits on.

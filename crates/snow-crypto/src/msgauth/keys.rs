@@ -54,20 +54,20 @@ impl Algorithm {
     }
 
     pub fn mac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        self.mac_parts(key, &[data])
+    }
+
+    /// The MAC of the concatenation of `parts` (without copying them).
+    pub fn mac_parts(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         match self {
-            Algorithm::HmacSha256 => {
-                aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key), data)
-                    .as_ref()
-                    .to_vec()
-            }
+            Algorithm::HmacSha256 => sha256_parts(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key), parts),
             Algorithm::HmacMd5 => {
                 use hmac::{KeyInit, Mac};
                 // Any key length is valid for HMAC.
-                let mut m = match hmac::Hmac::<md5::Md5>::new_from_slice(key) {
-                    Ok(m) => m,
-                    Err(_) => return Vec::new(),
-                };
-                m.update(data);
+                let Ok(mut m) = hmac::Hmac::<md5::Md5>::new_from_slice(key) else { return Vec::new() };
+                for p in parts {
+                    m.update(p);
+                }
                 m.finalize().into_bytes().to_vec()
             }
         }
@@ -75,17 +75,100 @@ impl Algorithm {
 
     /// Constant-time check of `tag`.
     pub fn verify(self, key: &[u8], data: &[u8], tag: &[u8]) -> bool {
-        match self {
-            Algorithm::HmacSha256 => {
-                aws_lc_rs::hmac::verify(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key), data, tag)
-                    .is_ok()
+        self.verify_parts(key, &[data], tag)
+    }
+
+    /// Constant-time check of `tag` over the concatenation of `parts`.
+    pub fn verify_parts(self, key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
+        let want = self.mac_parts(key, parts);
+        !want.is_empty() && aws_lc_rs::constant_time::verify_slices_are_equal(&want, tag).is_ok()
+    }
+}
+
+fn sha256_parts(key: &aws_lc_rs::hmac::Key, parts: &[&[u8]]) -> Vec<u8> {
+    let mut ctx = aws_lc_rs::hmac::Context::with_key(key);
+    for p in parts {
+        ctx.update(p);
+    }
+    ctx.sign().as_ref().to_vec()
+}
+
+/// A MAC being computed: fed in pieces (a canonical stanza goes straight
+/// in, with no string built for it), then finished. Small pieces are
+/// gathered first: a canonicalizer writes many of a few bytes each.
+pub struct Mac {
+    state: MacState,
+    small: Vec<u8>,
+}
+
+enum MacState {
+    // Boxed: an HMAC context is over a kilobyte, and a Mac moves around.
+    Sha256(Box<aws_lc_rs::hmac::Context>),
+    Md5(Box<hmac::Hmac<md5::Md5>>),
+}
+
+/// Pieces up to this size are gathered before they go into the MAC.
+const GATHER: usize = 256;
+
+impl Mac {
+    fn new(state: MacState) -> Mac {
+        Mac { state, small: Vec::with_capacity(4 * GATHER) }
+    }
+
+    fn absorb(&mut self, b: &[u8]) {
+        match &mut self.state {
+            MacState::Sha256(c) => c.update(b),
+            MacState::Md5(m) => hmac::Mac::update(m.as_mut(), b),
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.small.is_empty() {
+            let small = std::mem::take(&mut self.small);
+            self.absorb(&small);
+            self.small = small;
+            self.small.clear();
+        }
+    }
+
+    pub fn update(&mut self, b: &[u8]) {
+        if b.len() > GATHER {
+            self.flush();
+            self.absorb(b);
+        } else {
+            self.small.extend_from_slice(b);
+            if self.small.len() >= 3 * GATHER {
+                self.flush();
             }
-            Algorithm::HmacMd5 => {
-                use hmac::{KeyInit, Mac};
-                let Ok(mut m) = hmac::Hmac::<md5::Md5>::new_from_slice(key) else { return false };
-                m.update(data);
-                m.verify_slice(tag).is_ok()
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.flush();
+        match self.state {
+            MacState::Sha256(c) => (*c).sign().as_ref().to_vec(),
+            MacState::Md5(m) => hmac::Mac::finalize(*m).into_bytes().to_vec(),
+        }
+    }
+}
+
+impl snow_xml::c14n::Sink for Mac {
+    fn put(&mut self, s: &str) {
+        self.update(s.as_bytes());
+    }
+}
+
+impl Key {
+    /// A MAC under this key, ready to be fed (the HMAC-SHA256 key schedule
+    /// was computed once, at load).
+    pub fn start(&self) -> Option<Mac> {
+        match (&self.prepared, self.algorithm) {
+            (Some(k), _) => Some(Mac::new(MacState::Sha256(Box::new(aws_lc_rs::hmac::Context::with_key(k))))),
+            (None, Algorithm::HmacMd5) => {
+                use hmac::KeyInit;
+                hmac::Hmac::<md5::Md5>::new_from_slice(&self.secret).ok().map(|m| Mac::new(MacState::Md5(Box::new(m))))
             }
+            (None, Algorithm::HmacSha256) => None,
         }
     }
 }
@@ -97,6 +180,8 @@ pub struct Key {
     pub algorithm: Algorithm,
     pub valid_from: i64,
     secret: Zeroizing<Vec<u8>>,
+    /// The HMAC-SHA256 key schedule, computed once.
+    prepared: Option<aws_lc_rs::hmac::Key>,
 }
 
 impl Key {
@@ -179,7 +264,9 @@ impl KeyStore {
             if keys.len() == MAX_KEYS {
                 return Err(KeyFileError::TooMany);
             }
-            keys.push(Key { source: source.into(), kid: kid.into(), algorithm, valid_from, secret });
+            let prepared = (algorithm == Algorithm::HmacSha256)
+                .then(|| aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret));
+            keys.push(Key { source: source.into(), kid: kid.into(), algorithm, valid_from, secret, prepared });
         }
         keys.sort_by(|a, b| (&a.source, a.valid_from).cmp(&(&b.source, b.valid_from)));
         Ok(KeyStore { keys, overlap_secs })
@@ -204,14 +291,13 @@ impl KeyStore {
     /// The key `kid` of `source`, if a receiver accepts it at `now`: it is
     /// valid, and no newer key has been valid for longer than the overlap.
     pub fn accepting_key(&self, source: &str, kid: &str, now: i64) -> Option<&Key> {
-        let mine: Vec<&Key> = self.keys.iter().filter(|k| k.source == source).collect();
-        let i = mine.iter().position(|k| k.kid == kid)?;
-        let k = mine[i];
+        // Keys are sorted by source, then validity.
+        let mut mine = self.keys.iter().filter(|k| k.source == source);
+        let k = mine.by_ref().find(|k| k.kid == kid)?;
         if k.valid_from > now + CLOCK_SKEW_SECS {
             return None;
         }
-        let retired = mine[i + 1..]
-            .iter()
+        let retired = mine
             .find(|n| n.valid_from > k.valid_from)
             .is_some_and(|n| now >= n.valid_from.saturating_add(self.overlap_secs));
         (!retired).then_some(k)

@@ -26,7 +26,7 @@ fn header(name: &str, value: String) -> Element {
 
 /// Outbound filter.
 pub fn sign(sender: &Sender, stanza: &mut Element) -> Result<(), AuthError> {
-    let t = sender.sign(Carrier::Shim, super::stanza::canonical(stanza).as_bytes())?;
+    let t = sender.sign_with(Carrier::Shim, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m))?;
     let mut h = Element::new(NS_SHIM, "headers");
     h.push_child(header("Source", t.source.clone()));
     h.push_child(header("HMAC", t.mac_base64()));
@@ -67,7 +67,7 @@ pub fn verify(receiver: &Receiver, stanza: &mut Element) -> Result<Verified, Aut
     {
         stanza.nodes_mut().remove(i);
     }
-    receiver.verify(Carrier::Shim, &tag, super::stanza::canonical(stanza).as_bytes())
+    receiver.verify_with(Carrier::Shim, &tag, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! `jabber:component:accept`) is normalized first: it changes from hop to
 //! hop while the stanza does not.
 
-use snow_xml::{Element, NS_CLIENT, NS_COMPONENT, NS_SERVER};
+use snow_xml::Element;
 
 use super::{AuthError, Carrier, Receiver, Sender, Tag, Verified};
 
@@ -18,10 +18,7 @@ pub const NS_MSGAUTH: &str = "urn:snow:msgauth:1";
 
 /// What the MAC covers: `stanza` (without a tag) in canonical form.
 pub fn canonical(stanza: &Element) -> String {
-    let mut s = stanza.clone();
-    s.rename_ns_deep(NS_SERVER, NS_CLIENT);
-    s.rename_ns_deep(NS_COMPONENT, NS_CLIENT);
-    snow_xml::c14n::exclusive(&s)
+    snow_xml::c14n::exclusive_stanza(stanza)
 }
 
 /// The `<auth/>` element for `tag`.
@@ -60,21 +57,23 @@ pub fn parse_tag(el: &Element) -> Result<Tag, AuthError> {
 /// already there).
 pub fn sign(sender: &Sender, stanza: &mut Element) -> Result<(), AuthError> {
     strip(stanza);
-    let tag = sender.sign(Carrier::Stanza, canonical(stanza).as_bytes())?;
+    let tag = sender.sign_with(Carrier::Stanza, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m))?;
     stanza.push_child(tag_element(&tag));
     Ok(())
 }
 
 /// Removes every `<auth/>` child; returns the last one.
 fn strip(stanza: &mut Element) -> Option<Element> {
+    let is_tag = |n: &snow_xml::Node| matches!(n, snow_xml::Node::Element(e) if e.is(NS_MSGAUTH, "auth"));
     let mut found = None;
-    stanza.nodes_mut().retain(|n| match n {
-        snow_xml::Node::Element(e) if e.is(NS_MSGAUTH, "auth") => {
-            found = Some(e.clone());
-            false
+    while let Some(i) = stanza.nodes().iter().rposition(is_tag) {
+        let n = stanza.nodes_mut().remove(i);
+        if found.is_none() {
+            if let snow_xml::Node::Element(e) = n {
+                found = Some(e);
+            }
         }
-        _ => true,
-    });
+    }
     found
 }
 
@@ -95,7 +94,7 @@ pub fn verify(receiver: &Receiver, stanza: &mut Element) -> Result<Verified, Aut
     }
     let tag_el = strip(stanza).ok_or(AuthError::Missing)?;
     let tag = parse_tag(&tag_el)?;
-    receiver.verify(Carrier::Stanza, &tag, canonical(stanza).as_bytes())
+    receiver.verify_with(Carrier::Stanza, &tag, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m))
 }
 
 #[cfg(test)]
@@ -104,6 +103,7 @@ mod tests {
 
     use super::*;
     use crate::msgauth::tests::store;
+    use snow_xml::{NS_CLIENT, NS_COMPONENT};
 
     fn message() -> Element {
         snow_xml::parse_document(
