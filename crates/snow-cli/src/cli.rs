@@ -329,6 +329,13 @@ pub enum MsgauthCommand {
         #[arg(long = "in", value_name = "FILE")]
         input: Option<PathBuf>,
     },
+    /// Print the exclusive XML canonical form (W3C exc-c14n) of a stanza
+    /// or XML document: what the stanza and XML carriers sign. For finding
+    /// why a MAC does not match.
+    Canonical {
+        #[arg(long = "in", value_name = "FILE")]
+        input: Option<PathBuf>,
+    },
     /// Check a tagged message; writes the message without its tag. Each
     /// run starts with no memory, so a replay across runs is not detected.
     Verify {

@@ -108,6 +108,11 @@ pub fn run(ctx: &Ctx, cmd: MsgauthCommand) -> anyhow::Result<()> {
             std::io::stdout().write_all(out.as_bytes())?;
             Ok(())
         }
+        MsgauthCommand::Canonical { input } => {
+            let el = parse_stanza(&read_input(input.as_deref())?)?;
+            std::io::stdout().write_all(snow_xml::c14n::exclusive(&el).as_bytes())?;
+            Ok(())
+        }
         MsgauthCommand::Verify { carrier, input } => {
             let store = load_keys(ctx)?;
             let receiver = Receiver::with_window(store, ctx.config.msgauth.window_secs);
