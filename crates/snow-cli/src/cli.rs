@@ -70,6 +70,9 @@ pub enum Command {
     /// checking a message by hand.
     #[command(subcommand)]
     Msgauth(MsgauthCommand),
+    /// The PKI outbox: deliver the waiting key e-mails by SMTP.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Search a lab's statistics, e.g. positive influenza A tests in a
     /// municipality over the last 8 weeks. Parameters only; the request and
     /// the answer are end-to-end encrypted between you and the lab's agent.
@@ -299,6 +302,14 @@ pub enum AgentCommand {
         #[arg(long)]
         server_source: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Send every e-mail waiting in SNOW_HOME/outbox/email through the
+    /// [smtp] server (STARTTLS, AUTH CRAM-MD5 or PLAIN); sent ones move to
+    /// outbox/email/sent. The SMS files stay for the SMS gateway.
+    Send,
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,6 +19,47 @@ pub struct Config {
     pub lab: LabServerSettings,
     pub msgauth: MsgAuthSettings,
     pub components: Vec<ComponentSettings>,
+    pub smtp: SmtpSettings,
+}
+
+/// The `[smtp]` section: where `snow outbox send` delivers e-mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    /// The name the server's certificate must carry (default: host).
+    pub server_name: Option<String>,
+    /// STARTTLS (RFC 3207); without it, no PLAIN login is attempted.
+    pub starttls: bool,
+    /// CA certificate (PEM) of the mail server (default: the site's CA).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Login user; none means no AUTH.
+    pub username: Option<String>,
+    /// File holding the password (owner-only).
+    pub password_file: Option<std::path::PathBuf>,
+    /// auto (CRAM-MD5 if offered, else PLAIN), cram-md5 or plain.
+    pub mechanism: String,
+    /// Our name in EHLO (default: the CA's domain).
+    pub helo: Option<String>,
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: 25,
+            server_name: None,
+            starttls: true,
+            ca_file: None,
+            username: None,
+            password_file: None,
+            mechanism: "auto".into(),
+            helo: None,
+            timeout_secs: 30,
+        }
+    }
 }
 
 impl Config {
@@ -63,6 +104,11 @@ mod tests {
         let (m, md) = (&c.msgauth, MsgAuthSettings::default());
         assert_eq!(format!("{m:?}"), format!("{md:?}"), "snow.example.toml [msgauth] differs from the defaults");
         assert!(c.components.is_empty());
+        assert_eq!(
+            format!("{:?}", c.smtp),
+            format!("{:?}", SmtpSettings::default()),
+            "[smtp] differs from the defaults"
+        );
         let (s, sd) = (c.s2s, S2sSettings::default());
         assert_eq!(format!("{s:?}"), format!("{sd:?}"), "snow.example.toml [s2s] differs from the defaults");
     }

@@ -5,6 +5,7 @@
 
 pub mod cert;
 pub mod component_handshake;
+pub mod cram_md5;
 pub mod e2e;
 pub mod error;
 pub mod identity;

@@ -9,6 +9,7 @@ mod demo;
 mod key;
 mod lab;
 mod msgauth;
+mod outbox;
 mod search;
 mod serve;
 mod server;
@@ -71,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(c) => server::run(&ctx, c),
         Command::Agent(c) => agent::run(&ctx, c),
         Command::Msgauth(c) => msgauth::run(&ctx, c),
+        Command::Outbox(crate::cli::OutboxCommand::Send) => outbox::send(&ctx),
         Command::Search(args) => search::run(&ctx, args),
         Command::Demo(args) => demo::run(&ctx, args),
         Command::User(c) => user::run(&ctx, c),
