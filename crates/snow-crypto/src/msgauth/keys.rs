@@ -101,9 +101,10 @@ pub struct Mac {
     small: Vec<u8>,
 }
 
+// Not boxed: an allocation per MAC costs more than moving a kilobyte.
+#[allow(clippy::large_enum_variant)]
 enum MacState {
-    // Boxed: an HMAC context is over a kilobyte, and a Mac moves around.
-    Sha256(Box<aws_lc_rs::hmac::Context>),
+    Sha256(aws_lc_rs::hmac::Context),
     Md5(Box<hmac::Hmac<md5::Md5>>),
 }
 
@@ -112,7 +113,7 @@ const GATHER: usize = 256;
 
 impl Mac {
     fn new(state: MacState) -> Mac {
-        Mac { state, small: Vec::with_capacity(4 * GATHER) }
+        Mac { state, small: Vec::new() }
     }
 
     fn absorb(&mut self, b: &[u8]) {
@@ -146,7 +147,7 @@ impl Mac {
     pub fn finish(mut self) -> Vec<u8> {
         self.flush();
         match self.state {
-            MacState::Sha256(c) => (*c).sign().as_ref().to_vec(),
+            MacState::Sha256(c) => c.sign().as_ref().to_vec(),
             MacState::Md5(m) => hmac::Mac::finalize(*m).into_bytes().to_vec(),
         }
     }
@@ -163,7 +164,7 @@ impl Key {
     /// was computed once, at load).
     pub fn start(&self) -> Option<Mac> {
         match (&self.prepared, self.algorithm) {
-            (Some(k), _) => Some(Mac::new(MacState::Sha256(Box::new(aws_lc_rs::hmac::Context::with_key(k))))),
+            (Some(k), _) => Some(Mac::new(MacState::Sha256(aws_lc_rs::hmac::Context::with_key(k)))),
             (None, Algorithm::HmacMd5) => {
                 use hmac::KeyInit;
                 hmac::Hmac::<md5::Md5>::new_from_slice(&self.secret).ok().map(|m| Mac::new(MacState::Md5(Box::new(m))))
