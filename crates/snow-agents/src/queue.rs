@@ -138,6 +138,11 @@ mod tests {
         for rx in waiting {
             rx.await.unwrap();
         }
+        // A job counts as finished just after it answered.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while q.stats().finished() < 5 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         assert_eq!(q.stats().peak_running(), 2);
         assert_eq!((q.stats().accepted(), q.stats().rejected(), q.stats().finished()), (5, 5, 5));
     }
