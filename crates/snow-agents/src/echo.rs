@@ -1,6 +1,7 @@
 //! The echo agent, the seed's test agent: every message it gets goes back
-//! to its sender, and every IQ get or set is answered with its own
-//! payload. With message authentication on, a message that arrives here
+//! to its sender (the bare JID, so every resource of theirs online, or
+//! offline storage, gets it), and every IQ get or set is answered with its
+//! own payload. With message authentication on, a message that arrives here
 //! passed the filter both ways, so the echo proves a carrier end to end.
 
 use std::time::Duration;
@@ -22,7 +23,7 @@ pub fn echo_of(el: &Element) -> Option<Element> {
                 m.set_attr_ns(&a.ns, &a.name, a.value.clone());
             }
             m.set_attr("from", to);
-            m.set_attr("to", from);
+            m.set_attr("to", from.split('/').next().unwrap_or(from));
             for c in el.children() {
                 m.push_child(c.clone());
             }

@@ -633,8 +633,22 @@ fn serve_with_the_echo_agent_as_a_component() {
 
     let gp = site.path("gp.pass").display().to_string();
     let ks1 = site.path("ks-1111111").display().to_string();
+    // Listening (another resource of the same user) before the message goes.
+    let mut listen = Command::new(env!("CARGO_BIN_EXE_snow"))
+        .args(client(&["chat", "listen"], &addr, &ks1, &gp, &["--count", "1", "--timeout", "30"]))
+        .env("SNOW_HOME", site.home())
+        .env("SNOW_CONFIG", site.path("snow.toml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut listening = BufReader::new(listen.stderr.take().unwrap()).lines();
+    let first = listening.next().unwrap().unwrap();
+    assert!(first.contains("Listening as"), "{first}");
     site.ok(&client(&["chat", "send", "--plain"], &addr, &ks1, &gp, &["--to", "echo.po.example", "ekko?"]));
-    let got = site.ok(&client(&["chat", "listen"], &addr, &ks1, &gp, &["--count", "1", "--timeout", "20"]));
+    let got = listen.wait_with_output().unwrap();
+    let got = String::from_utf8_lossy(&got.stdout);
     assert!(got.contains("echo.po.example") && got.contains("ekko?"), "{got}");
 
     for p in [&mut echo, &mut server] {
