@@ -67,6 +67,10 @@ fn stream_ns_as_client(ns: &str) -> &str {
 /// `rendered`: namespace declarations in scope in the output, innermost
 /// last; `norm`: how element namespaces are written.
 fn write<S: Sink>(el: &Element, out: &mut S, rendered: &[(&str, &str)], norm: &dyn for<'a> Fn(&'a str) -> &'a str) {
+    // `rendered[0]` is always the default namespace in scope; prefixed
+    // declarations follow. Most stanzas declare nothing but default
+    // namespaces, and that path allocates nothing.
+    let default_in_scope = rendered.iter().rev().find(|(p, _)| p.is_empty()).map(|(_, u)| *u);
     let in_scope = |prefix: &str| rendered.iter().rev().find(|(p, _)| *p == prefix).map(|(_, u)| *u);
     // The prefixes this element's attributes use, as write_xml assigns them.
     let mut prefixes: Vec<(String, &str)> = Vec::new();
@@ -75,43 +79,64 @@ fn write<S: Sink>(el: &Element, out: &mut S, rendered: &[(&str, &str)], norm: &d
             prefixes.push((format!("a{}", prefixes.len()), a.ns.as_str()));
         }
     }
-    let prefix_of = |ns: &str| -> String {
+    let prefix_of = |ns: &str| -> &str {
         if ns == NS_XML {
-            return "xml".into();
+            return "xml";
         }
-        prefixes.iter().find(|(_, u)| *u == ns).map(|(p, _)| p.clone()).unwrap_or_default()
+        prefixes.iter().find(|(_, u)| *u == ns).map(|(p, _)| p.as_str()).unwrap_or("")
     };
-    // Visibly utilized declarations not already rendered, sorted by prefix
-    // (the default namespace first).
-    let mut decls: Vec<(String, &str)> = Vec::new();
+    // Visibly utilized declarations not already rendered: the default
+    // namespace first, then prefixes in order.
     let ns = norm(el.ns());
-    if in_scope("") != Some(ns) {
-        decls.push((String::new(), ns));
-    }
+    let new_default = (default_in_scope != Some(ns)).then_some(ns);
+    let mut decls: Vec<(&str, &str)> = Vec::new();
     for (p, u) in &prefixes {
         if in_scope(p) != Some(*u) {
-            decls.push((p.clone(), u));
+            decls.push((p.as_str(), u));
         }
     }
     decls.sort();
     out.put("<");
     out.put(el.name());
+    if let Some(u) = new_default {
+        out.put(" xmlns=\"");
+        push_attr(out, u);
+        out.put("\"");
+    }
     for (p, u) in &decls {
-        out.put(if p.is_empty() { " xmlns" } else { " xmlns:" });
+        out.put(" xmlns:");
         out.put(p);
         out.put("=\"");
         push_attr(out, u);
         out.put("\"");
     }
-    let mut attrs: Vec<&crate::element::Attr> = el.attrs().iter().collect();
-    let order = |a: &crate::element::Attr, b: &crate::element::Attr| (&a.ns, &a.name).cmp(&(&b.ns, &b.name));
-    if !attrs.is_sorted_by(|a, b| order(a, b).is_le()) {
-        attrs.sort_by(|a, b| order(a, b));
-    }
-    for a in attrs {
+    // Attributes by (namespace, name); a few are ordered on the stack.
+    let attrs = el.attrs();
+    let mut order = [0usize; 16];
+    let sorted: Vec<usize>;
+    let order: &[usize] = if attrs.len() <= order.len() {
+        for i in 0..attrs.len() {
+            order[i] = i;
+            let mut j = i;
+            while j > 0
+                && (&attrs[order[j - 1]].ns, &attrs[order[j - 1]].name) > (&attrs[order[j]].ns, &attrs[order[j]].name)
+            {
+                order.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        &order[..attrs.len()]
+    } else {
+        let mut v: Vec<usize> = (0..attrs.len()).collect();
+        v.sort_by(|a, b| (&attrs[*a].ns, &attrs[*a].name).cmp(&(&attrs[*b].ns, &attrs[*b].name)));
+        sorted = v;
+        &sorted
+    };
+    for &i in order {
+        let a = &attrs[i];
         out.put(" ");
         if !a.ns.is_empty() {
-            out.put(&prefix_of(&a.ns));
+            out.put(prefix_of(&a.ns));
             out.put(":");
         }
         out.put(&a.name);
@@ -120,13 +145,19 @@ fn write<S: Sink>(el: &Element, out: &mut S, rendered: &[(&str, &str)], norm: &d
         out.put("\"");
     }
     out.put(">");
-    // Only a new declaration needs a new scope.
+    // A new scope only when something was declared.
     let scope: Vec<(&str, &str)>;
-    let scope: &[(&str, &str)] = if decls.is_empty() {
-        rendered
-    } else {
-        scope = rendered.iter().copied().chain(decls.iter().map(|(p, u)| (p.as_str(), *u))).collect();
-        &scope
+    let one: [(&str, &str); 1];
+    let scope: &[(&str, &str)] = match (new_default, decls.is_empty()) {
+        (None, true) => rendered,
+        (Some(u), true) if rendered.len() == 1 => {
+            one = [("", u)];
+            &one
+        }
+        _ => {
+            scope = rendered.iter().copied().chain(new_default.map(|u| ("", u))).chain(decls.iter().copied()).collect();
+            &scope
+        }
     };
     for n in el.nodes() {
         match n {

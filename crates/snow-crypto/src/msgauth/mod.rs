@@ -119,17 +119,36 @@ pub enum AuthError {
     NoSigningKey(String),
 }
 
-/// The head of what a tag's MAC covers; the payload follows it.
-pub fn signed_head(carrier: Carrier, tag: &Tag) -> String {
-    format!(
-        "snow-msgauth/1\0{}\0{}\0{}\0{}\0{}\0{}\0",
-        carrier.as_str(),
-        tag.source,
-        tag.kid,
-        tag.epoch,
-        tag.seq,
-        tag.ts
-    )
+/// Feeds the head of what a tag's MAC covers,
+/// `snow-msgauth/1 0 carrier 0 source 0 kid 0 epoch 0 seq 0 ts 0` (numbers
+/// in decimal); the payload follows it.
+pub fn feed_head(mac: &mut Mac, carrier: Carrier, tag: &Tag) {
+    let mut num = [0u8; 20];
+    let mut decimal = |n: u64, neg: bool, mac: &mut Mac| {
+        let mut i = num.len();
+        let mut v = n;
+        loop {
+            i -= 1;
+            num[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        if neg {
+            mac.update(b"-");
+        }
+        mac.update(&num[i..]);
+        mac.update(b"\0");
+    };
+    mac.update(b"snow-msgauth/1\0");
+    for part in [carrier.as_str(), &tag.source, &tag.kid] {
+        mac.update(part.as_bytes());
+        mac.update(b"\0");
+    }
+    decimal(tag.epoch, false, mac);
+    decimal(tag.seq, false, mac);
+    decimal(tag.ts.unsigned_abs(), tag.ts < 0, mac);
 }
 
 /// A name a source or key id may have: 1 to 64 of `A-Za-z0-9._@-`.
@@ -180,7 +199,7 @@ impl Sender {
         let mut tag =
             Tag { source: self.source.clone(), kid: key.kid.clone(), epoch: self.epoch, seq, ts, mac: Vec::new() };
         let mut mac = key.start().ok_or_else(|| AuthError::NoSigningKey(self.source.clone()))?;
-        mac.update(signed_head(carrier, &tag).as_bytes());
+        feed_head(&mut mac, carrier, &tag);
         payload(&mut mac);
         tag.mac = mac.finish();
         Ok(tag)
@@ -258,7 +277,7 @@ impl Receiver {
             .accepting_key(&tag.source, &tag.kid, now)
             .ok_or_else(|| AuthError::UnknownKey { sender: tag.source.clone(), kid: tag.kid.clone() })?;
         let mut mac = key.start().ok_or_else(|| AuthError::BadMac(tag.source.clone()))?;
-        mac.update(signed_head(carrier, tag).as_bytes());
+        feed_head(&mut mac, carrier, tag);
         payload(&mut mac);
         if aws_lc_rs::constant_time::verify_slices_are_equal(&mac.finish(), &tag.mac).is_err() {
             return Err(AuthError::BadMac(tag.source.clone()));
@@ -357,6 +376,19 @@ mod tests {
         assert!(matches!(verify(&rx, &sign(&wrong_key, 5)), Err(AuthError::BadMac(_))), "wrong key");
         // No tag at all.
         assert!(verify(&rx, &original(6)).is_err(), "untagged");
+    }
+
+    #[test]
+    fn the_signed_head_is_as_documented() {
+        let s = store();
+        let key = s.signing_key("agent", 0).unwrap();
+        let tag = Tag { source: "agent".into(), kid: "k1".into(), epoch: 17, seq: 3, ts: -5, mac: Vec::new() };
+        let mut m = key.start().unwrap();
+        feed_head(&mut m, Carrier::Text, &tag);
+        m.update(b"payload");
+        let want =
+            key.algorithm.mac(key.secret(), b"snow-msgauth/1\x00text\x00agent\x00k1\x0017\x003\x00-5\x00payload");
+        assert_eq!(m.finish(), want);
     }
 
     #[test]
