@@ -3,6 +3,7 @@
 //! aggregates, and the detector that refuses anything that looks like real
 //! identities.
 
+pub mod detect;
 pub mod export;
 pub mod import;
 pub mod nin;
