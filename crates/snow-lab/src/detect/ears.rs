@@ -142,6 +142,8 @@ pub fn ears(y: &[f64], p: &Params) -> Result<Vec<Output>, ParamError> {
     Ok(out)
 }
 
+// SURVEILLANCE.md quotes z with 17 digits; the tests use them as written.
+#[allow(clippy::excessive_precision)]
 #[cfg(test)]
 mod tests {
     use super::*;

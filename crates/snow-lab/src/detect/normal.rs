@@ -95,6 +95,8 @@ pub fn qnorm(p: f64) -> f64 {
     }
 }
 
+// SURVEILLANCE.md quotes z with 17 digits; the tests use them as written.
+#[allow(clippy::excessive_precision)]
 #[cfg(test)]
 mod tests {
     use super::qnorm;
