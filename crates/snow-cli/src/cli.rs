@@ -160,6 +160,29 @@ pub enum LabCommand {
     Import { file: PathBuf },
     /// At the lab server: import every complete file in SNOW_HOME/data/in.
     Process,
+    /// Run an outbreak-detection algorithm over weekly series, exactly as
+    /// the R package surveillance does. Input columns series,year,week,count
+    /// (ISO weeks, no gaps); output one row per monitored week:
+    /// algorithm,series,year,week,t,observed,upperbound,alarm.
+    Detect {
+        #[arg(long, value_name = "SERIES.csv")]
+        input: PathBuf,
+        /// C1, C2 or C3 (EARS).
+        #[arg(long)]
+        algorithm: String,
+        /// Significance level (default: 0.001, and 0.025 for C3 as the package does).
+        #[arg(long)]
+        alpha: Option<f64>,
+        /// Weeks in the baseline (EARS; default 7).
+        #[arg(long, default_value_t = 7)]
+        baseline: usize,
+        /// Floor for the standard deviation (EARS minSigma; default 0).
+        #[arg(long, default_value_t = 0.0)]
+        min_sigma: f64,
+        /// csv (the reference-file format of SURVEILLANCE.md §3).
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -78,6 +78,29 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        LabCommand::Detect { input, algorithm, alpha, baseline, min_sigma, format } => {
+            if format != "csv" {
+                bail!("--format must be csv");
+            }
+            let method = match algorithm.to_ascii_uppercase().as_str() {
+                "C1" => snow_lab::detect::ears::Method::C1,
+                "C2" => snow_lab::detect::ears::Method::C2,
+                "C3" => snow_lab::detect::ears::Method::C3,
+                _ => bail!("--algorithm must be C1, C2 or C3 (Farrington-flexible is not built yet)"),
+            };
+            let params = snow_lab::detect::ears::Params {
+                alpha: alpha.unwrap_or(method.default_alpha()),
+                baseline,
+                min_sigma,
+                ..snow_lab::detect::ears::Params::new(method)
+            };
+            let file = std::fs::File::open(&input).with_context(|| format!("cannot read {}", input.display()))?;
+            let series = snow_lab::detect::series::read_csv(file)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            snow_lab::detect::series::write_ears_csv(&mut out, &series, &params)?;
+            std::io::Write::flush(&mut out)?;
+            Ok(())
+        }
         LabCommand::Process => {
             let mut db = LabDb::open(&lab_db_path(ctx))?;
             let drop = DropDir::new(ctx.paths.home().join("data"));

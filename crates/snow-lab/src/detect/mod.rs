@@ -4,3 +4,4 @@
 
 pub mod ears;
 pub mod normal;
+pub mod series;

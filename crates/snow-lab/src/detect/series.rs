@@ -1,0 +1,183 @@
+//! Weekly series in and detection results out, in the formats of
+//! `SURVEILLANCE.md` §3: input `series,year,week,count` (ISO weeks, in
+//! time order, no gaps), output
+//! `algorithm,series,year,week,t,observed,upperbound,alarm` with numbers
+//! as C's `%.17g`, `NA` for missing values and `TRUE`/`FALSE`/`NA` alarms.
+
+use std::io::{Read, Write};
+
+use snow_core::stats::IsoWeek;
+
+use super::ears::{self, Params};
+
+/// Most series, and most weeks in one series, read.
+pub const MAX_SERIES: usize = 100_000;
+pub const MAX_WEEKS: usize = 10_000;
+
+/// One named weekly series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub weeks: Vec<IsoWeek>,
+    pub counts: Vec<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeriesError {
+    #[error("line {line}: {reason}")]
+    Line { line: u64, reason: String },
+    #[error("the header must be series,year,week,count")]
+    Header,
+    #[error("CSV error: {0}")]
+    Csv(#[from] csv::Error),
+    #[error(transparent)]
+    Params(#[from] ears::ParamError),
+    #[error("writing failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads series (in order of first appearance); each must run through
+/// consecutive ISO weeks.
+pub fn read_csv(input: impl Read) -> Result<Vec<Series>, SeriesError> {
+    let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
+    let header: Vec<String> = r.headers()?.iter().map(|h| h.trim().to_owned()).collect();
+    if header != ["series", "year", "week", "count"] {
+        return Err(SeriesError::Header);
+    }
+    let mut all: Vec<Series> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for (i, rec) in r.records().enumerate() {
+        let line = i as u64 + 2;
+        let bad = |reason: &str| SeriesError::Line { line, reason: reason.to_owned() };
+        let rec = rec?;
+        let (Some(name), Some(year), Some(week), Some(count)) = (rec.get(0), rec.get(1), rec.get(2), rec.get(3)) else {
+            return Err(bad("expected 4 fields"));
+        };
+        let week = match (year.trim().parse::<i32>(), week.trim().parse::<u8>()) {
+            (Ok(y), Ok(w)) => IsoWeek::new(y, w).ok_or_else(|| bad("no such ISO week"))?,
+            _ => return Err(bad("year and week must be numbers")),
+        };
+        let count: f64 = count.trim().parse().map_err(|_| bad("count must be a number"))?;
+        if !(count.is_finite() && count >= 0.0) {
+            return Err(bad("count must be a finite number ≥ 0"));
+        }
+        let name = name.trim();
+        if name.is_empty() || name.len() > 200 {
+            return Err(bad("series name must be 1 to 200 characters"));
+        }
+        let k = match index.get(name) {
+            Some(k) => *k,
+            None => {
+                if all.len() == MAX_SERIES {
+                    return Err(bad("too many series"));
+                }
+                index.insert(name.to_owned(), all.len());
+                all.push(Series { name: name.to_owned(), weeks: Vec::new(), counts: Vec::new() });
+                all.len() - 1
+            }
+        };
+        let s = &mut all[k];
+        if let Some(last) = s.weeks.last() {
+            if last.next() != week {
+                return Err(bad(&format!(
+                    "series {name}: week {week} does not follow {last} (no gaps, in time order)"
+                )));
+            }
+        }
+        if s.weeks.len() == MAX_WEEKS {
+            return Err(bad("series too long"));
+        }
+        s.weeks.push(week);
+        s.counts.push(count);
+    }
+    Ok(all)
+}
+
+/// C's `%.17g`: 17 significant digits, trailing zeros removed, exponent
+/// form below 1e-4 or from 1e17.
+pub fn g17(x: f64) -> String {
+    if x.is_nan() {
+        return "NA".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "Inf".into() } else { "-Inf".into() };
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let e = format!("{x:.16e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: String| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s
+        }
+    };
+    if (-4..17).contains(&exp) {
+        let decimals = (16 - exp).max(0) as usize;
+        trim(format!("{x:.decimals$}"))
+    } else {
+        let m = trim(mantissa.to_owned());
+        format!("{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+    }
+}
+
+/// Runs EARS over every series and writes the reference-file rows.
+pub fn write_ears_csv(out: &mut impl Write, series: &[Series], p: &Params) -> Result<(), SeriesError> {
+    // The reference files' labels: C3 at the package's default alpha is
+    // a variant of its own.
+    let label = match p.method {
+        ears::Method::C3 if p.alpha == 0.025 => "EARS_C3_alpha0.025".to_owned(),
+        m => format!("EARS_{}", m.name()),
+    };
+    writeln!(out, "algorithm,series,year,week,t,observed,upperbound,alarm")?;
+    for s in series {
+        for o in ears::ears(&s.counts, p)? {
+            let w = s.weeks[o.t - 1];
+            let alarm = match o.alarm {
+                Some(true) => "TRUE",
+                Some(false) => "FALSE",
+                None => "NA",
+            };
+            let ub = o.upperbound.map(g17).unwrap_or_else(|| "NA".into());
+            let name = if s.name.contains([',', '"', '\n']) {
+                format!("\"{}\"", s.name.replace('"', "\"\""))
+            } else {
+                s.name.clone()
+            };
+            writeln!(out, "{label},{name},{},{},{},{},{ub},{alarm}", w.year(), w.week(), o.t, g17(o.observed))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_c_percent_17g() {
+        // Values printed by C's printf("%.17g").
+        assert_eq!(g17(12.0), "12");
+        assert_eq!(g17(0.1), "0.10000000000000001");
+        assert_eq!(g17(3.0902323061678132), "3.0902323061678132");
+        assert_eq!(g17(1e-5), "1.0000000000000001e-05");
+        assert_eq!(g17(123456789012345678.0), "1.2345678901234568e+17");
+        assert_eq!(g17(2.5e-4), "0.00025000000000000001");
+        assert_eq!(g17(1234.5), "1234.5");
+        assert_eq!(g17(f64::NAN), "NA");
+    }
+
+    #[test]
+    fn reads_series_and_refuses_gaps() {
+        let csv = "series,year,week,count\na,2026,52,1\nb,2026,1,0\na,2026,53,2\na,2027,1,3\n";
+        let s = read_csv(csv.as_bytes()).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].counts, [1.0, 2.0, 3.0]);
+        let gap = "series,year,week,count\na,2026,1,1\na,2026,3,2\n";
+        assert!(read_csv(gap.as_bytes()).unwrap_err().to_string().starts_with("line 3: series a"));
+        assert!(read_csv("x,y\n".as_bytes()).is_err());
+    }
+}
