@@ -377,6 +377,13 @@ fn import_errors() {
 
 /// Starts `snow serve` for `site`; returns the process and its STARTTLS address.
 fn start_server(site: &Site) -> (std::process::Child, String) {
+    let (server, addr, _) = start_server_until(site, "(STARTTLS)");
+    (server, addr)
+}
+
+/// Like [`start_server`], also returning the start-up lines up to the one
+/// that contains `until`.
+fn start_server_until(site: &Site, until: &str) -> (std::process::Child, String, Vec<String>) {
     use std::io::{BufRead, BufReader};
     let mut server = Command::new(env!("CARGO_BIN_EXE_snow"))
         .arg("serve")
@@ -388,11 +395,19 @@ fn start_server(site: &Site) -> (std::process::Child, String) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first.rsplit_once(" on ").unwrap().1.split(' ').next().unwrap().to_owned();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains(until);
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let addr = seen[0].rsplit_once(" on ").unwrap().1.split(' ').next().unwrap().to_owned();
     // Keep reading, so the server never writes into a closed pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (server, addr)
+    (server, addr, seen)
 }
 
 /// A site with a server certificate and two users with imported keys.
@@ -585,25 +600,8 @@ fn serve_with_the_echo_agent_as_a_component() {
     site.ok(&["msgauth", "keygen", "--source", "po.example"]);
     std::fs::write(site.home().join("echo.secret"), "a shared secret of the echo agent\n").unwrap();
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_snow"))
-        .arg("serve")
-        .env("SNOW_HOME", site.home())
-        .env("SNOW_CONFIG", site.path("snow.toml"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first.rsplit_once(" on ").unwrap().1.split(' ').next().unwrap().to_owned();
-    let component = lines
-        .by_ref()
-        .map(|l| l.unwrap())
-        .find(|l| l.contains("(external components)"))
-        .and_then(|l| l.split_whitespace().rev().nth(2).map(str::to_owned))
-        .unwrap();
-    std::thread::spawn(move || lines.for_each(drop));
+    let (mut server, addr, lines) = start_server_until(&site, "(external components)");
+    let component = lines.last().and_then(|l| l.split_whitespace().rev().nth(2).map(str::to_owned)).unwrap();
 
     let secret = site.home().join("echo.secret");
     let mut echo = Command::new(env!("CARGO_BIN_EXE_snow"))

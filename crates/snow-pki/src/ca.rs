@@ -136,10 +136,7 @@ impl Ca {
 
         let cert_path = self.paths.server_cert(domain.as_str());
         let key_path = self.paths.server_key(domain.as_str());
-        let chain_pem = pem::encode("CERTIFICATE", &cert_der)? + &pem::encode("CERTIFICATE", &self.cert_der)?;
-        let key_pem = Zeroizing::new(pem::encode("PRIVATE KEY", &key)?);
-        files::write(&key_path, key_pem.as_bytes(), Mode::Private).map_err(PkiError::io("write", &key_path))?;
-        files::write(&cert_path, chain_pem.as_bytes(), Mode::Public).map_err(PkiError::io("write", &cert_path))?;
+        self.write_unattended(&cert_path, &key_path, &cert_der, &key)?;
         self.db.insert_certificate(&rec)?;
         tracing::info!(%domain, serial = %rec.serial_hex, "server certificate issued");
         Ok(IssuedServer { serial_hex: rec.serial_hex, not_after: ts(rec.not_after), cert_path, key_path })
@@ -170,11 +167,8 @@ impl Ca {
         let rec = record(&cert_der, CertKind::Agent, &jid.to_string(), Some(jid.to_string()), now)?;
         let cert_path = self.paths.agent_cert(&jid.to_string());
         let key_path = self.paths.agent_key(&jid.to_string());
-        let chain_pem = pem::encode("CERTIFICATE", &cert_der)? + &pem::encode("CERTIFICATE", &self.cert_der)?;
-        let key_pem = Zeroizing::new(pem::encode("PRIVATE KEY", &key)?);
         self.db.add_agent_certificate(&rec, RevocationReason::Superseded.code())?;
-        files::write(&key_path, key_pem.as_bytes(), Mode::Private).map_err(PkiError::io("write", &key_path))?;
-        files::write(&cert_path, chain_pem.as_bytes(), Mode::Public).map_err(PkiError::io("write", &cert_path))?;
+        self.write_unattended(&cert_path, &key_path, &cert_der, &key)?;
         self.write_crl()?;
         tracing::info!(%jid, serial = %rec.serial_hex, "agent certificate issued");
         Ok(IssuedServer { serial_hex: rec.serial_hex, not_after: ts(rec.not_after), cert_path, key_path })
@@ -301,6 +295,23 @@ impl Ca {
         files::write(&path, crl.pem()?.as_bytes(), Mode::Public).map_err(PkiError::io("write", &path))?;
         tracing::info!(crl_number = number, "CRL published");
         Ok(path)
+    }
+
+    /// Writes the files of something that starts unattended (a server, an
+    /// agent): the certificate followed by the CA's, and the plain PKCS#8
+    /// key, mode 0600.
+    fn write_unattended(
+        &self,
+        cert_path: &std::path::Path,
+        key_path: &std::path::Path,
+        cert_der: &[u8],
+        key: &[u8],
+    ) -> Result<(), PkiError> {
+        let chain_pem = pem::encode("CERTIFICATE", cert_der)? + &pem::encode("CERTIFICATE", &self.cert_der)?;
+        let key_pem = Zeroizing::new(pem::encode("PRIVATE KEY", key)?);
+        files::write(key_path, key_pem.as_bytes(), Mode::Private).map_err(PkiError::io("write", key_path))?;
+        files::write(cert_path, chain_pem.as_bytes(), Mode::Public).map_err(PkiError::io("write", cert_path))?;
+        Ok(())
     }
 
     fn sign(

@@ -94,21 +94,29 @@ impl Components {
     }
 }
 
-/// Hands `el` to the component serving `domain`; false if it is not
-/// connected (or not keeping up).
-pub(crate) fn send(shared: &Shared, domain: &str, el: Element) -> bool {
+/// Hands `el` to the component serving `domain`; gives it back if the
+/// component is not connected (or not keeping up).
+fn try_send(shared: &Shared, domain: &str, el: Element) -> Result<(), Element> {
     let tx = shared.components.connected.lock().unwrap_or_else(|p| p.into_inner()).get(domain).cloned();
-    tx.is_some_and(|tx| tx.try_send(el).is_ok())
+    match tx {
+        Some(tx) => tx.try_send(el).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(el) | mpsc::error::TrySendError::Closed(el) => el,
+        }),
+        None => Err(el),
+    }
 }
 
-/// Delivers to a component domain, bouncing the stanza to `reply_to` when
+/// Hands `el` to the component serving `domain`; false if it could not.
+pub(crate) fn send(shared: &Shared, domain: &str, el: Element) -> bool {
+    try_send(shared, domain, el).is_ok()
+}
+
+/// Delivers to a component domain, bouncing the stanza to `reply` when
 /// the component is not there.
 pub(crate) fn deliver_or_bounce(shared: &Shared, domain: &str, el: Element, reply: impl FnOnce(Element)) {
-    let bounce =
-        (!is_reply(&el)).then(|| error_reply(&el, "service-unavailable", Some("the component is not connected")));
-    if !send(shared, domain, el) {
-        if let Some(b) = bounce {
-            reply(b);
+    if let Err(el) = try_send(shared, domain, el) {
+        if !is_reply(&el) {
+            reply(error_reply(&el, "service-unavailable", Some("the component is not connected")));
         }
     }
 }

@@ -55,6 +55,15 @@ impl Ctx {
         }
     }
 
+    /// A path from the configuration: under SNOW_HOME unless absolute.
+    pub fn resolve(&self, p: &std::path::Path) -> std::path::PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.paths.home().join(p)
+        }
+    }
+
     /// Opens the CA with the admin passphrase.
     pub fn open_ca(&self) -> anyhow::Result<snow_pki::Ca> {
         // Fail on a missing CA before asking for a passphrase.

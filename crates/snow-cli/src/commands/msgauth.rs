@@ -14,12 +14,7 @@ use crate::cli::MsgauthCommand;
 const MAX_MESSAGE: u64 = 16 * 1024 * 1024;
 
 pub fn key_file(ctx: &Ctx) -> PathBuf {
-    let p = &ctx.config.msgauth.keys;
-    if p.is_absolute() {
-        p.clone()
-    } else {
-        ctx.paths.home().join(p)
-    }
+    ctx.resolve(&ctx.config.msgauth.keys)
 }
 
 pub fn load_keys(ctx: &Ctx) -> anyhow::Result<Arc<KeyStore>> {

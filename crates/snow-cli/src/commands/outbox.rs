@@ -1,7 +1,7 @@
 //! `snow outbox send`: the key-delivery e-mails leave through SMTP.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -21,14 +21,6 @@ fn header_address(eml: &str, name: &str) -> Option<String> {
         _ => value,
     };
     Some(addr.trim().to_owned())
-}
-
-fn resolve(home: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_owned()
-    } else {
-        home.join(p)
-    }
 }
 
 pub fn send(ctx: &Ctx) -> anyhow::Result<()> {
@@ -54,7 +46,7 @@ pub fn send(ctx: &Ctx) -> anyhow::Result<()> {
             .with_context(|| format!("smtp.host {} has no address", s.host))?,
     };
     let ca = match &s.ca_file {
-        Some(p) => resolve(ctx.paths.home(), p),
+        Some(p) => ctx.resolve(p),
         None => ctx.paths.ca_cert(),
     };
     let roots = if s.starttls {
@@ -66,7 +58,7 @@ pub fn send(ctx: &Ctx) -> anyhow::Result<()> {
     };
     let auth = match (&s.username, &s.password_file) {
         (Some(user), Some(pw)) => {
-            let pw = resolve(ctx.paths.home(), pw);
+            let pw = ctx.resolve(pw);
             let bytes = snow_core::files::read_limited(&pw, 4096)
                 .with_context(|| format!("cannot read smtp.password_file {}", pw.display()))?;
             let mechanism = match s.mechanism.as_str() {

@@ -54,20 +54,17 @@ impl Algorithm {
     }
 
     pub fn mac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        self.mac_parts(key, &[data])
-    }
-
-    /// The MAC of the concatenation of `parts` (without copying them).
-    pub fn mac_parts(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         match self {
-            Algorithm::HmacSha256 => sha256_parts(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key), parts),
+            Algorithm::HmacSha256 => {
+                aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key), data)
+                    .as_ref()
+                    .to_vec()
+            }
             Algorithm::HmacMd5 => {
                 use hmac::{KeyInit, Mac};
                 // Any key length is valid for HMAC.
                 let Ok(mut m) = hmac::Hmac::<md5::Md5>::new_from_slice(key) else { return Vec::new() };
-                for p in parts {
-                    m.update(p);
-                }
+                m.update(data);
                 m.finalize().into_bytes().to_vec()
             }
         }
@@ -75,31 +72,14 @@ impl Algorithm {
 
     /// Constant-time check of `tag`.
     pub fn verify(self, key: &[u8], data: &[u8], tag: &[u8]) -> bool {
-        self.verify_parts(key, &[data], tag)
-    }
-
-    /// Constant-time check of `tag` over the concatenation of `parts`.
-    pub fn verify_parts(self, key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
-        let want = self.mac_parts(key, parts);
+        let want = self.mac(key, data);
         !want.is_empty() && aws_lc_rs::constant_time::verify_slices_are_equal(&want, tag).is_ok()
     }
 }
 
-fn sha256_parts(key: &aws_lc_rs::hmac::Key, parts: &[&[u8]]) -> Vec<u8> {
-    let mut ctx = aws_lc_rs::hmac::Context::with_key(key);
-    for p in parts {
-        ctx.update(p);
-    }
-    ctx.sign().as_ref().to_vec()
-}
-
 /// A MAC being computed: fed in pieces (a canonical stanza goes straight
-/// in, with no string built for it), then finished. Small pieces are
-/// gathered first: a canonicalizer writes many of a few bytes each.
-pub struct Mac {
-    state: MacState,
-    small: Vec<u8>,
-}
+/// in, with no string built for it), then finished.
+pub struct Mac(MacState);
 
 // Not boxed: an allocation per MAC costs more than moving a kilobyte.
 #[allow(clippy::large_enum_variant)]
@@ -108,45 +88,16 @@ enum MacState {
     Md5(Box<hmac::Hmac<md5::Md5>>),
 }
 
-/// Pieces up to this size are gathered before they go into the MAC.
-const GATHER: usize = 256;
-
 impl Mac {
-    fn new(state: MacState) -> Mac {
-        Mac { state, small: Vec::new() }
-    }
-
-    fn absorb(&mut self, b: &[u8]) {
-        match &mut self.state {
+    pub fn update(&mut self, b: &[u8]) {
+        match &mut self.0 {
             MacState::Sha256(c) => c.update(b),
             MacState::Md5(m) => hmac::Mac::update(m.as_mut(), b),
         }
     }
 
-    fn flush(&mut self) {
-        if !self.small.is_empty() {
-            let small = std::mem::take(&mut self.small);
-            self.absorb(&small);
-            self.small = small;
-            self.small.clear();
-        }
-    }
-
-    pub fn update(&mut self, b: &[u8]) {
-        if b.len() > GATHER {
-            self.flush();
-            self.absorb(b);
-        } else {
-            self.small.extend_from_slice(b);
-            if self.small.len() >= 3 * GATHER {
-                self.flush();
-            }
-        }
-    }
-
-    pub fn finish(mut self) -> Vec<u8> {
-        self.flush();
-        match self.state {
+    pub fn finish(self) -> Vec<u8> {
+        match self.0 {
             MacState::Sha256(c) => c.sign().as_ref().to_vec(),
             MacState::Md5(m) => hmac::Mac::finalize(*m).into_bytes().to_vec(),
         }
@@ -164,10 +115,10 @@ impl Key {
     /// was computed once, at load).
     pub fn start(&self) -> Option<Mac> {
         match (&self.prepared, self.algorithm) {
-            (Some(k), _) => Some(Mac::new(MacState::Sha256(aws_lc_rs::hmac::Context::with_key(k)))),
+            (Some(k), _) => Some(Mac(MacState::Sha256(aws_lc_rs::hmac::Context::with_key(k)))),
             (None, Algorithm::HmacMd5) => {
                 use hmac::KeyInit;
-                hmac::Hmac::<md5::Md5>::new_from_slice(&self.secret).ok().map(|m| Mac::new(MacState::Md5(Box::new(m))))
+                hmac::Hmac::<md5::Md5>::new_from_slice(&self.secret).ok().map(|m| Mac(MacState::Md5(Box::new(m))))
             }
             (None, Algorithm::HmacSha256) => None,
         }

@@ -16,11 +16,6 @@ use super::{AuthError, Carrier, Receiver, Sender, Tag, Verified};
 
 pub const NS_MSGAUTH: &str = "urn:snow:msgauth:1";
 
-/// What the MAC covers: `stanza` (without a tag) in canonical form.
-pub fn canonical(stanza: &Element) -> String {
-    snow_xml::c14n::exclusive_stanza(stanza)
-}
-
 /// The `<auth/>` element for `tag`.
 pub fn tag_element(tag: &Tag) -> Element {
     Element::new(NS_MSGAUTH, "auth")
