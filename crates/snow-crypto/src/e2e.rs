@@ -93,7 +93,7 @@ fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
-fn el(ns: &str, name: &str) -> Element {
+fn el(ns: &'static str, name: &'static str) -> Element {
     Element::new(ns, name)
 }
 

@@ -57,11 +57,25 @@ fn text_len(el: &Element) -> usize {
 }
 
 fn stream_ns_as_client(ns: &str) -> &str {
-    if ns == crate::NS_SERVER || ns == crate::NS_COMPONENT {
+    if same(ns, crate::NS_SERVER) || same(ns, crate::NS_COMPONENT) {
         crate::NS_CLIENT
     } else {
         ns
     }
+}
+
+/// String equality for the short names c14n compares over and over: the
+/// same static constant is recognised by its address, and the rest is an
+/// inline loop rather than a libc `memcmp` call (which dominated the
+/// canonicalization of small stanzas).
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a.bytes().zip(b.bytes()).all(|(x, y)| x == y))
+}
+
+/// Attribute order: by namespace URI, then local name (inline, as `same`).
+fn attr_before(a: &crate::element::Attr, b: &crate::element::Attr) -> bool {
+    let ns = if same(&a.ns, &b.ns) { std::cmp::Ordering::Equal } else { a.ns.bytes().cmp(b.ns.bytes()) };
+    ns.then_with(|| a.name.bytes().cmp(b.name.bytes())) == std::cmp::Ordering::Greater
 }
 
 /// `rendered`: namespace declarations in scope in the output, innermost
@@ -71,7 +85,7 @@ fn write<S: Sink>(el: &Element, out: &mut S, rendered: &[(&str, &str)], norm: &d
     // declarations follow. Most stanzas declare nothing but default
     // namespaces, and that path allocates nothing.
     let default_in_scope = rendered.iter().rev().find(|(p, _)| p.is_empty()).map(|(_, u)| *u);
-    let in_scope = |prefix: &str| rendered.iter().rev().find(|(p, _)| *p == prefix).map(|(_, u)| *u);
+    let in_scope = |prefix: &str| rendered.iter().rev().find(|(p, _)| same(p, prefix)).map(|(_, u)| *u);
     // The prefixes this element's attributes use, as write_xml assigns them.
     let mut prefixes: Vec<(String, &str)> = Vec::new();
     for a in el.attrs() {
@@ -88,7 +102,7 @@ fn write<S: Sink>(el: &Element, out: &mut S, rendered: &[(&str, &str)], norm: &d
     // Visibly utilized declarations not already rendered: the default
     // namespace first, then prefixes in order.
     let ns = norm(el.ns());
-    let new_default = (default_in_scope != Some(ns)).then_some(ns);
+    let new_default = (!default_in_scope.is_some_and(|d| same(d, ns))).then_some(ns);
     let mut decls: Vec<(&str, &str)> = Vec::new();
     for (p, u) in &prefixes {
         if in_scope(p) != Some(*u) {
@@ -118,9 +132,7 @@ fn write<S: Sink>(el: &Element, out: &mut S, rendered: &[(&str, &str)], norm: &d
         for i in 0..attrs.len() {
             order[i] = i;
             let mut j = i;
-            while j > 0
-                && (&attrs[order[j - 1]].ns, &attrs[order[j - 1]].name) > (&attrs[order[j]].ns, &attrs[order[j]].name)
-            {
+            while j > 0 && attr_before(&attrs[order[j - 1]], &attrs[order[j]]) {
                 order.swap(j - 1, j);
                 j -= 1;
             }
@@ -170,19 +182,36 @@ fn write<S: Sink>(el: &Element, out: &mut S, rendered: &[(&str, &str)], norm: &d
     out.put(">");
 }
 
-/// True if `b` holds none of `specials`: a plain loop for short strings,
-/// SIMD (memchr) for long ones.
-fn clean(b: &[u8], specials: &[u8; 6]) -> bool {
+/// A byte table of `specials`, for the short-string path of [`clean`].
+const fn table(specials: &[u8; 6]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < specials.len() {
+        t[specials[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+const TEXT_SPECIALS: [u8; 6] = *b"&<>\r\r\r";
+const ATTR_SPECIALS: [u8; 6] = *b"&<\"\t\n\r";
+static TEXT_TABLE: [bool; 256] = table(&TEXT_SPECIALS);
+static ATTR_TABLE: [bool; 256] = table(&ATTR_SPECIALS);
+
+/// True if `b` holds none of `specials`: a table lookup per byte for short
+/// strings, SIMD (memchr) for long ones.
+fn clean(b: &[u8], specials: &[u8; 6], table: &[bool; 256]) -> bool {
     if b.len() < 64 {
-        return !b.iter().any(|c| specials.contains(c));
+        return !b.iter().any(|&c| table[c as usize]);
     }
     let [a, b2, c, d, e, f] = *specials;
-    memchr::memchr3(a, b2, c, b).is_none() && memchr::memchr3(d, e, f, b).is_none()
+    let rest = if d == e && e == f { memchr::memchr(d, b) } else { memchr::memchr3(d, e, f, b) };
+    memchr::memchr3(a, b2, c, b).is_none() && rest.is_none()
 }
 
 fn push_text<S: Sink>(out: &mut S, s: &str) {
     // Most text has nothing to escape and goes out whole.
-    if clean(s.as_bytes(), b"&<>\r\r\r") {
+    if clean(s.as_bytes(), &TEXT_SPECIALS, &TEXT_TABLE) {
         out.put(s);
         return;
     }
@@ -196,7 +225,7 @@ fn push_text<S: Sink>(out: &mut S, s: &str) {
 }
 
 fn push_attr<S: Sink>(out: &mut S, s: &str) {
-    if clean(s.as_bytes(), b"&<\"\t\n\r") {
+    if clean(s.as_bytes(), &ATTR_SPECIALS, &ATTR_TABLE) {
         out.put(s);
         return;
     }

@@ -4,14 +4,17 @@
 //! same stanza can be routed between client, server and component streams
 //! whose default namespaces differ, and re-serialized correctly for each.
 
+use std::borrow::Cow;
+
 use crate::escape::push_escaped;
 use crate::NS_XML;
 
 /// An attribute: `ns` is empty for the usual unqualified attributes.
+/// Names written by our own code are static and cost no allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attr {
     pub ns: String,
-    pub name: String,
+    pub name: Cow<'static, str>,
     pub value: String,
 }
 
@@ -25,14 +28,15 @@ pub enum Node {
 /// An element with its namespace, attributes and children.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
-    ns: String,
-    name: String,
+    ns: Cow<'static, str>,
+    name: Cow<'static, str>,
     attrs: Vec<Attr>,
     children: Vec<Node>,
 }
 
 impl Element {
-    pub fn new(ns: impl Into<String>, name: impl Into<String>) -> Self {
+    /// Static names (what our own code builds) cost no allocation.
+    pub fn new(ns: impl Into<Cow<'static, str>>, name: impl Into<Cow<'static, str>>) -> Self {
         Element { ns: ns.into(), name: name.into(), attrs: Vec::new(), children: Vec::new() }
     }
 
@@ -51,7 +55,7 @@ impl Element {
 
     /// Moves the element (not its children) to another namespace; used when
     /// a stanza passes between stream types (`jabber:client` ↔ `jabber:server`).
-    pub fn set_ns(&mut self, ns: impl Into<String>) {
+    pub fn set_ns(&mut self, ns: impl Into<Cow<'static, str>>) {
         self.ns = ns.into();
     }
 
@@ -59,9 +63,9 @@ impl Element {
     /// `to`: a stanza's content namespace changes when it passes from a
     /// client stream (`jabber:client`) to a server stream (`jabber:server`)
     /// and back; payload namespaces are left alone.
-    pub fn rename_ns_deep(&mut self, from: &str, to: &str) {
+    pub fn rename_ns_deep(&mut self, from: &str, to: &'static str) {
         if self.ns == from {
-            self.ns = to.to_owned();
+            self.ns = Cow::Borrowed(to);
         }
         for n in &mut self.children {
             if let Node::Element(e) = n {
@@ -89,10 +93,14 @@ impl Element {
     }
 
     pub fn set_attr_ns(&mut self, ns: &str, name: &str, value: impl Into<String>) {
-        let value = value.into();
-        match self.attrs.iter_mut().find(|a| a.ns == ns && a.name == name) {
+        self.put_attr(ns, Cow::Owned(name.to_owned()), value.into());
+    }
+
+    fn put_attr(&mut self, ns: &str, name: Cow<'static, str>, value: String) {
+        let wanted: &str = &name;
+        match self.attrs.iter_mut().find(|a| *a.name == *wanted && a.ns == ns) {
             Some(a) => a.value = value,
-            None => self.attrs.push(Attr { ns: ns.to_owned(), name: name.to_owned(), value }),
+            None => self.attrs.push(Attr { ns: ns.to_owned(), name, value }),
         }
     }
 
@@ -101,9 +109,10 @@ impl Element {
         Some(self.attrs.remove(i).value)
     }
 
-    /// Builder form of [`set_attr`](Self::set_attr).
-    pub fn with_attr(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.set_attr(name, value);
+    /// Builder form of [`set_attr`](Self::set_attr), for the fixed names
+    /// our own code writes (no allocation for the name).
+    pub fn with_attr(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.put_attr("", Cow::Borrowed(name), value.into());
         self
     }
 

@@ -18,7 +18,7 @@ fn error_type(condition: &str) -> &'static str {
 /// `type='error'`, the original payload dropped (it may be large, and the
 /// sender has it).
 pub fn error_reply(stanza: &Element, condition: &str, text: Option<&str>) -> Element {
-    let mut reply = Element::new(NS_CLIENT, stanza.name());
+    let mut reply = Element::new(NS_CLIENT, stanza.name().to_owned());
     if let Some(id) = stanza.attr("id") {
         reply.set_attr("id", id);
     }
@@ -30,7 +30,7 @@ pub fn error_reply(stanza: &Element, condition: &str, text: Option<&str>) -> Ele
     }
     reply.set_attr("type", "error");
     let mut err = Element::new(NS_CLIENT, "error").with_attr("type", error_type(condition));
-    err.push_child(Element::new(NS_STANZAS, condition));
+    err.push_child(Element::new(NS_STANZAS, condition.to_owned()));
     if let Some(t) = text {
         let mut te = Element::new(NS_STANZAS, "text").with_text(t);
         te.set_attr_ns(crate::NS_XML, "lang", "en");

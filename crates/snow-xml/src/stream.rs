@@ -251,7 +251,7 @@ impl StreamParser {
                     let max = self.limits.max_elements;
                     return Err(self.fail(Cond::PolicyViolation, format!("more than {max} elements in one stanza")));
                 }
-                let mut el = Element::new(ns.as_str(), name.as_str());
+                let mut el = Element::new(ns.to_string(), name.to_string());
                 for ((ans, aname), value) in attrs.into_iter() {
                     el.set_attr_ns(ans.as_str(), aname.as_str(), value.to_string());
                 }

@@ -16,35 +16,37 @@ use super::{AuthError, Carrier, Receiver, Sender, Tag, Verified};
 
 pub const NS_MSGAUTH: &str = "urn:snow:msgauth:1";
 
-/// The `<auth/>` element for `tag`.
-pub fn tag_element(tag: &Tag) -> Element {
+/// The `<auth/>` element for `tag` (its strings move into the element).
+fn tag_element(tag: Tag) -> Element {
+    let mac = tag.mac_base64();
     Element::new(NS_MSGAUTH, "auth")
-        .with_attr("source", tag.source.clone())
-        .with_attr("kid", tag.kid.clone())
+        .with_attr("source", tag.source)
+        .with_attr("kid", tag.kid)
         .with_attr("epoch", tag.epoch.to_string())
         .with_attr("seq", tag.seq.to_string())
         .with_attr("ts", tag.ts.to_string())
-        .with_attr("mac", tag.mac_base64())
+        .with_attr("mac", mac)
 }
 
-/// Reads an `<auth/>` element.
-pub fn parse_tag(el: &Element) -> Result<Tag, AuthError> {
-    let need = |name: &str| el.attr(name).ok_or_else(|| AuthError::Malformed(format!("no {name}")));
-    let number = |name: &str| -> Result<u64, AuthError> {
-        need(name)?.parse().map_err(|_| AuthError::Malformed(format!("{name} is not a number")))
-    };
+/// Reads an `<auth/>` element, taking its strings.
+fn parse_tag(mut el: Element) -> Result<Tag, AuthError> {
+    let mut need = |name: &str| el.remove_attr(name).ok_or_else(|| AuthError::Malformed(format!("no {name}")));
     let source = need("source")?;
     let kid = need("kid")?;
-    if !super::valid_name(source) || !super::valid_name(kid) {
+    let (epoch, seq, ts, mac) = (need("epoch")?, need("seq")?, need("ts")?, need("mac")?);
+    if !super::valid_name(&source) || !super::valid_name(&kid) {
         return Err(AuthError::Malformed("bad source or key id".into()));
     }
+    let number = |name: &str, v: &str| -> Result<u64, AuthError> {
+        v.parse().map_err(|_| AuthError::Malformed(format!("{name} is not a number")))
+    };
     Ok(Tag {
-        source: source.to_owned(),
-        kid: kid.to_owned(),
-        epoch: number("epoch")?,
-        seq: number("seq")?,
-        ts: need("ts")?.parse().map_err(|_| AuthError::Malformed("ts is not a number".into()))?,
-        mac: Tag::decode_mac(need("mac")?)?,
+        source,
+        kid,
+        epoch: number("epoch", &epoch)?,
+        seq: number("seq", &seq)?,
+        ts: ts.parse().map_err(|_| AuthError::Malformed("ts is not a number".into()))?,
+        mac: Tag::decode_mac(&mac)?,
     })
 }
 
@@ -53,7 +55,7 @@ pub fn parse_tag(el: &Element) -> Result<Tag, AuthError> {
 pub fn sign(sender: &Sender, stanza: &mut Element) -> Result<(), AuthError> {
     strip(stanza);
     let tag = sender.sign_with(Carrier::Stanza, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m))?;
-    stanza.push_child(tag_element(&tag));
+    stanza.push_child(tag_element(tag));
     Ok(())
 }
 
@@ -88,7 +90,7 @@ pub fn verify(receiver: &Receiver, stanza: &mut Element) -> Result<Verified, Aut
         return Err(AuthError::Malformed("the tag must be the last child".into()));
     }
     let tag_el = strip(stanza).ok_or(AuthError::Missing)?;
-    let tag = parse_tag(&tag_el)?;
+    let tag = parse_tag(tag_el)?;
     receiver.verify_with(Carrier::Stanza, &tag, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m))
 }
 
