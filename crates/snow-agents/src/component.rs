@@ -26,12 +26,14 @@ pub enum LinkError {
 
 /// Message authentication for one link: our signer, our verifier, and the
 /// source the server signs as.
+#[derive(Clone)]
 pub struct LinkAuth {
     pub sender: Arc<Sender>,
     pub receiver: Arc<Receiver>,
     pub server_source: String,
 }
 
+#[derive(Clone)]
 pub struct ComponentOptions {
     pub server: SocketAddr,
     /// The component's domain, e.g. `echo.po.example`.

@@ -10,5 +10,5 @@ pub mod queue;
 pub mod runtime;
 pub mod search;
 
-pub use runtime::{load_identity, AgentConfig, AgentError, SearchAgent, AGENT_RESOURCE};
+pub use runtime::{load_identity, AgentConfig, AgentError, Attach, SearchAgent, AGENT_RESOURCE};
 pub use search::{SearchError, SearchSettings};

@@ -1,8 +1,16 @@
-//! Runs the search agent as an XMPP entity: it logs in to its own server
-//! with its certificate (SASL EXTERNAL, like any user), answers
-//! `urn:snow:stats:1` searches addressed to its full JID, and reconnects
-//! when the connection drops. Because it is an ordinary client, the same
-//! agent serves a Snow server or any other XMPP server.
+//! Runs the search agent as an XMPP entity, in one of two ways:
+//!
+//! - in-process with the lab server, as a client: it logs in to its own
+//!   server with its certificate (SASL EXTERNAL, like any user) and answers
+//!   at `search@lab.example/agent`; being an ordinary client, it serves a
+//!   Snow server or any other XMPP server;
+//! - as an external component (XEP-0114) in a process of its own, attached
+//!   to the lab server's component port with a shared secret and, with
+//!   `hmac = true`, message authentication on every stanza; it answers at
+//!   its own domain, `search.lab.example`, which other sites reach over s2s.
+//!
+//! Either way it answers `urn:snow:stats:1` searches, end-to-end encrypted
+//! under its certificate, and reconnects when the connection drops.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +27,7 @@ use snow_xml::stanza::{error_reply, iq_result};
 use snow_xml::{Element, FramedError, NS_CLIENT};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::component::{ComponentLink, ComponentOptions, LinkError};
 use crate::queue::{QueueStats, WorkQueue};
 use crate::search::{answer, SearchError, SearchSettings};
 
@@ -38,11 +47,18 @@ pub enum AgentError {
     Store(#[from] snow_store::StoreError),
 }
 
+/// How the agent reaches its server.
+pub enum Attach {
+    /// Logs in at the client port `server` of `domain`.
+    Client { server: SocketAddr, domain: String },
+    /// Attaches as a component; `server_domain` is the server's own
+    /// domain, whose key directory the agent asks.
+    Component { options: ComponentOptions, server_domain: String },
+}
+
 /// Where the agent connects and what it answers from.
 pub struct AgentConfig {
-    /// Its own server's client port.
-    pub server: SocketAddr,
-    pub domain: String,
+    pub attach: Attach,
     /// The CA every certificate must chain to (the server's and the GPs').
     pub ca_der: Vec<u8>,
     pub identity: Identity,
@@ -96,15 +112,18 @@ impl SearchAgent {
             async move { s.run(job).await }
         });
         let stats = Arc::clone(queue.stats());
-        let opts = ConnectOptions {
-            addr: config.server,
-            domain: config.domain,
-            ca_der: config.ca_der,
-            direct_tls: false,
-            resource: Some(AGENT_RESOURCE.into()),
-            timeout: Duration::from_secs(15),
+        let attach = match config.attach {
+            Attach::Client { server, domain } => Connect::Client(ConnectOptions {
+                addr: server,
+                domain,
+                ca_der: config.ca_der,
+                direct_tls: false,
+                resource: Some(AGENT_RESOURCE.into()),
+                timeout: Duration::from_secs(15),
+            }),
+            Attach::Component { options, server_domain } => Connect::Component(options, server_domain),
         };
-        let task = tokio::spawn(connection_loop(shared, opts, queue, shutdown));
+        let task = tokio::spawn(connection_loop(shared, attach, queue, shutdown));
         SearchAgent { stats, task }
     }
 
@@ -134,11 +153,20 @@ struct Job {
     link: Link,
 }
 
+enum Connect {
+    Client(ConnectOptions),
+    Component(ComponentOptions, String),
+}
+
 /// The current connection's writer and the IQs we wait answers for.
 #[derive(Clone)]
 struct Link {
     out: mpsc::Sender<Element>,
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<Element>>>>,
+    /// For a component: its own domain and the server's. A component
+    /// addresses the server's services by domain and names itself as the
+    /// sender (XEP-0114); a client leaves both to its server.
+    component: Option<(String, String)>,
 }
 
 impl Link {
@@ -152,6 +180,10 @@ impl Link {
     async fn request(&self, mut iq: Element) -> Option<Element> {
         let id = snow_crypto::one_time_password::random_hex(8).ok()?;
         iq.set_attr("id", id.clone());
+        if let Some((me, server)) = &self.component {
+            iq.set_attr("from", me.clone());
+            iq.set_attr("to", server.clone());
+        }
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), tx);
         self.out.send(iq).await.ok()?;
@@ -163,7 +195,7 @@ impl Link {
 
 async fn connection_loop(
     shared: Arc<Shared>,
-    opts: ConnectOptions,
+    attach: Connect,
     queue: WorkQueue<Job>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -172,18 +204,41 @@ async fn connection_loop(
         if *shutdown.borrow() {
             return;
         }
-        match Client::connect(&opts, &shared.identity).await {
-            Ok(client) => {
-                backoff = Duration::from_millis(200);
-                tracing::info!(jid = client.jid(), "search agent online");
-                tokio::select! {
-                    r = serve(client, &queue) => if let Err(e) = r {
-                        tracing::warn!(error = %e, "search agent lost its connection; reconnecting");
-                    },
-                    _ = shutdown.changed() => return,
+        let served = match &attach {
+            Connect::Client(opts) => match Client::connect(opts, &shared.identity).await {
+                Ok(client) => {
+                    tracing::info!(jid = client.jid(), "search agent online");
+                    Some(tokio::select! {
+                        r = serve_client(client, &queue) => r.map_err(|e| e.to_string()),
+                        _ = shutdown.changed() => return,
+                    })
                 }
+                Err(e) => {
+                    tracing::warn!(error = %e, "search agent cannot log in; retrying");
+                    None
+                }
+            },
+            Connect::Component(opts, server) => match ComponentLink::connect(opts.clone()).await {
+                Ok(link) => {
+                    tracing::info!(domain = link.domain(), "search agent attached as a component");
+                    Some(tokio::select! {
+                        r = serve_component(link, server, &queue) => r.map_err(|e| e.to_string()),
+                        _ = shutdown.changed() => return,
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "search agent cannot attach; retrying");
+                    None
+                }
+            },
+        };
+        match served {
+            Some(Err(e)) => {
+                backoff = Duration::from_millis(200);
+                tracing::warn!(error = %e, "search agent lost its connection; reconnecting");
             }
-            Err(e) => tracing::warn!(error = %e, "search agent cannot log in; retrying"),
+            Some(Ok(())) => backoff = Duration::from_millis(200),
+            None => {}
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -193,8 +248,25 @@ async fn connection_loop(
     }
 }
 
-/// Reads stanzas until the connection ends.
-async fn serve(mut client: Client, queue: &WorkQueue<Job>) -> Result<(), ClientError> {
+/// How long a quiet connection waits before the agent pings its server
+/// (which keeps the server's idle timer from closing it).
+const KEEPALIVE: Duration = Duration::from_secs(120);
+
+/// A ping to the server; a component names itself and the server.
+fn keepalive(component: Option<(&str, &str)>) -> Element {
+    let mut iq = Element::new(NS_CLIENT, "iq")
+        .with_attr("type", "get")
+        .with_attr("id", "keepalive")
+        .with_child(Element::new(snow_xml::NS_PING, "ping"));
+    if let Some((me, server)) = component {
+        iq.set_attr("from", me.to_owned());
+        iq.set_attr("to", server.to_owned());
+    }
+    iq
+}
+
+/// Reads stanzas as a client until the connection ends.
+async fn serve_client(mut client: Client, queue: &WorkQueue<Job>) -> Result<(), ClientError> {
     client.send_presence().await?;
     let (mut reader, mut writer) = client.split();
     let (out, mut rx) = mpsc::channel::<Element>(256);
@@ -205,52 +277,71 @@ async fn serve(mut client: Client, queue: &WorkQueue<Job>) -> Result<(), ClientE
             }
         }
     });
-    let link = Link { out, pending: Arc::default() };
+    let link = Link { out, pending: Arc::default(), component: None };
     let result = loop {
-        let el = match reader.next_stanza(Duration::from_secs(120)).await {
-            Ok(el) => el,
-            Err(ClientError::Framed(FramedError::Timeout(_))) => {
-                // Keeps the server's idle timer from closing a quiet agent.
-                link.send(
-                    Element::new(NS_CLIENT, "iq")
-                        .with_attr("type", "get")
-                        .with_attr("id", "keepalive")
-                        .with_child(Element::new(snow_xml::NS_PING, "ping")),
-                );
-                continue;
-            }
+        match reader.next_stanza(KEEPALIVE).await {
+            Ok(el) => dispatch(el, &link, queue),
+            Err(ClientError::Framed(FramedError::Timeout(_))) => link.send(keepalive(None)),
             Err(e) => break Err(e),
-        };
-        if el.name() != "iq" {
-            continue;
-        }
-        match el.attr("type") {
-            Some("result" | "error") => {
-                let waiter =
-                    el.attr("id").and_then(|id| link.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(id));
-                if let Some(w) = waiter {
-                    let _ = w.send(el);
-                }
-            }
-            Some("get") if el.child(NS_STATS, "search").is_some() => {
-                if el.attr("from").is_none() {
-                    continue;
-                }
-                if let Err(job) = queue.try_submit(Job { iq: el, link: link.clone() }) {
-                    tracing::warn!("search queue full: search refused");
-                    link.send(error_reply(
-                        &job.iq,
-                        "resource-constraint",
-                        Some("the search agent is busy; try again in a moment"),
-                    ));
-                }
-            }
-            Some("get" | "set") => link.send(error_reply(&el, "service-unavailable", None)),
-            _ => {}
         }
     };
     writer_task.abort();
     result
+}
+
+/// Reads and writes stanzas as a component until the link ends. The link
+/// applies message authentication both ways; reading is cancel-safe, so
+/// one task can wait on both directions.
+async fn serve_component(mut link: ComponentLink, server: &str, queue: &WorkQueue<Job>) -> Result<(), LinkError> {
+    let (out, mut rx) = mpsc::channel::<Element>(256);
+    let handle = Link { out, pending: Arc::default(), component: Some((link.domain().to_owned(), server.to_owned())) };
+    loop {
+        tokio::select! {
+            el = rx.recv() => match el {
+                Some(el) => link.send(el).await?,
+                None => return Ok(()),
+            },
+            r = link.next(KEEPALIVE) => match r {
+                Ok(el) => dispatch(el, &handle, queue),
+                Err(LinkError::Framed(FramedError::Timeout(_))) => {
+                    let me = link.domain().to_owned();
+                    link.send(keepalive(Some((&me, server)))).await?
+                }
+                Err(e) => return Err(e),
+            },
+        }
+    }
+}
+
+/// What the agent does with one stanza: answers to its own requests go to
+/// their waiters, searches to the queue, other requests are refused.
+fn dispatch(el: Element, link: &Link, queue: &WorkQueue<Job>) {
+    if el.name() != "iq" {
+        return;
+    }
+    match el.attr("type") {
+        Some("result" | "error") => {
+            let waiter = el.attr("id").and_then(|id| link.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(id));
+            if let Some(w) = waiter {
+                let _ = w.send(el);
+            }
+        }
+        Some("get") if el.child(NS_STATS, "search").is_some() => {
+            if el.attr("from").is_none() {
+                return;
+            }
+            if let Err(job) = queue.try_submit(Job { iq: el, link: link.clone() }) {
+                tracing::warn!("search queue full: search refused");
+                link.send(error_reply(
+                    &job.iq,
+                    "resource-constraint",
+                    Some("the search agent is busy; try again in a moment"),
+                ));
+            }
+        }
+        Some("get" | "set") => link.send(error_reply(&el, "service-unavailable", None)),
+        _ => {}
+    }
 }
 
 impl Shared {

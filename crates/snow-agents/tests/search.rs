@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use snow_agents::{AgentConfig, SearchAgent, SearchSettings};
+use snow_agents::{AgentConfig, Attach, SearchAgent, SearchSettings};
 use snow_client::stats::{read_search_answer, search_request, NS_STATS};
 use snow_client::{Client, ClientError};
 use snow_core::stats::{Area, Count, Granularity, Period, StatsQuery};
@@ -91,8 +91,7 @@ async fn a_gp_searches_a_labs_statistics_across_the_federation() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let agent = SearchAgent::start(
         AgentConfig {
-            server: lab_server.c2s_addr,
-            domain: "lab.example".into(),
+            attach: Attach::Client { server: lab_server.c2s_addr, domain: "lab.example".into() },
             ca_der: po.ca.cert_der().to_vec(),
             identity,
             lab_db: lab.home.join("data/lab.db"),
@@ -191,6 +190,110 @@ async fn a_gp_searches_a_labs_statistics_across_the_federation() {
     assert_eq!(stats.peak_running(), 1, "more than max_search_agents ran at once");
     assert_eq!((stats.accepted() - before.0, stats.rejected() - before.1), (answered, refused));
     assert!(refused >= 1 && answered >= 1, "answered {answered}, refused {refused}");
+
+    stop.send(true).unwrap();
+    agent.join().await;
+    po_server.shutdown(Duration::from_secs(5)).await;
+    lab_server.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The same agent in a process of its own: attached to the lab server as
+/// the external component `search.lab.example` with message
+/// authentication on the component link, reached by the PO's GP over s2s
+/// (a link from po.example to search.lab.example, and the answer on one
+/// from search.lab.example back to po.example).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_search_agent_answers_as_a_component_across_the_federation() {
+    use snow_agents::component::{ComponentOptions, LinkAuth};
+    use snow_core::files::{write, Mode};
+    use snow_crypto::msgauth::{keys::generate_line, Algorithm, KeyStore, Receiver, Sender};
+    use std::sync::Arc;
+
+    const COMPONENT: &str = "search.lab.example";
+    let mut po = Site::with_domain("po.example");
+    po.settings.require_e2e = true;
+    let lab = po.replica_with_components("lab.example", &[COMPONENT]);
+    po.add_user("1111111");
+    po.add_user_at("2222222", "lab.example");
+    let agent_cert = po.ca.issue_agent(&COMPONENT.parse().unwrap()).unwrap();
+    let identity = snow_agents::load_identity(&agent_cert.cert_path, &agent_cert.key_path).unwrap();
+    load_lab_data(&lab.home.join("data/lab.db"));
+
+    // The lab server's component port, the shared secret and the keys.
+    let keys = generate_line("lab.example", "k1", Algorithm::HmacSha256, 0).unwrap()
+        + &generate_line("search", "k1", Algorithm::HmacSha256, 0).unwrap();
+    write(&lab.home.join("msgauth.keys"), keys.as_bytes(), Mode::Private).unwrap();
+    write(&lab.home.join("search.secret"), b"search agent secret, long enough", Mode::Private).unwrap();
+    let mut config = snow_server::ServerConfig::for_home(
+        &lab.home,
+        "lab.example".parse().unwrap(),
+        po.settings.clone(),
+        lab.s2s.clone(),
+    );
+    config.settings.component_bind = "127.0.0.1:0".into();
+    config.components = vec![snow_server::ComponentSettings {
+        domain: COMPONENT.into(),
+        secret_file: "search.secret".into(),
+        hmac: true,
+        source: Some("search".into()),
+    }];
+    let po_server = po.start().await;
+    let lab_server = snow_server::Server::start(config).await.unwrap();
+
+    let store = Arc::new(KeyStore::load(&lab.home.join("msgauth.keys"), 0).unwrap());
+    let options = ComponentOptions {
+        server: lab_server.component_addr.unwrap(),
+        domain: COMPONENT.into(),
+        secret: "search agent secret, long enough".to_owned().into(),
+        auth: Some(LinkAuth {
+            sender: Arc::new(Sender::new(Arc::clone(&store), "search").unwrap()),
+            receiver: Arc::new(Receiver::new(Arc::clone(&store))),
+            server_source: "lab.example".into(),
+        }),
+        timeout: Duration::from_secs(10),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let agent = SearchAgent::start(
+        AgentConfig {
+            attach: Attach::Component { options, server_domain: "lab.example".into() },
+            ca_der: po.ca.cert_der().to_vec(),
+            identity,
+            lab_db: lab.home.join("data/lab.db"),
+            settings: SearchSettings::default(),
+            workers: 1,
+            queue: 4,
+        },
+        stopped,
+    );
+
+    let mut gp = po.login(&po_server, "1111111").await.unwrap();
+    wait_for_key(&mut gp, COMPONENT).await;
+    let mut lab_gp = po.login_at(&lab_server, "lab.example", "2222222").await.unwrap();
+    wait_for_key(&mut lab_gp, "1111111@po.example").await;
+    let identity = po.identity("1111111");
+    let ca = po.ca.cert_der().to_vec();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        match gp.search(COMPONENT, &query(Area::Municipality("5401".into())), &identity, &ca).await {
+            Ok(a) => break a,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "the component agent never answered: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let w02 = answer.buckets.iter().find(|b| b.label == "2026-W02").unwrap();
+    assert_eq!((w02.tested, w02.positive, w02.persons), (Count::Exact(12), Count::Exact(7), Count::Exact(6)));
+    assert!(agent.stats().accepted() >= 1);
+
+    // A search in clear text is still refused by the agent.
+    let clear = Element::new(NS_CLIENT, "iq")
+        .with_attr("type", "get")
+        .with_attr("to", COMPONENT)
+        .with_child(Element::new(NS_STATS, "search").with_child(snow_client::stats::query_element(&query(Area::All))));
+    let (reply, _) = gp.request(clear).await.unwrap();
+    assert_eq!(snow_xml::stanza::error_of(&reply).0, "not-acceptable");
 
     stop.send(true).unwrap();
     agent.join().await;

@@ -287,6 +287,10 @@ pub enum ServerCommand {
         /// The server's domain (default: the CA's domain).
         #[arg(long)]
         domain: Option<String>,
+        /// The domain of an external component of this server that other
+        /// sites reach over s2s, e.g. search.lab.example (repeatable).
+        #[arg(long = "component", value_name = "DOMAIN")]
+        components: Vec<String>,
     },
 }
 
@@ -297,14 +301,19 @@ pub enum AgentCommand {
     /// The certificate enters the key directory, so GPs can encrypt to the
     /// agent. A previous certificate of the agent is revoked as superseded.
     Cert {
-        /// The agent's JID, e.g. search@lab.example.
+        /// The agent's JID: search@lab.example for an agent that logs in
+        /// like a user, or a domain (search.lab.example) for one that runs
+        /// as a component.
         #[arg(long)]
         jid: String,
     },
     /// Run an agent as an external component (XEP-0114) of a server,
-    /// until Ctrl-C. Today: `echo`, which returns every message it gets.
+    /// until Ctrl-C: `echo` returns every message it gets; `search` is the
+    /// lab's search agent, answering at its domain (search.lab.example)
+    /// from this site's lab store with the certificate `snow agent cert
+    /// --jid search.lab.example` issued.
     Run {
-        /// The agent: echo.
+        /// The agent: echo or search.
         agent: String,
         /// The server's component port.
         #[arg(long, default_value = "127.0.0.1:5347")]

@@ -656,3 +656,91 @@ fn serve_with_the_echo_agent_as_a_component() {
     let summary = out.next().unwrap().unwrap();
     assert!(summary.starts_with("Echoed 1"), "{summary}");
 }
+
+/// `snow agent cert --jid search.po.example` and `snow agent run search`:
+/// the search agent as a component in a process of its own, with message
+/// authentication, answering a GP's `snow search --agent`.
+#[test]
+fn the_search_agent_runs_as_a_component() {
+    use std::io::{BufRead, BufReader};
+    let site = chat_site();
+    std::fs::write(
+        site.path("snow.toml"),
+        "[pki]\nca_key_bits = 2048\n[server]\nc2s_bind = \"127.0.0.1:0\"\ndirect_tls_bind = \"\"\n\
+         component_bind = \"127.0.0.1:0\"\n[s2s]\nbind = \"\"\n\
+         [[components]]\ndomain = \"search.po.example\"\nsecret_file = \"search.secret\"\nhmac = true\nsource = \"search\"\n",
+    )
+    .unwrap();
+    let pass = site.ca_pass_arg();
+    // Without its certificate the agent says what to do.
+    std::fs::write(site.home().join("search.secret"), "a shared secret of the search agent\n").unwrap();
+    let secret = site.home().join("search.secret");
+    let run = [
+        "agent",
+        "run",
+        "search",
+        "--domain",
+        "search.po.example",
+        "--hmac",
+        "--source",
+        "search",
+        "--secret-file",
+        secret.to_str().unwrap(),
+    ];
+    site.ok(&["msgauth", "keygen", "--source", "search"]);
+    site.ok(&["msgauth", "keygen", "--source", "po.example"]);
+    let err = site.fails(&run);
+    assert!(err.contains("snow agent cert --jid search.po.example"), "{err}");
+    let issued = site.ok(&["agent", "cert", "--jid", "search.po.example", "--ca-passphrase-file", &pass]);
+    assert!(issued.contains("search.po.example"), "{issued}");
+
+    let (mut server, addr, lines) = start_server_until(&site, "(external components)");
+    let component = lines.last().and_then(|l| l.split_whitespace().rev().nth(2).map(str::to_owned)).unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_snow"))
+        .args(run)
+        .args(["--server", &component])
+        .env("SNOW_HOME", site.home())
+        .env("SNOW_CONFIG", site.path("snow.toml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(agent.stdout.take().unwrap()).lines();
+    let started = out.next().unwrap().unwrap();
+    assert!(started.contains("search.po.example") && started.contains("message authentication"), "{started}");
+
+    let gp = site.path("gp.pass").display().to_string();
+    let ks1 = site.path("ks-1111111").display().to_string();
+    let search = client(
+        &["search"],
+        &addr,
+        &ks1,
+        &gp,
+        &["--agent", "search.po.example", "--analysis", "INFA", "--area", "5401", "--weeks", "4", "--format", "csv"],
+    );
+    // The agent attaches in the background: retry for a while.
+    let mut last = String::new();
+    let csv = (0..50)
+        .find_map(|_| {
+            let o = site.snow(&search);
+            if o.status.success() {
+                return Some(String::from_utf8(o.stdout).unwrap());
+            }
+            last = String::from_utf8_lossy(&o.stderr).into_owned();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            None
+        })
+        .unwrap_or_else(|| panic!("the component never answered: {last}"));
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "period,tested,positive,persons");
+    assert_eq!(rows.len(), 5, "{csv}");
+    assert!(rows[1..].iter().all(|r| r.ends_with(",0,0,0")), "an empty lab store: {csv}");
+
+    for p in [&mut agent, &mut server] {
+        assert!(Command::new("kill").args(["-TERM", &p.id().to_string()]).status().unwrap().success());
+        assert!(p.wait().unwrap().success());
+    }
+    let summary = out.next().unwrap().unwrap();
+    assert!(summary.starts_with("Took ") && !summary.starts_with("Took 0 "), "{summary}");
+}

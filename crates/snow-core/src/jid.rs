@@ -1,5 +1,5 @@
 //! The parts of XMPP addresses (RFC 7622) Snow needs before it has an
-//! XMPP stack: a site's domain and a user's bare JID.
+//! XMPP stack: a site's domain, a user's bare JID, and an agent's address.
 
 use std::fmt;
 use std::str::FromStr;
@@ -101,6 +101,36 @@ impl FromStr for BareJid {
 impl fmt::Display for BareJid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.local, self.domain)
+    }
+}
+
+/// An agent's address: `name@domain` when it logs in to its server like a
+/// user (`search@lab.example`), or a domain of its own when it runs as an
+/// external component (`search.lab.example`, XEP-0114).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AgentJid {
+    Client(BareJid),
+    Component(Domain),
+}
+
+impl FromStr for AgentJid {
+    type Err = InputError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains('@') {
+            s.parse().map(AgentJid::Client)
+        } else {
+            s.parse().map(AgentJid::Component)
+        }
+    }
+}
+
+impl fmt::Display for AgentJid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AgentJid::Client(j) => j.fmt(f),
+            AgentJid::Component(d) => d.fmt(f),
+        }
     }
 }
 

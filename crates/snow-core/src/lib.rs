@@ -12,7 +12,7 @@ pub mod stats;
 
 pub use contact::{Email, Phone};
 pub use hpnr::Hpnr;
-pub use jid::{BareJid, Domain};
+pub use jid::{AgentJid, BareJid, Domain};
 
 /// Why a value given by a person or a file was refused.
 ///

@@ -5,7 +5,7 @@ use rcgen::{
     Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, OtherNameValue, RevokedCertParams, SanType, SerialNumber,
 };
 use snow_core::files::{self, Mode};
-use snow_core::{BareJid, Domain, Email, Hpnr, Phone};
+use snow_core::{AgentJid, BareJid, Domain, Email, Hpnr, Phone};
 use snow_crypto::cert::{CertInfo, OID_XMPP_ADDR_ARCS};
 use snow_crypto::{one_time_password, pem, pkcs12, pkcs8_file, rsa_key, CryptoError, MAX_KEY_FILE_BYTES};
 use snow_store::{CaDb, CertKind, CertRecord, UserRecord};
@@ -118,17 +118,23 @@ impl Ca {
 
     /// Issues a TLS certificate for this site's server (c2s and s2s): SAN
     /// dNSName and xmppAddr = `domain`, EKU serverAuth + clientAuth (a
-    /// server is the TLS client on outgoing s2s links).
-    pub fn issue_server(&mut self, domain: &Domain) -> Result<IssuedServer, PkiError> {
+    /// server is the TLS client on outgoing s2s links). `components` are
+    /// the domains of the server's external components (an agent such as
+    /// `search.lab.example`): the server answers s2s links for them and
+    /// opens links from them, so the certificate names them too.
+    pub fn issue_server(&mut self, domain: &Domain, components: &[Domain]) -> Result<IssuedServer, PkiError> {
         let now = OffsetDateTime::now_utc();
         let key = rsa_key::generate(PkiSettings::bits("pki.server_key_bits", self.settings.server_key_bits)?)?;
         let kp = rcgen_key(&key)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = subject(domain.as_str());
-        params.subject_alt_names = vec![
-            SanType::DnsName(domain.as_str().try_into()?),
-            SanType::OtherName((OID_XMPP_ADDR_ARCS.to_vec(), OtherNameValue::Utf8String(domain.to_string()))),
-        ];
+        params.subject_alt_names = Vec::new();
+        for d in std::iter::once(domain).chain(components) {
+            params.subject_alt_names.push(SanType::DnsName(d.as_str().try_into()?));
+            params
+                .subject_alt_names
+                .push(SanType::OtherName((OID_XMPP_ADDR_ARCS.to_vec(), OtherNameValue::Utf8String(d.to_string()))));
+        }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let cert_der = self.sign(params, &kp, now, self.settings.server_validity_days)?;
@@ -143,13 +149,13 @@ impl Ca {
     }
 
     /// Issues the certificate of an agent (the lab's search agent, …): an
-    /// XMPP entity that logs in like a user (SAN xmppAddr = `jid`, EKU
-    /// clientAuth) and receives end-to-end encrypted requests, so its
+    /// XMPP entity that logs in like a user or attaches as a component
+    /// (SAN xmppAddr = `jid`, EKU clientAuth) and receives end-to-end encrypted requests, so its
     /// certificate enters the key directory. It starts unattended, so its
     /// key is written like a server's: plain PKCS#8, mode 0600. A previous
     /// certificate of the same agent is revoked as superseded.
-    pub fn issue_agent(&mut self, jid: &BareJid) -> Result<IssuedServer, PkiError> {
-        if jid.local().bytes().all(|b| b.is_ascii_digit()) {
+    pub fn issue_agent(&mut self, jid: &AgentJid) -> Result<IssuedServer, PkiError> {
+        if matches!(jid, AgentJid::Client(j) if j.local().bytes().all(|b| b.is_ascii_digit())) {
             return Err(PkiError::Setting(format!(
                 "{jid}: an agent's name must not be all digits (those are users' HPNRs)"
             )));

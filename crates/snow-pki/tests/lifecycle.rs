@@ -127,7 +127,7 @@ fn ca_errors() {
     assert!(matches!(Ca::init(&paths, &domain, CA_PASS, &settings), Err(PkiError::CaExists(_))));
     assert!(matches!(Ca::open(&paths, "wrong passphrase!", &settings), Err(PkiError::WrongCaPassphrase)));
     let mut ca = Ca::open(&paths, CA_PASS, &settings).unwrap();
-    let server = ca.issue_server(&domain).unwrap();
+    let server = ca.issue_server(&domain, &[]).unwrap();
     let chain = snow_crypto::pem::certificates(&std::fs::read(&server.cert_path).unwrap(), "server").unwrap();
     let info = CertInfo::from_der(&chain[0]).unwrap();
     assert_eq!(info.dns_names, vec!["po.example"]);

@@ -1,8 +1,11 @@
 //! Server-to-server links (RFC 6120, XEP-0178): one outgoing connection per
-//! remote domain that we open, one incoming connection per domain that
-//! opens to us. Both use mutual TLS; the peer is authenticated with SASL
-//! EXTERNAL as the domain named in its certificate, which must equal the
-//! stream's `from`.
+//! pair of local and remote domain that we open, one incoming connection per
+//! domain that opens to us. Both use mutual TLS; the peer is authenticated
+//! with SASL EXTERNAL as the domain named in its certificate, which must
+//! equal the stream's `from`. The local domains are the server's own and
+//! those of its external components (a component's stanzas to another site
+//! travel on a link from the component's domain, as in RFC 6120 §4.2, so
+//! the certificate names the component domains too).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -23,10 +26,13 @@ use crate::server::Shared;
 use crate::session::{gone, next_element, open_stream, refuse, tls_accept, Refused, Step};
 use snow_xml::stanza::{error_reply, is_reply};
 
-/// The outgoing links, by remote domain.
+/// An outgoing link's (local domain, remote domain).
+type Pair = (String, String);
+
+/// The outgoing links, by local and remote domain.
 pub(crate) struct Links {
     connector: TlsConnector,
-    queues: Mutex<HashMap<String, mpsc::Sender<Element>>>,
+    queues: Mutex<HashMap<Pair, mpsc::Sender<Element>>>,
     /// For `_xmpp-server._tcp` SRV records; `None` if the system's DNS
     /// configuration could not be read (then only routes and A/AAAA work).
     resolver: Option<hickory_resolver::TokioResolver>,
@@ -78,12 +84,21 @@ async fn targets(shared: &Shared, domain: &str) -> Result<Vec<String>, String> {
 }
 
 /// Queues `el` (in `jabber:client` form) for `domain`, starting the link
-/// if there is none. A full queue bounces the stanza at once.
+/// if there is none. A stanza from one of our components goes on a link
+/// from the component's domain, anything else on one from ours. A full
+/// queue bounces the stanza at once.
 pub(crate) fn send(shared: &Arc<Shared>, domain: &str, el: Element) {
+    let local = el
+        .attr("from")
+        .and_then(crate::addr::Addr::parse)
+        .map(|a| a.domain)
+        .filter(|d| shared.components.is_component(d))
+        .unwrap_or_else(|| shared.config.domain.to_string());
+    let pair = (local, domain.to_owned());
     let mut map = shared.links.queues.lock().unwrap_or_else(|p| p.into_inner());
-    let tx = map.entry(domain.to_owned()).or_insert_with(|| {
+    let tx = map.entry(pair.clone()).or_insert_with(|| {
         let (tx, rx) = mpsc::channel(shared.config.s2s.queue);
-        tokio::spawn(link_task(Arc::clone(shared), domain.to_owned(), rx));
+        tokio::spawn(link_task(Arc::clone(shared), pair.clone(), rx));
         tx
     });
     match tx.try_send(el) {
@@ -93,7 +108,7 @@ pub(crate) fn send(shared: &Arc<Shared>, domain: &str, el: Element) {
             bounce(shared, el, "resource-constraint", "too many stanzas waiting for that server");
         }
         Err(mpsc::error::TrySendError::Closed(el)) => {
-            map.remove(domain);
+            map.remove(&pair);
             drop(map);
             send(shared, domain, el);
         }
@@ -116,7 +131,8 @@ pub(crate) fn bounce(shared: &Shared, el: Element, condition: &str, text: &str) 
 /// Drives one outgoing link: connects when there is something to send,
 /// sends, reconnects after a failure, bounces what cannot be sent in time,
 /// and closes when idle.
-async fn link_task(shared: Arc<Shared>, domain: String, mut rx: mpsc::Receiver<Element>) {
+async fn link_task(shared: Arc<Shared>, pair: Pair, mut rx: mpsc::Receiver<Element>) {
+    let (local, domain) = (&pair.0, &pair.1);
     let mut shutdown = shared.shutdown.clone();
     let s2s = &shared.config.s2s;
     let connect_timeout = Duration::from_secs(s2s.connect_timeout_secs);
@@ -129,16 +145,16 @@ async fn link_task(shared: Arc<Shared>, domain: String, mut rx: mpsc::Receiver<E
                 Ok(None) => return,
                 Err(_) => {
                     // Idle: retire this link, handing on anything that raced in.
-                    shared.links.queues.lock().unwrap_or_else(|p| p.into_inner()).remove(&domain);
+                    shared.links.queues.lock().unwrap_or_else(|p| p.into_inner()).remove(&pair);
                     rx.close();
                     while let Ok(el) = rx.try_recv() {
-                        send(&shared, &domain, el);
+                        send(&shared, domain, el);
                     }
                     return;
                 }
             }
         }
-        let mut link = match tokio::time::timeout(connect_timeout, connect(&shared, &domain)).await {
+        let mut link = match tokio::time::timeout(connect_timeout, connect(&shared, local, domain)).await {
             Ok(Ok(link)) => link,
             Ok(Err(why)) => {
                 tracing::warn!(%domain, why, "s2s link failed");
@@ -157,7 +173,7 @@ async fn link_task(shared: Arc<Shared>, domain: String, mut rx: mpsc::Receiver<E
                 continue;
             }
         };
-        tracing::info!(%domain, "s2s link up");
+        tracing::info!(%local, %domain, "s2s link up");
         // Send until the link breaks or goes idle.
         'up: loop {
             while let Some(el) = pending.front() {
@@ -209,9 +225,10 @@ fn drain_and_bounce(
 
 type Link = Framed<tokio_rustls::client::TlsStream<TcpStream>>;
 
-/// Opens and authenticates an outgoing link to `domain`.
-async fn connect(shared: &Shared, domain: &str) -> Result<Link, String> {
-    let ours = shared.config.domain.to_string();
+/// Opens and authenticates an outgoing link from `local` (our domain or a
+/// component's) to `domain`.
+async fn connect(shared: &Shared, local: &str, domain: &str) -> Result<Link, String> {
+    let ours = local.to_owned();
     let t = shared.config.negotiation_timeout();
     let mut tcp = None;
     let mut tried = Vec::new();

@@ -591,7 +591,10 @@ async fn iq(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, to: Option<A
             return;
         }
         let own_account = me.is_some() && to.as_ref().is_none_or(|a| a.local.is_some());
-        origin.reply(shared, server_iq(shared, me, &el, own_account).await);
+        // The key directory answers this site's users and components (an
+        // agent looks up the GP it answers), not other servers.
+        let directory = me.is_some() || matches!(origin, Origin::Component(_));
+        origin.reply(shared, server_iq(shared, me, &el, own_account, directory).await);
         return;
     }
     let Some(to) = to else { return };
@@ -614,7 +617,13 @@ async fn iq(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, to: Option<A
 }
 
 /// IQs the server answers itself.
-async fn server_iq(shared: &Arc<Shared>, me: Option<&Arc<SessionHandle>>, el: &Element, own_account: bool) -> Element {
+async fn server_iq(
+    shared: &Arc<Shared>,
+    me: Option<&Arc<SessionHandle>>,
+    el: &Element,
+    own_account: bool,
+    directory: bool,
+) -> Element {
     let kind = el.attr("type").unwrap_or("");
     let payload = el.children().next();
     let (ns, name) = payload.map(|p| (p.ns(), p.name())).unwrap_or(("", ""));
@@ -651,7 +660,7 @@ async fn server_iq(shared: &Arc<Shared>, me: Option<&Arc<SessionHandle>>, el: &E
             iq_result(el, Some(q))
         }
         ("get", NS_DISCO_ITEMS, "query") => iq_result(el, Some(Element::new(NS_DISCO_ITEMS, "query"))),
-        ("get", crate::directory::NS_KEYS, "query") if me.is_some() => match payload {
+        ("get", crate::directory::NS_KEYS, "query") if directory => match payload {
             Some(q) => crate::directory::lookup(shared, el, q).await,
             None => error_reply(el, "bad-request", None),
         },

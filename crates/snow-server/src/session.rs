@@ -10,7 +10,7 @@ use base64::Engine;
 use rustls_pki_types::CertificateDer;
 use snow_xml::{
     stream_error_xml, Element, Framed, FramedError, StreamEvent, StreamHeader, StreamParser, NS_BIND, NS_CLIENT,
-    NS_SASL, NS_SESSION, NS_TLS,
+    NS_SASL, NS_SERVER, NS_SESSION, NS_TLS,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -72,8 +72,9 @@ pub(crate) async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
     features: &str,
 ) -> Step<StreamHeader> {
     let timeout = shared.config.negotiation_timeout();
-    let ours = |to: Option<String>| StreamHeader {
-        from: Some(shared.config.domain.to_string()),
+    let domain = shared.config.domain.as_str();
+    let ours = |host: &str, to: Option<String>| StreamHeader {
+        from: Some(host.to_owned()),
         to,
         id: snow_crypto::one_time_password::random_hex(12).ok(),
         version: Some("1.0".into()),
@@ -84,33 +85,43 @@ pub(crate) async fn open_stream<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(_) => {
             return Err(refuse(
                 f,
-                &format!("{}{}", ours(None).to_xml(ns), stream_error_xml("bad-format", "expected a stream header")),
+                &format!(
+                    "{}{}",
+                    ours(domain, None).to_xml(ns),
+                    stream_error_xml("bad-format", "expected a stream header")
+                ),
                 "no stream header",
             )
             .await)
         }
         Err(FramedError::Xml(e)) => {
-            let xml = format!("{}{}", ours(None).to_xml(ns), stream_error_xml(e.condition.name(), &e.detail));
+            let xml = format!("{}{}", ours(domain, None).to_xml(ns), stream_error_xml(e.condition.name(), &e.detail));
             return Err(refuse(f, &xml, &e.to_string()).await);
         }
         Err(e) => return Err(gone(e)),
     };
-    let domain = shared.config.domain.as_str();
-    if header.to.as_deref().map(str::to_ascii_lowercase).as_deref() != Some(domain) {
+    // Over s2s, the domains of our components are served here too.
+    let to = header.to.as_deref().map(str::to_ascii_lowercase).unwrap_or_default();
+    let host =
+        if to == domain || (ns == NS_SERVER && shared.components.is_component(&to)) { to } else { String::new() };
+    if host.is_empty() {
         let xml = format!(
             "{}{}",
-            ours(None).to_xml(ns),
+            ours(domain, None).to_xml(ns),
             stream_error_xml("host-unknown", "this server serves another domain")
         );
         return Err(refuse(f, &xml, "wrong 'to' domain").await);
     }
     if header.version.as_deref() != Some("1.0") {
-        let xml =
-            format!("{}{}", ours(None).to_xml(ns), stream_error_xml("unsupported-version", "XMPP 1.0 is required"));
+        let xml = format!(
+            "{}{}",
+            ours(domain, None).to_xml(ns),
+            stream_error_xml("unsupported-version", "XMPP 1.0 is required")
+        );
         return Err(refuse(f, &xml, "not XMPP 1.0").await);
     }
     let from = header.from.clone().filter(|f| crate::addr::Addr::parse(f).is_some());
-    let xml = format!("{}<stream:features>{features}</stream:features>", ours(from).to_xml(ns));
+    let xml = format!("{}<stream:features>{features}</stream:features>", ours(&host, from).to_xml(ns));
     f.send(&xml).await.map_err(|e| Refused::Gone(e.to_string()))?;
     Ok(header)
 }

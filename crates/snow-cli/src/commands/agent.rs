@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use snow_agents::component::{ComponentLink, ComponentOptions, LinkAuth};
-use snow_core::BareJid;
+use snow_agents::{Attach, SearchAgent};
+use snow_core::AgentJid;
 use snow_crypto::msgauth::{Receiver, Sender};
 
 use super::Ctx;
@@ -14,7 +15,7 @@ use crate::cli::AgentCommand;
 pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
     match cmd {
         AgentCommand::Cert { jid } => {
-            let jid: BareJid = jid.parse()?;
+            let jid: AgentJid = jid.parse()?;
             let mut ca = ctx.open_ca()?;
             let issued = ca.issue_agent(&jid)?;
             println!("Issued the agent certificate for {jid}");
@@ -25,8 +26,8 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AgentCommand::Run { agent, server, domain, secret_file, hmac, source, server_source } => {
-            if agent != "echo" {
-                bail!("unknown agent {agent:?}: the agent that runs as a component is echo");
+            if agent != "echo" && agent != "search" {
+                bail!("unknown agent {agent:?}: the agents that run as components are echo and search");
             }
             let domain: snow_core::Domain = domain.parse().context("--domain is not a domain name")?;
             let addr: std::net::SocketAddr =
@@ -49,15 +50,18 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
             } else {
                 None
             };
+            let opts = ComponentOptions {
+                server: addr,
+                domain: domain.to_string(),
+                secret,
+                auth,
+                timeout: Duration::from_secs(15),
+            };
+            if agent == "search" {
+                return run_search(ctx, opts);
+            }
             let rt = super::runtime()?;
             rt.block_on(async move {
-                let opts = ComponentOptions {
-                    server: addr,
-                    domain: domain.to_string(),
-                    secret,
-                    auth,
-                    timeout: Duration::from_secs(15),
-                };
                 let hmac = opts.auth.is_some();
                 let link = ComponentLink::connect(opts).await?;
                 println!(
@@ -77,4 +81,34 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// The search agent as a component of the lab server: it answers at its
+/// domain (`search.lab.example`) with the certificate issued for that
+/// domain, from this site's lab store, until Ctrl-C.
+fn run_search(ctx: &Ctx, opts: ComponentOptions) -> anyhow::Result<()> {
+    let sc = super::serve::server_config(&ctx.paths, &ctx.config)?;
+    let server_domain = sc.domain.to_string();
+    let (domain, addr, hmac) = (opts.domain.clone(), opts.server, opts.auth.is_some());
+    let attach = Attach::Component { options: opts, server_domain };
+    let config = super::serve::search_agent_config(&ctx.paths, &sc, &ctx.config, &domain, attach)?;
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let agent = SearchAgent::start(config, stopped);
+        println!(
+            "Search agent {domain} attaching to {addr}{} (Ctrl-C to stop)",
+            if hmac { " with message authentication" } else { "" }
+        );
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            r = async { super::serve::terminated().await } => r?,
+        }
+        let _ = stop.send(true);
+        let stats = std::sync::Arc::clone(agent.stats());
+        agent.join().await;
+        println!("Took {} searches; refused {} (busy)", stats.accepted(), stats.rejected());
+        anyhow::Ok(())
+    })
 }

@@ -74,8 +74,8 @@ async fn demo(dir: &Path, once: bool) -> anyhow::Result<()> {
     let ca_pass = one_time_password::generate(24)?;
     secret_file(&dir.join("ca-passphrase.txt"), &ca_pass)?;
     let mut ca = Ca::init(&po_paths, &PO.parse()?, &ca_pass, &PkiSettings::default())?;
-    ca.issue_server(&PO.parse()?)?;
-    let lab_server = ca.issue_server(&LAB.parse()?)?;
+    ca.issue_server(&PO.parse()?, &[])?;
+    let lab_server = ca.issue_server(&LAB.parse()?, &[])?;
     let agent_jid = format!("search@{LAB}");
     let agent = ca.issue_agent(&agent_jid.parse()?)?;
     // The lab server's home gets what the PO admin would copy to it.

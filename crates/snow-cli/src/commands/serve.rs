@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use snow_agents::{AgentConfig, SearchAgent, SearchSettings};
+use snow_agents::{AgentConfig, Attach, SearchAgent, SearchSettings};
 use snow_core::Domain;
 use snow_pki::SitePaths;
 use snow_server::{Server, ServerConfig, ServerHandle};
@@ -55,17 +55,59 @@ pub struct Site {
     stop_agent: watch::Sender<bool>,
 }
 
+/// The server configuration of the site in `paths`: `snow.toml` over the
+/// defaults, the domain from it or from the CA certificate.
+pub fn server_config(paths: &SitePaths, config: &Config) -> anyhow::Result<ServerConfig> {
+    let domain: Domain = match &config.server.domain {
+        Some(d) => d.parse().context("bad server.domain in the configuration")?,
+        None => snow_pki::ca_certificate(paths)?.0,
+    };
+    let mut sc = ServerConfig::for_home(paths.home(), domain, config.server.clone(), config.s2s.clone());
+    sc.lab = config.lab.clone();
+    sc.msgauth = config.msgauth.clone();
+    sc.components = config.components.clone();
+    Ok(sc)
+}
+
+/// A search agent of the site `sc` answering as `jid` and reaching its
+/// server by `attach`: its certificate and key (issued at the PO with
+/// `snow agent cert`, copied to SNOW_HOME/agents/), the CA, the lab store
+/// and the `[lab]` settings.
+pub fn search_agent_config(
+    paths: &SitePaths,
+    sc: &ServerConfig,
+    config: &Config,
+    jid: &str,
+    attach: Attach,
+) -> anyhow::Result<AgentConfig> {
+    let (cert, key) = (paths.agent_cert(jid), paths.agent_key(jid));
+    if !cert.exists() || !key.exists() {
+        bail!(
+            "the search agent {jid} has no certificate ({} is missing): issue it at the PO with \
+             `snow agent cert --jid {jid}` and copy SNOW_HOME/agents/ here",
+            cert.display()
+        );
+    }
+    let identity = snow_agents::load_identity(&cert, &key)?;
+    let ca_text = snow_core::files::read_limited(&sc.ca_cert, snow_crypto::MAX_KEY_FILE_BYTES)
+        .with_context(|| format!("cannot read {}", sc.ca_cert.display()))?;
+    let ca_der = snow_crypto::pem::certificates(&ca_text, "the CA certificate")?.remove(0);
+    Ok(AgentConfig {
+        attach,
+        ca_der,
+        identity,
+        lab_db: sc.data_dir.join("lab.db"),
+        settings: SearchSettings { lab: config.lab.lab_settings(), threshold: config.lab.disclosure_threshold },
+        workers: config.lab.max_search_agents,
+        queue: config.lab.search_queue,
+    })
+}
+
 impl Site {
     /// Starts the server of the site in `paths` and its search agent.
     pub async fn start(paths: &SitePaths, config: &Config) -> anyhow::Result<Site> {
-        let domain: Domain = match &config.server.domain {
-            Some(d) => d.parse().context("bad server.domain in the configuration")?,
-            None => snow_pki::ca_certificate(paths)?.0,
-        };
-        let mut sc = ServerConfig::for_home(paths.home(), domain.clone(), config.server.clone(), config.s2s.clone());
-        sc.lab = config.lab.clone();
-        sc.msgauth = config.msgauth.clone();
-        sc.components = config.components.clone();
+        let sc = server_config(paths, config)?;
+        let domain = sc.domain.clone();
         if !sc.server_cert.exists() {
             bail!(
                 "no server certificate for {domain} in {} (issue one with `snow server cert --domain {domain}`)",
@@ -73,47 +115,25 @@ impl Site {
             );
         }
         let data_dir = sc.data_dir.clone();
-        let lab_db = data_dir.join("lab.db");
-        let ca_cert = sc.ca_cert.clone();
+        // Checked before the server starts, so a missing certificate stops nothing.
+        let agent_config = if config.lab.search_agent {
+            let jid = format!("{}@{domain}", config.lab.search_agent_name);
+            // The server's address is known once it runs.
+            let attach = Attach::Client { server: SocketAddr::from(([127, 0, 0, 1], 0)), domain: domain.to_string() };
+            Some((search_agent_config(paths, &sc, config, &jid, attach)?, jid))
+        } else {
+            None
+        };
         let server = Server::start(sc).await?;
         let (stop_agent, stopped) = watch::channel(false);
         let mut site = Site { server, agent: None, agent_jid: None, data_dir, stop_agent };
-        if config.lab.search_agent {
-            let jid = format!("{}@{domain}", config.lab.search_agent_name);
-            let (cert, key) = (paths.agent_cert(&jid), paths.agent_key(&jid));
-            if !cert.exists() || !key.exists() {
-                site.stop().await;
-                bail!(
-                    "lab.search_agent is on but {} is missing: issue it at the PO with \
-                     `snow agent cert --jid {jid}` and copy SNOW_HOME/agents/ here",
-                    cert.display()
-                );
-            }
-            let identity = snow_agents::load_identity(&cert, &key)?;
-            let ca_text = snow_core::files::read_limited(&ca_cert, snow_crypto::MAX_KEY_FILE_BYTES)
-                .with_context(|| format!("cannot read {}", ca_cert.display()))?;
-            let ca_der = snow_crypto::pem::certificates(&ca_text, "the CA certificate")?.remove(0);
+        if let Some((mut agent_config, jid)) = agent_config {
             let mut addr = site.server.c2s_addr;
             if addr.ip().is_unspecified() {
                 addr = SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port());
             }
-            let agent = SearchAgent::start(
-                AgentConfig {
-                    server: addr,
-                    domain: domain.to_string(),
-                    ca_der,
-                    identity,
-                    lab_db,
-                    settings: SearchSettings {
-                        lab: config.lab.lab_settings(),
-                        threshold: config.lab.disclosure_threshold,
-                    },
-                    workers: config.lab.max_search_agents,
-                    queue: config.lab.search_queue,
-                },
-                stopped,
-            );
-            site.agent = Some(agent);
+            agent_config.attach = Attach::Client { server: addr, domain: domain.to_string() };
+            site.agent = Some(SearchAgent::start(agent_config, stopped));
             site.agent_jid = Some(format!("{jid}/{}", snow_agents::AGENT_RESOURCE));
         }
         Ok(site)

@@ -37,7 +37,7 @@ impl Site {
         let paths = SitePaths::new(dir.path().join("home"));
         let pki = PkiSettings { ca_key_bits: 2048, ..PkiSettings::default() };
         let mut ca = Ca::init(&paths, &domain.parse().unwrap(), CA_PASS, &pki).unwrap();
-        ca.issue_server(&domain.parse().unwrap()).unwrap();
+        ca.issue_server(&domain.parse().unwrap(), &[]).unwrap();
         let settings = ServerSettings {
             c2s_bind: "127.0.0.1:0".into(),
             direct_tls_bind: "127.0.0.1:0".into(),
@@ -99,11 +99,13 @@ impl Site {
     }
 
     /// The home of a replica site (a lab server) of this CA: the CA
-    /// certificate, the current CRL and a server certificate for `domain`.
-    pub fn replica_home(&mut self, domain: &str) -> (tempfile::TempDir, PathBuf) {
+    /// certificate, the current CRL and a server certificate for `domain`
+    /// (and its `components`' domains).
+    pub fn replica_home(&mut self, domain: &str, components: &[&str]) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
-        let issued = self.ca.issue_server(&domain.parse().unwrap()).unwrap();
+        let components: Vec<snow_core::Domain> = components.iter().map(|c| c.parse().unwrap()).collect();
+        let issued = self.ca.issue_server(&domain.parse().unwrap(), &components).unwrap();
         std::fs::create_dir_all(home.join("ca")).unwrap();
         std::fs::create_dir_all(home.join("server")).unwrap();
         std::fs::copy(self.paths.ca_cert(), home.join("ca/ca.pem")).unwrap();
@@ -117,9 +119,18 @@ impl Site {
     /// federation: this site routes to it and pushes keys to it; it routes
     /// back and takes key pushes from this site.
     pub fn replica(&mut self, domain: &str) -> Replica {
-        let (dir, home) = self.replica_home(domain);
+        self.replica_with_components(domain, &[])
+    }
+
+    /// Like [`replica`](Self::replica), for a server with external
+    /// components that this site reaches over s2s.
+    pub fn replica_with_components(&mut self, domain: &str, components: &[&str]) -> Replica {
+        let (dir, home) = self.replica_home(domain, components);
         let bind = format!("127.0.0.1:{}", free_port());
         self.s2s.routes.insert(domain.to_owned(), bind.clone());
+        for c in components {
+            self.s2s.routes.insert((*c).to_owned(), bind.clone());
+        }
         self.s2s.replicas.push(domain.to_owned());
         let mut s2s = S2sSettings { bind, master: Some(self.domain.clone()), ..S2sSettings::default() };
         s2s.routes.insert(self.domain.clone(), self.s2s_addr());
