@@ -1,6 +1,7 @@
 //! The lab's file parsers on arbitrary bytes: the raw export read by
 //! `snow lab export`, the pushed rows the lab server validates, and the
-//! weekly series `snow lab detect` reads (then run through EARS). Each is
+//! weekly series `snow lab detect` reads (then run through EARS and
+//! Farrington-flexible, with one past year so short inputs reach it). Each is
 //! accepted or refused with a typed error, never a panic.
 #![no_main]
 
@@ -17,6 +18,11 @@ fuzz_target!(|data: &[u8]| {
         for m in [snow_lab::detect::ears::Method::C1, snow_lab::detect::ears::Method::C3] {
             let params = snow_lab::detect::ears::Params::new(m);
             let _ = snow_lab::detect::series::write_ears_csv(&mut std::io::sink(), &series, &params);
+        }
+        use snow_lab::detect::farrington::{Params, ThresholdMethod};
+        for method in [ThresholdMethod::Delta, ThresholdMethod::NbPlugin] {
+            let params = Params { b: 1, w: 1, threshold_method: method, no_periods: 3, ..Params::default() };
+            let _ = snow_lab::detect::series::write_farrington_csv(&mut std::io::sink(), &series, &params);
         }
     }
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(data);

@@ -163,16 +163,34 @@ pub enum LabCommand {
     /// Run an outbreak-detection algorithm over weekly series, exactly as
     /// the R package surveillance does. Input columns series,year,week,count
     /// (ISO weeks, no gaps); output one row per monitored week:
-    /// algorithm,series,year,week,t,observed,upperbound,alarm.
+    /// algorithm,series,year,week,t,observed,upperbound,alarm (Farrington
+    /// adds expected,phi,trend_used,trend_coef,score,pvalue,mu0_quantile).
     Detect {
         #[arg(long, value_name = "SERIES.csv")]
         input: PathBuf,
-        /// C1, C2 or C3 (EARS).
+        /// C1, C2 or C3 (EARS), or farrington (Farrington-flexible).
         #[arg(long)]
         algorithm: String,
-        /// Significance level (default: 0.001, and 0.025 for C3 as the package does).
+        /// Significance level (default: 0.001, and 0.025 for C3 as the
+        /// package does; 0.05 for Farrington, one-sided).
         #[arg(long)]
         alpha: Option<f64>,
+        /// Farrington: past years in the baseline (default 5).
+        #[arg(long, default_value_t = 5)]
+        b: usize,
+        /// Farrington: half-width of the window around each reference week
+        /// (default 3).
+        #[arg(long, default_value_t = 3)]
+        w: usize,
+        /// Farrington: delta (default), nbPlugin or muan.
+        #[arg(long, default_value = "delta")]
+        threshold_method: String,
+        /// Farrington: seasonal factor levels (default 1: none).
+        #[arg(long, default_value_t = 1)]
+        no_periods: usize,
+        /// Farrington: recent weeks left out of the baseline (default: w).
+        #[arg(long)]
+        past_weeks_not_included: Option<usize>,
         /// Weeks in the baseline (EARS; default 7).
         #[arg(long, default_value_t = 7)]
         baseline: usize,

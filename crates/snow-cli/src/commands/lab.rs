@@ -78,26 +78,57 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        LabCommand::Detect { input, algorithm, alpha, baseline, min_sigma, format } => {
+        LabCommand::Detect {
+            input,
+            algorithm,
+            alpha,
+            baseline,
+            min_sigma,
+            b,
+            w,
+            threshold_method,
+            no_periods,
+            past_weeks_not_included,
+            format,
+        } => {
+            use snow_lab::detect::{ears, farrington, series};
             if format != "csv" {
                 bail!("--format must be csv");
             }
             let method = match algorithm.to_ascii_uppercase().as_str() {
-                "C1" => snow_lab::detect::ears::Method::C1,
-                "C2" => snow_lab::detect::ears::Method::C2,
-                "C3" => snow_lab::detect::ears::Method::C3,
-                _ => bail!("--algorithm must be C1, C2 or C3 (Farrington-flexible is not built yet)"),
-            };
-            let params = snow_lab::detect::ears::Params {
-                alpha: alpha.unwrap_or(method.default_alpha()),
-                baseline,
-                min_sigma,
-                ..snow_lab::detect::ears::Params::new(method)
+                "C1" => Some(ears::Method::C1),
+                "C2" => Some(ears::Method::C2),
+                "C3" => Some(ears::Method::C3),
+                "FARRINGTON" => None,
+                _ => bail!("--algorithm must be C1, C2, C3 or farrington"),
             };
             let file = std::fs::File::open(&input).with_context(|| format!("cannot read {}", input.display()))?;
-            let series = snow_lab::detect::series::read_csv(file)?;
+            let all = series::read_csv(file)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            snow_lab::detect::series::write_ears_csv(&mut out, &series, &params)?;
+            match method {
+                Some(method) => {
+                    let params = ears::Params {
+                        alpha: alpha.unwrap_or(method.default_alpha()),
+                        baseline,
+                        min_sigma,
+                        ..ears::Params::new(method)
+                    };
+                    series::write_ears_csv(&mut out, &all, &params)?;
+                }
+                None => {
+                    let d = farrington::Params::default();
+                    let params = farrington::Params {
+                        b,
+                        w,
+                        alpha: alpha.unwrap_or(d.alpha),
+                        threshold_method: threshold_method.parse()?,
+                        no_periods,
+                        past_weeks_not_included,
+                        ..d
+                    };
+                    series::write_farrington_csv(&mut out, &all, &params)?;
+                }
+            }
             std::io::Write::flush(&mut out)?;
             Ok(())
         }

@@ -2,13 +2,16 @@
 //! `SURVEILLANCE.md` §3: input `series,year,week,count` (ISO weeks, in
 //! time order, no gaps), output
 //! `algorithm,series,year,week,t,observed,upperbound,alarm` with numbers
-//! as C's `%.17g`, `NA` for missing values and `TRUE`/`FALSE`/`NA` alarms.
+//! as C's `%.17g`, `NA` for missing values and `TRUE`/`FALSE`/`NA` alarms;
+//! Farrington adds its diagnostics
+//! `expected,phi,trend_used,trend_coef,score,pvalue,mu0_quantile`.
 
 use std::io::{Read, Write};
 
 use snow_core::stats::IsoWeek;
 
 use super::ears::{self, Params};
+use super::farrington;
 
 /// Most series, and most weeks in one series, read.
 pub const MAX_SERIES: usize = 100_000;
@@ -32,6 +35,8 @@ pub enum SeriesError {
     Csv(#[from] csv::Error),
     #[error(transparent)]
     Params(#[from] ears::ParamError),
+    #[error(transparent)]
+    Farrington(#[from] farrington::ParamError),
     #[error("writing failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -124,6 +129,88 @@ pub fn g17(x: f64) -> String {
     }
 }
 
+fn alarm_text(a: Option<bool>) -> &'static str {
+    match a {
+        Some(true) => "TRUE",
+        Some(false) => "FALSE",
+        None => "NA",
+    }
+}
+
+/// A series name as a CSV field.
+fn csv_field(name: &str) -> String {
+    if name.contains([',', '"', '\n']) {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    } else {
+        name.to_owned()
+    }
+}
+
+fn na(x: Option<f64>) -> String {
+    x.map(g17).unwrap_or_else(|| "NA".into())
+}
+
+/// The reference files' label of a Farrington configuration: `FF_default`,
+/// `FF_b3`, `FF_noufaily_b3`, else `FF`.
+pub fn farrington_label(p: &farrington::Params) -> &'static str {
+    let d = farrington::Params::default();
+    let noufaily = farrington::Params {
+        b: 3,
+        no_periods: 10,
+        past_weeks_not_included: Some(26),
+        threshold_method: farrington::ThresholdMethod::NbPlugin,
+        ..d
+    };
+    let plain = farrington::Params { past_weeks_not_included: p.past_weeks_not_included.filter(|&x| x != p.w), ..*p };
+    if plain == d {
+        "FF_default"
+    } else if plain == (farrington::Params { b: 3, ..d }) {
+        "FF_b3"
+    } else if *p == noufaily {
+        "FF_noufaily_b3"
+    } else {
+        "FF"
+    }
+}
+
+/// Runs Farrington-flexible over every series and writes the
+/// reference-file rows with the diagnostics.
+pub fn write_farrington_csv(
+    out: &mut impl Write,
+    series: &[Series],
+    p: &farrington::Params,
+) -> Result<(), SeriesError> {
+    let label = farrington_label(p);
+    writeln!(
+        out,
+        "algorithm,series,year,week,t,observed,upperbound,alarm,expected,phi,trend_used,trend_coef,score,pvalue,mu0_quantile"
+    )?;
+    for s in series {
+        let name = csv_field(&s.name);
+        for o in farrington::farrington(&s.counts, p)? {
+            let w = s.weeks[o.t - 1];
+            let trend = o.trend_used.map(|t| if t { "1" } else { "0" }).unwrap_or("NA");
+            writeln!(
+                out,
+                "{label},{name},{},{},{},{},{},{},{},{},{trend},{},{},{},{}",
+                w.year(),
+                w.week(),
+                o.t,
+                g17(o.observed),
+                na(o.upperbound),
+                alarm_text(o.alarm),
+                na(o.expected),
+                na(o.phi),
+                na(o.trend_coef),
+                na(o.score),
+                na(o.pvalue),
+                na(o.mu0_quantile),
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs EARS over every series and writes the reference-file rows.
 pub fn write_ears_csv(out: &mut impl Write, series: &[Series], p: &Params) -> Result<(), SeriesError> {
     // The reference files' labels: C3 at the package's default alpha is
@@ -136,17 +223,7 @@ pub fn write_ears_csv(out: &mut impl Write, series: &[Series], p: &Params) -> Re
     for s in series {
         for o in ears::ears(&s.counts, p)? {
             let w = s.weeks[o.t - 1];
-            let alarm = match o.alarm {
-                Some(true) => "TRUE",
-                Some(false) => "FALSE",
-                None => "NA",
-            };
-            let ub = o.upperbound.map(g17).unwrap_or_else(|| "NA".into());
-            let name = if s.name.contains([',', '"', '\n']) {
-                format!("\"{}\"", s.name.replace('"', "\"\""))
-            } else {
-                s.name.clone()
-            };
+            let (name, alarm, ub) = (csv_field(&s.name), alarm_text(o.alarm), na(o.upperbound));
             writeln!(out, "{label},{name},{},{},{},{},{ub},{alarm}", w.year(), w.week(), o.t, g17(o.observed))?;
         }
     }
