@@ -5,6 +5,7 @@
 //! message authentication on every stanza.
 
 pub mod component;
+pub mod detect;
 pub mod echo;
 pub mod queue;
 pub mod runtime;

@@ -28,6 +28,7 @@ use snow_xml::{Element, FramedError, NS_CLIENT};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::component::{ComponentLink, ComponentOptions, LinkError};
+use crate::detect::{AgentName, DetectionConfig};
 use crate::queue::{QueueStats, WorkQueue};
 use crate::search::{answer, SearchError, SearchSettings};
 
@@ -69,6 +70,8 @@ pub struct AgentConfig {
     pub workers: usize,
     /// Searches waiting behind them before `resource-constraint`.
     pub queue: usize,
+    /// Outbreak detection after each import, with alerts (`None`: off).
+    pub detection: Option<DetectionConfig>,
 }
 
 /// Reads an agent's certificate chain and plain PKCS#8 key (PEM), as
@@ -99,12 +102,24 @@ pub struct SearchAgent {
 impl SearchAgent {
     /// Starts the agent; it runs until `shutdown` turns true.
     pub fn start(config: AgentConfig, shutdown: watch::Receiver<bool>) -> SearchAgent {
+        // The name in its certificate: search@lab.example, or the
+        // component's domain.
+        let bare = snow_crypto::CertInfo::from_der(config.identity.certificate())
+            .ok()
+            .and_then(|c| c.jid().map(str::to_owned))
+            .unwrap_or_default();
+        let search = match &config.attach {
+            Attach::Client { .. } => format!("{bare}/{AGENT_RESOURCE}"),
+            Attach::Component { .. } => bare.clone(),
+        };
         let shared = Arc::new(Shared {
             ca_der: config.ca_der.clone(),
             identity: config.identity,
             settings: config.settings,
             lab_db: config.lab_db,
             pool: Mutex::new(Vec::new()),
+            detection: config.detection.map(Arc::new),
+            name: AgentName { bare, search },
         });
         let s = Arc::clone(&shared);
         let queue = WorkQueue::start(config.workers, config.queue, move |job: Job| {
@@ -145,6 +160,34 @@ struct Shared {
     lab_db: PathBuf,
     /// Read connections to the lab store; never more than the workers.
     pool: Mutex<Vec<LabDb>>,
+    detection: Option<Arc<DetectionConfig>>,
+    name: AgentName,
+}
+
+/// A task that ends with the connection it belongs to, however that
+/// connection's future ends (returned, or dropped at shutdown).
+struct Scoped(tokio::task::JoinHandle<()>);
+
+impl Drop for Scoped {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Shared {
+    /// Starts the detection loop on a new connection, if configured.
+    fn start_detection(self: &Arc<Self>, link: &Link) -> Option<Scoped> {
+        let cfg = Arc::clone(self.detection.as_ref()?);
+        Some(Scoped(tokio::spawn(crate::detect::run_loop(
+            link.clone(),
+            cfg,
+            self.name.clone(),
+            self.lab_db.clone(),
+            self.settings.lab.analyses.clone(),
+            self.ca_der.clone(),
+            self.settings.threshold,
+        ))))
+    }
 }
 
 /// One search and the way back to its asker.
@@ -182,7 +225,9 @@ impl Link {
         iq.set_attr("id", id.clone());
         if let Some((me, server)) = &self.component {
             iq.set_attr("from", me.clone());
-            iq.set_attr("to", server.clone());
+            if iq.attr("to").is_none() {
+                iq.set_attr("to", server.clone());
+            }
         }
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), tx);
@@ -190,6 +235,12 @@ impl Link {
         let r = tokio::time::timeout(LOOKUP_TIMEOUT, rx).await;
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         r.ok()?.ok()
+    }
+}
+
+impl snow_client::alert::Requester for Link {
+    async fn request_iq(&mut self, iq: Element) -> Result<Element, ClientError> {
+        self.request(iq).await.ok_or_else(|| ClientError::Protocol("no answer in time".into()))
     }
 }
 
@@ -209,7 +260,7 @@ async fn connection_loop(
                 Ok(client) => {
                     tracing::info!(jid = client.jid(), "search agent online");
                     Some(tokio::select! {
-                        r = serve_client(client, &queue) => r.map_err(|e| e.to_string()),
+                        r = serve_client(&shared, client, &queue) => r.map_err(|e| e.to_string()),
                         _ = shutdown.changed() => return,
                     })
                 }
@@ -222,7 +273,7 @@ async fn connection_loop(
                 Ok(link) => {
                     tracing::info!(domain = link.domain(), "search agent attached as a component");
                     Some(tokio::select! {
-                        r = serve_component(link, server, &queue) => r.map_err(|e| e.to_string()),
+                        r = serve_component(&shared, link, server, &queue) => r.map_err(|e| e.to_string()),
                         _ = shutdown.changed() => return,
                     })
                 }
@@ -266,7 +317,7 @@ fn keepalive(component: Option<(&str, &str)>) -> Element {
 }
 
 /// Reads stanzas as a client until the connection ends.
-async fn serve_client(mut client: Client, queue: &WorkQueue<Job>) -> Result<(), ClientError> {
+async fn serve_client(shared: &Arc<Shared>, mut client: Client, queue: &WorkQueue<Job>) -> Result<(), ClientError> {
     client.send_presence().await?;
     let (mut reader, mut writer) = client.split();
     let (out, mut rx) = mpsc::channel::<Element>(256);
@@ -278,9 +329,10 @@ async fn serve_client(mut client: Client, queue: &WorkQueue<Job>) -> Result<(), 
         }
     });
     let link = Link { out, pending: Arc::default(), component: None };
+    let _detection = shared.start_detection(&link);
     let result = loop {
         match reader.next_stanza(KEEPALIVE).await {
-            Ok(el) => dispatch(el, &link, queue),
+            Ok(el) => dispatch(shared, el, &link, queue),
             Err(ClientError::Framed(FramedError::Timeout(_))) => link.send(keepalive(None)),
             Err(e) => break Err(e),
         }
@@ -292,9 +344,26 @@ async fn serve_client(mut client: Client, queue: &WorkQueue<Job>) -> Result<(), 
 /// Reads and writes stanzas as a component until the link ends. The link
 /// applies message authentication both ways; reading is cancel-safe, so
 /// one task can wait on both directions.
-async fn serve_component(mut link: ComponentLink, server: &str, queue: &WorkQueue<Job>) -> Result<(), LinkError> {
+async fn serve_component(
+    shared: &Arc<Shared>,
+    mut link: ComponentLink,
+    server: &str,
+    queue: &WorkQueue<Job>,
+) -> Result<(), LinkError> {
     let (out, mut rx) = mpsc::channel::<Element>(256);
     let handle = Link { out, pending: Arc::default(), component: Some((link.domain().to_owned(), server.to_owned())) };
+    let _detection = shared.start_detection(&handle);
+    serve_link(shared, &mut link, &handle, &mut rx, server, queue).await
+}
+
+async fn serve_link(
+    shared: &Arc<Shared>,
+    link: &mut ComponentLink,
+    handle: &Link,
+    rx: &mut mpsc::Receiver<Element>,
+    server: &str,
+    queue: &WorkQueue<Job>,
+) -> Result<(), LinkError> {
     loop {
         tokio::select! {
             el = rx.recv() => match el {
@@ -302,7 +371,7 @@ async fn serve_component(mut link: ComponentLink, server: &str, queue: &WorkQueu
                 None => return Ok(()),
             },
             r = link.next(KEEPALIVE) => match r {
-                Ok(el) => dispatch(el, &handle, queue),
+                Ok(el) => dispatch(shared, el, handle, queue),
                 Err(LinkError::Framed(FramedError::Timeout(_))) => {
                     let me = link.domain().to_owned();
                     link.send(keepalive(Some((&me, server)))).await?
@@ -315,7 +384,11 @@ async fn serve_component(mut link: ComponentLink, server: &str, queue: &WorkQueu
 
 /// What the agent does with one stanza: answers to its own requests go to
 /// their waiters, searches to the queue, other requests are refused.
-fn dispatch(el: Element, link: &Link, queue: &WorkQueue<Job>) {
+fn dispatch(shared: &Arc<Shared>, el: Element, link: &Link, queue: &WorkQueue<Job>) {
+    if el.name() == "message" {
+        crate::detect::note_confirmations(&el, &shared.identity);
+        return;
+    }
     if el.name() != "iq" {
         return;
     }

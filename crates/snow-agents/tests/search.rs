@@ -98,6 +98,7 @@ async fn a_gp_searches_a_labs_statistics_across_the_federation() {
             settings: SearchSettings::default(),
             workers: 1,
             queue: 1,
+            detection: None,
         },
         stopped,
     );
@@ -262,6 +263,7 @@ async fn the_search_agent_answers_as_a_component_across_the_federation() {
             settings: SearchSettings::default(),
             workers: 1,
             queue: 4,
+            detection: None,
         },
         stopped,
     );

@@ -77,6 +77,10 @@ pub enum Command {
     /// municipality over the last 8 weeks. Parameters only; the request and
     /// the answer are end-to-end encrypted between you and the lab's agent.
     Search(SearchArgs),
+    /// Outbreak alerts: subscribe per area and analysis, list what you
+    /// received, confirm an alert, or send your own to the GPs of an area.
+    #[command(subcommand)]
+    Alert(AlertCommand),
     /// Start a complete demonstration on this computer: a PO server and a
     /// lab server (federated, fresh CA, two GPs), a synthetic winter season
     /// of lab data, and a GP's search across the federation. Runs until
@@ -405,6 +409,64 @@ pub enum MsgauthCommand {
         carrier: String,
         #[arg(long = "in", value_name = "FILE")]
         input: Option<PathBuf>,
+    },
+}
+
+/// Where alerts are published: the PO's pubsub service.
+#[derive(Debug, Args)]
+pub struct AlertService {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The pubsub service (default: your own server's domain, the PO).
+    #[arg(long, env = "SNOW_ALERT_SERVICE")]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Receive the alerts of an area and analysis. A municipality also
+    /// subscribes you to its county's alerts.
+    Subscribe {
+        #[command(flatten)]
+        at: AlertService,
+        /// Analysis code, e.g. INFA.
+        #[arg(long)]
+        analysis: String,
+        /// A municipality (4 digits) or a county (2 digits).
+        #[arg(long)]
+        area: String,
+    },
+    /// The alerts you received, newest first, with confirmations.
+    List {
+        #[command(flatten)]
+        at: AlertService,
+        /// At most this many per area and analysis.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Confirm an alert (its ID from `snow alert list`): the confirmation
+    /// goes to the alert's author and to the other GPs of the area.
+    Confirm {
+        #[command(flatten)]
+        at: AlertService,
+        id: String,
+        /// A comment for the other GPs.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Send your own outbreak alert (a cluster seen in your practice) to
+    /// the GPs of an area.
+    Send {
+        #[command(flatten)]
+        at: AlertService,
+        #[arg(long)]
+        analysis: String,
+        /// A municipality (4 digits) or a county (2 digits).
+        #[arg(long)]
+        area: String,
+        /// What you saw (at most 2000 bytes).
+        #[arg(long)]
+        text: String,
     },
 }
 

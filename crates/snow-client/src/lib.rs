@@ -10,6 +10,7 @@ use base64::Engine;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use snow_crypto::Identity;
 
+pub mod alert;
 pub mod smtp;
 pub mod stats;
 use snow_xml::{

@@ -4,6 +4,7 @@
 //! types is known-good wherever it travels: a `Hpnr` is always digits of the
 //! right length, a `Domain` is always a usable DNS name.
 
+pub mod alert;
 pub mod contact;
 pub mod files;
 pub mod hpnr;

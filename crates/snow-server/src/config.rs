@@ -141,6 +141,151 @@ pub struct LabServerSettings {
     pub max_search_agents: usize,
     /// Searches waiting behind them; more are refused with resource-constraint.
     pub search_queue: usize,
+    /// Outbreak detection by the agent after each import.
+    pub detection: DetectionSettings,
+}
+
+/// The `[lab.detection]` section: the agent runs an algorithm over the
+/// weekly series after each import and publishes alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectionSettings {
+    pub enabled: bool,
+    /// The newest weeks evaluated after an import (older alarms are
+    /// history, not news).
+    pub recent_weeks: usize,
+    /// The pubsub service GPs subscribe at (default: the `[s2s]` master,
+    /// the PO; else this server).
+    pub service: Option<String>,
+    /// Seconds between checks for new imports.
+    pub poll_secs: u64,
+    /// The algorithm for every analysis without its own entry.
+    pub default: DetectionParams,
+    /// Per analysis code: `[lab.detection.analyses.INFA]`.
+    pub analyses: std::collections::BTreeMap<String, DetectionParams>,
+}
+
+impl Default for DetectionSettings {
+    fn default() -> Self {
+        DetectionSettings {
+            enabled: false,
+            recent_weeks: 2,
+            service: None,
+            poll_secs: 5,
+            default: DetectionParams::default(),
+            analyses: Default::default(),
+        }
+    }
+}
+
+/// One analysis's algorithm and parameters, with the R package's
+/// defaults (SURVEILLANCE.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectionParams {
+    /// `farrington`, `C1`, `C2` or `C3`.
+    pub algorithm: String,
+    /// Default: 0.05 for Farrington, 0.001 for C1/C2, 0.025 for C3.
+    pub alpha: Option<f64>,
+    /// EARS: baseline weeks.
+    pub baseline: usize,
+    /// EARS: floor for the standard deviation.
+    pub min_sigma: f64,
+    /// Farrington: past years.
+    pub b: usize,
+    /// Farrington: window half-width.
+    pub w: usize,
+    pub reweight: bool,
+    pub weights_threshold: f64,
+    pub trend: bool,
+    pub p_threshold_trend: f64,
+    /// Farrington: at least `[cases, weeks]` for an alarm.
+    pub limit54: [u32; 2],
+    /// `2/3`, `1/2` or `none`.
+    pub powertrans: String,
+    pub no_periods: usize,
+    pub past_weeks_not_included: Option<usize>,
+    /// `delta`, `nbPlugin` or `muan`.
+    pub threshold_method: String,
+}
+
+impl Default for DetectionParams {
+    fn default() -> Self {
+        DetectionParams {
+            algorithm: "farrington".into(),
+            alpha: None,
+            baseline: 7,
+            min_sigma: 0.0,
+            b: 5,
+            w: 3,
+            reweight: true,
+            weights_threshold: 2.58,
+            trend: true,
+            p_threshold_trend: 0.05,
+            limit54: [5, 4],
+            powertrans: "2/3".into(),
+            no_periods: 1,
+            past_weeks_not_included: None,
+            threshold_method: "delta".into(),
+        }
+    }
+}
+
+impl DetectionParams {
+    /// The detector these parameters describe, checked.
+    pub fn detector(&self) -> Result<snow_lab::detect::Detector, ServerError> {
+        use snow_lab::detect::{ears, farrington, Detector};
+        let bad = |m: String| ServerError::Config(format!("lab.detection: {m}"));
+        let method = match self.algorithm.to_ascii_uppercase().as_str() {
+            "C1" => Some(ears::Method::C1),
+            "C2" => Some(ears::Method::C2),
+            "C3" => Some(ears::Method::C3),
+            "FARRINGTON" => None,
+            other => return Err(bad(format!("unknown algorithm {other:?} (farrington, C1, C2 or C3)"))),
+        };
+        let d = match method {
+            Some(m) => {
+                let p = ears::Params {
+                    alpha: self.alpha.unwrap_or(m.default_alpha()),
+                    baseline: self.baseline,
+                    min_sigma: self.min_sigma,
+                    ..ears::Params::new(m)
+                };
+                // Checked by a run over an empty series.
+                ears::ears(&[], &p).map_err(|e| bad(e.to_string()))?;
+                Detector::Ears(p)
+            }
+            None => {
+                let powertrans = match self.powertrans.as_str() {
+                    "2/3" => farrington::PowerTrans::TwoThirds,
+                    "1/2" => farrington::PowerTrans::Half,
+                    "none" => farrington::PowerTrans::None,
+                    _ => return Err(bad("powertrans must be 2/3, 1/2 or none".into())),
+                };
+                let d = farrington::Params::default();
+                let p = farrington::Params {
+                    b: self.b,
+                    w: self.w,
+                    reweight: self.reweight,
+                    weights_threshold: self.weights_threshold,
+                    alpha: self.alpha.unwrap_or(d.alpha),
+                    trend: self.trend,
+                    p_threshold_trend: self.p_threshold_trend,
+                    limit54: (f64::from(self.limit54[0]), self.limit54[1] as usize),
+                    powertrans,
+                    no_periods: self.no_periods,
+                    past_weeks_not_included: self.past_weeks_not_included,
+                    threshold_method: self
+                        .threshold_method
+                        .parse()
+                        .map_err(|e: farrington::ParamError| bad(e.to_string()))?,
+                };
+                farrington::farrington(&[], &p).map_err(|e| bad(e.to_string()))?;
+                Detector::Farrington(p)
+            }
+        };
+        Ok(d)
+    }
 }
 
 impl Default for LabServerSettings {
@@ -156,6 +301,7 @@ impl Default for LabServerSettings {
             disclosure_threshold: 5,
             max_search_agents: 1,
             search_queue: 16,
+            detection: DetectionSettings::default(),
         }
     }
 }
@@ -192,6 +338,17 @@ impl LabServerSettings {
             || format!("{}@x.example", self.search_agent_name).parse::<snow_core::BareJid>().is_err()
         {
             return bad("lab.search_agent_name must be a JID's local part, like \"search\"".into());
+        }
+        let d = &self.detection;
+        if d.recent_weeks == 0 || d.recent_weeks > 52 || d.poll_secs == 0 {
+            return bad("lab.detection.recent_weeks must be 1 to 52 and poll_secs positive".into());
+        }
+        d.default.detector()?;
+        for (code, p) in &d.analyses {
+            if !self.analyses.contains(code) {
+                return bad(format!("lab.detection.analyses.{code}: not one of lab.analyses"));
+            }
+            p.detector()?;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod directory;
 pub mod error;
 mod lab_import;
 mod limits;
+mod pubsub;
 mod router;
 mod s2s;
 mod server;
@@ -21,6 +22,9 @@ mod session;
 pub mod tls;
 pub mod trust;
 
-pub use config::{ComponentSettings, LabServerSettings, MsgAuthSettings, S2sSettings, ServerConfig, ServerSettings};
+pub use config::{
+    ComponentSettings, DetectionParams, DetectionSettings, LabServerSettings, MsgAuthSettings, S2sSettings,
+    ServerConfig, ServerSettings,
+};
 pub use error::ServerError;
 pub use server::{Server, ServerHandle};

@@ -15,8 +15,16 @@ use crate::session::End;
 use snow_xml::stanza::{error_reply, iq_result, is_reply};
 
 /// Features announced in disco#info.
-const FEATURES: &[&str] =
-    &[NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION, NS_ROSTER, "msgoffline", "urn:xmpp:delay"];
+const FEATURES: &[&str] = &[
+    NS_DISCO_INFO,
+    NS_DISCO_ITEMS,
+    NS_PING,
+    NS_VERSION,
+    NS_ROSTER,
+    "msgoffline",
+    "urn:xmpp:delay",
+    snow_xml::NS_PUBSUB,
+];
 
 pub(crate) async fn handle_stanza(shared: &Arc<Shared>, me: &Arc<SessionHandle>, mut el: Element) -> Result<(), End> {
     if el.ns() != NS_CLIENT || !matches!(el.name(), "message" | "presence" | "iq") {
@@ -124,6 +132,17 @@ pub(crate) enum Origin<'a> {
     Local(&'a Arc<SessionHandle>),
     Remote(&'a str),
     Component(&'a str),
+    /// The server's own services (pubsub notifications): errors are dropped.
+    Server,
+}
+
+/// Routes a message the server itself sends (from its domain) like any
+/// other: to local sessions or offline storage, or over s2s.
+pub(crate) async fn route_from_server(shared: &Arc<Shared>, el: Element) {
+    let to = el.attr("to").and_then(Addr::parse);
+    if to.is_some() {
+        route_message(shared, &Origin::Server, el, to).await;
+    }
 }
 
 impl Origin<'_> {
@@ -136,6 +155,7 @@ impl Origin<'_> {
             Origin::Component(domain) => {
                 crate::component::send(shared, domain, stanza);
             }
+            Origin::Server => tracing::debug!("an error for a server-sent stanza: dropped"),
         }
     }
 }
@@ -149,7 +169,7 @@ fn to_remote(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, domain: &st
         return;
     }
     match origin {
-        Origin::Local(_) | Origin::Component(_) => crate::s2s::send(shared, domain, el),
+        Origin::Local(_) | Origin::Component(_) | Origin::Server => crate::s2s::send(shared, domain, el),
         Origin::Remote(_) if !is_reply(&el) => {
             origin.reply(shared, error_reply(&el, "item-not-found", Some("this server does not relay")));
         }
@@ -187,7 +207,7 @@ async fn route_message(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, t
             Some(a) => a,
             None => return,
         },
-        (None, Origin::Remote(_) | Origin::Component(_)) => return,
+        (None, Origin::Remote(_) | Origin::Component(_) | Origin::Server) => return,
     };
     if shared.config.settings.require_e2e && has_clear_body(&el) {
         // Refused before anything is stored or forwarded.
@@ -577,7 +597,7 @@ async fn iq(shared: &Arc<Shared>, origin: &Origin<'_>, el: Element, to: Option<A
     }
     let me = match origin {
         Origin::Local(me) => Some(*me),
-        Origin::Remote(_) | Origin::Component(_) => None,
+        Origin::Remote(_) | Origin::Component(_) | Origin::Server => None,
     };
     let own_bare = me.map(|m| m.bare.as_str());
     let for_server = match &to {
@@ -660,6 +680,10 @@ async fn server_iq(
             iq_result(el, Some(q))
         }
         ("get", NS_DISCO_ITEMS, "query") => iq_result(el, Some(Element::new(NS_DISCO_ITEMS, "query"))),
+        (_, snow_xml::NS_PUBSUB | snow_xml::NS_PUBSUB_OWNER, "pubsub") => match payload {
+            Some(p) => crate::pubsub::handle(shared, el, p, el.attr("from").unwrap_or_default()).await,
+            None => error_reply(el, "bad-request", None),
+        },
         ("get", crate::directory::NS_KEYS, "query") if directory => match payload {
             Some(q) => crate::directory::lookup(shared, el, q).await,
             None => error_reply(el, "bad-request", None),

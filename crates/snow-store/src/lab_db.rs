@@ -72,7 +72,35 @@ INSERT INTO weekly_area
         UNION ALL SELECT analysis, 'all', yw, age_group, sex, tested, positive, positive_persons FROM weekly)
     GROUP BY analysis, area, yw, age_group, sex;
 "#,
+    r#"
+-- Outbreak detection: one alert per series (analysis and area: a
+-- municipality or a county) and week, ever, kept across restarts.
+CREATE TABLE alerts_sent (
+    analysis   TEXT NOT NULL,
+    area       TEXT NOT NULL,                    -- '5401' or '54'
+    yw         INTEGER NOT NULL,
+    algorithm  TEXT NOT NULL,
+    observed   INTEGER NOT NULL,
+    threshold  REAL NOT NULL,
+    recipients INTEGER NOT NULL,                 -- subscribers it was encrypted to
+    sent_at    INTEGER NOT NULL,
+    PRIMARY KEY (analysis, area, yw)
+) WITHOUT ROWID;
+"#,
 ];
+
+/// An alert the detection agent sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentAlert {
+    pub analysis: String,
+    pub area: String,
+    pub yw: i32,
+    pub algorithm: String,
+    pub observed: i64,
+    pub threshold: f64,
+    pub recipients: i64,
+    pub sent_at: i64,
+}
 
 /// One validated row, reduced to what the aggregates need.
 #[derive(Debug, Clone)]
@@ -131,6 +159,75 @@ impl LabDb {
 
     pub fn begin(&mut self) -> Result<LabImport<'_>, StoreError> {
         Ok(LabImport { tx: self.conn.transaction()?, rows: 0, counted: 0, weekly: Default::default() })
+    }
+
+    /// The newest import (its row number), if any: the detection agent
+    /// runs when it changes.
+    pub fn latest_import(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row("SELECT max(rowid) FROM imports", [], |r| r.get(0))?)
+    }
+
+    /// The first and last week (`year * 100 + week`) with data for `analysis`.
+    pub fn week_span(&self, analysis: &str) -> Result<Option<(i32, i32)>, StoreError> {
+        let r: (Option<i32>, Option<i32>) = self.conn.query_row(
+            "SELECT min(yw), max(yw) FROM weekly_area WHERE analysis = ?1 AND area = 'all'",
+            [analysis],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(r.0.zip(r.1))
+    }
+
+    /// The municipalities and counties with data for `analysis`.
+    pub fn areas(&self, analysis: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT municipality FROM weekly INDEXED BY weekly_by_municipality WHERE analysis = ?1
+             UNION SELECT DISTINCT area FROM weekly_area WHERE analysis = ?1 AND area != 'all' ORDER BY 1",
+        )?;
+        let rows = stmt.query_map([analysis], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn alert_sent(&self, analysis: &str, area: &str, yw: i32) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM alerts_sent WHERE analysis = ?1 AND area = ?2 AND yw = ?3",
+                params![analysis, area, yw],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Records a sent alert; false if one was already recorded for that
+    /// series and week.
+    pub fn record_alert(&self, a: &SentAlert) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "INSERT OR IGNORE INTO alerts_sent (analysis, area, yw, algorithm, observed, threshold, recipients, sent_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![a.analysis, a.area, a.yw, a.algorithm, a.observed, a.threshold, a.recipients, a.sent_at],
+        )? == 1)
+    }
+
+    /// Every alert sent, oldest first.
+    pub fn sent_alerts(&self) -> Result<Vec<SentAlert>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT analysis, area, yw, algorithm, observed, threshold, recipients, sent_at FROM alerts_sent
+             ORDER BY sent_at, analysis, area, yw",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SentAlert {
+                analysis: r.get(0)?,
+                area: r.get(1)?,
+                yw: r.get(2)?,
+                algorithm: r.get(3)?,
+                observed: r.get(4)?,
+                threshold: r.get(5)?,
+                recipients: r.get(6)?,
+                sent_at: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Weekly sums over the rows `filter` selects, one per week that has

@@ -8,8 +8,8 @@ mod migrate;
 pub mod server_db;
 
 pub use ca_db::{CaDb, CertKind, CertRecord, KeyChange, Revocation, UserRecord};
-pub use lab_db::{AggRow, LabDb, LabImport, Weekly, WeeklyFilter};
-pub use server_db::{DirectoryEntry, RosterItem, ServerDb};
+pub use lab_db::{AggRow, LabDb, LabImport, SentAlert, Weekly, WeeklyFilter};
+pub use server_db::{DirectoryEntry, PubsubItem, RosterItem, ServerDb};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

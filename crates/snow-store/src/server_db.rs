@@ -47,7 +47,41 @@ CREATE TABLE replication (
     seq  INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Publish-subscribe (XEP-0060) for alerts: nodes exist while they have
+-- subscribers or items. Items are kept (newest MAX_ITEMS_PER_NODE) so a
+-- GP who was away can list what was published.
+CREATE TABLE pubsub_subscriptions (
+    node       TEXT NOT NULL,
+    jid        TEXT NOT NULL,                    -- bare JID
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (node, jid)
+) WITHOUT ROWID;
+CREATE INDEX pubsub_subscriptions_by_jid ON pubsub_subscriptions (jid, node);
+CREATE TABLE pubsub_items (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT, -- publication order
+    node       TEXT NOT NULL,
+    item_id    TEXT NOT NULL,
+    publisher  TEXT NOT NULL,                    -- bare JID
+    payload    TEXT NOT NULL,                    -- serialized in jabber:client
+    published_at INTEGER NOT NULL,
+    UNIQUE (node, item_id)
+);
+"#,
 ];
+
+/// Most items kept per pubsub node; older ones are dropped.
+pub const MAX_ITEMS_PER_NODE: i64 = 1000;
+
+/// A stored pubsub item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubsubItem {
+    pub node: String,
+    pub id: String,
+    pub publisher: String,
+    pub payload: String,
+    pub published_at: i64,
+}
 
 /// A key directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +238,69 @@ impl ServerDb {
     pub fn remove_roster_item(&self, owner: &str, contact: &str) -> Result<bool, StoreError> {
         Ok(self.conn.execute("DELETE FROM roster WHERE owner = ?1 AND contact = ?2", [owner, contact])? > 0)
     }
+
+    /// Subscribes `jid` to `node`; false if it already was.
+    pub fn subscribe(&self, node: &str, jid: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "INSERT OR IGNORE INTO pubsub_subscriptions (node, jid, created_at) VALUES (?1, ?2, ?3)",
+            params![node, jid, now],
+        )? == 1)
+    }
+
+    pub fn unsubscribe(&self, node: &str, jid: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.execute("DELETE FROM pubsub_subscriptions WHERE node = ?1 AND jid = ?2", [node, jid])? > 0)
+    }
+
+    /// The subscribers of `node`, in JID order.
+    pub fn subscribers(&self, node: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT jid FROM pubsub_subscriptions WHERE node = ?1 ORDER BY jid")?;
+        let rows = stmt.query_map([node], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The nodes `jid` subscribes to, in node order.
+    pub fn subscriptions_of(&self, jid: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT node FROM pubsub_subscriptions WHERE jid = ?1 ORDER BY node")?;
+        let rows = stmt.query_map([jid], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores an item (replacing one with the same id, as XEP-0060 §7.1.2
+    /// says) and drops the node's oldest beyond [`MAX_ITEMS_PER_NODE`].
+    pub fn publish_item(&mut self, item: &PubsubItem) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM pubsub_items WHERE node = ?1 AND item_id = ?2", [&item.node, &item.id])?;
+        tx.execute(
+            "INSERT INTO pubsub_items (node, item_id, publisher, payload, published_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![item.node, item.id, item.publisher, item.payload, item.published_at],
+        )?;
+        tx.execute(
+            "DELETE FROM pubsub_items WHERE node = ?1 AND seq NOT IN
+               (SELECT seq FROM pubsub_items WHERE node = ?1 ORDER BY seq DESC LIMIT ?2)",
+            params![item.node, MAX_ITEMS_PER_NODE],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The newest `max` items of `node`, newest first.
+    pub fn items(&self, node: &str, max: i64) -> Result<Vec<PubsubItem>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT node, item_id, publisher, payload, published_at FROM pubsub_items
+             WHERE node = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![node, max], |r| {
+            Ok(PubsubItem {
+                node: r.get(0)?,
+                id: r.get(1)?,
+                publisher: r.get(2)?,
+                payload: r.get(3)?,
+                published_at: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
 #[cfg(test)]
@@ -226,6 +323,32 @@ mod tests {
         assert_eq!(msgs, vec![(id1, "<message>1</message>".into()), (id2, "<message>2</message>".into())]);
         db.delete_offline(id1).unwrap();
         assert_eq!(db.offline_for("a@x").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn pubsub_subscriptions_and_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = ServerDb::open(&dir.path().join("s.db")).unwrap();
+        assert!(db.subscribe("alerts/INFA/5401", "b@x", 1).unwrap());
+        assert!(!db.subscribe("alerts/INFA/5401", "b@x", 2).unwrap());
+        db.subscribe("alerts/INFA/5401", "a@x", 1).unwrap();
+        assert_eq!(db.subscribers("alerts/INFA/5401").unwrap(), ["a@x", "b@x"]);
+        assert_eq!(db.subscriptions_of("a@x").unwrap(), ["alerts/INFA/5401"]);
+        let item = |id: &str, t: i64| PubsubItem {
+            node: "alerts/INFA/5401".into(),
+            id: id.into(),
+            publisher: "agent@lab".into(),
+            payload: format!("<alert>{id}</alert>"),
+            published_at: t,
+        };
+        db.publish_item(&item("one", 1)).unwrap();
+        db.publish_item(&item("two", 2)).unwrap();
+        // The same id again replaces it, and it becomes the newest.
+        db.publish_item(&item("one", 3)).unwrap();
+        let got: Vec<_> =
+            db.items("alerts/INFA/5401", 10).unwrap().into_iter().map(|i| (i.id, i.published_at)).collect();
+        assert_eq!(got, [("one".to_owned(), 3), ("two".to_owned(), 2)]);
+        assert!(db.unsubscribe("alerts/INFA/5401", "a@x").unwrap());
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub const NS_VERSION: &str = "jabber:iq:version";
 pub const NS_ROSTER: &str = "jabber:iq:roster";
 /// XEP-0203 delayed delivery (stamped on offline messages).
 pub const NS_DELAY: &str = "urn:xmpp:delay";
+/// Publish-subscribe (XEP-0060): requests, owner requests, notifications.
+pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+pub const NS_PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+pub const NS_PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 
 /// A complete `<stream:error>` followed by the stream close, ready to send.
 pub fn stream_error_xml(condition: &str, text: &str) -> String {

@@ -1,6 +1,7 @@
 //! One module per command group; `run` dispatches.
 
 mod agent;
+mod alert;
 mod bench;
 mod ca;
 mod chat;
@@ -83,6 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Msgauth(c) => msgauth::run(&ctx, c),
         Command::Outbox(crate::cli::OutboxCommand::Send) => outbox::send(&ctx),
         Command::Search(args) => search::run(&ctx, args),
+        Command::Alert(c) => alert::run(&ctx, c),
         Command::Demo(args) => demo::run(&ctx, args),
         Command::User(c) => user::run(&ctx, c),
         Command::Key(c) => key::run(&ctx, c),

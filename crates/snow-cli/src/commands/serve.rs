@@ -92,7 +92,25 @@ pub fn search_agent_config(
     let ca_text = snow_core::files::read_limited(&sc.ca_cert, snow_crypto::MAX_KEY_FILE_BYTES)
         .with_context(|| format!("cannot read {}", sc.ca_cert.display()))?;
     let ca_der = snow_crypto::pem::certificates(&ca_text, "the CA certificate")?.remove(0);
+    let d = &config.lab.detection;
+    let detection = if d.enabled {
+        let service = d.service.clone().or_else(|| config.s2s.master.clone()).unwrap_or_else(|| sc.domain.to_string());
+        let mut per_analysis = std::collections::HashMap::new();
+        for (code, p) in &d.analyses {
+            per_analysis.insert(code.clone(), p.detector()?);
+        }
+        Some(snow_agents::detect::DetectionConfig {
+            service,
+            recent_weeks: d.recent_weeks,
+            default: d.default.detector()?,
+            per_analysis,
+            poll: std::time::Duration::from_secs(d.poll_secs),
+        })
+    } else {
+        None
+    };
     Ok(AgentConfig {
+        detection,
         attach,
         ca_der,
         identity,

@@ -49,6 +49,17 @@ impl Params {
     }
 }
 
+impl Params {
+    /// The reference files' label: `EARS_C1`, `EARS_C2`, `EARS_C3`, and
+    /// `EARS_C3_alpha0.025` for C3 at the package's default alpha.
+    pub fn label(&self) -> String {
+        match self.method {
+            Method::C3 if self.alpha == 0.025 => "EARS_C3_alpha0.025".to_owned(),
+            m => format!("EARS_{}", m.name()),
+        }
+    }
+}
+
 /// Why the parameters were refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ParamError {

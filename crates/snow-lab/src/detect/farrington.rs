@@ -253,6 +253,11 @@ fn fit_model(y: &[f64], weeks: &[usize], labels: &[usize], k: usize, p: &Params,
 /// Runs Farrington-flexible over `y` (weekly counts, oldest first, no
 /// gaps). Series shorter than the first monitored week give no rows.
 pub fn farrington(y: &[f64], p: &Params) -> Result<Vec<Output>, ParamError> {
+    farrington_from(y, p, 1)
+}
+
+/// Like [`farrington`], for the monitored weeks from `from` (1-based) on.
+pub fn farrington_from(y: &[f64], p: &Params, from: usize) -> Result<Vec<Output>, ParamError> {
     if !(1..=20).contains(&p.b) {
         return Err(ParamError::Years);
     }
@@ -273,7 +278,7 @@ pub fn farrington(y: &[f64], p: &Params) -> Result<Vec<Output>, ParamError> {
     }
     let z = qnorm(1.0 - p.alpha);
     let mut out = Vec::new();
-    for k in p.first_week()..=y.len() {
+    for k in p.first_week().max(from)..=y.len() {
         out.push(week(y, k, p, z));
     }
     Ok(out)

@@ -213,12 +213,7 @@ pub fn write_farrington_csv(
 
 /// Runs EARS over every series and writes the reference-file rows.
 pub fn write_ears_csv(out: &mut impl Write, series: &[Series], p: &Params) -> Result<(), SeriesError> {
-    // The reference files' labels: C3 at the package's default alpha is
-    // a variant of its own.
-    let label = match p.method {
-        ears::Method::C3 if p.alpha == 0.025 => "EARS_C3_alpha0.025".to_owned(),
-        m => format!("EARS_{}", m.name()),
-    };
+    let label = p.label();
     writeln!(out, "algorithm,series,year,week,t,observed,upperbound,alarm")?;
     for s in series {
         for o in ears::ears(&s.counts, p)? {

@@ -1,0 +1,232 @@
+//! The detection agent: after every import into the lab's store it runs
+//! the configured algorithm over the affected weekly series (positive
+//! tests per analysis × municipality and analysis × county), and turns
+//! each new alarm in the most recent weeks into an alert
+//! (`urn:snow:alert:1`) published on the pubsub node of that analysis and
+//! area, end-to-end encrypted to the node's subscribers. An alert is sent
+//! once per series and week: the lab store records it, and a restart does
+//! not send it again. The agent subscribes to the nodes it publishes on, so
+//! GPs' confirmations come back to it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use snow_client::alert::{self, Requester};
+use snow_client::ClientError;
+use snow_core::alert::{Alert, AlertKind};
+use snow_core::stats::{Area, Count, IsoWeek};
+use snow_lab::detect::Detector;
+use snow_store::{LabDb, SentAlert, StoreError, WeeklyFilter};
+use snow_xml::Element;
+
+/// What the detection agent runs and where it publishes.
+#[derive(Debug, Clone)]
+pub struct DetectionConfig {
+    /// The pubsub service (the PO's domain).
+    pub service: String,
+    /// How many of the newest weeks are evaluated after an import.
+    pub recent_weeks: usize,
+    /// The algorithm for analyses without their own.
+    pub default: Detector,
+    pub per_analysis: HashMap<String, Detector>,
+    /// How often the store is checked for new imports.
+    pub poll: Duration,
+}
+
+impl DetectionConfig {
+    fn detector(&self, analysis: &str) -> &Detector {
+        self.per_analysis.get(analysis).unwrap_or(&self.default)
+    }
+}
+
+/// An alarm not yet sent.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub analysis: String,
+    pub area: Area,
+    pub week: IsoWeek,
+    pub observed: f64,
+    pub upperbound: f64,
+    pub algorithm: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Detect(#[from] snow_lab::detect::DetectError),
+}
+
+fn week_of(yw: i32) -> Option<IsoWeek> {
+    IsoWeek::new(yw / 100, (yw % 100) as u8)
+}
+
+/// The new alarms in the store: every analysis and area, the newest
+/// `recent_weeks` weeks, minus those already sent.
+pub fn find_alarms(db: &LabDb, cfg: &DetectionConfig, analyses: &[String]) -> Result<Vec<Pending>, DetectError> {
+    let mut out = Vec::new();
+    for analysis in analyses {
+        let Some((first, last)) = db.week_span(analysis)? else { continue };
+        let (Some(first_week), Some(last_week)) = (week_of(first), week_of(last)) else { continue };
+        let mut weeks = vec![first_week];
+        while *weeks.last().unwrap_or(&last_week) < last_week && weeks.len() < snow_lab::detect::series::MAX_WEEKS {
+            let next = weeks[weeks.len() - 1].next();
+            weeks.push(next);
+        }
+        let index: HashMap<i32, usize> = weeks.iter().enumerate().map(|(i, w)| (w.key(), i)).collect();
+        let detector = cfg.detector(analysis);
+        for code in db.areas(analysis)? {
+            let area = if code.len() == 4 { Area::Municipality(code.clone()) } else { Area::County(code.clone()) };
+            let mut y = vec![0.0; weeks.len()];
+            for w in db.weekly(&WeeklyFilter::new(analysis, &code, (first, last)))? {
+                if let Some(&i) = index.get(&(i32::from(w.week) + w.year * 100)) {
+                    y[i] = w.positive as f64;
+                }
+            }
+            for s in detector.alarms(&y, cfg.recent_weeks)? {
+                let week = weeks[s.t - 1];
+                if db.alert_sent(analysis, &code, week.key())? {
+                    continue;
+                }
+                out.push(Pending {
+                    analysis: analysis.clone(),
+                    area: area.clone(),
+                    week,
+                    observed: s.observed,
+                    upperbound: s.upperbound,
+                    algorithm: detector.label(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Who the agent is, for the alerts it signs with its name.
+#[derive(Debug, Clone)]
+pub struct AgentName {
+    /// Bare JID (the certificate's): the alerts' author.
+    pub bare: String,
+    /// Where GPs search its series (`snow search --agent`).
+    pub search: String,
+}
+
+/// Publishes one alarm and records it. `Ok(None)`: recorded without
+/// recipients (nobody subscribes to the node yet).
+pub async fn send(
+    r: &mut impl Requester,
+    cfg: &DetectionConfig,
+    me: &AgentName,
+    ca_der: &[u8],
+    threshold: u32,
+    p: &Pending,
+) -> Result<alert::Published, ClientError> {
+    let a = Alert {
+        id: Alert::signal_id(&p.analysis, &p.area, p.week),
+        kind: AlertKind::Signal,
+        analysis: p.analysis.clone(),
+        area: p.area.clone(),
+        week: p.week,
+        observed: Some(Count::disclose(p.observed as u64, threshold)),
+        threshold: Some(p.upperbound),
+        algorithm: Some(p.algorithm.clone()),
+        series: Some(me.search.clone()),
+        author: me.bare.clone(),
+        issued: time::OffsetDateTime::now_utc().unix_timestamp(),
+        confirms: None,
+        text: None,
+    };
+    // Subscribed to its own nodes: confirmations come back to the agent.
+    let node = Alert::node(&a.analysis, &a.area);
+    let reply = r.request_iq(alert::subscribe_iq(&cfg.service, &node, &me.bare)).await?;
+    alert::read_subscriptions(&cfg.service, &reply, "jid")?;
+    alert::publish(r, &cfg.service, &a, &[&me.bare], ca_der).await
+}
+
+/// The record of a sent alert.
+pub fn sent(p: &Pending, recipients: usize) -> SentAlert {
+    SentAlert {
+        analysis: p.analysis.clone(),
+        area: p.area.code().to_owned(),
+        yw: p.week.key(),
+        algorithm: p.algorithm.clone(),
+        observed: p.observed as i64,
+        threshold: p.upperbound,
+        recipients: recipients as i64,
+        sent_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+    }
+}
+
+/// Logs the confirmations in a pubsub notification the agent received.
+pub fn note_confirmations(message: &Element, identity: &snow_crypto::Identity) {
+    for item in alert::event_items(message) {
+        if let Ok(a) = alert::open(&item.id, &item.payload, identity) {
+            if a.kind == AlertKind::Confirmation && a.author == item.publisher {
+                tracing::info!(alert = a.confirms.as_deref().unwrap_or(""), node = %item.node, "alert confirmed by a GP");
+            }
+        }
+    }
+}
+
+/// Runs detection now and then: on start and after each new import.
+pub(crate) async fn run_loop<R: Requester + Send>(
+    mut r: R,
+    cfg: Arc<DetectionConfig>,
+    me: AgentName,
+    lab_db: std::path::PathBuf,
+    analyses: Vec<String>,
+    ca_der: Vec<u8>,
+    threshold: u32,
+) {
+    let mut done: Option<Option<i64>> = None;
+    loop {
+        let (path, c, a) = (lab_db.clone(), Arc::clone(&cfg), analyses.clone());
+        let found = tokio::task::spawn_blocking(move || -> Result<(Option<i64>, Option<Vec<Pending>>), DetectError> {
+            let db = LabDb::open(&path)?;
+            let latest = db.latest_import()?;
+            if done == Some(latest) {
+                return Ok((latest, None));
+            }
+            Ok((latest, Some(find_alarms(&db, &c, &a)?)))
+        })
+        .await;
+        match found {
+            Ok(Ok((latest, Some(pending)))) => {
+                let mut all_sent = true;
+                for p in &pending {
+                    match send(&mut r, &cfg, &me, &ca_der, threshold, p).await {
+                        Ok(published) => {
+                            let n = published.recipients.iter().filter(|j| **j != me.bare).count();
+                            if !published.skipped.is_empty() {
+                                tracing::warn!(
+                                    skipped = published.skipped.len(),
+                                    "subscribers without a valid certificate were left out"
+                                );
+                            }
+                            tracing::info!(analysis = %p.analysis, area = %p.area, week = %p.week, recipients = n, "outbreak alert sent");
+                            let (path, rec) = (lab_db.clone(), sent(p, n));
+                            let stored =
+                                tokio::task::spawn_blocking(move || LabDb::open(&path)?.record_alert(&rec)).await;
+                            if !matches!(stored, Ok(Ok(_))) {
+                                tracing::error!("cannot record a sent alert; it may be sent again");
+                                all_sent = false;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, analysis = %p.analysis, area = %p.area, week = %p.week, "alert not sent; retrying later");
+                            all_sent = false;
+                        }
+                    }
+                }
+                // Anything unsent is tried again at the next poll.
+                done = if all_sent { Some(latest) } else { None };
+            }
+            Ok(Ok((_, None))) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "outbreak detection failed"),
+            Err(e) => tracing::error!(error = %e, "outbreak detection task failed"),
+        }
+        tokio::time::sleep(cfg.poll).await;
+    }
+}

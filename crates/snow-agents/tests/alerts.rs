@@ -1,0 +1,200 @@
+//! Outbreak alerts end to end on 127.0.0.1: the lab's detection agent finds
+//! an outbreak in an import and publishes one alert on the PO's pubsub node
+//! of that analysis and area, encrypted to each subscribed GP; a restart of
+//! the agent sends nothing again; a GP's confirmation reaches the other GP.
+
+#[path = "../../snow-server/tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use snow_agents::detect::DetectionConfig;
+use snow_agents::{AgentConfig, Attach, SearchAgent, SearchSettings};
+use snow_client::alert;
+use snow_client::Client;
+use snow_core::alert::{Alert, AlertKind};
+use snow_core::stats::{Area, Count};
+use snow_lab::detect::{ears, Detector};
+use snow_store::{AggRow, LabDb};
+use support::Site;
+
+const NODE: &str = "alerts/INFA/5401";
+
+/// Weeks 2026-W01..W20 in 5401: 2 positive tests a week, then 30 in W20.
+fn import_outbreak(db_path: &std::path::Path) {
+    let mut db = LabDb::open(db_path).unwrap();
+    let mut imp = db.begin().unwrap();
+    let mut n = 0u32;
+    for week in 1..=20u8 {
+        let positives = if week == 20 { 30 } else { 2 };
+        for _ in 0..positives + 3 {
+            n += 1;
+            let (sample, patient) = (format!("{n:032x}"), format!("{n:064x}"));
+            imp.add(&AggRow {
+                sample_id: &sample,
+                patient: &patient,
+                analysis: "INFA",
+                municipality: "5401",
+                year: 2026,
+                week,
+                age_group: "25-44",
+                sex: "F",
+                positive: n % (positives + 3) < positives,
+            })
+            .unwrap();
+        }
+    }
+    imp.commit("outbreak", "outbreak.csv", 0).unwrap();
+}
+
+async fn wait_for_key(c: &mut Client, jid: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while c.lookup_keys(&[jid]).await.unwrap().first().is_none_or(|e| e.status != "valid") {
+        assert!(tokio::time::Instant::now() < deadline, "{jid} never reached the key directory");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The next alert notification within `wait`, decrypted.
+async fn next_alert(c: &mut Client, wait: Duration, identity: &snow_crypto::Identity) -> Option<(alert::Item, Alert)> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let Ok(el) = c.next_stanza(left).await else { return None };
+        if let Some(item) = alert::event_items(&el).into_iter().next() {
+            let a = alert::open(&item.id, &item.payload, identity).expect("an alert encrypted to this GP");
+            return Some((item, a));
+        }
+    }
+}
+
+fn agent(
+    po: &Site,
+    lab_home: &std::path::Path,
+    server: std::net::SocketAddr,
+) -> (SearchAgent, tokio::sync::watch::Sender<bool>) {
+    let cert = lab_home.join("agents");
+    let identity =
+        snow_agents::load_identity(&cert.join("search@lab.example.pem"), &cert.join("search@lab.example.key.pem"))
+            .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let agent = SearchAgent::start(
+        AgentConfig {
+            attach: Attach::Client { server, domain: "lab.example".into() },
+            ca_der: po.ca.cert_der().to_vec(),
+            identity,
+            lab_db: lab_home.join("data/lab.db"),
+            settings: SearchSettings::default(),
+            workers: 1,
+            queue: 4,
+            detection: Some(DetectionConfig {
+                service: "po.example".into(),
+                recent_weeks: 1,
+                default: Detector::Ears(ears::Params::new(ears::Method::C1)),
+                per_analysis: HashMap::new(),
+                poll: Duration::from_millis(200),
+            }),
+        },
+        stopped,
+    );
+    (agent, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches_the_others() {
+    let mut po = Site::with_domain("po.example");
+    po.settings.require_e2e = true;
+    let lab = po.replica("lab.example");
+    for gp in ["1111111", "3333333", "4444444"] {
+        po.add_user(gp);
+    }
+    po.add_user_at("2222222", "lab.example");
+    let issued = po.ca.issue_agent(&"search@lab.example".parse().unwrap()).unwrap();
+    std::fs::create_dir_all(lab.home.join("agents")).unwrap();
+    std::fs::copy(&issued.cert_path, lab.home.join("agents/search@lab.example.pem")).unwrap();
+    std::fs::copy(&issued.key_path, lab.home.join("agents/search@lab.example.key.pem")).unwrap();
+    let po_server = po.start().await;
+    let lab_server = po.start_replica(&lab.home, "lab.example", lab.s2s.clone()).await;
+
+    // Two GPs subscribe to INFA in 5401; a third subscribes to nothing.
+    let (id1, id3) = (po.identity("1111111"), po.identity("3333333"));
+    let mut gp1 = po.login(&po_server, "1111111").await.unwrap();
+    let mut gp3 = po.login(&po_server, "3333333").await.unwrap();
+    let mut gp4 = po.login(&po_server, "4444444").await.unwrap();
+    for (c, jid) in [(&mut gp1, "1111111@po.example"), (&mut gp3, "3333333@po.example")] {
+        let (r, _) = c.request(alert::subscribe_iq("po.example", NODE, jid)).await.unwrap();
+        assert_eq!(alert::read_subscriptions("po.example", &r, "jid").unwrap(), [jid]);
+        c.send_presence().await.unwrap();
+    }
+    gp4.send_presence().await.unwrap();
+    // Someone else's subscription is refused.
+    let (r, _) = gp4.request(alert::subscribe_iq("po.example", NODE, "1111111@po.example")).await.unwrap();
+    assert!(alert::read_subscriptions("po.example", &r, "jid").is_err());
+    // The agent encrypts with the GPs' keys from the lab's replica.
+    let mut lab_gp = po.login_at(&lab_server, "lab.example", "2222222").await.unwrap();
+    for jid in ["1111111@po.example", "3333333@po.example"] {
+        wait_for_key(&mut lab_gp, jid).await;
+    }
+    wait_for_key(&mut gp1, "search@lab.example").await;
+
+    let (first, stop_first) = agent(&po, &lab.home, lab_server.c2s_addr);
+    import_outbreak(&lab.home.join("data/lab.db"));
+
+    let wait = Duration::from_secs(30);
+    let (item1, a1) = next_alert(&mut gp1, wait, &id1).await.expect("GP 1 got no alert");
+    let (item3, a3) = next_alert(&mut gp3, wait, &id3).await.expect("GP 3 got no alert");
+    assert_eq!((item1.node.as_str(), item1.publisher.as_str()), (NODE, "search@lab.example"));
+    assert_eq!(a1, a3);
+    assert_eq!((a1.kind, a1.id.as_str()), (AlertKind::Signal, "INFA-5401-2026W20"));
+    assert_eq!((a1.analysis.as_str(), &a1.area), ("INFA", &Area::Municipality("5401".into())));
+    assert_eq!((a1.observed, a1.algorithm.as_deref()), (Some(Count::Exact(30)), Some("EARS_C1")));
+    assert!(a1.threshold.unwrap() < 30.0);
+    assert_eq!(a1.series.as_deref(), Some("search@lab.example/agent"));
+    // Encrypted: the item on the wire holds no clear alert.
+    assert!(item3.payload.child(snow_crypto::e2e::NS_XENC, "EncryptedData").is_some());
+    assert!(!item3.payload.to_xml("").contains("INFA-5401"), "the alert is not encrypted");
+    // The GP who did not subscribe gets nothing; nobody gets a second one.
+    assert!(next_alert(&mut gp4, Duration::from_secs(2), &po.identity("4444444")).await.is_none());
+
+    // A restart of the agent sends nothing again.
+    stop_first.send(true).unwrap();
+    first.join().await;
+    let (second, stop_second) = agent(&po, &lab.home, lab_server.c2s_addr);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(next_alert(&mut gp1, Duration::from_secs(2), &id1).await.is_none(), "an alert was repeated");
+    let sent = LabDb::open(&lab.home.join("data/lab.db")).unwrap().sent_alerts().unwrap();
+    let for_5401: Vec<_> = sent.iter().filter(|s| s.area == "5401").collect();
+    assert_eq!(for_5401.len(), 1, "{sent:?}");
+    assert_eq!(for_5401[0].recipients, 2);
+
+    // GP 1 confirms; GP 3 sees the confirmation.
+    let confirmation = Alert {
+        id: "c-test".into(),
+        kind: AlertKind::Confirmation,
+        confirms: Some(a1.id.clone()),
+        text: Some("three cases in our practice this week".into()),
+        author: "1111111@po.example".into(),
+        ..a1.clone()
+    };
+    let ca = po.ca.cert_der().to_vec();
+    let published =
+        alert::publish(&mut gp1, "po.example", &confirmation, &["1111111@po.example", "search@lab.example"], &ca)
+            .await
+            .unwrap();
+    assert_eq!(published.recipients.len(), 3, "{published:?}");
+    let (_, c) = next_alert(&mut gp3, wait, &id3).await.expect("GP 3 did not see the confirmation");
+    assert_eq!((c.kind, c.confirms.as_deref()), (AlertKind::Confirmation, Some("INFA-5401-2026W20")));
+    // Listing: GP 3 reads both, newest first, each checked against its publisher.
+    let (list, unreadable) = alert::received(&mut gp3, "po.example", &id3, 50).await.unwrap();
+    assert_eq!(unreadable, 0);
+    assert_eq!(list.iter().map(|(_, a)| a.id.as_str()).collect::<Vec<_>>(), ["c-test", "INFA-5401-2026W20"]);
+
+    stop_second.send(true).unwrap();
+    second.join().await;
+    po_server.shutdown(Duration::from_secs(5)).await;
+    lab_server.shutdown(Duration::from_secs(5)).await;
+}

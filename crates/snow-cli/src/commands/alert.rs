@@ -1,0 +1,200 @@
+//! `snow alert …`: a GP's outbreak alerts (DESIGN.md §4): subscribe per
+//! area and analysis at the PO's pubsub service, list what arrived
+//! (decrypted with your key), confirm an alert, send your own.
+
+use anyhow::{bail, Context};
+use snow_client::alert::{self, Item};
+use snow_client::Client;
+use snow_core::alert::{Alert, AlertKind, MAX_TEXT};
+use snow_core::stats::{check_analysis, Area, IsoWeek};
+
+use super::Ctx;
+use crate::cli::{AlertCommand, AlertService};
+
+pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        match cmd {
+            AlertCommand::Subscribe { at, analysis, area } => {
+                let area = area_of(&analysis, &area)?;
+                let (mut client, _, _, service) = connect(ctx, &at).await?;
+                let me = bare(&client);
+                let mut nodes = vec![Alert::node(&analysis, &area)];
+                if let Area::Municipality(m) = &area {
+                    nodes.push(Alert::node(&analysis, &Area::County(m[..2].to_owned())));
+                }
+                for node in nodes {
+                    let (reply, _) = client.request(alert::subscribe_iq(&service, &node, &me)).await?;
+                    alert::read_subscriptions(&service, &reply, "jid")?;
+                    println!("Subscribed to {node} at {service}");
+                }
+                client.close().await?;
+            }
+            AlertCommand::List { at, limit } => {
+                let (mut client, identity, _, service) = connect(ctx, &at).await?;
+                let (alerts, unreadable) = alert::received(&mut client, &service, &identity, limit).await?;
+                client.close().await?;
+                print!("{}", table(&alerts));
+                if alerts.is_empty() {
+                    println!("No alerts (subscribe with `snow alert subscribe --analysis … --area …`).");
+                }
+                if unreadable > 0 {
+                    println!(
+                        "({unreadable} earlier alerts were not encrypted to you: published before you subscribed)"
+                    );
+                }
+            }
+            AlertCommand::Confirm { at, id, comment } => {
+                check_text(comment.as_deref())?;
+                let (mut client, identity, ca_der, service) = connect(ctx, &at).await?;
+                let (alerts, _) = alert::received(&mut client, &service, &identity, 200).await?;
+                let Some((_, original)) = alerts.iter().find(|(_, a)| a.id == id) else {
+                    bail!("no alert {id} among the alerts you received (see `snow alert list`)");
+                };
+                if original.kind == AlertKind::Confirmation {
+                    bail!("{id} is a confirmation; confirm the alert it confirms");
+                }
+                let me = bare(&client);
+                let confirmation = Alert {
+                    id: random_id("c")?,
+                    kind: AlertKind::Confirmation,
+                    confirms: Some(original.id.clone()),
+                    text: comment,
+                    author: me.clone(),
+                    issued: now(),
+                    observed: None,
+                    threshold: None,
+                    algorithm: None,
+                    series: None,
+                    ..original.clone()
+                };
+                let published =
+                    alert::publish(&mut client, &service, &confirmation, &[&me, &original.author], &ca_der).await?;
+                client.close().await?;
+                report(&confirmation, &published, &me);
+            }
+            AlertCommand::Send { at, analysis, area, text } => {
+                let area = area_of(&analysis, &area)?;
+                check_text(Some(&text))?;
+                let (mut client, _, ca_der, service) = connect(ctx, &at).await?;
+                let me = bare(&client);
+                let a = Alert {
+                    id: random_id("gp")?,
+                    kind: AlertKind::Gp,
+                    analysis,
+                    area,
+                    week: IsoWeek::of(time::OffsetDateTime::now_utc().date()),
+                    observed: None,
+                    threshold: None,
+                    algorithm: None,
+                    series: None,
+                    author: me.clone(),
+                    issued: now(),
+                    confirms: None,
+                    text: Some(text),
+                };
+                let published = alert::publish(&mut client, &service, &a, &[&me], &ca_der).await?;
+                client.close().await?;
+                report(&a, &published, &me);
+            }
+        }
+        anyhow::Ok(())
+    })
+}
+
+async fn connect(ctx: &Ctx, at: &AlertService) -> anyhow::Result<(Client, snow_crypto::Identity, Vec<u8>, String)> {
+    let (client, identity, ca_der) = super::chat::connect_with_identity(ctx, &at.conn).await?;
+    let service = match &at.service {
+        Some(s) => s.parse::<snow_core::Domain>().context("--service is not a domain name")?.to_string(),
+        None => bare(&client).split('@').nth(1).unwrap_or_default().to_owned(),
+    };
+    Ok((client, identity, ca_der, service))
+}
+
+fn bare(client: &Client) -> String {
+    client.jid().split('/').next().unwrap_or_default().to_owned()
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn random_id(prefix: &str) -> anyhow::Result<String> {
+    Ok(format!("{prefix}-{}", snow_crypto::one_time_password::random_hex(8)?))
+}
+
+fn area_of(analysis: &str, area: &str) -> anyhow::Result<Area> {
+    check_analysis(analysis).map_err(|e| anyhow::anyhow!("--analysis: {e}"))?;
+    match Area::parse_loose(area) {
+        Ok(a @ (Area::Municipality(_) | Area::County(_))) => Ok(a),
+        _ => bail!("--area must be a municipality (4 digits) or a county (2 digits)"),
+    }
+}
+
+fn check_text(t: Option<&str>) -> anyhow::Result<()> {
+    if t.is_some_and(|t| t.len() > MAX_TEXT) {
+        bail!("the text is longer than {MAX_TEXT} bytes");
+    }
+    Ok(())
+}
+
+fn report(a: &Alert, published: &alert::Published, me: &str) {
+    let others = published.recipients.iter().filter(|j| *j != me).count();
+    if published.recipients.is_empty() {
+        println!("Nobody can receive {} yet: no subscriber has a valid certificate.", a.id);
+    } else {
+        println!("Sent {} {} to {others} other(s) on {}", a.kind, a.id, Alert::node(&a.analysis, &a.area));
+    }
+    for (jid, why) in &published.skipped {
+        println!("  left out {jid}: {why}");
+    }
+}
+
+fn when(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]")).ok())
+        .unwrap_or_else(|| t.to_string())
+}
+
+/// The alerts as a table, confirmations under what they confirm.
+fn table(alerts: &[(Item, Alert)]) -> String {
+    let mut out = String::new();
+    for (_, a) in alerts.iter().filter(|(_, a)| a.kind != AlertKind::Confirmation) {
+        let what = match a.kind {
+            AlertKind::Signal => format!(
+                "{} positive in {} (threshold {:.1}, {})",
+                a.observed.map(|o| o.to_string()).unwrap_or_else(|| "?".into()),
+                a.week,
+                a.threshold.unwrap_or(f64::NAN),
+                a.algorithm.as_deref().unwrap_or("?")
+            ),
+            _ => a.text.clone().unwrap_or_default(),
+        };
+        out.push_str(&format!(
+            "{}  {}  {} {}  {}  from {}\n    {what}\n",
+            when(a.issued),
+            a.id,
+            a.analysis,
+            a.area,
+            a.kind,
+            a.author
+        ));
+        if let (AlertKind::Signal, Some(agent)) = (a.kind, &a.series) {
+            out.push_str(&format!(
+                "    series: snow search --agent {agent} --analysis {} --area {} --weeks 12\n",
+                a.analysis,
+                a.area.code()
+            ));
+        }
+        for (_, c) in alerts.iter().filter(|(_, c)| c.confirms.as_deref() == Some(a.id.as_str())) {
+            out.push_str(&format!(
+                "    confirmed by {} at {}{}\n",
+                c.author,
+                when(c.issued),
+                c.text.as_deref().map(|t| format!(": {t}")).unwrap_or_default()
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,232 @@
+//! A publish-subscribe service (the part of XEP-0060 alerts need) at the
+//! server's own domain: nodes per analysis and area (`alerts/INFA/5401`),
+//! created when first used. GPs subscribe their bare JID; a publisher (the
+//! lab's detection agent, or a GP) asks for the node's subscribers, encrypts
+//! the alert to them end to end, and publishes it as an item; the service
+//! stores the item and sends it to every subscriber in a notification
+//! message (`type='normal'`, so offline subscribers get it at login).
+//!
+//! Policy: every entity the server has authenticated (its users and
+//! components, and other sites' entities over s2s, which share this CA) may
+//! subscribe itself, list a node's subscribers (a publisher needs them to
+//! encrypt), and publish `urn:snow:alert:1` items; a node's items can be
+//! read by its subscribers. The payloads are end-to-end encrypted: the
+//! service sees node names, ids and who published, never the alert.
+
+use std::sync::Arc;
+
+use snow_store::PubsubItem;
+use snow_xml::stanza::{error_reply, iq_result};
+use snow_xml::{Element, NS_CLIENT, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER};
+
+use crate::addr::Addr;
+use crate::server::Shared;
+
+/// Most items returned by one request.
+const MAX_ITEMS: i64 = 200;
+
+/// A node name: `alerts/` followed by 1 to 100 of `A-Za-z0-9/_:-`.
+fn valid_node(n: &str) -> bool {
+    n.strip_prefix("alerts/").is_some_and(|rest| {
+        (1..=100).contains(&rest.len())
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b':' | b'-'))
+    })
+}
+
+/// Answers a `<pubsub/>` IQ from `from` (the sender's JID, as the server
+/// established it).
+pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element, from: &str) -> Element {
+    let Some(requester) = Addr::parse(from).map(|a| a.bare()) else {
+        return error_reply(el, "bad-request", Some("no sender"));
+    };
+    let kind = el.attr("type").unwrap_or("");
+    let Some(op) = payload.children().next() else {
+        return error_reply(el, "bad-request", Some("an empty pubsub request"));
+    };
+    let node = op.attr("node").map(str::to_owned);
+    let node_ok = || node.as_deref().filter(|n| valid_node(n)).map(str::to_owned);
+    let bad_node = || error_reply(el, "item-not-found", Some("no such node (alert nodes are alerts/ANALYSIS/AREA)"));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let db_error = |e: snow_store::StoreError| {
+        tracing::error!(error = %e, "pubsub store failed");
+        error_reply(el, "internal-server-error", None)
+    };
+    match (kind, payload.ns(), op.name()) {
+        ("set", NS_PUBSUB, "subscribe") | ("set", NS_PUBSUB, "unsubscribe") => {
+            let Some(node) = node_ok() else { return bad_node() };
+            // Only one's own bare JID (XEP-0060 §6.1.3.3).
+            let jid = op.attr("jid").and_then(Addr::parse).map(|a| a.bare());
+            if jid.as_deref() != Some(requester.as_str()) {
+                return error_reply(el, "bad-request", Some("subscribe your own bare JID"));
+            }
+            let subscribe = op.name() == "subscribe";
+            let (n, j) = (node.clone(), requester.clone());
+            let r =
+                shared.db(move |db| if subscribe { db.subscribe(&n, &j, now) } else { db.unsubscribe(&n, &j) }).await;
+            if let Err(e) = r {
+                return db_error(e);
+            }
+            tracing::info!(%node, subscribe, "pubsub subscription changed");
+            let state = if subscribe { "subscribed" } else { "none" };
+            iq_result(
+                el,
+                Some(
+                    Element::new(NS_PUBSUB, "pubsub").with_child(
+                        Element::new(NS_PUBSUB, "subscription")
+                            .with_attr("node", node)
+                            .with_attr("jid", requester)
+                            .with_attr("subscription", state),
+                    ),
+                ),
+            )
+        }
+        ("get", NS_PUBSUB, "subscriptions") => {
+            let j = requester.clone();
+            match shared.db(move |db| db.subscriptions_of(&j)).await {
+                Ok(nodes) => {
+                    let mut subs = Element::new(NS_PUBSUB, "subscriptions");
+                    for n in nodes {
+                        subs.push_child(
+                            Element::new(NS_PUBSUB, "subscription")
+                                .with_attr("node", n)
+                                .with_attr("jid", requester.clone())
+                                .with_attr("subscription", "subscribed"),
+                        );
+                    }
+                    iq_result(el, Some(Element::new(NS_PUBSUB, "pubsub").with_child(subs)))
+                }
+                Err(e) => db_error(e),
+            }
+        }
+        ("get", NS_PUBSUB_OWNER, "subscriptions") => {
+            let Some(node) = node_ok() else { return bad_node() };
+            let n = node.clone();
+            match shared.db(move |db| db.subscribers(&n)).await {
+                Ok(jids) => {
+                    let mut subs = Element::new(NS_PUBSUB_OWNER, "subscriptions").with_attr("node", node);
+                    for j in jids {
+                        subs.push_child(
+                            Element::new(NS_PUBSUB_OWNER, "subscription")
+                                .with_attr("jid", j)
+                                .with_attr("subscription", "subscribed"),
+                        );
+                    }
+                    iq_result(el, Some(Element::new(NS_PUBSUB_OWNER, "pubsub").with_child(subs)))
+                }
+                Err(e) => db_error(e),
+            }
+        }
+        ("get", NS_PUBSUB, "items") => {
+            let Some(node) = node_ok() else { return bad_node() };
+            let max = op.attr("max_items").and_then(|m| m.parse::<i64>().ok()).unwrap_or(MAX_ITEMS).clamp(1, MAX_ITEMS);
+            let (n, j) = (node.clone(), requester.clone());
+            let r = shared
+                .db(move |db| {
+                    let subscribed = db.subscribers(&n)?.contains(&j);
+                    Ok(if subscribed { Some(db.items(&n, max)?) } else { None })
+                })
+                .await;
+            match r {
+                Ok(Some(items)) => {
+                    let mut list = Element::new(NS_PUBSUB, "items").with_attr("node", node);
+                    for it in items {
+                        list.push_child(item_element(NS_PUBSUB, &it));
+                    }
+                    iq_result(el, Some(Element::new(NS_PUBSUB, "pubsub").with_child(list)))
+                }
+                Ok(None) => error_reply(el, "forbidden", Some("subscribe to the node to read its items")),
+                Err(e) => db_error(e),
+            }
+        }
+        ("set", NS_PUBSUB, "publish") => {
+            let Some(node) = node_ok() else { return bad_node() };
+            let items: Vec<&Element> = op.children().filter(|c| c.is(NS_PUBSUB, "item")).collect();
+            let [item] = items.as_slice() else {
+                return error_reply(el, "bad-request", Some("publish exactly one item"));
+            };
+            let Some(id) = item.attr("id").filter(|id| snow_core::alert::valid_id(id)) else {
+                return error_reply(el, "bad-request", Some("the item needs an id of 1 to 64 of A-Z a-z 0-9 - _"));
+            };
+            let content: Vec<&Element> = item.children().collect();
+            let [alert] = content.as_slice() else {
+                return error_reply(el, "bad-request", Some("an item holds one alert"));
+            };
+            if alert.ns() != snow_core::alert::NS_ALERT {
+                return error_reply(el, "not-acceptable", Some("this service takes urn:snow:alert:1 items only"));
+            }
+            let stored = PubsubItem {
+                node: node.clone(),
+                id: id.to_owned(),
+                publisher: requester.clone(),
+                payload: alert.to_xml(NS_CLIENT),
+                published_at: now,
+            };
+            let for_db = stored.clone();
+            let n = node.clone();
+            let subscribers = match shared
+                .db(move |db| {
+                    db.publish_item(&for_db)?;
+                    db.subscribers(&n)
+                })
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => return db_error(e),
+            };
+            tracing::info!(%node, subscribers = subscribers.len(), "pubsub item published");
+            notify(shared, &stored, (*alert).clone(), &subscribers).await;
+            iq_result(
+                el,
+                Some(
+                    Element::new(NS_PUBSUB, "pubsub").with_child(
+                        Element::new(NS_PUBSUB, "publish")
+                            .with_attr("node", node)
+                            .with_child(Element::new(NS_PUBSUB, "item").with_attr("id", id.to_owned())),
+                    ),
+                ),
+            )
+        }
+        _ => error_reply(el, "feature-not-implemented", Some("this pubsub service does subscribe, items and publish")),
+    }
+}
+
+/// `<item id publisher>payload</item>` in `ns`.
+fn item_element(ns: &'static str, it: &PubsubItem) -> Element {
+    let mut e = Element::new(ns, "item").with_attr("id", it.id.clone()).with_attr("publisher", it.publisher.clone());
+    match snow_xml::parse_document(it.payload.as_bytes(), snow_xml::Limits::default()) {
+        Ok(p) => e.push_child(p),
+        Err(err) => tracing::error!(error = %err, node = %it.node, "a stored pubsub item does not parse"),
+    }
+    e
+}
+
+/// Sends the item to every subscriber, through the usual message routing
+/// (offline storage for those not online, s2s for other sites' users).
+async fn notify(shared: &Arc<Shared>, it: &PubsubItem, payload: Element, subscribers: &[String]) {
+    let service = shared.config.domain.to_string();
+    let item = Element::new(NS_PUBSUB_EVENT, "item")
+        .with_attr("id", it.id.clone())
+        .with_attr("publisher", it.publisher.clone())
+        .with_child(payload);
+    let event = Element::new(NS_PUBSUB_EVENT, "event")
+        .with_child(Element::new(NS_PUBSUB_EVENT, "items").with_attr("node", it.node.clone()).with_child(item));
+    for jid in subscribers {
+        let msg = Element::new(NS_CLIENT, "message")
+            .with_attr("from", service.clone())
+            .with_attr("to", jid.clone())
+            .with_attr("type", "normal")
+            .with_child(event.clone());
+        crate::services::route_from_server(shared, msg).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn node_names() {
+        assert!(super::valid_node("alerts/INFA/5401"));
+        assert!(!super::valid_node("alerts/"));
+        assert!(!super::valid_node("other/INFA"));
+        assert!(!super::valid_node("alerts/INFA 5401"));
+    }
+}
