@@ -1,5 +1,5 @@
-//! `snow demo` as a newcomer runs it, and `snow search` as a GP runs it
-//! against the demo from another terminal.
+//! `snow demo` as a newcomer runs it, and `snow search` and `snow alert` as
+//! GPs run them against the demo from another terminal.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -58,6 +58,10 @@ fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
     }
     std::thread::spawn(move || lines.for_each(drop));
     assert!(shown.contains("INFA tests, municipality 5401"), "{shown}");
+    // The outbreak loop: the agent's alert, GP 1's confirmation, GP 2 sees it.
+    assert!(shown.contains("1000001@po.example received alert MYCPN-5401-"), "{shown}");
+    assert!(shown.contains("1000002@po.example sees the confirmation of MYCPN-5401-"), "{shown}");
+    assert!(shown.contains("confirmed by 1000001@po.example"), "{shown}");
     assert!(shown.contains("INFA tests, county 54"), "{shown}");
     assert!(shown.contains("positive  ") && shown.contains("shown as <5"), "{shown}");
     let server = shown
@@ -117,6 +121,38 @@ fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
     let out = gp(&["--analysis", "EBOLA", "--weeks", "8"]);
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(!out.status.success() && err.contains("bad-request") && err.contains("analysis"), "{err}");
+
+    // Alerts from the command line: GP 1 subscribes to INFA in 5401, GP 2
+    // sends an alert there, GP 1 lists and confirms it, GP 2's own list
+    // still holds the demo's alert with its confirmation.
+    let as_gp = |hpnr: &str, extra: &[&str]| {
+        let home = dir.join(format!("gp-{hpnr}"));
+        let mut args = vec!["--home", home.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap(), "alert"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--server", &server]);
+        let out = snow(&args);
+        assert!(out.status.success(), "alert {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = as_gp("1000001", &["subscribe", "--analysis", "INFA", "--area", "5401"]);
+    assert!(out.contains("alerts/INFA/5401") && out.contains("alerts/INFA/54 "), "{out}");
+    let out =
+        as_gp("1000002", &["send", "--analysis", "INFA", "--area", "5401", "--text", "Three families with influenza"]);
+    assert!(out.contains("to 1 other(s) on alerts/INFA/5401"), "{out}");
+    let list = as_gp("1000001", &["list"]);
+    let id = list
+        .lines()
+        .find(|l| l.contains("gp  from 1000002@po.example"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or_else(|| panic!("GP 2's alert is not listed: {list}"))
+        .to_owned();
+    assert!(list.contains("Three families with influenza"), "{list}");
+    let out = as_gp("1000001", &["confirm", &id, "--comment", "Two more here"]);
+    assert!(out.contains("Sent confirmation"), "{out}");
+    let list = as_gp("1000001", &["list"]);
+    assert!(list.contains("confirmed by 1000001@po.example") && list.contains("Two more here"), "{list}");
+    let list = as_gp("1000002", &["list"]);
+    assert!(list.contains("MYCPN-5401-") && list.contains("confirmed by 1000001@po.example"), "{list}");
 
     // Ctrl-C stops everything cleanly.
     let pid = demo.id().to_string();

@@ -1,7 +1,9 @@
 //! Synthetic lab data for the demo and benchmarks: the lab database's raw
 //! export (the input of `snow lab export`) for a region in northern Norway,
 //! with realistic winter seasons — RSV peaking around New Year, influenza
-//! A in February, influenza B later and smaller, SARS-CoV-2 in waves.
+//! A in February, influenza B later and smaller, SARS-CoV-2 in waves, and
+//! a low endemic level of *Mycoplasma pneumoniae*; and a cluster of cases on
+//! demand (the demo's outbreak).
 //! Deterministic for a seed. Every person is made up: patient ids are
 //! `SYN…` and can never look like a national identity number.
 
@@ -25,11 +27,12 @@ pub const MUNICIPALITIES: [(&str, f64); 8] = [
 
 /// (analysis, peak ISO week, peak positives per week in the largest
 /// municipality, season width in weeks, share of tests positive at peak).
-const SEASONS: [(&str, f64, f64, f64, f64); 4] = [
+const SEASONS: [(&str, f64, f64, f64, f64); 5] = [
     ("INFA", 6.0, 60.0, 3.5, 0.25),
     ("INFB", 11.0, 18.0, 3.0, 0.12),
     ("RSV", 52.0, 35.0, 3.0, 0.2),
     ("SARS2", 40.0, 20.0, 6.0, 0.1),
+    ("MYCPN", 45.0, 0.5, 8.0, 0.03),
 ];
 
 /// A small deterministic generator (SplitMix64): synthetic data only.
@@ -104,33 +107,74 @@ pub fn raw_export(out: impl Write, today: Date, weeks: u32, seed: u64) -> std::i
                         continue;
                     }
                     n += 1;
-                    // Young children and the old are tested most.
-                    let age = match rng.below(10) {
-                        0..=2 => rng.below(5),
-                        3..=4 => 65 + rng.below(30),
-                        _ => 5 + rng.below(60),
-                    };
-                    let birth = day - Duration::days((age * 365 + rng.below(365)) as i64);
-                    let sex = if rng.below(2) == 0 { "M" } else { "K" };
-                    // A pool per municipality, so a person may be tested again.
-                    let patient = format!("SYN{muni}{:06}", rng.below((40_000.0 * size) as u64));
-                    let result = if i < positives { "POS" } else { "NEG" };
-                    w.write_record([
-                        format!("S{seed:x}-{n:09}").as_str(),
-                        &patient,
-                        &birth.to_string(),
-                        sex,
-                        muni,
-                        &day.to_string(),
-                        analysis,
-                        result,
-                    ])?;
+                    write_row(&mut w, &mut rng, seed, n, muni, size, day, analysis, i < positives)?;
                 }
             }
         }
     }
     w.flush()?;
     Ok(n)
+}
+
+/// One raw row: a made-up person of the municipality's pool.
+#[allow(clippy::too_many_arguments)]
+fn write_row<W: Write>(
+    w: &mut csv::Writer<W>,
+    rng: &mut Rng,
+    seed: u64,
+    n: u64,
+    muni: &str,
+    size: f64,
+    day: Date,
+    analysis: &str,
+    positive: bool,
+) -> std::io::Result<()> {
+    // Young children and the old are tested most.
+    let age = match rng.below(10) {
+        0..=2 => rng.below(5),
+        3..=4 => 65 + rng.below(30),
+        _ => 5 + rng.below(60),
+    };
+    let birth = day - Duration::days((age * 365 + rng.below(365)) as i64);
+    let sex = if rng.below(2) == 0 { "M" } else { "K" };
+    // A pool per municipality, so a person may be tested again.
+    let patient = format!("SYN{muni}{:06}", rng.below((40_000.0 * size) as u64));
+    let result = if positive { "POS" } else { "NEG" };
+    w.write_record([
+        format!("S{seed:x}-{n:09}").as_str(),
+        &patient,
+        &birth.to_string(),
+        sex,
+        muni,
+        &day.to_string(),
+        analysis,
+        result,
+    ])?;
+    Ok(())
+}
+
+/// A cluster: `cases` positive tests (and as many negative) of `analysis`
+/// in `municipality` during the ISO week that starts on `monday`, as a raw
+/// export of its own (sample ids distinct from [`raw_export`]'s for a
+/// different `seed`). Returns the number of rows.
+pub fn cluster(
+    out: impl Write,
+    analysis: &str,
+    municipality: &str,
+    monday: Date,
+    cases: u64,
+    seed: u64,
+) -> std::io::Result<u64> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(RAW_COLUMNS)?;
+    let mut rng = Rng(seed);
+    let size = MUNICIPALITIES.iter().find(|(m, _)| *m == municipality).map(|(_, s)| *s).unwrap_or(0.1);
+    for n in 0..2 * cases {
+        let day = monday + Duration::days(rng.below(7) as i64);
+        write_row(&mut w, &mut rng, seed, n + 1, municipality, size, day, analysis, n < cases)?;
+    }
+    w.flush()?;
+    Ok(2 * cases)
 }
 
 #[cfg(test)]

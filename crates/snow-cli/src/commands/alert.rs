@@ -158,7 +158,7 @@ fn when(t: i64) -> String {
 }
 
 /// The alerts as a table, confirmations under what they confirm.
-fn table(alerts: &[(Item, Alert)]) -> String {
+pub(super) fn table(alerts: &[(Item, Alert)]) -> String {
     let mut out = String::new();
     for (_, a) in alerts.iter().filter(|(_, a)| a.kind != AlertKind::Confirmation) {
         let what = match a.kind {

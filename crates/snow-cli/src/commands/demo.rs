@@ -2,20 +2,24 @@
 //! server and a lab server on 127.0.0.1, federated, with a fresh CA, two
 //! GPs and the lab's search agent; a synthetic winter season goes through
 //! the lab's pseudonymising export and the drop directory; a GP searches
-//! across the federation. Everything is real (TLS, SASL EXTERNAL, s2s,
-//! end-to-end encryption, `require_e2e` on); only the data are made up.
+//! across the federation; then a cluster of *Mycoplasma pneumoniae* arrives
+//! in a second file, the lab's detection agent raises an alert, one GP
+//! confirms it and the other sees the confirmation. Everything is real
+//! (TLS, SASL EXTERNAL, s2s, end-to-end encryption, `require_e2e` on,
+//! XEP-0060 pubsub); only the data are made up.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use snow_client::{Client, ConnectOptions};
+use snow_client::{alert, Client, ConnectOptions};
+use snow_core::alert::{Alert, AlertKind};
 use snow_core::files::{self, Mode};
 use snow_core::stats::{Area, Granularity, IsoWeek, Period, StatsQuery, YearMonth};
 use snow_crypto::{one_time_password, pkcs12, FileKeyStore, Identity};
 use snow_pki::{outbox, Ca, PkiSettings, SitePaths};
-use snow_server::{LabServerSettings, S2sSettings, ServerSettings};
+use snow_server::{DetectionParams, DetectionSettings, LabServerSettings, S2sSettings, ServerSettings};
 
 use super::serve::Site;
 use super::Ctx;
@@ -27,6 +31,10 @@ const LAB: &str = "lab.example";
 const GPS: [&str; 2] = ["1000001", "1000002"];
 /// Two winter seasons of synthetic data.
 const WEEKS: u32 = 104;
+/// The demo's outbreak: Mycoplasma pneumoniae in Tromsø, last week.
+const CLUSTER: (&str, &str, u64) = ("MYCPN", "5401", 30);
+/// Steps of the demo, for "[n/STEPS]".
+const STEPS: u32 = 6;
 
 pub fn run(_ctx: &Ctx, args: DemoArgs) -> anyhow::Result<()> {
     let (_temp, dir) = match &args.dir {
@@ -70,7 +78,7 @@ async fn demo(dir: &Path, once: bool) -> anyhow::Result<()> {
     let lab_paths = SitePaths::new(dir.join("lab"));
 
     // 1. The PKI: CA, server, agent and GP certificates.
-    say(format!("[1/5] Creating the CA of {PO} and the certificates of both servers, the agent and two GPs…"));
+    say(format!("[1/{STEPS}] Creating the CA of {PO} and the certificates of both servers, the agent and two GPs…"));
     let ca_pass = one_time_password::generate(24)?;
     secret_file(&dir.join("ca-passphrase.txt"), &ca_pass)?;
     let mut ca = Ca::init(&po_paths, &PO.parse()?, &ca_pass, &PkiSettings::default())?;
@@ -113,7 +121,7 @@ async fn demo(dir: &Path, once: bool) -> anyhow::Result<()> {
     // 2. The lab: its database's export, pseudonymised inside the lab and
     //    pushed to the lab server's drop directory.
     say(format!(
-        "[2/5] Generating {WEEKS} weeks of synthetic lab results and exporting them (keyed pseudonyms, age groups)…"
+        "[2/{STEPS}] Generating {WEEKS} weeks of synthetic lab results and exporting them (keyed pseudonyms, age groups)…"
     ));
     let lab_side = dir.join("lab-lan");
     std::fs::create_dir_all(&lab_side)?;
@@ -140,7 +148,7 @@ async fn demo(dir: &Path, once: bool) -> anyhow::Result<()> {
     say(format!("      {rows} rows pushed to {}", incoming.join("winter.csv").display()));
 
     // 3. Both servers, federated; the lab also runs its search agent.
-    say(format!("[3/5] Starting {PO} and {LAB} on 127.0.0.1 (federated, require_e2e on) and the search agent…"));
+    say(format!("[3/{STEPS}] Starting {PO} and {LAB} on 127.0.0.1 (federated, require_e2e on) and the search agent…"));
     let (po_s2s, lab_s2s) = (format!("127.0.0.1:{}", free_port()?), format!("127.0.0.1:{}", free_port()?));
     let server = |domain: &str| ServerSettings {
         domain: Some(domain.into()),
@@ -158,7 +166,19 @@ async fn demo(dir: &Path, once: bool) -> anyhow::Result<()> {
     let mut lab_cfg = Config {
         server: server(LAB),
         s2s: S2sSettings { bind: lab_s2s, master: Some(PO.into()), ..S2sSettings::default() },
-        lab: LabServerSettings { import: true, scan_interval_secs: 1, search_agent: true, ..Default::default() },
+        lab: LabServerSettings {
+            import: true,
+            scan_interval_secs: 1,
+            search_agent: true,
+            // Farrington-flexible with one past year: the demo has two.
+            detection: DetectionSettings {
+                enabled: true,
+                poll_secs: 1,
+                default: DetectionParams { b: 1, ..DetectionParams::default() },
+                ..DetectionSettings::default()
+            },
+            ..Default::default()
+        },
         ..Config::default()
     };
     lab_cfg.s2s.routes.insert(PO.into(), po_s2s);
@@ -203,7 +223,7 @@ async fn run_demo(
     // 4. A GP at the PO searches the lab's statistics.
     let (gp_jid, _, identity) = &gps[0];
     let agent = lab.agent_jid.clone().context("the lab runs no search agent")?;
-    say(format!("[4/5] {gp_jid} logs in to {PO} and asks {agent}, end-to-end encrypted:"));
+    say(format!("[4/{STEPS}] {gp_jid} logs in to {PO} and asks {agent}, end-to-end encrypted:"));
     let opts = ConnectOptions {
         addr: po.server.c2s_addr,
         domain: PO.into(),
@@ -256,6 +276,10 @@ async fn run_demo(
     let (from, to) = season.period.bounds();
     say(format!("$ snow search --lab {LAB} --analysis INFA --area 54 --from {from} --to {to}\n"));
     say(super::search::table(&second, &agent_bare));
+
+    // 5. An outbreak: a cluster in a new file, the detection agent's alert,
+    //    a GP's confirmation seen by the other GP.
+    outbreak(dir, po, lab, ca_der, gps, &mut client, this_week).await?;
     client.close().await?;
 
     // 5. How to join in.
@@ -264,16 +288,23 @@ async fn run_demo(
     let pass = dir.join("gp-passphrase.txt");
     let (gp1, gp1_home, _) = &gps[0];
     let (gp2, gp2_home, _) = &gps[1];
-    say("[5/5] The demo is running. From another terminal, as the two GPs:");
+    say(format!("[6/{STEPS}] The demo is running. From another terminal, as the two GPs:"));
     say(format!(
         "\n  export SNOW_SERVER={server} SNOW_LAB={LAB}\n  \
          {exe} --home {} --passphrase-file {} chat listen\n  \
          {exe} --home {} --passphrase-file {} chat send --to {gp2} \"Seeing influenza A in Tromsø?\"\n  \
          {exe} --home {} --passphrase-file {} search --analysis RSV --area 54 --weeks 12\n  \
-         {exe} --home {} --passphrase-file {} search --analysis INFA --area all --months 6 --format json\n",
+         {exe} --home {} --passphrase-file {} search --analysis INFA --area all --months 6 --format json\n  \
+         {exe} --home {} --passphrase-file {} alert list\n  \
+         {exe} --home {} --passphrase-file {} alert send --analysis INFA --area 5401 --text \"Three families with influenza\"\n",
+        // listen, send: GP 2 listens, GP 1 writes; then searches and alerts.
         gp2_home.display(),
         pass.display(),
         gp1_home.display(),
+        pass.display(),
+        gp1_home.display(),
+        pass.display(),
+        gp2_home.display(),
         pass.display(),
         gp1_home.display(),
         pass.display(),
@@ -292,4 +323,117 @@ async fn run_demo(
     say("\nPress Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+/// Step 5: both GPs subscribe to the cluster's alerts; the lab pushes a
+/// file with the cluster; GP 1 receives the alert and confirms it; GP 2
+/// sees both and lists them.
+async fn outbreak(
+    dir: &Path,
+    po: &Site,
+    lab: &Site,
+    ca_der: &[u8],
+    gps: &[(String, PathBuf, Identity)],
+    gp1: &mut Client,
+    this_week: IsoWeek,
+) -> anyhow::Result<()> {
+    let (analysis, muni, cases) = CLUSTER;
+    let area = Area::Municipality(muni.into());
+    let node = Alert::node(analysis, &area);
+    let ((jid1, _, id1), (jid2, _, id2)) = (&gps[0], &gps[1]);
+    say(format!("\n[5/{STEPS}] Both GPs subscribe to {node} at {PO}; the lab pushes a file with {cases} cases of {analysis} in {muni} last week…"));
+    let opts = ConnectOptions {
+        addr: po.server.c2s_addr,
+        domain: PO.into(),
+        ca_der: ca_der.to_vec(),
+        direct_tls: false,
+        resource: Some("demo".into()),
+        timeout: Duration::from_secs(15),
+    };
+    let mut gp2 = Client::connect(&opts, id2).await?;
+    for (c, jid) in [(&mut *gp1, jid1), (&mut gp2, jid2)] {
+        let (reply, _) = c.request(alert::subscribe_iq(PO, &node, jid)).await?;
+        alert::read_subscriptions(PO, &reply, "jid")?;
+        c.send_presence().await?;
+    }
+    // The cluster: exported in the lab with the same secret, pushed as before.
+    let lab_side = dir.join("lab-lan");
+    let raw = lab_side.join("cluster-export.csv");
+    let monday = this_week.minus(1).thursday() - time::Duration::days(3);
+    snow_lab::synth::cluster(std::io::BufWriter::new(std::fs::File::create(&raw)?), analysis, muni, monday, cases, 47)?;
+    let secret = std::fs::read_to_string(lab_side.join("pseudonym-secret"))?;
+    let incoming = lab.data_dir.join("in");
+    let part = incoming.join("cluster.csv.part");
+    snow_lab::export::export(
+        std::io::BufReader::new(std::fs::File::open(&raw)?),
+        std::io::BufWriter::new(std::fs::File::create(&part)?),
+        &snow_lab::export::Pseudonymiser::new(secret.trim().as_bytes())?,
+        &snow_lab::LabSettings::default(),
+        time::OffsetDateTime::now_utc().date(),
+        |_| {},
+    )?;
+    std::fs::rename(&part, incoming.join("cluster.csv"))?;
+
+    let wait = Duration::from_secs(60);
+    let (item, a) = next_alert(gp1, id1, wait, |a| a.kind == AlertKind::Signal)
+        .await
+        .context("no alert arrived from the lab's detection agent")?;
+    say(format!(
+        "      {jid1} received alert {} from {} ({}):\n        {} positive {} tests in {} in {} (threshold {:.1}, {})",
+        a.id,
+        item.publisher,
+        item.node,
+        a.observed.map(|o| o.to_string()).unwrap_or_default(),
+        a.analysis,
+        muni,
+        a.week,
+        a.threshold.unwrap_or(f64::NAN),
+        a.algorithm.as_deref().unwrap_or(""),
+    ));
+    let comment = "Confirmed: four children with atypical pneumonia at our practice this week";
+    let confirmation = Alert {
+        id: format!("c-{}", snow_crypto::one_time_password::random_hex(8)?),
+        kind: AlertKind::Confirmation,
+        confirms: Some(a.id.clone()),
+        text: Some(comment.into()),
+        author: jid1.clone(),
+        issued: time::OffsetDateTime::now_utc().unix_timestamp(),
+        observed: None,
+        threshold: None,
+        algorithm: None,
+        series: None,
+        ..a.clone()
+    };
+    alert::publish(gp1, PO, &confirmation, &[jid1, &a.author], ca_der).await?;
+    say(format!("      {jid1} confirms it: \"{comment}\""));
+    let (_, c) = next_alert(&mut gp2, id2, wait, |c| c.kind == AlertKind::Confirmation)
+        .await
+        .context("the other GP did not see the confirmation")?;
+    say(format!("      {jid2} sees the confirmation of {} by {}", c.confirms.as_deref().unwrap_or(""), c.author));
+    let (alerts, _) = alert::received(&mut gp2, PO, id2, 50).await?;
+    say(format!("\n$ snow alert list   (as {jid2})\n"));
+    say(super::alert::table(&alerts));
+    gp2.close().await?;
+    Ok(())
+}
+
+/// The next alert notification that `want` accepts, decrypted.
+async fn next_alert(
+    c: &mut Client,
+    identity: &Identity,
+    wait: Duration,
+    want: impl Fn(&Alert) -> bool,
+) -> Option<(alert::Item, Alert)> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let el = c.next_stanza(left).await.ok()?;
+        for item in alert::event_items(&el) {
+            if let Ok(a) = alert::open(&item.id, &item.payload, identity) {
+                if a.author == item.publisher && want(&a) {
+                    return Some((item, a));
+                }
+            }
+        }
+    }
 }
