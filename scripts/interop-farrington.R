@@ -1,8 +1,9 @@
 # Reference vectors from the R package surveillance (Debian r-cran-surveillance)
 # for `snow lab detect --algorithm farrington`: deterministic series of six
 # years and more (and one too short), farringtonFlexible with index-based
-# reference weeks in the configurations of SURVEILLANCE.md §2.1 (FF_default,
-# FF_b3, FF_noufaily_b3), written in §3's format with the diagnostics.
+# and date-based reference weeks in the configurations of SURVEILLANCE.md
+# §2.1 (FF_default, FF_b3, FF_noufaily_b3, FF_default_dates), written in §3's
+# format with the diagnostics.
 # usage: Rscript interop-farrington.R OUT_DIR [N_RANDOM_SERIES]
 #   With N_RANDOM_SERIES, writes bench-series.csv with that many seasonal
 #   series of 6 years instead, times farringtonFlexible (FF_default) over
@@ -11,22 +12,30 @@ suppressMessages(library(surveillance))
 args <- commandArgs(trailingOnly = TRUE)
 out <- args[1]
 fmt <- function(x) ifelse(is.na(x), "NA", sprintf("%.17g", x))
+mondays <- function(n) as.Date("2015-01-05") + 7 * (0:(n - 1))   # 2015-W02 onwards
 iso <- function(n) {
-  d <- as.Date("2015-01-05") + 7 * (0:(n - 1))   # 2015-W02 onwards
+  d <- mondays(n)
   list(year = as.integer(format(d, "%G")), week = as.integer(format(d, "%V")))
 }
 configs <- list(
   FF_default = list(),
   FF_b3 = list(b = 3),
-  FF_noufaily_b3 = list(b = 3, noPeriods = 10, pastWeeksNotIncluded = 26, thresholdMethod = "nbPlugin")
+  FF_noufaily_b3 = list(b = 3, noPeriods = 10, pastWeeksNotIncluded = 26, thresholdMethod = "nbPlugin"),
+  FF_default_dates = list()
 )
 run <- function(label, name, y, cfg) {
   n <- length(y)
   b <- if (is.null(cfg$b)) 5 else cfg$b
   w <- if (is.null(cfg$w)) 3 else cfg$w
-  first <- 52 * b + w + 1
+  dates <- label == "FF_default_dates"
+  # Date-based reference weeks may lie one week further back.
+  first <- 52 * b + w + if (dates) 3 else 1
   if (n < first) return(NULL)
-  s <- sts(observed = y, start = c(2015, 2), frequency = 52)
+  s <- if (dates) {
+    sts(observed = y, epoch = as.numeric(mondays(n)), epochAsDate = TRUE, frequency = 52)
+  } else {
+    sts(observed = y, start = c(2015, 2), frequency = 52)
+  }
   res <- farringtonFlexible(s, control = c(list(range = first:n), cfg))
   t <- first:n
   c <- res@control

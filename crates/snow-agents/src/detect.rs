@@ -76,6 +76,7 @@ pub fn find_alarms(db: &LabDb, cfg: &DetectionConfig, analyses: &[String]) -> Re
             weeks.push(next);
         }
         let index: HashMap<i32, usize> = weeks.iter().enumerate().map(|(i, w)| (w.key(), i)).collect();
+        let mondays: Vec<time::Date> = weeks.iter().map(|w| w.thursday() - time::Duration::days(3)).collect();
         let detector = cfg.detector(analysis);
         for code in db.areas(analysis)? {
             let area = if code.len() == 4 { Area::Municipality(code.clone()) } else { Area::County(code.clone()) };
@@ -85,7 +86,7 @@ pub fn find_alarms(db: &LabDb, cfg: &DetectionConfig, analyses: &[String]) -> Re
                     y[i] = w.positive as f64;
                 }
             }
-            for s in detector.alarms(&y, cfg.recent_weeks)? {
+            for s in detector.alarms(&y, &mondays, cfg.recent_weeks)? {
                 let week = weeks[s.t - 1];
                 if db.alert_sent(analysis, &code, week.key())? {
                     continue;

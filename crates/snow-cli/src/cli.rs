@@ -195,6 +195,10 @@ pub enum LabCommand {
         /// Farrington: recent weeks left out of the baseline (default: w).
         #[arg(long)]
         past_weeks_not_included: Option<usize>,
+        /// Farrington: reference weeks by calendar date (the package's
+        /// epochAsDate), not 52 weeks back; monitoring starts at 52·b + w + 3.
+        #[arg(long)]
+        epoch_as_date: bool,
         /// Weeks in the baseline (EARS; default 7).
         #[arg(long, default_value_t = 7)]
         baseline: usize,

@@ -207,6 +207,8 @@ pub struct DetectionParams {
     pub past_weeks_not_included: Option<usize>,
     /// `delta`, `nbPlugin` or `muan`.
     pub threshold_method: String,
+    /// Farrington: reference weeks by calendar date, not by 52 positions.
+    pub epoch_as_date: bool,
 }
 
 impl Default for DetectionParams {
@@ -227,6 +229,7 @@ impl Default for DetectionParams {
             no_periods: 1,
             past_weeks_not_included: None,
             threshold_method: "delta".into(),
+            epoch_as_date: false,
         }
     }
 }
@@ -279,8 +282,9 @@ impl DetectionParams {
                         .threshold_method
                         .parse()
                         .map_err(|e: farrington::ParamError| bad(e.to_string()))?,
+                    epoch_as_date: self.epoch_as_date,
                 };
-                farrington::farrington(&[], &p).map_err(|e| bad(e.to_string()))?;
+                farrington::farrington_from(&[], Some(&[]), &p, 1).map_err(|e| bad(e.to_string()))?;
                 Detector::Farrington(p)
             }
         };

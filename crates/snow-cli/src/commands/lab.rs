@@ -89,6 +89,7 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
             threshold_method,
             no_periods,
             past_weeks_not_included,
+            epoch_as_date,
             format,
         } => {
             use snow_lab::detect::{ears, farrington, series};
@@ -124,6 +125,7 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
                         threshold_method: threshold_method.parse()?,
                         no_periods,
                         past_weeks_not_included,
+                        epoch_as_date,
                         ..d
                     };
                     series::write_farrington_csv(&mut out, &all, &params)?;

@@ -1,6 +1,8 @@
 //! Farrington-flexible exactly as the R package `surveillance` 1.20.3
 //! computes it (`farringtonFlexible`), following `SURVEILLANCE.md` §2,
-//! quirks included: index-based reference weeks (one year is 52 weeks),
+//! quirks included: index-based reference weeks (one year is 52 weeks) or
+//! date-based ones (`epochAsDate`, the same calendar date a year back moved
+//! to the nearest Monday),
 //! the dispersion after reweighting computed with the prior weights, the
 //! unclamped dispersion in the prediction's standard error, the `nbPlugin`
 //! score on the log scale, and `limit54`.
@@ -75,6 +77,9 @@ pub struct Params {
     /// Recent weeks left out of the baseline (default: `w`).
     pub past_weeks_not_included: Option<usize>,
     pub threshold_method: ThresholdMethod,
+    /// Reference weeks by calendar date (`epochAsDate = TRUE`), not by 52
+    /// positions; needs the weeks' dates.
+    pub epoch_as_date: bool,
 }
 
 impl Default for Params {
@@ -92,15 +97,16 @@ impl Default for Params {
             no_periods: 1,
             past_weeks_not_included: None,
             threshold_method: ThresholdMethod::Delta,
+            epoch_as_date: false,
         }
     }
 }
 
 impl Params {
     /// The first monitored week (1-based): every reference window lies in
-    /// the series.
+    /// the series (date-based reference weeks may lie a week further back).
     pub fn first_week(&self) -> usize {
-        52 * self.b + self.w + 1
+        52 * self.b + self.w + if self.epoch_as_date { 3 } else { 1 }
     }
 
     fn past_weeks(&self) -> usize {
@@ -125,6 +131,8 @@ pub enum ParamError {
     Limit54,
     #[error("the threshold method must be delta, nbPlugin or muan")]
     ThresholdMethod,
+    #[error("date-based reference weeks need one date per week")]
+    Dates,
 }
 
 /// One monitored week. `None` is R's NA.
@@ -145,9 +153,37 @@ pub struct Output {
     pub mu0_quantile: Option<f64>,
 }
 
-/// The baseline of week `k` (1-based): its weeks (1-based, increasing)
-/// and their seasonal labels (SURVEILLANCE.md §2.2a).
-fn baseline(k: usize, p: &Params) -> (Vec<usize>, Vec<usize>) {
+/// The reference weeks r_1 … r_b of week `k` (1-based), newest first:
+/// 52·i positions back, or by date (SURVEILLANCE.md §2.2b) when `mondays`
+/// (the Monday of every week of the series) are given. `None` if a date
+/// falls outside the series.
+fn reference_weeks(k: usize, p: &Params, mondays: Option<&[time::Date]>) -> Option<Vec<usize>> {
+    let Some(mondays) = mondays else { return Some((1..=p.b).map(|i| k - 52 * i).collect()) };
+    let dk = mondays[k - 1];
+    let wd = |d: time::Date| i64::from(d.weekday().number_days_from_sunday());
+    let mut out = Vec::with_capacity(p.b);
+    for i in 1..=p.b {
+        let year = dk.year() - i as i32;
+        // The same month and day i years back; 29 February rolls to 1 March.
+        let r = time::Date::from_calendar_date(year, dk.month(), dk.day())
+            .or_else(|_| time::Date::from_calendar_date(year, time::Month::March, 1))
+            .ok()?;
+        let a = r - time::Duration::days(wd(r) - wd(dk));
+        let b = if a > r { a - time::Duration::days(7) } else { a + time::Duration::days(7) };
+        let chosen = if (a - r).abs() <= (b - r).abs() { a } else { b };
+        let days = (chosen - mondays[0]).whole_days();
+        let idx = usize::try_from(days / 7).ok()?;
+        if days % 7 != 0 || mondays.get(idx) != Some(&chosen) {
+            return None;
+        }
+        out.push(idx + 1);
+    }
+    Some(out)
+}
+
+/// The baseline of week `k` (1-based) with reference weeks `refs`: its
+/// weeks (1-based, increasing) and their seasonal labels (§2.2).
+fn baseline(k: usize, p: &Params, refs: &[usize]) -> (Vec<usize>, Vec<usize>) {
     let (w, periods) = (p.w, p.no_periods);
     // f[t] for t in 1..=k; 0 is NA.
     let mut f = vec![0usize; k + 1];
@@ -155,8 +191,7 @@ fn baseline(k: usize, p: &Params) -> (Vec<usize>, Vec<usize>) {
         *x = periods;
     }
     let mut newer = k;
-    for i in 1..=p.b {
-        let r = k - 52 * i;
+    for &r in refs {
         for x in &mut f[r - w..=r + w] {
             *x = periods;
         }
@@ -182,8 +217,11 @@ fn baseline(k: usize, p: &Params) -> (Vec<usize>, Vec<usize>) {
 
 /// The design for the baseline `weeks` (and the prediction row for `k`):
 /// intercept, then `wtime` if `trend`, then treatment-coded seasonal
-/// levels (the lowest present level is the reference).
+/// levels (the lowest present level is the reference). `wtime` is the
+/// week's index, or with date-based reference weeks the weeks since the
+/// first baseline week.
 fn design(weeks: &[usize], labels: &[usize], k: usize, p: &Params, trend: bool) -> (Design, Vec<f64>) {
+    let origin = if p.epoch_as_date { weeks.first().copied().unwrap_or(0) } else { 0 };
     let mut levels: Vec<usize> = if p.no_periods > 1 { labels.to_vec() } else { Vec::new() };
     levels.sort_unstable();
     levels.dedup();
@@ -193,7 +231,7 @@ fn design(weeks: &[usize], labels: &[usize], k: usize, p: &Params, trend: bool) 
         let mut r = Vec::with_capacity(q);
         r.push(1.0);
         if trend {
-            r.push(t as f64);
+            r.push(t as f64 - origin as f64);
         }
         for l in levels.iter().skip(1) {
             r.push(if *l == label { 1.0 } else { 0.0 });
@@ -253,11 +291,25 @@ fn fit_model(y: &[f64], weeks: &[usize], labels: &[usize], k: usize, p: &Params,
 /// Runs Farrington-flexible over `y` (weekly counts, oldest first, no
 /// gaps). Series shorter than the first monitored week give no rows.
 pub fn farrington(y: &[f64], p: &Params) -> Result<Vec<Output>, ParamError> {
-    farrington_from(y, p, 1)
+    farrington_from(y, None, p, 1)
 }
 
-/// Like [`farrington`], for the monitored weeks from `from` (1-based) on.
-pub fn farrington_from(y: &[f64], p: &Params, from: usize) -> Result<Vec<Output>, ParamError> {
+/// Like [`farrington`], for the monitored weeks from `from` (1-based) on;
+/// `mondays` (one per week) are needed for date-based reference weeks.
+pub fn farrington_from(
+    y: &[f64],
+    mondays: Option<&[time::Date]>,
+    p: &Params,
+    from: usize,
+) -> Result<Vec<Output>, ParamError> {
+    let mondays = if p.epoch_as_date {
+        match mondays {
+            Some(m) if m.len() == y.len() => Some(m),
+            _ => return Err(ParamError::Dates),
+        }
+    } else {
+        None
+    };
     if !(1..=20).contains(&p.b) {
         return Err(ParamError::Years);
     }
@@ -279,13 +331,13 @@ pub fn farrington_from(y: &[f64], p: &Params, from: usize) -> Result<Vec<Output>
     let z = qnorm(1.0 - p.alpha);
     let mut out = Vec::new();
     for k in p.first_week().max(from)..=y.len() {
-        out.push(week(y, k, p, z));
+        out.push(week(y, k, p, z, mondays));
     }
     Ok(out)
 }
 
 /// One monitored week `k` (1-based).
-fn week(y: &[f64], k: usize, p: &Params, z: f64) -> Output {
+fn week(y: &[f64], k: usize, p: &Params, z: f64, mondays: Option<&[time::Date]>) -> Output {
     let observed = y[k - 1];
     let none = Output {
         t: k,
@@ -300,7 +352,8 @@ fn week(y: &[f64], k: usize, p: &Params, z: f64) -> Output {
         pvalue: None,
         mu0_quantile: None,
     };
-    let (weeks, labels) = baseline(k, p);
+    let Some(refs) = reference_weeks(k, p, mondays) else { return none };
+    let (weeks, labels) = baseline(k, p, &refs);
     let yb: Vec<f64> = weeks.iter().map(|&t| y[t - 1]).collect();
     let Some(mut m) = fit_model(&yb, &weeks, &labels, k, p, p.trend) else { return none };
     if m.trend {
@@ -390,16 +443,16 @@ mod tests {
     fn the_baseline_is_b_windows_of_2w_plus_1_weeks() {
         let p = Params::default();
         let k = p.first_week();
-        let (weeks, labels) = baseline(k, &p);
+        let (weeks, labels) = baseline(k, &p, &reference_weeks(k, &p, None).unwrap());
         assert_eq!(weeks.len(), 35);
         assert!(labels.iter().all(|&l| l == 1));
         assert_eq!(weeks[0], k - 5 * 52 - 3);
         assert_eq!(*weeks.last().unwrap(), k - 52 + 3);
         // b = 3: 21 weeks. pastWeeksNotIncluded < w lets recent weeks in.
         let p3 = Params { b: 3, ..p };
-        assert_eq!(baseline(p3.first_week(), &p3).0.len(), 21);
+        assert_eq!(baseline(p3.first_week(), &p3, &reference_weeks(p3.first_week(), &p3, None).unwrap()).0.len(), 21);
         let recent = Params { b: 3, past_weeks_not_included: Some(1), ..p };
-        let (w, _) = baseline(200, &recent);
+        let (w, _) = baseline(200, &recent, &reference_weeks(200, &recent, None).unwrap());
         assert!(w.contains(&197) && w.contains(&198) && !w.contains(&199));
     }
 
@@ -407,7 +460,7 @@ mod tests {
     fn noufaily_blocks_fill_the_year_between_windows() {
         let p = Params { b: 3, no_periods: 10, past_weeks_not_included: Some(26), ..Params::default() };
         let k = 300;
-        let (weeks, labels) = baseline(k, &p);
+        let (weeks, labels) = baseline(k, &p, &reference_weeks(k, &p, None).unwrap());
         // Every week from the oldest window on is in, except the last 27.
         assert_eq!(weeks.first(), Some(&(k - 156 - 3)));
         assert_eq!(weeks.last(), Some(&(k - 27)));
@@ -417,6 +470,47 @@ mod tests {
         let after = |t: usize| labels[weeks.iter().position(|&x| x == t).unwrap()];
         assert_eq!((after(r1 - 4), after(r1 - 3), after(r1 + 3)), (9, 10, 10));
         assert_eq!((after(r1 + 4), after(r1 + 8), after(r1 + 9)), (1, 1, 2));
+    }
+
+    #[test]
+    fn the_trend_is_kept_only_when_significant_not_extrapolating_and_b_at_least_3() {
+        // Steady growth with a little wobble: a significant trend, and the
+        // prediction stays under the baseline maximum only if growth is slow.
+        let n = 52 * 5 + 4;
+        let y: Vec<f64> = (0..n).map(|t| (10.0 * (0.004 * t as f64).exp() + [0.0, 2.0, -1.0][t % 3]).round()).collect();
+        let last = *farrington(&y, &Params::default()).unwrap().last().unwrap();
+        assert_eq!(last.trend_used, Some(false), "the prediction extrapolates beyond the baseline: no trend");
+        // A slow steady trend with one past outbreak at a window's edge: the
+        // trend is significant and the prediction stays under that peak.
+        let mut spiky: Vec<f64> = (0..n).map(|t| (10.0 + 0.05 * t as f64 + [0.0, 1.0, -1.0][t % 3]).round()).collect();
+        spiky[n - 1 - 49] += 15.0;
+        let last = *farrington(&spiky, &Params { reweight: false, ..Params::default() }).unwrap().last().unwrap();
+        assert_eq!(last.trend_used, Some(true));
+        assert!(last.trend_coef.unwrap() > 0.0);
+        // Without the peak the prediction extrapolates: no trend.
+        let plain: Vec<f64> = (0..n).map(|t| (10.0 + 0.05 * t as f64 + [0.0, 1.0, -1.0][t % 3]).round()).collect();
+        let last = *farrington(&plain, &Params { reweight: false, ..Params::default() }).unwrap().last().unwrap();
+        assert_eq!(last.trend_used, Some(false));
+        // b < 3: never a trend.
+        let p2 = Params { b: 2, reweight: false, ..Params::default() };
+        assert!(farrington(&spiky, &p2).unwrap().iter().all(|o| o.trend_used == Some(false)));
+    }
+
+    #[test]
+    fn date_based_reference_weeks_follow_the_calendar() {
+        // Mondays from 2015-01-05 (2015-W02); 2015 and 2020 have 53 ISO weeks.
+        let start = time::Date::from_calendar_date(2015, time::Month::January, 5).unwrap();
+        let mondays: Vec<time::Date> = (0..400).map(|i| start + time::Duration::weeks(i)).collect();
+        let p = Params { epoch_as_date: true, ..Params::default() };
+        let k = 330;
+        let refs = reference_weeks(k, &p, Some(&mondays)).unwrap();
+        let offsets: Vec<usize> = refs.iter().map(|r| k - r).collect();
+        // 52·i or 52·i + 1 weeks back, and not all 52·i.
+        assert!(offsets.iter().zip(1..).all(|(o, i)| *o == 52 * i || *o == 52 * i + 1), "{offsets:?}");
+        assert_ne!(offsets, [52, 104, 156, 208, 260]);
+        assert_eq!(reference_weeks(k, &Params::default(), None).unwrap(), [278, 226, 174, 122, 70]);
+        // A date before the series: no reference week.
+        assert!(reference_weeks(200, &p, Some(&mondays)).is_none());
     }
 
     #[test]

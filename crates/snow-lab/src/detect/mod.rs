@@ -43,15 +43,16 @@ impl Detector {
         }
     }
 
-    /// The alarms among the last `recent` weeks of `y`: weeks whose alarm
-    /// is TRUE (NA is no alarm) and whose upper bound is a number.
-    pub fn alarms(&self, y: &[f64], recent: usize) -> Result<Vec<Signal>, DetectError> {
+    /// The alarms among the last `recent` weeks of `y` (whose weeks start
+    /// on `mondays`): weeks whose alarm is TRUE (NA is no alarm) and whose
+    /// upper bound is a number.
+    pub fn alarms(&self, y: &[f64], mondays: &[time::Date], recent: usize) -> Result<Vec<Signal>, DetectError> {
         let from = (y.len() + 1).saturating_sub(recent).max(1);
         let rows: Vec<(usize, f64, Option<f64>, Option<bool>)> = match self {
             Detector::Ears(p) => {
                 ears::ears(y, p)?.into_iter().map(|o| (o.t, o.observed, o.upperbound, o.alarm)).collect()
             }
-            Detector::Farrington(p) => farrington::farrington_from(y, p, from)?
+            Detector::Farrington(p) => farrington::farrington_from(y, Some(mondays), p, from)?
                 .into_iter()
                 .map(|o| (o.t, o.observed, o.upperbound, o.alarm))
                 .collect(),
@@ -74,14 +75,19 @@ mod tests {
         y[10] = 40.0;
         y[29] = 40.0;
         let d = Detector::Ears(ears::Params::new(ears::Method::C1));
-        let all = d.alarms(&y, 30).unwrap();
+        let start = time::Date::from_calendar_date(2024, time::Month::January, 1).unwrap();
+        let mondays: Vec<time::Date> = (0..70).map(|i| start + time::Duration::weeks(i)).collect();
+        let all = d.alarms(&y, &mondays[..30], 30).unwrap();
         assert!(all.iter().any(|s| s.t == 11) && all.iter().any(|s| s.t == 30));
-        let recent = d.alarms(&y, 2).unwrap();
+        let recent = d.alarms(&y, &mondays[..30], 2).unwrap();
         assert_eq!(recent.iter().map(|s| s.t).collect::<Vec<_>>(), [30]);
         assert_eq!(d.label(), "EARS_C1");
         let f = Detector::Farrington(farrington::Params { b: 1, ..Default::default() });
         let mut y = vec![3.0; 70];
         y[69] = 30.0;
-        assert_eq!(f.alarms(&y, 1).unwrap().len(), 1);
+        assert_eq!(f.alarms(&y, &mondays, 1).unwrap().len(), 1);
+        let dated = Detector::Farrington(farrington::Params { b: 1, epoch_as_date: true, ..Default::default() });
+        assert_eq!(dated.alarms(&y, &mondays, 1).unwrap().len(), 1);
+        assert!(dated.alarms(&y, &mondays[..3], 1).is_err(), "one date per week");
     }
 }

@@ -164,6 +164,8 @@ pub fn farrington_label(p: &farrington::Params) -> &'static str {
     let plain = farrington::Params { past_weeks_not_included: p.past_weeks_not_included.filter(|&x| x != p.w), ..*p };
     if plain == d {
         "FF_default"
+    } else if plain == (farrington::Params { epoch_as_date: true, ..d }) {
+        "FF_default_dates"
     } else if plain == (farrington::Params { b: 3, ..d }) {
         "FF_b3"
     } else if *p == noufaily {
@@ -187,7 +189,8 @@ pub fn write_farrington_csv(
     )?;
     for s in series {
         let name = csv_field(&s.name);
-        for o in farrington::farrington(&s.counts, p)? {
+        let mondays: Vec<time::Date> = s.weeks.iter().map(|w| w.thursday() - time::Duration::days(3)).collect();
+        for o in farrington::farrington_from(&s.counts, Some(&mondays), p, 1)? {
             let w = s.weeks[o.t - 1];
             let trend = o.trend_used.map(|t| if t { "1" } else { "0" }).unwrap_or("NA");
             writeln!(
