@@ -24,13 +24,15 @@ use crate::server::Shared;
 
 /// Most items returned by one request.
 const MAX_ITEMS: i64 = 200;
+/// Most nodes one entity subscribes to.
+const MAX_SUBSCRIPTIONS: usize = 500;
 
-/// A node name: `alerts/` followed by 1 to 100 of `A-Za-z0-9/_:-`.
+/// A node name: `alerts/ANALYSIS/AREA`, the analysis a code and the area a
+/// county (2 digits), a municipality (4 digits) or `all`.
 fn valid_node(n: &str) -> bool {
-    n.strip_prefix("alerts/").is_some_and(|rest| {
-        (1..=100).contains(&rest.len())
-            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b':' | b'-'))
-    })
+    let Some((analysis, area)) = n.strip_prefix("alerts/").and_then(|r| r.split_once('/')) else { return false };
+    let digits = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit());
+    snow_core::stats::check_analysis(analysis).is_ok() && (digits(area, 2) || digits(area, 4) || area == "all")
 }
 
 /// Answers a `<pubsub/>` IQ from `from` (the sender's JID, as the server
@@ -61,10 +63,23 @@ pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element
             }
             let subscribe = op.name() == "subscribe";
             let (n, j) = (node.clone(), requester.clone());
-            let r =
-                shared.db(move |db| if subscribe { db.subscribe(&n, &j, now) } else { db.unsubscribe(&n, &j) }).await;
-            if let Err(e) = r {
-                return db_error(e);
+            let r = shared
+                .db(move |db| {
+                    if !subscribe {
+                        return db.unsubscribe(&n, &j);
+                    }
+                    if db.subscriptions_of(&j)?.len() >= MAX_SUBSCRIPTIONS && !db.subscribers(&n)?.contains(&j) {
+                        return Ok(false);
+                    }
+                    db.subscribe(&n, &j, now).map(|_| true)
+                })
+                .await;
+            match r {
+                Err(e) => return db_error(e),
+                Ok(false) if subscribe => {
+                    return error_reply(el, "resource-constraint", Some("too many subscriptions (at most 500)"));
+                }
+                Ok(_) => {}
             }
             tracing::info!(%node, subscribe, "pubsub subscription changed");
             let state = if subscribe { "subscribed" } else { "none" };
@@ -225,7 +240,10 @@ mod tests {
     #[test]
     fn node_names() {
         assert!(super::valid_node("alerts/INFA/5401"));
+        assert!(super::valid_node("alerts/SARS2/54") && super::valid_node("alerts/RSV/all"));
         assert!(!super::valid_node("alerts/"));
+        assert!(!super::valid_node("alerts/INFA/540") && !super::valid_node("alerts/infa/5401"));
+        assert!(!super::valid_node("alerts/INFA/5401/x"));
         assert!(!super::valid_node("other/INFA"));
         assert!(!super::valid_node("alerts/INFA 5401"));
     }
