@@ -114,8 +114,9 @@ pub struct AgentName {
     pub search: String,
 }
 
-/// Publishes one alarm and records it. `Ok(None)`: recorded without
-/// recipients (nobody subscribes to the node yet).
+/// Publishes one alarm as an alert, after subscribing the agent to the
+/// node (so confirmations come back). Recording it ([`sent`]) is the
+/// caller's part, once this succeeded.
 pub async fn send(
     r: &mut impl Requester,
     cfg: &DetectionConfig,

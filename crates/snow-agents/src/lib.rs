@@ -1,8 +1,10 @@
 //! Snow's agents (DESIGN.md §2): programs that act in the federation as
 //! XMPP entities. The lab's search agent answers GPs' statistics searches
-//! (`urn:snow:stats:1`) as a client with its own certificate; the echo
-//! agent attaches to a server as an external component (XEP-0114) with
-//! message authentication on every stanza.
+//! (`urn:snow:stats:1`) with its own certificate, in-process as a client of
+//! the lab server or as an external component (XEP-0114); with detection
+//! on, it also turns alarms on the lab's weekly series into outbreak
+//! alerts (`detect`). The echo agent, the seed's test agent, attaches as a
+//! component with message authentication on every stanza.
 
 pub mod component;
 pub mod detect;

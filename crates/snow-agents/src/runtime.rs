@@ -10,7 +10,8 @@
 //!   its own domain, `search.lab.example`, which other sites reach over s2s.
 //!
 //! Either way it answers `urn:snow:stats:1` searches, end-to-end encrypted
-//! under its certificate, and reconnects when the connection drops.
+//! under its certificate, runs outbreak detection after imports when
+//! configured ([`crate::detect`]), and reconnects when the connection drops.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -445,7 +446,7 @@ impl Shared {
             .ok_or_else(|| ("remote-server-timeout", "the key directory did not answer".to_owned()))
             .and_then(|a| {
                 snow_client::key_entries(&a)
-                    .and_then(|entries| snow_client::checked_certificate(entries, &asker, &self.ca_der))
+                    .and_then(|entries| snow_client::checked_certificate(&entries, &asker, &self.ca_der))
                     .map_err(|e| ("forbidden", format!("no usable certificate for you: {e}")))
             })?;
         let me = Arc::clone(self);

@@ -19,7 +19,7 @@
 //! decrypted content:
 //!   <detail id='INFA-5401-2026W47' kind='signal' analysis='INFA'
 //!           area='municipality:5401' week='2026-W47' observed='12'
-//!           threshold='7.5300000000000002' algorithm='EARS_C2'
+//!           threshold='7.53' algorithm='EARS_C2'
 //!           series='search@lab.example/agent' author='search@lab.example'
 //!           issued='1763780000'/>
 //!   (kind: signal | confirmation | gp; observed: a count or <N under the
@@ -298,7 +298,7 @@ pub async fn publish(
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let entries = key_entries(&r.request_iq(key_lookup(&refs)).await?)?;
         for jid in chunk {
-            match checked_certificate(entries.clone(), jid, ca_der) {
+            match checked_certificate(&entries, jid, ca_der) {
                 Ok(c) => {
                     certs.push(c);
                     out.recipients.push(jid.clone());

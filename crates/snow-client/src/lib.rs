@@ -93,13 +93,13 @@ pub fn key_entries(answer: &Element) -> Result<Vec<KeyEntry>, ClientError> {
 
 /// The certificate of `bare` among `entries`, checked: valid (not revoked
 /// or unknown), issued by `ca_der`, naming `bare`.
-pub fn checked_certificate(entries: Vec<KeyEntry>, bare: &str, ca_der: &[u8]) -> Result<Vec<u8>, ClientError> {
+pub fn checked_certificate(entries: &[KeyEntry], bare: &str, ca_der: &[u8]) -> Result<Vec<u8>, ClientError> {
     let entry = entries
-        .into_iter()
+        .iter()
         .find(|e| e.jid == bare)
         .ok_or_else(|| ClientError::NoKey { jid: bare.to_owned(), status: "unknown".into() })?;
-    let cert = match (entry.status.as_str(), entry.certificate) {
-        ("valid", Some(c)) => c,
+    let cert = match (entry.status.as_str(), &entry.certificate) {
+        ("valid", Some(c)) => c.clone(),
         (status, _) => return Err(ClientError::NoKey { jid: bare.to_owned(), status: status.to_owned() }),
     };
     let bad = |why: String| ClientError::BadKey { jid: bare.to_owned(), why };
@@ -378,7 +378,7 @@ impl Client {
     /// valid (not revoked or unknown), issued by `ca_der`, naming `bare`.
     /// Fetched each time (DESIGN.md §3.1: no long-lived cache).
     pub async fn certificate_of(&mut self, bare: &str, ca_der: &[u8]) -> Result<Vec<u8>, ClientError> {
-        checked_certificate(self.lookup_keys(&[bare]).await?, bare, ca_der)
+        checked_certificate(&self.lookup_keys(&[bare]).await?, bare, ca_der)
     }
 
     /// Sends a chat message end-to-end encrypted for the recipient and for
