@@ -136,9 +136,13 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
     assert!(alert::read_subscriptions("po.example", &r, "jid").is_err());
     // The agent encrypts with the GPs' keys from the lab's replica.
     let mut lab_gp = po.login_at(&lab_server, "lab.example", "2222222").await.unwrap();
-    for jid in ["1111111@po.example", "3333333@po.example"] {
+    for jid in ["1111111@po.example", "3333333@po.example", "2222222@lab.example"] {
         wait_for_key(&mut lab_gp, jid).await;
     }
+    // A GP at the lab subscribes at the PO's service across the federation.
+    let (r, _) = lab_gp.request(alert::subscribe_iq("po.example", NODE, "2222222@lab.example")).await.unwrap();
+    assert_eq!(alert::read_subscriptions("po.example", &r, "jid").unwrap(), ["2222222@lab.example"]);
+    lab_gp.send_presence().await.unwrap();
     wait_for_key(&mut gp1, "search@lab.example").await;
 
     let (first, stop_first) = agent(&po, &lab.home, lab_server.c2s_addr);
@@ -149,6 +153,9 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
     let (item3, a3) = next_alert(&mut gp3, wait, &id3).await.expect("GP 3 got no alert");
     assert_eq!((item1.node.as_str(), item1.publisher.as_str()), (NODE, "search@lab.example"));
     assert_eq!(a1, a3);
+    // The lab's GP gets it over s2s from the PO's service.
+    let (item2, a2) = next_alert(&mut lab_gp, wait, &po.identity("2222222")).await.expect("the lab's GP got no alert");
+    assert_eq!((item2.publisher.as_str(), &a2), ("search@lab.example", &a1));
     assert_eq!((a1.kind, a1.id.as_str()), (AlertKind::Signal, "INFA-5401-2026W20"));
     assert_eq!((a1.analysis.as_str(), &a1.area), ("INFA", &Area::Municipality("5401".into())));
     assert_eq!((a1.observed, a1.algorithm.as_deref()), (Some(Count::Exact(30)), Some("EARS_C1")));
@@ -169,7 +176,7 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
     let sent = LabDb::open(&lab.home.join("data/lab.db")).unwrap().sent_alerts().unwrap();
     let for_5401: Vec<_> = sent.iter().filter(|s| s.area == "5401").collect();
     assert_eq!(for_5401.len(), 1, "{sent:?}");
-    assert_eq!(for_5401[0].recipients, 2);
+    assert_eq!(for_5401[0].recipients, 3);
 
     // GP 1 confirms; GP 3 sees the confirmation.
     let confirmation = Alert {
@@ -185,7 +192,7 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
         alert::publish(&mut gp1, "po.example", &confirmation, &["1111111@po.example", "search@lab.example"], &ca)
             .await
             .unwrap();
-    assert_eq!(published.recipients.len(), 3, "{published:?}");
+    assert_eq!(published.recipients.len(), 4, "{published:?}");
     let (_, c) = next_alert(&mut gp3, wait, &id3).await.expect("GP 3 did not see the confirmation");
     assert_eq!((c.kind, c.confirms.as_deref()), (AlertKind::Confirmation, Some("INFA-5401-2026W20")));
     // Listing: GP 3 reads both, newest first, each checked against its publisher.
