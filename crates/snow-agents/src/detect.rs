@@ -70,11 +70,9 @@ pub fn find_alarms(db: &LabDb, cfg: &DetectionConfig, analyses: &[String]) -> Re
     for analysis in analyses {
         let Some((first, last)) = db.week_span(analysis)? else { continue };
         let (Some(first_week), Some(last_week)) = (week_of(first), week_of(last)) else { continue };
-        let mut weeks = vec![first_week];
-        while *weeks.last().unwrap_or(&last_week) < last_week && weeks.len() < snow_lab::detect::series::MAX_WEEKS {
-            let next = weeks[weeks.len() - 1].next();
-            weeks.push(next);
-        }
+        let weeks: Vec<IsoWeek> = std::iter::successors(Some(first_week), |w| (*w < last_week).then(|| w.next()))
+            .take(snow_lab::detect::series::MAX_WEEKS)
+            .collect();
         let index: HashMap<i32, usize> = weeks.iter().enumerate().map(|(i, w)| (w.key(), i)).collect();
         let mondays: Vec<time::Date> = weeks.iter().map(|w| w.thursday() - time::Duration::days(3)).collect();
         let detector = cfg.detector(analysis);

@@ -440,6 +440,53 @@ fn chat_site() -> Site {
     site
 }
 
+/// A chat site whose server has one external component `domain` with
+/// message authentication (its secret in SNOW_HOME/`name`.secret, its
+/// source and the server's keys generated).
+fn component_site(name: &str, domain: &str) -> Site {
+    let site = chat_site();
+    std::fs::write(
+        site.path("snow.toml"),
+        format!(
+            "[pki]\nca_key_bits = 2048\n[server]\nc2s_bind = \"127.0.0.1:0\"\ndirect_tls_bind = \"\"\n\
+             component_bind = \"127.0.0.1:0\"\n[s2s]\nbind = \"\"\n\
+             [[components]]\ndomain = \"{domain}\"\nsecret_file = \"{name}.secret\"\nhmac = true\nsource = \"{name}\"\n"
+        ),
+    )
+    .unwrap();
+    site.ok(&["msgauth", "keygen", "--source", name]);
+    site.ok(&["msgauth", "keygen", "--source", "po.example"]);
+    std::fs::write(site.home().join(format!("{name}.secret")), format!("a shared secret of the {name} agent\n"))
+        .unwrap();
+    site
+}
+
+/// `snow ARGS` as a background process of `site`, its standard output
+/// piped and read line by line.
+fn spawn_snow(
+    site: &Site,
+    args: &[&str],
+) -> (std::process::Child, std::io::Lines<std::io::BufReader<std::process::ChildStdout>>) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snow"))
+        .args(args)
+        .env("SNOW_HOME", site.home())
+        .env("SNOW_CONFIG", site.path("snow.toml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, out)
+}
+
+/// SIGTERM, and a clean exit.
+fn terminate(p: &mut std::process::Child) {
+    assert!(Command::new("kill").args(["-TERM", &p.id().to_string()]).status().unwrap().success());
+    assert!(p.wait().unwrap().success());
+}
+
 /// `snow serve` as a process, `snow chat send`/`listen` and `snow
 /// presence` against it, and a graceful stop on SIGTERM.
 #[test]
@@ -588,24 +635,15 @@ fn msgauth_keys_sign_and_verify() {
 #[test]
 fn serve_with_the_echo_agent_as_a_component() {
     use std::io::{BufRead, BufReader};
-    let site = chat_site();
-    std::fs::write(
-        site.path("snow.toml"),
-        "[pki]\nca_key_bits = 2048\n[server]\nc2s_bind = \"127.0.0.1:0\"\ndirect_tls_bind = \"\"\n\
-         component_bind = \"127.0.0.1:0\"\n[s2s]\nbind = \"\"\n\
-         [[components]]\ndomain = \"echo.po.example\"\nsecret_file = \"echo.secret\"\nhmac = true\nsource = \"echo\"\n",
-    )
-    .unwrap();
-    site.ok(&["msgauth", "keygen", "--source", "echo"]);
-    site.ok(&["msgauth", "keygen", "--source", "po.example"]);
-    std::fs::write(site.home().join("echo.secret"), "a shared secret of the echo agent\n").unwrap();
+    let site = component_site("echo", "echo.po.example");
 
     let (mut server, addr, lines) = start_server_until(&site, "(external components)");
     let component = lines.last().and_then(|l| l.split_whitespace().rev().nth(2).map(str::to_owned)).unwrap();
 
     let secret = site.home().join("echo.secret");
-    let mut echo = Command::new(env!("CARGO_BIN_EXE_snow"))
-        .args([
+    let (mut echo, mut out) = spawn_snow(
+        &site,
+        &[
             "agent",
             "run",
             "echo",
@@ -616,16 +654,10 @@ fn serve_with_the_echo_agent_as_a_component() {
             "--hmac",
             "--source",
             "echo",
-        ])
-        .args(["--secret-file", secret.to_str().unwrap()])
-        .env("SNOW_HOME", site.home())
-        .env("SNOW_CONFIG", site.path("snow.toml"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(echo.stdout.take().unwrap()).lines();
+            "--secret-file",
+            secret.to_str().unwrap(),
+        ],
+    );
     let attached = out.next().unwrap().unwrap();
     assert!(attached.contains("attached") && attached.contains("message authentication"), "{attached}");
 
@@ -649,10 +681,8 @@ fn serve_with_the_echo_agent_as_a_component() {
     let got = String::from_utf8_lossy(&got.stdout);
     assert!(got.contains("echo.po.example") && got.contains("ekko?"), "{got}");
 
-    for p in [&mut echo, &mut server] {
-        assert!(Command::new("kill").args(["-TERM", &p.id().to_string()]).status().unwrap().success());
-        assert!(p.wait().unwrap().success());
-    }
+    terminate(&mut echo);
+    terminate(&mut server);
     let summary = out.next().unwrap().unwrap();
     assert!(summary.starts_with("Echoed 1"), "{summary}");
 }
@@ -662,18 +692,8 @@ fn serve_with_the_echo_agent_as_a_component() {
 /// authentication, answering a GP's `snow search --agent`.
 #[test]
 fn the_search_agent_runs_as_a_component() {
-    use std::io::{BufRead, BufReader};
-    let site = chat_site();
-    std::fs::write(
-        site.path("snow.toml"),
-        "[pki]\nca_key_bits = 2048\n[server]\nc2s_bind = \"127.0.0.1:0\"\ndirect_tls_bind = \"\"\n\
-         component_bind = \"127.0.0.1:0\"\n[s2s]\nbind = \"\"\n\
-         [[components]]\ndomain = \"search.po.example\"\nsecret_file = \"search.secret\"\nhmac = true\nsource = \"search\"\n",
-    )
-    .unwrap();
+    let site = component_site("search", "search.po.example");
     let pass = site.ca_pass_arg();
-    // Without its certificate the agent says what to do.
-    std::fs::write(site.home().join("search.secret"), "a shared secret of the search agent\n").unwrap();
     let secret = site.home().join("search.secret");
     let run = [
         "agent",
@@ -687,8 +707,7 @@ fn the_search_agent_runs_as_a_component() {
         "--secret-file",
         secret.to_str().unwrap(),
     ];
-    site.ok(&["msgauth", "keygen", "--source", "search"]);
-    site.ok(&["msgauth", "keygen", "--source", "po.example"]);
+    // Without its certificate the agent says what to do.
     let err = site.fails(&run);
     assert!(err.contains("snow agent cert --jid search.po.example"), "{err}");
     let issued = site.ok(&["agent", "cert", "--jid", "search.po.example", "--ca-passphrase-file", &pass]);
@@ -696,17 +715,7 @@ fn the_search_agent_runs_as_a_component() {
 
     let (mut server, addr, lines) = start_server_until(&site, "(external components)");
     let component = lines.last().and_then(|l| l.split_whitespace().rev().nth(2).map(str::to_owned)).unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_snow"))
-        .args(run)
-        .args(["--server", &component])
-        .env("SNOW_HOME", site.home())
-        .env("SNOW_CONFIG", site.path("snow.toml"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(agent.stdout.take().unwrap()).lines();
+    let (mut agent, mut out) = spawn_snow(&site, &[&run[..], &["--server", &component]].concat());
     let started = out.next().unwrap().unwrap();
     assert!(started.contains("search.po.example") && started.contains("message authentication"), "{started}");
 
@@ -737,10 +746,8 @@ fn the_search_agent_runs_as_a_component() {
     assert_eq!(rows.len(), 5, "{csv}");
     assert!(rows[1..].iter().all(|r| r.ends_with(",0,0,0")), "an empty lab store: {csv}");
 
-    for p in [&mut agent, &mut server] {
-        assert!(Command::new("kill").args(["-TERM", &p.id().to_string()]).status().unwrap().success());
-        assert!(p.wait().unwrap().success());
-    }
+    terminate(&mut agent);
+    terminate(&mut server);
     let summary = out.next().unwrap().unwrap();
     assert!(summary.starts_with("Took ") && !summary.starts_with("Took 0 "), "{summary}");
 }

@@ -224,15 +224,7 @@ async fn run_demo(
     let (gp_jid, _, identity) = &gps[0];
     let agent = lab.agent_jid.clone().context("the lab runs no search agent")?;
     say(format!("[4/{STEPS}] {gp_jid} logs in to {PO} and asks {agent}, end-to-end encrypted:"));
-    let opts = ConnectOptions {
-        addr: po.server.c2s_addr,
-        domain: PO.into(),
-        ca_der: ca_der.to_vec(),
-        direct_tls: false,
-        resource: Some("demo".into()),
-        timeout: Duration::from_secs(15),
-    };
-    let mut client = Client::connect(&opts, identity).await?;
+    let mut client = login(po, ca_der, identity).await?;
     let today = time::OffsetDateTime::now_utc().date();
     let this_week = IsoWeek::of(today);
     let recent = StatsQuery {
@@ -342,15 +334,7 @@ async fn outbreak(
     let node = Alert::node(analysis, &area);
     let ((jid1, _, id1), (jid2, _, id2)) = (&gps[0], &gps[1]);
     say(format!("\n[5/{STEPS}] Both GPs subscribe to {node} at {PO}; the lab pushes a file with {cases} cases of {analysis} in {muni} last week…"));
-    let opts = ConnectOptions {
-        addr: po.server.c2s_addr,
-        domain: PO.into(),
-        ca_der: ca_der.to_vec(),
-        direct_tls: false,
-        resource: Some("demo".into()),
-        timeout: Duration::from_secs(15),
-    };
-    let mut gp2 = Client::connect(&opts, id2).await?;
+    let mut gp2 = login(po, ca_der, id2).await?;
     for (c, jid) in [(&mut *gp1, jid1), (&mut gp2, jid2)] {
         let (reply, _) = c.request(alert::subscribe_iq(PO, &node, jid)).await?;
         alert::read_subscriptions(PO, &reply, "jid")?;
@@ -436,4 +420,17 @@ async fn next_alert(
             }
         }
     }
+}
+
+/// A demo GP's login at the PO (resource `demo`).
+async fn login(po: &Site, ca_der: &[u8], identity: &Identity) -> anyhow::Result<Client> {
+    let opts = ConnectOptions {
+        addr: po.server.c2s_addr,
+        domain: PO.into(),
+        ca_der: ca_der.to_vec(),
+        direct_tls: false,
+        resource: Some("demo".into()),
+        timeout: Duration::from_secs(15),
+    };
+    Ok(Client::connect(&opts, identity).await?)
 }
