@@ -14,12 +14,14 @@ pub mod element;
 pub mod error;
 pub mod escape;
 pub mod framed;
+pub mod initiator;
 pub mod stanza;
 pub mod stream;
 
 pub use element::{Element, Node};
 pub use error::{StreamErrorCondition, XmlError};
-pub use framed::{Framed, FramedError};
+pub use framed::{Framed, FramedError, FramedReader, FramedWriter};
+pub use initiator::{Features, PeerError, PeerStreamError};
 pub use stream::{parse_document, Limits, StreamEvent, StreamHeader, StreamParser};
 
 /// The namespace of `<stream:stream>` and stream-level elements.
