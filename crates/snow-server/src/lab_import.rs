@@ -6,12 +6,9 @@
 //! blocking pool; a crash mid-import leaves the file in `in/` and the
 //! database unchanged, so the next scan imports it once.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use snow_lab::import::DropDir;
-
-use crate::server::Shared;
 
 /// After a change in `in/`, wait this long for more before scanning: an
 /// upload renamed from `.part` arrives as a burst of events.
@@ -43,14 +40,13 @@ fn watch(dir: &std::path::Path) -> Option<(notify::RecommendedWatcher, tokio::sy
     Some((watcher, rx))
 }
 
-pub(crate) async fn run(shared: Arc<Shared>) {
-    if !shared.config.lab.import {
+pub(crate) async fn run(config: crate::ServerConfig, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    if !config.lab.import {
         return;
     }
-    let data = shared.config.data_dir.clone();
-    let interval = Duration::from_secs(shared.config.lab.scan_interval_secs.max(1));
-    let mut shutdown = shared.shutdown.clone();
-    let settings = shared.config.lab.lab_settings();
+    let data = config.data_dir.clone();
+    let interval = Duration::from_secs(config.lab.scan_interval_secs.max(1));
+    let settings = config.lab.lab_settings();
     let _ = std::fs::create_dir_all(data.join("in"));
     tracing::info!(dir = %data.join("in").display(), "watching for lab files");
     // The watcher lives as long as this loop.

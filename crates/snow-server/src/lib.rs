@@ -1,25 +1,29 @@
 //! `snow serve`: the XMPP server every Snow site runs (DESIGN.md §1, §3).
 //!
-//! This crate holds the client-to-server side: TLS (STARTTLS on the c2s
-//! port, direct TLS per XEP-0368 on another), SASL EXTERNAL with the
-//! client certificate as the only login, resource binding, routing of
-//! messages, presence and IQs, the basic services (disco, version, ping,
-//! roster) and offline storage, with limits on everything a peer controls.
+//! Layers, each importing only those below it (docs/architecture.md):
+//!
+//! - `server`: wires everything together, listeners and shutdown;
+//! - `transport`: client sessions (`c2s`), other servers (`s2s`) and
+//!   external components (`component`), each with its negotiation and
+//!   read/write loop, handing every stanza to routing;
+//! - `services`: what the server answers itself (disco, ping, version,
+//!   presence, roster, offline storage, pubsub, key directory), behind
+//!   one trait and a registry;
+//! - `routing`: the one routing decision and delivery, the session and
+//!   component tables;
+//! - `db`, `trust`, `tls`, `limits`, `addr`, `config`: the leaves.
 
 mod addr;
-mod component;
 pub mod config;
-pub mod directory;
+mod db;
 pub mod error;
 mod lab_import;
 mod limits;
-mod pubsub;
-mod router;
-mod s2s;
+mod routing;
 mod server;
 mod services;
-mod session;
 pub mod tls;
+mod transport;
 pub mod trust;
 
 pub use config::{

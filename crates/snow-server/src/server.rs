@@ -1,47 +1,27 @@
-//! Listeners, shared state and shutdown.
+//! Starting a server: the stores, the services, routing and the
+//! transports wired together, the listeners, and shutdown. The only
+//! module that knows all the others.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use snow_store::{ServerDb, StoreError};
-use tokio::net::TcpListener;
+use snow_store::ServerDb;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::db::Db;
 use crate::limits::ConnectionLimits;
-use crate::router::{Outbound, Router};
+use crate::routing::{ComponentTable, Outbound, Router};
+use crate::services::{self, Registry, Service};
+use crate::transport::c2s::{self, C2s};
+use crate::transport::component::{self, ComponentPort, Components};
+use crate::transport::s2s::{self, Incoming, Links};
+use crate::transport::Accepting;
 use crate::trust::TrustStore;
-use crate::{session, tls, ServerConfig, ServerError};
-
-/// State every connection shares.
-pub(crate) struct Shared {
-    pub config: ServerConfig,
-    pub trust: TrustStore,
-    pub acceptor: TlsAcceptor,
-    pub db: Arc<Mutex<ServerDb>>,
-    pub router: Router,
-    pub links: crate::s2s::Links,
-    pub pushes: crate::directory::Pushes,
-    pub conns: Arc<ConnectionLimits>,
-    pub components: crate::component::Components,
-    pub shutdown: watch::Receiver<bool>,
-}
-
-impl Shared {
-    /// Runs a database call on the blocking pool.
-    pub async fn db<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut ServerDb) -> Result<T, StoreError> + Send + 'static,
-    {
-        let db = Arc::clone(&self.db);
-        match tokio::task::spawn_blocking(move || f(&mut db.lock().unwrap_or_else(|p| p.into_inner()))).await {
-            Ok(r) => r,
-            Err(e) => Err(StoreError::Io("database task".into(), std::io::Error::other(e.to_string()))),
-        }
-    }
-}
+use crate::{tls, ServerConfig, ServerError};
 
 /// Starts servers.
 pub struct Server;
@@ -53,7 +33,11 @@ pub struct ServerHandle {
     pub s2s_addr: Option<SocketAddr>,
     /// Where external components connect (XEP-0114), if any are configured.
     pub component_addr: Option<SocketAddr>,
-    shared: Arc<Shared>,
+    domain: snow_core::Domain,
+    router: Arc<Router>,
+    trust: Arc<TrustStore>,
+    conns: Arc<ConnectionLimits>,
+    services: Vec<(&'static str, &'static [&'static str])>,
     shutdown_tx: watch::Sender<bool>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -62,11 +46,11 @@ impl Server {
     /// Loads certificates, opens the database and starts listening.
     pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         config.validate()?;
-        let trust = TrustStore::load(&config.ca_cert, &config.crl, &config.s2s.trusted_cas)?;
+        let trust = Arc::new(TrustStore::load(&config.ca_cert, &config.crl, &config.s2s.trusted_cas)?);
         let acceptor = TlsAcceptor::from(tls::server_config(&config)?);
         let connector = tokio_rustls::TlsConnector::from(tls::client_config(&config, trust.peer_cas())?);
         let db = ServerDb::open(&config.database)?;
-        let components = crate::component::Components::load(&config)?;
+        let components = Components::load(&config)?;
         if let Some(ca_db) = &config.ca_db {
             // At the PO, every user the CA issued is a known account.
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -79,62 +63,140 @@ impl Server {
                 Err(e) => tracing::warn!(error = %e, "could not read the CA's users"),
             }
         }
-        let c2s = bind(&config.settings.c2s_bind).await?;
-        let direct = match config.settings.direct_tls_bind.trim() {
-            "" => None,
-            addr => Some(bind(addr).await?),
+        let db = Db::new(db);
+        let c2s_listener = bind(&config.settings.c2s_bind).await?;
+        let direct = bind_optional(&config.settings.direct_tls_bind).await?;
+        let s2s_listener = bind_optional(&config.s2s.bind).await?;
+        let component_listener = match components.is_empty() {
+            true => None,
+            false => bind_optional(&config.settings.component_bind).await?,
         };
-        let s2s = match config.s2s.bind.trim() {
-            "" => None,
-            addr => Some(bind(addr).await?),
+
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let domain = config.domain.to_string();
+        let settings = &config.settings;
+        let accepting = || Accepting {
+            domain: domain.clone(),
+            limits: config.limits(),
+            timeout: config.negotiation_timeout(),
+            acceptor: acceptor.clone(),
+            tls_timeout: Duration::from_secs(settings.tls_handshake_timeout_secs.max(1)),
+            shutdown: shutdown.clone(),
         };
-        let component_listener = match config.settings.component_bind.trim() {
-            _ if components.is_empty() => None,
-            "" => None,
-            addr => Some(bind(addr).await?),
-        };
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let conns = ConnectionLimits::new(config.settings.max_connections, config.settings.max_connections_per_ip);
-        let shared = Arc::new(Shared {
-            config,
-            trust,
-            acceptor,
-            db: Arc::new(Mutex::new(db)),
-            router: Router::default(),
-            links: crate::s2s::Links::new(connector),
-            pushes: Default::default(),
-            conns,
-            components,
-            shutdown: shutdown_rx,
+        let directory = Arc::new(services::Directory::new(
+            db.clone(),
+            Arc::clone(&trust),
+            config.crl.clone(),
+            config.s2s.master.clone(),
+            config.ca_db.clone(),
+            config.s2s.replicas.clone(),
+            Duration::from_millis(config.s2s.replication_interval_ms.max(50)),
+        ));
+        let registry = Registry::new(vec![
+            Arc::new(services::Disco) as Arc<dyn Service>,
+            Arc::new(services::Ping),
+            Arc::new(services::Version),
+            Arc::new(services::LegacySession),
+            Arc::new(services::Presence { db: db.clone() }),
+            Arc::new(services::Roster { db: db.clone() }),
+            Arc::new(services::Offline { db: db.clone(), domain: domain.clone() }),
+            Arc::new(services::Pubsub { db: db.clone() }),
+            Arc::clone(&directory) as Arc<dyn Service>,
+        ]);
+        let listing = registry.listing();
+        let links =
+            Links::new(connector, config.s2s.clone(), config.limits(), config.negotiation_timeout(), shutdown.clone());
+        let router = Arc::new(Router::new(
+            domain.clone(),
+            settings.require_e2e,
+            ComponentTable::new(components.domains()),
+            Arc::new(links),
+            Arc::new(registry),
+            db.clone(),
+        ));
+        let conns = ConnectionLimits::new(settings.max_connections, settings.max_connections_per_ip);
+
+        let c2s = Arc::new(C2s {
+            accepting: accepting(),
+            domain: config.domain.clone(),
+            trust: Arc::clone(&trust),
+            router: Arc::clone(&router),
+            db: db.clone(),
+            idle: Duration::from_secs(settings.idle_timeout_secs.max(1)),
+            rate: (settings.stanza_rate, settings.stanza_burst),
+            outbound_queue: settings.outbound_queue,
         });
-        let c2s_addr = c2s.local_addr().map_err(|source| ServerError::Bind { addr: "c2s".into(), source })?;
-        let direct_tls_addr = match &direct {
-            Some(l) => Some(l.local_addr().map_err(|source| ServerError::Bind { addr: "direct TLS".into(), source })?),
-            None => None,
+        let c2s_addr = local_addr(&c2s_listener, "c2s")?;
+        let mut listeners = Vec::new();
+        let spawn = |listener: TcpListener, serve: Handler| {
+            tokio::spawn(accept_loop(listener, Arc::clone(&conns), shutdown.clone(), serve))
         };
-        let s2s_addr = match &s2s {
-            Some(l) => Some(l.local_addr().map_err(|source| ServerError::Bind { addr: "s2s".into(), source })?),
-            None => None,
-        };
-        let mut listeners = vec![tokio::spawn(accept_loop(Arc::clone(&shared), c2s, Kind::StartTls))];
-        if let Some(l) = direct {
-            listeners.push(tokio::spawn(accept_loop(Arc::clone(&shared), l, Kind::DirectTls)));
-        }
-        if let Some(l) = s2s {
-            listeners.push(tokio::spawn(accept_loop(Arc::clone(&shared), l, Kind::S2s)));
-        }
-        let component_addr = match component_listener {
+        let c = Arc::clone(&c2s);
+        listeners.push(spawn(
+            c2s_listener,
+            Box::new(move |tcp, peer| Box::pin(c2s::run_starttls(Arc::clone(&c), tcp, peer))),
+        ));
+        let direct_tls_addr = match direct {
             Some(l) => {
-                let a = l.local_addr().map_err(|source| ServerError::Bind { addr: "component".into(), source })?;
-                listeners.push(tokio::spawn(accept_loop(Arc::clone(&shared), l, Kind::Component)));
-                Some(a)
+                let addr = local_addr(&l, "direct TLS")?;
+                let c = Arc::clone(&c2s);
+                listeners.push(spawn(
+                    l,
+                    Box::new(move |tcp, peer| Box::pin(c2s::run_direct_tls(Arc::clone(&c), tcp, peer))),
+                ));
+                Some(addr)
             }
             None => None,
         };
-        listeners.push(tokio::spawn(crate::directory::replicate(Arc::clone(&shared))));
-        listeners.push(tokio::spawn(crate::lab_import::run(Arc::clone(&shared))));
-        tracing::info!(domain = %shared.config.domain, %c2s_addr, ?direct_tls_addr, ?s2s_addr, "server listening");
-        Ok(ServerHandle { c2s_addr, direct_tls_addr, s2s_addr, component_addr, shared, shutdown_tx, listeners })
+        let s2s_addr = match s2s_listener {
+            Some(l) => {
+                let addr = local_addr(&l, "s2s")?;
+                let incoming = Arc::new(Incoming {
+                    accepting: accepting(),
+                    trust: Arc::clone(&trust),
+                    router: Arc::clone(&router),
+                    idle: Duration::from_secs(config.s2s.idle_timeout_secs.max(1) * 2),
+                });
+                listeners.push(spawn(
+                    l,
+                    Box::new(move |tcp, peer| Box::pin(s2s::run_incoming(Arc::clone(&incoming), tcp, peer))),
+                ));
+                Some(addr)
+            }
+            None => None,
+        };
+        let component_addr = match component_listener {
+            Some(l) => {
+                let addr = local_addr(&l, "component")?;
+                let port = Arc::new(ComponentPort {
+                    accepting: accepting(),
+                    components,
+                    router: Arc::clone(&router),
+                    idle: Duration::from_secs(settings.idle_timeout_secs.max(1)),
+                    outbound_queue: settings.outbound_queue,
+                });
+                listeners
+                    .push(spawn(l, Box::new(move |tcp, peer| Box::pin(component::run(Arc::clone(&port), tcp, peer)))));
+                Some(addr)
+            }
+            None => None,
+        };
+        listeners.push(tokio::spawn(directory.replicate(Arc::clone(&router), shutdown.clone())));
+        listeners.push(tokio::spawn(crate::lab_import::run(config.clone(), shutdown.clone())));
+        tracing::info!(%domain, %c2s_addr, ?direct_tls_addr, ?s2s_addr, "server listening");
+        Ok(ServerHandle {
+            c2s_addr,
+            direct_tls_addr,
+            s2s_addr,
+            component_addr,
+            domain: config.domain.clone(),
+            router,
+            trust,
+            conns,
+            services: listing,
+            shutdown_tx,
+            listeners,
+        })
     }
 }
 
@@ -142,17 +204,27 @@ async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr: addr.to_owned(), source })
 }
 
-/// What a listener serves.
-#[derive(Clone, Copy)]
-enum Kind {
-    StartTls,
-    DirectTls,
-    S2s,
-    Component,
+/// Binds `addr` unless it is empty (the listener is disabled).
+async fn bind_optional(addr: &str) -> Result<Option<TcpListener>, ServerError> {
+    match addr.trim() {
+        "" => Ok(None),
+        a => bind(a).await.map(Some),
+    }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, kind: Kind) {
-    let mut shutdown = shared.shutdown.clone();
+fn local_addr(l: &TcpListener, what: &str) -> Result<SocketAddr, ServerError> {
+    l.local_addr().map_err(|source| ServerError::Bind { addr: what.into(), source })
+}
+
+/// Serves one accepted connection.
+type Handler = Box<dyn Fn(TcpStream, SocketAddr) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+async fn accept_loop(
+    listener: TcpListener,
+    conns: Arc<ConnectionLimits>,
+    mut shutdown: watch::Receiver<bool>,
+    serve: Handler,
+) {
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.changed() => return,
@@ -166,21 +238,16 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, kind: Kind) {
                 }
             },
         };
-        let Some(slot) = shared.conns.acquire(peer.ip()) else {
+        let Some(slot) = conns.acquire(peer.ip()) else {
             tracing::warn!(%peer, "connection limit reached: refusing");
             drop(tcp);
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let shared = Arc::clone(&shared);
+        let connection = serve(tcp, peer);
         tokio::spawn(async move {
             let _slot = slot;
-            match kind {
-                Kind::StartTls => session::run_starttls(shared, tcp, peer).await,
-                Kind::DirectTls => session::run_direct_tls(shared, tcp, peer).await,
-                Kind::S2s => crate::s2s::run_incoming(shared, tcp, peer).await,
-                Kind::Component => crate::component::run(shared, tcp, peer).await,
-            }
+            connection.await
         });
     }
 }
@@ -188,26 +255,32 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, kind: Kind) {
 impl ServerHandle {
     /// Re-reads the CRL: revoked certificates can no longer log in.
     pub fn reload_crl(&self) -> Result<(), ServerError> {
-        self.shared.trust.reload_crl()
+        self.trust.reload_crl()
     }
 
     pub fn open_connections(&self) -> usize {
-        self.shared.conns.open_connections()
+        self.conns.open_connections()
     }
 
     pub fn domain(&self) -> &snow_core::Domain {
-        &self.shared.config.domain
+        &self.domain
+    }
+
+    /// The registered services and the disco#info features each adds, in
+    /// registration order.
+    pub fn services(&self) -> &[(&'static str, &'static [&'static str])] {
+        &self.services
     }
 
     /// Stops accepting, closes every stream with `<system-shutdown/>`, and
     /// waits (at most `grace`) for the connections to finish.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.shutdown_tx.send(true);
-        for s in self.shared.router.all() {
+        for s in self.router.sessions.all() {
             s.send(Outbound::Close(snow_xml::stream_error_xml("system-shutdown", "the server is shutting down")));
         }
         let deadline = tokio::time::Instant::now() + grace;
-        while self.shared.conns.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+        while self.conns.open_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for l in self.listeners {

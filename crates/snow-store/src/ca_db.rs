@@ -84,8 +84,7 @@ CREATE INDEX certificates_agents ON certificates (jid) WHERE kind = 'agent';
 pub struct KeyChange {
     pub seq: i64,
     pub jid: String,
-    /// `valid` or `revoked`.
-    pub status: String,
+    pub status: crate::KeyStatus,
     pub serial_hex: String,
     pub der: Vec<u8>,
 }

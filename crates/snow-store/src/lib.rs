@@ -6,10 +6,12 @@ pub mod ca_db;
 pub mod lab_db;
 mod migrate;
 pub mod server_db;
+mod values;
 
 pub use ca_db::{CaDb, CertKind, CertRecord, KeyChange, Revocation, UserRecord};
 pub use lab_db::{AggRow, LabDb, LabImport, SentAlert, Weekly, WeeklyFilter};
 pub use server_db::{DirectoryEntry, PubsubItem, RosterItem, ServerDb};
+pub use values::{KeyStatus, ReplicationCursor, Subscription};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -87,7 +87,7 @@ pub struct PubsubItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryEntry {
     pub jid: String,
-    pub status: String,
+    pub status: crate::KeyStatus,
     pub serial_hex: String,
     pub der: Vec<u8>,
 }
@@ -97,7 +97,7 @@ pub struct DirectoryEntry {
 pub struct RosterItem {
     pub contact: String,
     pub name: Option<String>,
-    pub subscription: String,
+    pub subscription: crate::Subscription,
     pub ask: bool,
     pub groups: Vec<String>,
 }
@@ -151,18 +151,18 @@ impl ServerDb {
         Ok(())
     }
 
-    pub fn replication_seq(&self, name: &str) -> Result<i64, StoreError> {
+    pub fn replication_seq(&self, cursor: &crate::ReplicationCursor) -> Result<i64, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT seq FROM replication WHERE name = ?1", [name], |r| r.get(0))
+            .query_row("SELECT seq FROM replication WHERE name = ?1", [cursor.name()], |r| r.get(0))
             .optional()?
             .unwrap_or(0))
     }
 
-    pub fn set_replication_seq(&self, name: &str, seq: i64) -> Result<(), StoreError> {
+    pub fn set_replication_seq(&self, cursor: &crate::ReplicationCursor, seq: i64) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO replication (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
-            params![name, seq],
+            params![cursor.name(), seq],
         )?;
         Ok(())
     }
@@ -170,10 +170,15 @@ impl ServerDb {
     /// Applies key changes in order, skipping those at or below the
     /// position `name`, and advances it; all in one transaction. Returns
     /// the new position. A gap (a change missing) stops the batch there.
-    pub fn apply_key_changes(&mut self, name: &str, changes: &[crate::KeyChange]) -> Result<i64, StoreError> {
+    pub fn apply_key_changes(
+        &mut self,
+        cursor: &crate::ReplicationCursor,
+        changes: &[crate::KeyChange],
+    ) -> Result<i64, StoreError> {
+        let name = cursor.name();
         let tx = self.conn.transaction()?;
         let mut pos: i64 =
-            tx.query_row("SELECT seq FROM replication WHERE name = ?1", [name], |r| r.get(0)).optional()?.unwrap_or(0);
+            tx.query_row("SELECT seq FROM replication WHERE name = ?1", [&name], |r| r.get(0)).optional()?.unwrap_or(0);
         for c in changes {
             if c.seq <= pos {
                 continue;
@@ -358,7 +363,7 @@ mod tests {
         let item = RosterItem {
             contact: "b@x".into(),
             name: Some("Dr B".into()),
-            subscription: "none".into(),
+            subscription: crate::Subscription::None,
             ask: false,
             groups: vec!["GPs".into()],
         };

@@ -3,21 +3,127 @@
 
 use crate::{Element, NS_CLIENT, NS_STANZAS};
 
-/// The error `type` RFC 6120 §8.3.3 gives each condition.
-fn error_type(condition: &str) -> &'static str {
-    match condition {
-        "bad-request" | "jid-malformed" | "not-acceptable" | "policy-violation" => "modify",
-        "forbidden" | "not-authorized" | "registration-required" | "subscription-required" => "auth",
-        "resource-constraint" | "remote-server-timeout" => "wait",
-        "internal-server-error" | "undefined-condition" => "cancel",
-        _ => "cancel",
+/// A stanza error condition (RFC 6120 §8.3.3): the closed set a peer may
+/// send, so a typo cannot put a condition on the wire that no client
+/// understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Condition {
+    BadRequest,
+    Conflict,
+    FeatureNotImplemented,
+    Forbidden,
+    Gone,
+    InternalServerError,
+    ItemNotFound,
+    JidMalformed,
+    NotAcceptable,
+    NotAllowed,
+    NotAuthorized,
+    PolicyViolation,
+    RecipientUnavailable,
+    Redirect,
+    RegistrationRequired,
+    RemoteServerNotFound,
+    RemoteServerTimeout,
+    ResourceConstraint,
+    ServiceUnavailable,
+    SubscriptionRequired,
+    UndefinedCondition,
+    UnexpectedRequest,
+}
+
+impl Condition {
+    /// Every condition, in RFC order.
+    pub const ALL: [Condition; 22] = [
+        Condition::BadRequest,
+        Condition::Conflict,
+        Condition::FeatureNotImplemented,
+        Condition::Forbidden,
+        Condition::Gone,
+        Condition::InternalServerError,
+        Condition::ItemNotFound,
+        Condition::JidMalformed,
+        Condition::NotAcceptable,
+        Condition::NotAllowed,
+        Condition::NotAuthorized,
+        Condition::PolicyViolation,
+        Condition::RecipientUnavailable,
+        Condition::Redirect,
+        Condition::RegistrationRequired,
+        Condition::RemoteServerNotFound,
+        Condition::RemoteServerTimeout,
+        Condition::ResourceConstraint,
+        Condition::ServiceUnavailable,
+        Condition::SubscriptionRequired,
+        Condition::UndefinedCondition,
+        Condition::UnexpectedRequest,
+    ];
+
+    /// The element name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::BadRequest => "bad-request",
+            Condition::Conflict => "conflict",
+            Condition::FeatureNotImplemented => "feature-not-implemented",
+            Condition::Forbidden => "forbidden",
+            Condition::Gone => "gone",
+            Condition::InternalServerError => "internal-server-error",
+            Condition::ItemNotFound => "item-not-found",
+            Condition::JidMalformed => "jid-malformed",
+            Condition::NotAcceptable => "not-acceptable",
+            Condition::NotAllowed => "not-allowed",
+            Condition::NotAuthorized => "not-authorized",
+            Condition::PolicyViolation => "policy-violation",
+            Condition::RecipientUnavailable => "recipient-unavailable",
+            Condition::Redirect => "redirect",
+            Condition::RegistrationRequired => "registration-required",
+            Condition::RemoteServerNotFound => "remote-server-not-found",
+            Condition::RemoteServerTimeout => "remote-server-timeout",
+            Condition::ResourceConstraint => "resource-constraint",
+            Condition::ServiceUnavailable => "service-unavailable",
+            Condition::SubscriptionRequired => "subscription-required",
+            Condition::UndefinedCondition => "undefined-condition",
+            Condition::UnexpectedRequest => "unexpected-request",
+        }
+    }
+
+    /// The error `type` RFC 6120 §8.3.3 gives the condition: whether the
+    /// sender should retry, change the request, authenticate, or give up.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            Condition::BadRequest
+            | Condition::JidMalformed
+            | Condition::NotAcceptable
+            | Condition::PolicyViolation
+            | Condition::Redirect => "modify",
+            Condition::Forbidden
+            | Condition::NotAuthorized
+            | Condition::RegistrationRequired
+            | Condition::SubscriptionRequired => "auth",
+            Condition::ResourceConstraint
+            | Condition::RemoteServerTimeout
+            | Condition::RecipientUnavailable
+            | Condition::UnexpectedRequest => "wait",
+            _ => "cancel",
+        }
+    }
+
+    /// The condition named `name`, if it is one of RFC 6120's.
+    pub fn from_name(name: &str) -> Option<Condition> {
+        Condition::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 /// The error reply to `stanza`: same name and id, addresses swapped,
 /// `type='error'`, the original payload dropped (it may be large, and the
 /// sender has it).
-pub fn error_reply(stanza: &Element, condition: &str, text: Option<&str>) -> Element {
+pub fn error_reply(stanza: &Element, condition: Condition, text: Option<&str>) -> Element {
     let mut reply = Element::new(NS_CLIENT, stanza.name().to_owned());
     if let Some(id) = stanza.attr("id") {
         reply.set_attr("id", id);
@@ -29,8 +135,8 @@ pub fn error_reply(stanza: &Element, condition: &str, text: Option<&str>) -> Ele
         reply.set_attr("to", to);
     }
     reply.set_attr("type", "error");
-    let mut err = Element::new(NS_CLIENT, "error").with_attr("type", error_type(condition));
-    err.push_child(Element::new(NS_STANZAS, condition.to_owned()));
+    let mut err = Element::new(NS_CLIENT, "error").with_attr("type", condition.error_type());
+    err.push_child(Element::new(NS_STANZAS, condition.name()));
     if let Some(t) = text {
         let mut te = Element::new(NS_STANZAS, "text").with_text(t);
         te.set_attr_ns(crate::NS_XML, "lang", "en");
@@ -72,4 +178,22 @@ pub fn error_of(stanza: &Element) -> (String, Option<String>) {
     };
     let condition = of(false).map(|c| c.name().to_owned()).unwrap_or_else(|| "undefined-condition".into());
     (condition, of(true).map(Element::text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_round_trip_and_carry_their_type() {
+        for c in Condition::ALL {
+            assert_eq!(Condition::from_name(c.name()), Some(c));
+        }
+        assert_eq!(Condition::from_name("no-such-condition"), None);
+        let iq = Element::new(NS_CLIENT, "iq").with_attr("id", "1").with_attr("from", "a@b.example");
+        let e = error_reply(&iq, Condition::ResourceConstraint, Some("busy"));
+        let err = e.child(NS_CLIENT, "error").map(|e| e.attr("type"));
+        assert_eq!(err, Some(Some("wait")));
+        assert_eq!(error_of(&e), ("resource-constraint".to_owned(), Some("busy".to_owned())));
+    }
 }

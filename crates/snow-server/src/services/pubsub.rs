@@ -16,11 +16,13 @@
 use std::sync::Arc;
 
 use snow_store::PubsubItem;
-use snow_xml::stanza::{error_reply, iq_result};
+use snow_xml::stanza::{error_reply, iq_result, Condition};
 use snow_xml::{Element, NS_CLIENT, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER};
 
+use super::{Access, Cx, IqRequest, IqRoute, Service};
 use crate::addr::Addr;
-use crate::server::Shared;
+use crate::db::Db;
+use crate::routing::{BoxFuture, Origin, Router};
 
 /// Most items returned by one request.
 const MAX_ITEMS: i64 = 200;
@@ -35,23 +37,51 @@ fn valid_node(n: &str) -> bool {
     snow_core::stats::check_analysis(analysis).is_ok() && (digits(area, 2) || digits(area, 4) || area == "all")
 }
 
+/// The alert service at the server's domain.
+pub(crate) struct Pubsub {
+    pub db: Db,
+}
+
+impl Service for Pubsub {
+    fn name(&self) -> &'static str {
+        "pubsub"
+    }
+    fn features(&self) -> &'static [&'static str] {
+        &[NS_PUBSUB]
+    }
+    fn iqs(&self) -> &'static [IqRoute] {
+        const ROUTES: &[IqRoute] = &[
+            IqRoute::any(NS_PUBSUB, "pubsub", Access::Anyone),
+            IqRoute::any(NS_PUBSUB_OWNER, "pubsub", Access::Anyone),
+        ];
+        ROUTES
+    }
+    fn iq<'a>(&'a self, cx: &'a Cx<'a>, req: IqRequest<'a>) -> BoxFuture<'a, Element> {
+        Box::pin(async move {
+            let from = req.iq.attr("from").unwrap_or_default();
+            handle(cx.router, &self.db, req.iq, req.payload, from).await
+        })
+    }
+}
+
 /// Answers a `<pubsub/>` IQ from `from` (the sender's JID, as the server
 /// established it).
-pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element, from: &str) -> Element {
+async fn handle(router: &Arc<Router>, db: &Db, el: &Element, payload: &Element, from: &str) -> Element {
     let Some(requester) = Addr::parse(from).map(|a| a.bare()) else {
-        return error_reply(el, "bad-request", Some("no sender"));
+        return error_reply(el, Condition::BadRequest, Some("no sender"));
     };
     let kind = el.attr("type").unwrap_or("");
     let Some(op) = payload.children().next() else {
-        return error_reply(el, "bad-request", Some("an empty pubsub request"));
+        return error_reply(el, Condition::BadRequest, Some("an empty pubsub request"));
     };
     let node = op.attr("node").map(str::to_owned);
     let node_ok = || node.as_deref().filter(|n| valid_node(n)).map(str::to_owned);
-    let bad_node = || error_reply(el, "item-not-found", Some("no such node (alert nodes are alerts/ANALYSIS/AREA)"));
+    let bad_node =
+        || error_reply(el, Condition::ItemNotFound, Some("no such node (alert nodes are alerts/ANALYSIS/AREA)"));
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let db_error = |e: snow_store::StoreError| {
         tracing::error!(error = %e, "pubsub store failed");
-        error_reply(el, "internal-server-error", None)
+        error_reply(el, Condition::InternalServerError, None)
     };
     match (kind, payload.ns(), op.name()) {
         ("set", NS_PUBSUB, "subscribe") | ("set", NS_PUBSUB, "unsubscribe") => {
@@ -59,12 +89,12 @@ pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element
             // Only one's own bare JID (XEP-0060 §6.1.3.3).
             let jid = op.attr("jid").and_then(Addr::parse).map(|a| a.bare());
             if jid.as_deref() != Some(requester.as_str()) {
-                return error_reply(el, "bad-request", Some("subscribe your own bare JID"));
+                return error_reply(el, Condition::BadRequest, Some("subscribe your own bare JID"));
             }
             let subscribe = op.name() == "subscribe";
             let (n, j) = (node.clone(), requester.clone());
-            let r = shared
-                .db(move |db| {
+            let r = db
+                .call(move |db| {
                     if !subscribe {
                         return db.unsubscribe(&n, &j);
                     }
@@ -77,7 +107,11 @@ pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element
             match r {
                 Err(e) => return db_error(e),
                 Ok(false) if subscribe => {
-                    return error_reply(el, "resource-constraint", Some("too many subscriptions (at most 500)"));
+                    return error_reply(
+                        el,
+                        Condition::ResourceConstraint,
+                        Some("too many subscriptions (at most 500)"),
+                    );
                 }
                 Ok(_) => {}
             }
@@ -97,7 +131,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element
         }
         ("get", NS_PUBSUB, "subscriptions") => {
             let j = requester.clone();
-            match shared.db(move |db| db.subscriptions_of(&j)).await {
+            match db.call(move |db| db.subscriptions_of(&j)).await {
                 Ok(nodes) => {
                     let mut subs = Element::new(NS_PUBSUB, "subscriptions");
                     for n in nodes {
@@ -116,7 +150,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element
         ("get", NS_PUBSUB_OWNER, "subscriptions") => {
             let Some(node) = node_ok() else { return bad_node() };
             let n = node.clone();
-            match shared.db(move |db| db.subscribers(&n)).await {
+            match db.call(move |db| db.subscribers(&n)).await {
                 Ok(jids) => {
                     let mut subs = Element::new(NS_PUBSUB_OWNER, "subscriptions").with_attr("node", node);
                     for j in jids {
@@ -135,8 +169,8 @@ pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element
             let Some(node) = node_ok() else { return bad_node() };
             let max = op.attr("max_items").and_then(|m| m.parse::<i64>().ok()).unwrap_or(MAX_ITEMS).clamp(1, MAX_ITEMS);
             let (n, j) = (node.clone(), requester.clone());
-            let r = shared
-                .db(move |db| {
+            let r = db
+                .call(move |db| {
                     let subscribed = db.subscribers(&n)?.contains(&j);
                     Ok(if subscribed { Some(db.items(&n, max)?) } else { None })
                 })
@@ -149,7 +183,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element
                     }
                     iq_result(el, Some(Element::new(NS_PUBSUB, "pubsub").with_child(list)))
                 }
-                Ok(None) => error_reply(el, "forbidden", Some("subscribe to the node to read its items")),
+                Ok(None) => error_reply(el, Condition::Forbidden, Some("subscribe to the node to read its items")),
                 Err(e) => db_error(e),
             }
         }
@@ -157,17 +191,25 @@ pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element
             let Some(node) = node_ok() else { return bad_node() };
             let items: Vec<&Element> = op.children().filter(|c| c.is(NS_PUBSUB, "item")).collect();
             let [item] = items.as_slice() else {
-                return error_reply(el, "bad-request", Some("publish exactly one item"));
+                return error_reply(el, Condition::BadRequest, Some("publish exactly one item"));
             };
             let Some(id) = item.attr("id").filter(|id| snow_core::alert::valid_id(id)) else {
-                return error_reply(el, "bad-request", Some("the item needs an id of 1 to 64 of A-Z a-z 0-9 - _"));
+                return error_reply(
+                    el,
+                    Condition::BadRequest,
+                    Some("the item needs an id of 1 to 64 of A-Z a-z 0-9 - _"),
+                );
             };
             let content: Vec<&Element> = item.children().collect();
             let [alert] = content.as_slice() else {
-                return error_reply(el, "bad-request", Some("an item holds one alert"));
+                return error_reply(el, Condition::BadRequest, Some("an item holds one alert"));
             };
             if alert.ns() != snow_core::alert::NS_ALERT {
-                return error_reply(el, "not-acceptable", Some("this service takes urn:snow:alert:1 items only"));
+                return error_reply(
+                    el,
+                    Condition::NotAcceptable,
+                    Some("this service takes urn:snow:alert:1 items only"),
+                );
             }
             let stored = PubsubItem {
                 node: node.clone(),
@@ -178,8 +220,8 @@ pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element
             };
             let for_db = stored.clone();
             let n = node.clone();
-            let subscribers = match shared
-                .db(move |db| {
+            let subscribers = match db
+                .call(move |db| {
                     db.publish_item(&for_db)?;
                     db.subscribers(&n)
                 })
@@ -189,7 +231,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element
                 Err(e) => return db_error(e),
             };
             tracing::info!(%node, subscribers = subscribers.len(), "pubsub item published");
-            notify(shared, &stored, (*alert).clone(), &subscribers).await;
+            notify(router, &stored, (*alert).clone(), &subscribers).await;
             iq_result(
                 el,
                 Some(
@@ -201,7 +243,11 @@ pub(crate) async fn handle(shared: &Arc<Shared>, el: &Element, payload: &Element
                 ),
             )
         }
-        _ => error_reply(el, "feature-not-implemented", Some("this pubsub service does subscribe, items and publish")),
+        _ => error_reply(
+            el,
+            Condition::FeatureNotImplemented,
+            Some("this pubsub service does subscribe, items and publish"),
+        ),
     }
 }
 
@@ -217,8 +263,8 @@ fn item_element(ns: &'static str, it: &PubsubItem) -> Element {
 
 /// Sends the item to every subscriber, through the usual message routing
 /// (offline storage for those not online, s2s for other sites' users).
-async fn notify(shared: &Arc<Shared>, it: &PubsubItem, payload: Element, subscribers: &[String]) {
-    let service = shared.config.domain.to_string();
+async fn notify(router: &Arc<Router>, it: &PubsubItem, payload: Element, subscribers: &[String]) {
+    let service = router.domain().to_owned();
     let item = Element::new(NS_PUBSUB_EVENT, "item")
         .with_attr("id", it.id.clone())
         .with_attr("publisher", it.publisher.clone())
@@ -231,7 +277,7 @@ async fn notify(shared: &Arc<Shared>, it: &PubsubItem, payload: Element, subscri
             .with_attr("to", jid.clone())
             .with_attr("type", "normal")
             .with_child(event.clone());
-        crate::services::route_from_server(shared, msg).await;
+        router.route(Origin::Server, msg).await;
     }
 }
 

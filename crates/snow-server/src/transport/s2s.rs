@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use snow_xml::{
     stream_error_xml, Element, Framed, FramedError, Limits, StreamEvent, StreamHeader, NS_CLIENT, NS_SASL, NS_SERVER,
     NS_STREAMS, NS_TLS,
@@ -22,24 +22,44 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 
-use crate::server::Shared;
-use crate::session::{gone, next_element, open_stream, refuse, tls_accept, Refused, Step};
-use snow_xml::stanza::{error_reply, is_reply};
+use super::{gone, refuse, Accepting, Step};
+use crate::config::S2sSettings;
+use crate::routing::{Origin, RemoteLinks, Router};
+use crate::trust::TrustStore;
+use snow_xml::stanza::Condition;
 
 /// An outgoing link's (local domain, remote domain).
 type Pair = (String, String);
 
 /// The outgoing links, by local and remote domain.
 pub(crate) struct Links {
+    cx: Arc<Outgoing>,
+    queues: Arc<Queues>,
+}
+
+type Queues = Mutex<HashMap<Pair, mpsc::Sender<Element>>>;
+
+/// What an outgoing link needs.
+struct Outgoing {
     connector: TlsConnector,
-    queues: Mutex<HashMap<Pair, mpsc::Sender<Element>>>,
     /// For `_xmpp-server._tcp` SRV records; `None` if the system's DNS
     /// configuration could not be read (then only routes and A/AAAA work).
     resolver: Option<hickory_resolver::TokioResolver>,
+    settings: S2sSettings,
+    limits: Limits,
+    /// Each negotiation step's time limit.
+    timeout: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Links {
-    pub fn new(connector: TlsConnector) -> Self {
+    pub fn new(
+        connector: TlsConnector,
+        settings: S2sSettings,
+        limits: Limits,
+        timeout: Duration,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let resolver = match hickory_resolver::TokioResolver::builder_tokio().and_then(|b| b.build()) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -47,19 +67,63 @@ impl Links {
                 None
             }
         };
-        Links { connector, queues: Mutex::new(HashMap::new()), resolver }
+        let cx = Arc::new(Outgoing { connector, resolver, settings, limits, timeout, shutdown });
+        Links { cx, queues: Arc::default() }
     }
+}
+
+impl RemoteLinks for Links {
+    /// Queues `el` (in `jabber:client` form) for `domain`, starting the
+    /// link if there is none. A stanza from one of our components goes on
+    /// a link from the component's domain, anything else on one from ours.
+    /// A full queue bounces the stanza at once.
+    fn send(&self, router: &Arc<Router>, domain: &str, el: Element) {
+        let local = el
+            .attr("from")
+            .and_then(crate::addr::Addr::parse)
+            .map(|a| a.domain)
+            .filter(|d| router.components.is_component(d))
+            .unwrap_or_else(|| router.domain().to_owned());
+        let pair = (local, domain.to_owned());
+        let mut map = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = map.entry(pair.clone()).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(self.cx.settings.queue);
+            let task = link_task(Arc::clone(&self.cx), Arc::clone(&self.queues), Arc::clone(router), pair.clone(), rx);
+            tokio::spawn(task);
+            tx
+        });
+        match tx.try_send(el) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(el)) => {
+                drop(map);
+                let text = "too many stanzas waiting for that server";
+                bounce(router, el, Condition::ResourceConstraint, text);
+            }
+            Err(mpsc::error::TrySendError::Closed(el)) => {
+                map.remove(&pair);
+                drop(map);
+                self.send(router, domain, el);
+            }
+        }
+    }
+}
+
+/// Hands an undeliverable stanza back to routing as an error for its sender.
+fn bounce(router: &Arc<Router>, el: Element, condition: Condition, text: &str) {
+    let router = Arc::clone(router);
+    let text = text.to_owned();
+    tokio::spawn(async move { router.bounce(el, condition, &text).await });
 }
 
 /// Where to connect for `domain`, best first: the static route if there is
 /// one, else the `_xmpp-server._tcp` SRV targets (RFC 6120 §3.2.1, by
 /// priority, then weight), else `domain:5269`.
-async fn targets(shared: &Shared, domain: &str) -> Result<Vec<String>, String> {
-    if let Some(route) = shared.config.s2s.routes.get(domain) {
+async fn targets(cx: &Outgoing, domain: &str) -> Result<Vec<String>, String> {
+    if let Some(route) = cx.settings.routes.get(domain) {
         return Ok(vec![route.clone()]);
     }
     let mut out = Vec::new();
-    if let Some(resolver) = &shared.links.resolver {
+    if let Some(resolver) = &cx.resolver {
         if let Ok(lookup) = resolver.srv_lookup(format!("_xmpp-server._tcp.{domain}.")).await {
             let mut srvs: Vec<_> = lookup
                 .answers()
@@ -83,58 +147,19 @@ async fn targets(shared: &Shared, domain: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Queues `el` (in `jabber:client` form) for `domain`, starting the link
-/// if there is none. A stanza from one of our components goes on a link
-/// from the component's domain, anything else on one from ours. A full
-/// queue bounces the stanza at once.
-pub(crate) fn send(shared: &Arc<Shared>, domain: &str, el: Element) {
-    let local = el
-        .attr("from")
-        .and_then(crate::addr::Addr::parse)
-        .map(|a| a.domain)
-        .filter(|d| shared.components.is_component(d))
-        .unwrap_or_else(|| shared.config.domain.to_string());
-    let pair = (local, domain.to_owned());
-    let mut map = shared.links.queues.lock().unwrap_or_else(|p| p.into_inner());
-    let tx = map.entry(pair.clone()).or_insert_with(|| {
-        let (tx, rx) = mpsc::channel(shared.config.s2s.queue);
-        tokio::spawn(link_task(Arc::clone(shared), pair.clone(), rx));
-        tx
-    });
-    match tx.try_send(el) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(el)) => {
-            drop(map);
-            bounce(shared, el, "resource-constraint", "too many stanzas waiting for that server");
-        }
-        Err(mpsc::error::TrySendError::Closed(el)) => {
-            map.remove(&pair);
-            drop(map);
-            send(shared, domain, el);
-        }
-    }
-}
-
-/// Returns a stanza that cannot be delivered to its local sender as an
-/// error (never for errors and results, RFC 6120 §8.3.1).
-pub(crate) fn bounce(shared: &Shared, el: Element, condition: &str, text: &str) {
-    if is_reply(&el) {
-        return;
-    }
-    let err = error_reply(&el, condition, Some(text));
-    let Some(to) = err.attr("to").and_then(crate::addr::Addr::parse) else { return };
-    if let Some(s) = shared.router.session(&to.bare(), err.attr("to").unwrap_or_default()) {
-        s.send_xml(err.to_xml(NS_CLIENT));
-    }
-}
-
 /// Drives one outgoing link: connects when there is something to send,
 /// sends, reconnects after a failure, bounces what cannot be sent in time,
 /// and closes when idle.
-async fn link_task(shared: Arc<Shared>, pair: Pair, mut rx: mpsc::Receiver<Element>) {
+async fn link_task(
+    cx: Arc<Outgoing>,
+    queues: Arc<Queues>,
+    router: Arc<Router>,
+    pair: Pair,
+    mut rx: mpsc::Receiver<Element>,
+) {
     let (local, domain) = (&pair.0, &pair.1);
-    let mut shutdown = shared.shutdown.clone();
-    let s2s = &shared.config.s2s;
+    let mut shutdown = cx.shutdown.clone();
+    let s2s = &cx.settings;
     let connect_timeout = Duration::from_secs(s2s.connect_timeout_secs);
     let idle = Duration::from_secs(s2s.idle_timeout_secs.max(1));
     let mut pending: VecDeque<Element> = VecDeque::new();
@@ -145,29 +170,29 @@ async fn link_task(shared: Arc<Shared>, pair: Pair, mut rx: mpsc::Receiver<Eleme
                 Ok(None) => return,
                 Err(_) => {
                     // Idle: retire this link, handing on anything that raced in.
-                    shared.links.queues.lock().unwrap_or_else(|p| p.into_inner()).remove(&pair);
+                    queues.lock().unwrap_or_else(|p| p.into_inner()).remove(&pair);
                     rx.close();
                     while let Ok(el) = rx.try_recv() {
-                        send(&shared, domain, el);
+                        router.route(Origin::Server, el).await;
                     }
                     return;
                 }
             }
         }
-        let mut link = match tokio::time::timeout(connect_timeout, connect(&shared, local, domain)).await {
+        let mut link = match tokio::time::timeout(connect_timeout, connect(&cx, local, domain)).await {
             Ok(Ok(link)) => link,
             Ok(Err(why)) => {
                 tracing::warn!(%domain, why, "s2s link failed");
-                drain_and_bounce(&shared, &mut pending, &mut rx, "remote-server-not-found", &why);
+                drain_and_bounce(&router, &mut pending, &mut rx, Condition::RemoteServerNotFound, &why);
                 continue;
             }
             Err(_) => {
                 tracing::warn!(%domain, "s2s link timed out");
                 drain_and_bounce(
-                    &shared,
+                    &router,
                     &mut pending,
                     &mut rx,
-                    "remote-server-timeout",
+                    Condition::RemoteServerTimeout,
                     "the remote server did not answer in time",
                 );
                 continue;
@@ -209,17 +234,17 @@ async fn link_task(shared: Arc<Shared>, pair: Pair, mut rx: mpsc::Receiver<Eleme
 }
 
 fn drain_and_bounce(
-    shared: &Shared,
+    router: &Arc<Router>,
     pending: &mut VecDeque<Element>,
     rx: &mut mpsc::Receiver<Element>,
-    condition: &str,
+    condition: Condition,
     text: &str,
 ) {
     while let Ok(el) = rx.try_recv() {
         pending.push_back(el);
     }
     for el in pending.drain(..) {
-        bounce(shared, el, condition, text);
+        bounce(router, el, condition, text);
     }
 }
 
@@ -227,12 +252,12 @@ type Link = Framed<tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// Opens and authenticates an outgoing link from `local` (our domain or a
 /// component's) to `domain`.
-async fn connect(shared: &Shared, local: &str, domain: &str) -> Result<Link, String> {
+async fn connect(cx: &Outgoing, local: &str, domain: &str) -> Result<Link, String> {
     let ours = local.to_owned();
-    let t = shared.config.negotiation_timeout();
+    let t = cx.timeout;
     let mut tcp = None;
     let mut tried = Vec::new();
-    'targets: for target in targets(shared, domain).await? {
+    'targets: for target in targets(cx, domain).await? {
         let Ok(addrs) = tokio::net::lookup_host(&target).await else {
             tried.push(format!("{target} (no address)"));
             continue;
@@ -247,7 +272,7 @@ async fn connect(shared: &Shared, local: &str, domain: &str) -> Result<Link, Str
     }
     let tcp = tcp.ok_or_else(|| format!("cannot connect to {}", tried.join(", ")))?;
     let _ = tcp.set_nodelay(true);
-    let limits = shared.config.limits();
+    let limits = cx.limits;
     let header = StreamHeader {
         from: Some(ours.clone()),
         to: Some(domain.to_owned()),
@@ -265,7 +290,7 @@ async fn connect(shared: &Shared, local: &str, domain: &str) -> Result<Link, Str
         return Err("STARTTLS refused".into());
     }
     let name = ServerName::try_from(domain.to_owned()).map_err(|e| e.to_string())?;
-    let tls = shared.links.connector.connect(name, f.into_inner()).await.map_err(|e| format!("TLS: {e}"))?;
+    let tls = cx.connector.connect(name, f.into_inner()).await.map_err(|e| format!("TLS: {e}"))?;
     let mut f = Framed::new(tls, limits);
     let features = open_out(&mut f, &header, t).await?;
     let external =
@@ -319,46 +344,42 @@ where
     }
 }
 
-/// An incoming link from another server.
-pub(crate) async fn run_incoming(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
-    match incoming(&shared, tcp).await {
-        Ok(domain) => tracing::info!(%peer, %domain, "incoming s2s link closed"),
-        Err(Refused::Gone(why)) => tracing::debug!(%peer, why, "incoming s2s link ended"),
-        Err(Refused::Answered(why)) => tracing::info!(%peer, why, "incoming s2s link refused"),
-    }
+/// What incoming links need.
+pub(crate) struct Incoming {
+    pub accepting: Accepting,
+    pub trust: Arc<TrustStore>,
+    pub router: Arc<Router>,
+    /// Seconds an incoming link may stay silent (twice the peer's idle time).
+    pub idle: Duration,
 }
 
-async fn incoming(shared: &Arc<Shared>, tcp: TcpStream) -> Step<String> {
-    let limits: Limits = shared.config.limits();
-    let mut f = Framed::new(tcp, limits);
-    open_stream(shared, &mut f, NS_SERVER, &format!("<starttls xmlns='{NS_TLS}'><required/></starttls>")).await?;
-    let el = next_element(shared, &mut f).await?;
+/// An incoming link from another server.
+pub(crate) async fn run_incoming(s2s: Arc<Incoming>, tcp: TcpStream, peer: SocketAddr) {
+    super::log_end("incoming s2s link", peer, incoming(&s2s, tcp).await);
+}
+
+async fn incoming(s2s: &Incoming, tcp: TcpStream) -> Step<String> {
+    let a = &s2s.accepting;
+    let components = Some(&s2s.router.components);
+    let mut f = Framed::new(tcp, a.limits);
+    a.open_stream(&mut f, NS_SERVER, &format!("<starttls xmlns='{NS_TLS}'><required/></starttls>"), components).await?;
+    let el = a.next_element(&mut f).await?;
     if !el.is(NS_TLS, "starttls") {
         return Err(refuse(&mut f, &stream_error_xml("policy-violation", "STARTTLS is required"), "no STARTTLS").await);
     }
-    f.send(&format!("<proceed xmlns='{NS_TLS}'/>")).await.map_err(|e| Refused::Gone(e.to_string()))?;
-    let tls = tls_accept(shared, f.into_inner()).await?;
-    let certs: Vec<CertificateDer<'static>> = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-        .unwrap_or_default();
-    let mut f = Framed::new(tls, limits);
-    let header = open_stream(
-        shared,
-        &mut f,
-        NS_SERVER,
-        &format!("<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms>"),
-    )
-    .await?;
+    f.send(&format!("<proceed xmlns='{NS_TLS}'/>")).await.map_err(gone)?;
+    let tls = a.tls_accept(f.into_inner()).await?;
+    let certs = super::peer_certificates(&tls);
+    let mut f = Framed::new(tls, a.limits);
+    let mechanisms = format!("<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms>");
+    let header = a.open_stream(&mut f, NS_SERVER, &mechanisms, components).await?;
     let Some(claimed) = header.from.map(|d| d.to_ascii_lowercase()) else {
         return Err(
             refuse(&mut f, &stream_error_xml("invalid-from", "a server stream needs a 'from'"), "no from").await
         );
     };
     let failure = |cond: &str| format!("<failure xmlns='{NS_SASL}'><{cond}/></failure></stream:stream>");
-    let auth = next_element(shared, &mut f).await?;
+    let auth = a.next_element(&mut f).await?;
     if !auth.is(NS_SASL, "auth") || auth.attr("mechanism") != Some("EXTERNAL") {
         return Err(refuse(&mut f, &failure("invalid-mechanism"), "not EXTERNAL").await);
     }
@@ -370,16 +391,15 @@ async fn incoming(shared: &Arc<Shared>, tcp: TcpStream) -> Step<String> {
     if authzid.as_deref().is_some_and(|a| !a.eq_ignore_ascii_case(&claimed)) {
         return Err(refuse(&mut f, &failure("invalid-authzid"), "authzid differs from 'from'").await);
     }
-    if let Err(e) = shared.trust.authenticate_peer(&certs, &claimed) {
+    if let Err(e) = s2s.trust.authenticate_peer(&certs, &claimed) {
         tracing::warn!(domain = %claimed, reason = %e, "s2s peer refused");
         return Err(refuse(&mut f, &failure("not-authorized"), "peer certificate refused").await);
     }
-    f.send(&format!("<success xmlns='{NS_SASL}'/>")).await.map_err(|e| Refused::Gone(e.to_string()))?;
+    f.send(&format!("<success xmlns='{NS_SASL}'/>")).await.map_err(gone)?;
     f.reset();
-    open_stream(shared, &mut f, NS_SERVER, "").await?;
+    a.open_stream(&mut f, NS_SERVER, "", components).await?;
     tracing::info!(domain = %claimed, "incoming s2s link authenticated");
-    let idle = Duration::from_secs(shared.config.s2s.idle_timeout_secs.max(1) * 2);
-    let mut shutdown = shared.shutdown.clone();
+    let mut shutdown = a.shutdown.clone();
     loop {
         if *shutdown.borrow() {
             let _ =
@@ -388,10 +408,13 @@ async fn incoming(shared: &Arc<Shared>, tcp: TcpStream) -> Step<String> {
         }
         let ev = tokio::select! {
             _ = shutdown.changed() => continue,
-            ev = f.next_event(idle) => ev,
+            ev = f.next_event(s2s.idle) => ev,
         };
         match ev {
             Ok(StreamEvent::Stanza(mut el)) => {
+                if !matches!(el.name(), "message" | "presence" | "iq") {
+                    continue;
+                }
                 let from_ok = el.attr("from").and_then(crate::addr::Addr::parse).is_some_and(|a| a.domain == claimed);
                 if !from_ok {
                     return Err(refuse(
@@ -402,7 +425,7 @@ async fn incoming(shared: &Arc<Shared>, tcp: TcpStream) -> Step<String> {
                     .await);
                 }
                 el.rename_ns_deep(NS_SERVER, NS_CLIENT);
-                crate::services::handle_remote(shared, &claimed, el).await;
+                Box::pin(s2s.router.submit(Origin::Remote(claimed.clone()), el)).await;
             }
             Ok(StreamEvent::End) => {
                 let _ = f.send("</stream:stream>").await;

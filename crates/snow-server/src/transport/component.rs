@@ -10,18 +10,18 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use snow_crypto::msgauth::{self, KeyStore, Receiver, Sender};
-use snow_xml::stanza::{error_reply, is_reply};
+use snow_xml::stanza::{error_reply, is_reply, Condition};
 use snow_xml::{stream_error_xml, Element, Framed, StreamEvent, StreamHeader, NS_CLIENT, NS_COMPONENT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::server::Shared;
-use crate::session::{gone, refuse, Refused, Step};
+use super::{gone, refuse, Accepting, Refused, Step};
+use crate::routing::{Origin, Router};
 use crate::ServerError;
 
 /// A configured component and its message-authentication state, which
@@ -32,11 +32,10 @@ pub(crate) struct Definition {
     auth: Option<(Sender, Receiver, String)>,
 }
 
-/// Every configured component, and the connected ones' queues.
+/// Every configured component's secret and authentication state.
 #[derive(Default)]
 pub(crate) struct Components {
     defs: HashMap<String, Definition>,
-    connected: Mutex<HashMap<String, mpsc::Sender<Element>>>,
 }
 
 impl Components {
@@ -82,56 +81,40 @@ impl Components {
             };
             defs.insert(c.domain.to_ascii_lowercase(), Definition { secret, auth });
         }
-        Ok(Components { defs, connected: Mutex::new(HashMap::new()) })
+        Ok(Components { defs })
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.defs.is_empty()
     }
 
-    pub(crate) fn is_component(&self, domain: &str) -> bool {
-        self.defs.contains_key(domain)
+    /// The configured domains (lower case).
+    pub(crate) fn domains(&self) -> impl Iterator<Item = String> + '_ {
+        self.defs.keys().cloned()
     }
 }
 
-/// Hands `el` to the component serving `domain`; gives it back if the
-/// component is not connected (or not keeping up).
-fn try_send(shared: &Shared, domain: &str, el: Element) -> Result<(), Element> {
-    let tx = shared.components.connected.lock().unwrap_or_else(|p| p.into_inner()).get(domain).cloned();
-    match tx {
-        Some(tx) => tx.try_send(el).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(el) | mpsc::error::TrySendError::Closed(el) => el,
-        }),
-        None => Err(el),
-    }
+/// What the component port needs.
+pub(crate) struct ComponentPort {
+    pub accepting: Accepting,
+    pub components: Components,
+    pub router: Arc<Router>,
+    pub idle: Duration,
+    pub outbound_queue: usize,
 }
 
-/// Hands `el` to the component serving `domain`; false if it could not.
-pub(crate) fn send(shared: &Shared, domain: &str, el: Element) -> bool {
-    try_send(shared, domain, el).is_ok()
-}
-
-/// Delivers to a component domain, bouncing the stanza to `reply` when
-/// the component is not there.
-pub(crate) fn deliver_or_bounce(shared: &Shared, domain: &str, el: Element, reply: impl FnOnce(Element)) {
-    if let Err(el) = try_send(shared, domain, el) {
-        if !is_reply(&el) {
-            reply(error_reply(&el, "service-unavailable", Some("the component is not connected")));
-        }
-    }
-}
-
-pub(crate) async fn run(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
-    match serve(&shared, tcp).await {
+/// A connection to the component port.
+pub(crate) async fn run(port: Arc<ComponentPort>, tcp: TcpStream, peer: SocketAddr) {
+    match serve(&port, tcp).await {
         Ok(domain) => tracing::info!(%peer, %domain, "component disconnected"),
         Err(Refused::Gone(why)) => tracing::debug!(%peer, why, "component connection ended"),
         Err(Refused::Answered(why)) => tracing::warn!(%peer, why, "component refused"),
     }
 }
 
-async fn serve(shared: &Arc<Shared>, tcp: TcpStream) -> Step<String> {
-    let timeout = shared.config.negotiation_timeout();
-    let mut f = Framed::new(tcp, shared.config.limits());
+async fn serve(port: &ComponentPort, tcp: TcpStream) -> Step<String> {
+    let timeout = port.accepting.timeout;
+    let mut f = Framed::new(tcp, port.accepting.limits);
     let id = snow_crypto::one_time_password::random_hex(16).map_err(|e| Refused::Gone(e.to_string()))?;
     let header = |from: Option<String>| {
         StreamHeader { from, id: Some(id.clone()), ..StreamHeader::default() }.to_xml(NS_COMPONENT)
@@ -148,7 +131,7 @@ async fn serve(shared: &Arc<Shared>, tcp: TcpStream) -> Step<String> {
         }
         Err(e) => return Err(gone(e)),
     };
-    let Some(def) = shared.components.defs.get(&domain) else {
+    let Some(def) = port.components.defs.get(&domain) else {
         let xml = format!("{}{}", header(None), stream_error_xml("host-unknown", "no such component here"));
         return Err(refuse(&mut f, &xml, "unknown component domain").await);
     };
@@ -163,30 +146,22 @@ async fn serve(shared: &Arc<Shared>, tcp: TcpStream) -> Step<String> {
     if !snow_crypto::component_handshake::verify(&id, &def.secret, &proof) {
         return Err(refuse(&mut f, &stream_error_xml("not-authorized", "wrong handshake"), "wrong secret").await);
     }
-    let (tx, mut rx) = mpsc::channel::<Element>(shared.config.settings.outbound_queue);
-    let duplicate = {
-        let mut connected = shared.components.connected.lock().unwrap_or_else(|p| p.into_inner());
-        let taken = connected.get(&domain).is_some_and(|t| !t.is_closed());
-        if !taken {
-            connected.insert(domain.clone(), tx);
-        }
-        taken
-    };
-    if duplicate {
+    let (tx, mut rx) = mpsc::channel::<Element>(port.outbound_queue);
+    if !port.router.components.attach(&domain, tx) {
         return Err(
             refuse(&mut f, &stream_error_xml("conflict", "this component is already connected"), "duplicate").await
         );
     }
     f.send(&format!("<handshake xmlns='{NS_COMPONENT}'/>")).await.map_err(|e| Refused::Gone(e.to_string()))?;
     tracing::info!(%domain, hmac = def.auth.is_some(), "component connected");
-    let result = pump(shared, &domain, def, f, &mut rx).await;
-    shared.components.connected.lock().unwrap_or_else(|p| p.into_inner()).remove(&domain);
+    let result = pump(port, &domain, def, f, &mut rx).await;
+    port.router.components.detach(&domain);
     result.map(|()| domain)
 }
 
 /// Moves stanzas both ways until the component goes away.
 async fn pump(
-    shared: &Arc<Shared>,
+    port: &ComponentPort,
     domain: &str,
     def: &Definition,
     f: Framed<TcpStream>,
@@ -196,12 +171,12 @@ async fn pump(
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut buf = vec![0u8; 8192];
     let mut scratch = Vec::new();
-    let mut shutdown = shared.shutdown.clone();
-    let idle = Duration::from_secs(shared.config.settings.idle_timeout_secs.max(1));
+    let mut shutdown = port.accepting.shutdown.clone();
+    let idle = port.idle;
     loop {
         while let Some(ev) = events.pop_front() {
             match ev {
-                StreamEvent::Stanza(el) => inbound(shared, domain, def, el).await,
+                StreamEvent::Stanza(el) => inbound(port, domain, def, el).await,
                 StreamEvent::End => {
                     let _ = wr.write_all(b"</stream:stream>").await;
                     return Ok(());
@@ -251,7 +226,7 @@ async fn pump(
 
 /// A stanza from the component: authenticated (if configured), its
 /// `from` in the component's domain, then routed like a local entity's.
-async fn inbound(shared: &Arc<Shared>, domain: &str, def: &Definition, mut el: Element) {
+async fn inbound(port: &ComponentPort, domain: &str, def: &Definition, mut el: Element) {
     if !matches!(el.name(), "message" | "presence" | "iq") {
         return;
     }
@@ -272,10 +247,13 @@ async fn inbound(shared: &Arc<Shared>, domain: &str, def: &Definition, mut el: E
             Err(e) => {
                 tracing::warn!(%domain, reason = %e, "stanza from component refused: message authentication failed");
                 if !is_reply(&el) {
-                    let mut err =
-                        error_reply(&el, "not-authorized", Some(&format!("message authentication failed: {e}")));
-                    err.set_attr("from", shared.config.domain.to_string());
-                    send(shared, domain, err);
+                    let mut err = error_reply(
+                        &el,
+                        Condition::NotAuthorized,
+                        Some(&format!("message authentication failed: {e}")),
+                    );
+                    err.set_attr("from", port.router.domain().to_owned());
+                    let _ = port.router.components.try_send(domain, err);
                 }
                 return;
             }
@@ -284,10 +262,11 @@ async fn inbound(shared: &Arc<Shared>, domain: &str, def: &Definition, mut el: E
     let from_ok = el.attr("from").and_then(crate::addr::Addr::parse).is_some_and(|a| a.domain == domain);
     if !from_ok {
         if !is_reply(&el) {
-            send(shared, domain, error_reply(&el, "forbidden", Some("'from' must be in the component's domain")));
+            let err = error_reply(&el, Condition::Forbidden, Some("'from' must be in the component's domain"));
+            let _ = port.router.components.try_send(domain, err);
         }
         return;
     }
     el.rename_ns_deep(NS_COMPONENT, NS_CLIENT);
-    crate::services::handle_component(shared, domain, el).await;
+    Box::pin(port.router.submit(Origin::Component(domain.to_owned()), el)).await;
 }

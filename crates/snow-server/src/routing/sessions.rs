@@ -1,5 +1,5 @@
-//! Which sessions are connected, by bare and full JID, and delivery to
-//! them through their bounded outbound queues.
+//! The connected sessions of this server, by bare and full JID, and
+//! delivery to them through their bounded outbound queues.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -89,11 +89,11 @@ impl SessionHandle {
 
 /// All bound sessions of this server.
 #[derive(Default)]
-pub struct Router {
+pub struct SessionTable {
     by_bare: Mutex<HashMap<String, Vec<Arc<SessionHandle>>>>,
 }
 
-impl Router {
+impl SessionTable {
     /// Adds a session; an older session with the same full JID is told to
     /// end (RFC 6120 §7.7.2.2, the new one wins).
     pub fn register(&self, handle: Arc<SessionHandle>) {
@@ -101,8 +101,8 @@ impl Router {
         let list = map.entry(handle.bare.clone()).or_default();
         if let Some(pos) = list.iter().position(|h| h.full == handle.full) {
             let old = list.remove(pos);
+            // A full queue makes `send` end the session at once.
             old.send(Outbound::Close(snow_xml::stream_error_xml("conflict", "replaced by a new connection")));
-            old.kill.notify_one();
         }
         list.push(handle);
     }

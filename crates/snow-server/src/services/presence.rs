@@ -1,0 +1,105 @@
+//! Presence (RFC 6121 §4): a session's available and unavailable presence
+//! goes to the user's other resources and to the contacts subscribed to
+//! it; on initial presence the user gets the current presence of the
+//! contacts they are subscribed to; a session that ends is seen going
+//! unavailable. Directed presence needs no service: routing delivers it.
+
+use std::sync::Arc;
+
+use snow_xml::{Element, NS_CLIENT};
+
+use super::roster::roster_of;
+use super::{Cx, Event, Handled, Service};
+use crate::db::Db;
+use crate::routing::{BoxFuture, Router, SessionHandle};
+
+pub(crate) struct Presence {
+    pub db: Db,
+}
+
+impl Service for Presence {
+    fn name(&self) -> &'static str {
+        "presence"
+    }
+
+    fn on<'a>(&'a self, cx: &'a Cx<'a>, event: &'a Event<'a>) -> BoxFuture<'a, Handled> {
+        Box::pin(async move {
+            match event {
+                Event::Presence { session, stanza, to: None, initial } => {
+                    if matches!(stanza.attr("type"), None | Some("available")) {
+                        let priority = stanza
+                            .child(NS_CLIENT, "priority")
+                            .and_then(|p| p.text().trim().parse::<i32>().ok())
+                            .unwrap_or(0)
+                            .clamp(-128, 127);
+                        session.set_available(true, priority);
+                        session.set_last_presence(Some(stanza.to_xml(NS_CLIENT)));
+                        broadcast(cx.router, &self.db, session, stanza).await;
+                        if *initial {
+                            probe_contacts(cx.router, &self.db, session).await;
+                        }
+                    } else {
+                        session.set_available(false, 0);
+                        session.set_last_presence(None);
+                        broadcast(cx.router, &self.db, session, stanza).await;
+                    }
+                    Handled::Done
+                }
+                Event::SessionEnded(session) if session.is_available() => {
+                    session.set_available(false, 0);
+                    let el = Element::new(NS_CLIENT, "presence")
+                        .with_attr("type", "unavailable")
+                        .with_attr("from", session.full.clone());
+                    broadcast(cx.router, &self.db, session, &el).await;
+                    Handled::Done
+                }
+                _ => Handled::Ignored,
+            }
+        })
+    }
+}
+
+/// Sends `el` (from `me`) to the user's other available resources and to
+/// the available resources of contacts subscribed to the user's presence.
+async fn broadcast(router: &Arc<Router>, db: &Db, me: &Arc<SessionHandle>, el: &Element) {
+    let send = |s: &SessionHandle| {
+        let mut copy = el.clone();
+        copy.set_attr("to", s.full.clone());
+        s.send_xml(copy.to_xml(NS_CLIENT));
+    };
+    for s in router.sessions.sessions(&me.bare) {
+        if !Arc::ptr_eq(&s, me) && s.is_available() {
+            send(&s);
+        }
+    }
+    for item in roster_of(db, &me.bare).await {
+        if item.subscription.from_contact() {
+            for s in router.sessions.sessions(&item.contact) {
+                if s.is_available() {
+                    send(&s);
+                }
+            }
+        }
+    }
+}
+
+/// On initial presence: the current presence of every contact the user is
+/// subscribed to (answering the probes RFC 6121 §4.2.2 has the server send).
+async fn probe_contacts(router: &Arc<Router>, db: &Db, me: &Arc<SessionHandle>) {
+    for item in roster_of(db, &me.bare).await {
+        if item.subscription.to_contact() {
+            for s in router.sessions.sessions(&item.contact) {
+                if let Some(p) = s.last_presence() {
+                    me.send_xml(addressed(&p, &me.full));
+                }
+            }
+        }
+    }
+}
+
+/// A stored presence stanza (`<presence …`) addressed to `to`.
+pub(super) fn addressed(presence_xml: &str, to: &str) -> String {
+    let mut attr = String::new();
+    snow_xml::escape::push_escaped(&mut attr, to);
+    presence_xml.replacen("<presence", &format!("<presence to='{attr}'"), 1)
+}

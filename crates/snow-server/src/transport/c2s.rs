@@ -1,0 +1,354 @@
+//! Client sessions (RFC 6120): STARTTLS or direct TLS (XEP-0368), SASL
+//! EXTERNAL with the client certificate as the only login, resource
+//! binding, then the bound session, which hands every stanza to routing
+//! and writes what routing queues for it.
+//!
+//! A bound session is one task. While it is idle it holds no read
+//! buffer: it waits for the socket to become readable and only then
+//! reads into a buffer that lives for that read.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use snow_xml::stanza::{error_reply, Condition};
+use snow_xml::{
+    stream_error_xml, Element, Framed, StreamEvent, StreamParser, NS_BIND, NS_CLIENT, NS_SASL, NS_SESSION, NS_TLS,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+
+use super::{gone, refuse, Accepting, Step};
+use crate::db::Db;
+use crate::limits::TokenBucket;
+use crate::routing::{Origin, Outbound, Router, SessionHandle};
+use crate::trust::TrustStore;
+
+/// Bytes read at once from a readable socket.
+const READ_CHUNK: usize = 8192;
+
+/// What client sessions need.
+pub(crate) struct C2s {
+    pub accepting: Accepting,
+    pub domain: snow_core::Domain,
+    pub trust: Arc<TrustStore>,
+    pub router: Arc<Router>,
+    pub db: Db,
+    /// Seconds of silence after which a session is closed.
+    pub idle: Duration,
+    /// Sustained stanzas per second, and the burst above it.
+    pub rate: (f64, f64),
+    /// Stanzas queued for a slow reader before it is disconnected.
+    pub outbound_queue: usize,
+}
+
+/// A connection to the STARTTLS port.
+pub(crate) async fn run_starttls(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr) {
+    log(peer, starttls_then_login(&c2s, tcp).await);
+}
+
+/// A connection to the direct TLS port.
+pub(crate) async fn run_direct_tls(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr) {
+    let result = match c2s.accepting.tls_accept(tcp).await {
+        Ok(tls) => login(&c2s, tls).await,
+        Err(e) => Err(e),
+    };
+    log(peer, result);
+}
+
+fn log(peer: SocketAddr, result: Step<()>) {
+    super::log_end("client connection", peer, result.map(|()| String::new()));
+}
+
+async fn starttls_then_login(c2s: &Arc<C2s>, tcp: TcpStream) -> Step<()> {
+    let a = &c2s.accepting;
+    let mut f = Framed::new(tcp, a.limits);
+    a.open_stream(&mut f, NS_CLIENT, &format!("<starttls xmlns='{NS_TLS}'><required/></starttls>"), None).await?;
+    let el = a.next_element(&mut f).await?;
+    if el.is(NS_SASL, "auth") {
+        // Never authenticate over plaintext (RFC 6120 §5.3.1).
+        let xml = format!("<failure xmlns='{NS_SASL}'><encryption-required/></failure></stream:stream>");
+        return Err(refuse(&mut f, &xml, "plaintext login attempt").await);
+    }
+    if !el.is(NS_TLS, "starttls") {
+        let xml = stream_error_xml("policy-violation", "STARTTLS is required before anything else");
+        return Err(refuse(&mut f, &xml, "no STARTTLS").await);
+    }
+    f.send(&format!("<proceed xmlns='{NS_TLS}'/>")).await.map_err(gone)?;
+    let tls = a.tls_accept(f.into_inner()).await?;
+    login(c2s, tls).await
+}
+
+/// SASL EXTERNAL, then resource binding, then the bound session.
+async fn login(c2s: &Arc<C2s>, tls: TlsStream<TcpStream>) -> Step<()> {
+    let certs = super::peer_certificates(&tls);
+    let a = &c2s.accepting;
+    let mut f = Framed::new(tls, a.limits);
+    let mechanisms = format!("<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms>");
+    a.open_stream(&mut f, NS_CLIENT, &mechanisms, None).await?;
+    let auth = a.next_element(&mut f).await?;
+    if !auth.is(NS_SASL, "auth") {
+        return Err(
+            refuse(&mut f, &stream_error_xml("not-authorized", "authenticate first"), "stanza before auth").await
+        );
+    }
+    let failure = |cond: &str| format!("<failure xmlns='{NS_SASL}'><{cond}/></failure></stream:stream>");
+    if auth.attr("mechanism") != Some("EXTERNAL") {
+        return Err(refuse(&mut f, &failure("invalid-mechanism"), "mechanism other than EXTERNAL").await);
+    }
+    let text = auth.text();
+    let text = text.trim();
+    let authzid = if text.is_empty() || text == "=" {
+        None
+    } else {
+        match base64::engine::general_purpose::STANDARD.decode(text).ok().and_then(|b| String::from_utf8(b).ok()) {
+            Some(a) => Some(a),
+            None => return Err(refuse(&mut f, &failure("incorrect-encoding"), "bad base64 authzid").await),
+        }
+    };
+    let jid = match c2s.trust.authenticate(&certs, &c2s.domain, authzid.as_deref()) {
+        Ok(jid) => jid,
+        Err(e) => {
+            tracing::warn!(reason = %e, "certificate login refused");
+            return Err(refuse(&mut f, &failure("not-authorized"), "certificate refused").await);
+        }
+    };
+    f.send(&format!("<success xmlns='{NS_SASL}'/>")).await.map_err(gone)?;
+    f.reset();
+
+    let features = format!("<bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>");
+    a.open_stream(&mut f, NS_CLIENT, &features, None).await?;
+    let bare = jid.to_string();
+    let (full, bind_iq) = loop {
+        let iq = a.next_element(&mut f).await?;
+        if !iq.is(NS_CLIENT, "iq") || iq.attr("type") != Some("set") {
+            return Err(refuse(
+                &mut f,
+                &stream_error_xml("not-authorized", "bind a resource first"),
+                "stanza before bind",
+            )
+            .await);
+        }
+        let Some(bind) = iq.child(NS_BIND, "bind") else {
+            let err = error_reply(&iq, Condition::NotAllowed, Some("bind a resource first"));
+            f.send(&err.to_xml(NS_CLIENT)).await.map_err(gone)?;
+            continue;
+        };
+        let wanted = bind.child(NS_BIND, "resource").map(|r| r.text()).unwrap_or_default();
+        let resource = if wanted.trim().is_empty() {
+            snow_crypto::one_time_password::random_hex(8).unwrap_or_else(|_| "snow".into())
+        } else if wanted.len() > 256 || wanted.chars().any(char::is_control) {
+            let err = error_reply(&iq, Condition::BadRequest, Some("resource too long or with control characters"));
+            f.send(&err.to_xml(NS_CLIENT)).await.map_err(gone)?;
+            continue;
+        } else {
+            wanted.trim().to_owned()
+        };
+        break (format!("{bare}/{resource}"), iq);
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let account = bare.clone();
+    if let Err(e) = c2s.db.call(move |db| db.add_account(&account, now)).await {
+        tracing::error!(error = %e, "cannot record account");
+        return Err(refuse(&mut f, &stream_error_xml("internal-server-error", ""), "database").await);
+    }
+    let mut result = Element::new(NS_CLIENT, "iq").with_attr("type", "result");
+    if let Some(id) = bind_iq.attr("id") {
+        result.set_attr("id", id);
+    }
+    result.push_child(Element::new(NS_BIND, "bind").with_child(Element::new(NS_BIND, "jid").with_text(full.clone())));
+    f.send(&result.to_xml(NS_CLIENT)).await.map_err(gone)?;
+    tracing::info!(jid = %full, "session bound");
+    bound(c2s, f, bare, full).await;
+    Ok(())
+}
+
+/// Why a bound session ends.
+enum End {
+    /// The peer closed, went away, or a write failed: nothing more to say.
+    Gone,
+    /// Told to end (slow reader, replaced by a new session).
+    Killed,
+    /// Close with this stream error (or closing tag).
+    Close(String),
+}
+
+/// The bound session: reads, parses and hands stanzas to routing, and
+/// writes what routing queued, until one side ends it.
+async fn bound(c2s: &Arc<C2s>, f: Framed<TlsStream<TcpStream>>, bare: String, full: String) {
+    let (mut io, mut parser, mut events) = f.into_parts();
+    let (tx, mut rx) = mpsc::channel(c2s.outbound_queue);
+    let handle = SessionHandle::new(bare, full, tx);
+    c2s.router.sessions.register(Arc::clone(&handle));
+    let end = serve(c2s, &handle, &mut io, &mut parser, &mut events, &mut rx).await;
+    c2s.router.session_ended(&handle).await;
+    if let End::Close(xml) = end {
+        // Flush what is queued, then the goodbye; but not forever.
+        let goodbye = async {
+            while let Ok(out) = rx.try_recv() {
+                if let Outbound::Xml { xml, .. } = out {
+                    io.write_all(xml.as_bytes()).await?;
+                }
+            }
+            io.write_all(xml.as_bytes()).await?;
+            io.flush().await?;
+            io.shutdown().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), goodbye).await;
+    }
+    tracing::info!(jid = %handle.full, "session ended");
+}
+
+/// What woke the session up.
+enum Wake {
+    Killed,
+    Shutdown,
+    Out(Option<Outbound>),
+    Read(std::io::Result<(Box<[u8]>, usize)>),
+    Idle,
+}
+
+async fn serve(
+    c2s: &Arc<C2s>,
+    handle: &Arc<SessionHandle>,
+    io: &mut TlsStream<TcpStream>,
+    parser: &mut StreamParser,
+    events: &mut VecDeque<StreamEvent>,
+    rx: &mut mpsc::Receiver<Outbound>,
+) -> End {
+    let mut bucket = TokenBucket::new(c2s.rate.0, c2s.rate.1);
+    let mut shutdown = c2s.accepting.shutdown.clone();
+    let mut scratch = Vec::new();
+    // TLS may hold decrypted bytes the socket no longer signals: after a
+    // read that filled the buffer, read again before waiting.
+    let mut more = false;
+    loop {
+        while let Some(ev) = events.pop_front() {
+            match ev {
+                StreamEvent::Stanza(el) => {
+                    let wait = bucket.take();
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    if let Err(end) = stanza(c2s, handle, el).await {
+                        return end;
+                    }
+                }
+                StreamEvent::End => return End::Close("</stream:stream>".into()),
+                StreamEvent::Header(_) => {
+                    return End::Close(stream_error_xml("bad-format", "unexpected stream restart"));
+                }
+            }
+        }
+        if *shutdown.borrow() {
+            return End::Close(stream_error_xml("system-shutdown", "the server is shutting down"));
+        }
+        let wake = tokio::select! {
+            biased;
+            _ = handle.kill.notified() => Wake::Killed,
+            _ = shutdown.changed() => Wake::Shutdown,
+            out = rx.recv() => Wake::Out(out),
+            r = tokio::time::timeout(c2s.idle, read(io, more)) => match r {
+                Ok(r) => Wake::Read(r),
+                Err(_) => Wake::Idle,
+            },
+        };
+        match wake {
+            Wake::Killed => return End::Killed,
+            Wake::Shutdown => return End::Close(stream_error_xml("system-shutdown", "the server is shutting down")),
+            Wake::Idle => return End::Close(stream_error_xml("connection-timeout", "idle for too long")),
+            Wake::Out(None) => return End::Gone,
+            Wake::Out(Some(out)) => {
+                // A client that stops reading blocks the write; its full
+                // queue then ends the session through `kill`.
+                let end = tokio::select! {
+                    biased;
+                    _ = handle.kill.notified() => Some(End::Killed),
+                    end = write(c2s, io, out, rx) => end,
+                };
+                if let Some(end) = end {
+                    return end;
+                }
+            }
+            Wake::Read(Err(_)) | Wake::Read(Ok((_, 0))) => return End::Gone,
+            Wake::Read(Ok((buf, n))) => {
+                more = n == buf.len();
+                let result = parser.feed(&buf[..n], &mut scratch);
+                events.extend(scratch.drain(..));
+                if let Err(e) = result {
+                    // Handle what came before the error, then close.
+                    while let Some(StreamEvent::Stanza(el)) = events.pop_front() {
+                        if stanza(c2s, handle, el).await.is_err() {
+                            break;
+                        }
+                    }
+                    tracing::warn!(jid = %handle.full, error = %e, "stream error");
+                    return End::Close(stream_error_xml(e.condition.name(), &e.detail));
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the peer sent something, then reads it into a buffer that
+/// exists only for this read.
+async fn read(io: &mut TlsStream<TcpStream>, more: bool) -> std::io::Result<(Box<[u8]>, usize)> {
+    if !more {
+        io.get_ref().0.readable().await?;
+    }
+    let mut buf = vec![0u8; READ_CHUNK].into_boxed_slice();
+    let n = io.read(&mut buf).await?;
+    Ok((buf, n))
+}
+
+/// Writes `first` and whatever else is queued, then flushes; an offline
+/// message leaves the store only once it is on the socket.
+async fn write(
+    c2s: &C2s,
+    io: &mut TlsStream<TcpStream>,
+    first: Outbound,
+    rx: &mut mpsc::Receiver<Outbound>,
+) -> Option<End> {
+    let mut next = Some(first);
+    while let Some(out) = next.take() {
+        match out {
+            Outbound::Xml { xml, offline_id } => {
+                if io.write_all(xml.as_bytes()).await.is_err() {
+                    return Some(End::Gone);
+                }
+                if let Some(id) = offline_id {
+                    if io.flush().await.is_err() {
+                        return Some(End::Gone);
+                    }
+                    if let Err(e) = c2s.db.call(move |db| db.delete_offline(id)).await {
+                        tracing::error!(error = %e, "cannot delete delivered offline message");
+                    }
+                }
+            }
+            Outbound::Close(xml) => return Some(End::Close(xml)),
+        }
+        next = rx.try_recv().ok();
+    }
+    if io.flush().await.is_err() {
+        return Some(End::Gone);
+    }
+    None
+}
+
+/// One stanza from the client: checked, its `from` set by the server
+/// (RFC 6120 §8.1.2.1), handed to routing.
+async fn stanza(c2s: &Arc<C2s>, handle: &Arc<SessionHandle>, mut el: Element) -> Result<(), End> {
+    if el.ns() != NS_CLIENT || !matches!(el.name(), "message" | "presence" | "iq") {
+        let text = format!("<{}/> is not a stanza", el.name());
+        return Err(End::Close(stream_error_xml("unsupported-stanza-type", &text)));
+    }
+    el.set_attr("from", handle.full.clone());
+    // Boxed: the routing future is large, and an idle session should not
+    // carry its space.
+    Box::pin(c2s.router.submit(Origin::Session(Arc::clone(handle)), el)).await;
+    Ok(())
+}
