@@ -51,8 +51,13 @@ impl SessionHandle {
         *self.last_presence.lock().unwrap_or_else(|p| p.into_inner()) = xml;
     }
 
-    pub fn last_presence(&self) -> Option<String> {
-        self.last_presence.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The last broadcast presence, addressed to `to` (for a contact who
+    /// comes online or subscribes later).
+    pub fn last_presence_to(&self, to: &str) -> Option<String> {
+        let stored = self.last_presence.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let mut attr = String::new();
+        snow_xml::escape::push_escaped(&mut attr, to);
+        Some(stored.replacen("<presence", &format!("<presence to='{attr}'"), 1))
     }
 
     pub fn is_available(&self) -> bool {

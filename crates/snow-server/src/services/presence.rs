@@ -89,17 +89,10 @@ async fn probe_contacts(router: &Arc<Router>, db: &Db, me: &Arc<SessionHandle>) 
     for item in roster_of(db, &me.bare).await {
         if item.subscription.to_contact() {
             for s in router.sessions.sessions(&item.contact) {
-                if let Some(p) = s.last_presence() {
-                    me.send_xml(addressed(&p, &me.full));
+                if let Some(p) = s.last_presence_to(&me.full) {
+                    me.send_xml(p);
                 }
             }
         }
     }
-}
-
-/// A stored presence stanza (`<presence …`) addressed to `to`.
-pub(super) fn addressed(presence_xml: &str, to: &str) -> String {
-    let mut attr = String::new();
-    snow_xml::escape::push_escaped(&mut attr, to);
-    presence_xml.replacen("<presence", &format!("<presence to='{attr}'"), 1)
 }

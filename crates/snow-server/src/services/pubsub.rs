@@ -58,196 +58,190 @@ impl Service for Pubsub {
     }
     fn iq<'a>(&'a self, cx: &'a Cx<'a>, req: IqRequest<'a>) -> BoxFuture<'a, Element> {
         Box::pin(async move {
-            let from = req.iq.attr("from").unwrap_or_default();
-            handle(cx.router, &self.db, req.iq, req.payload, from).await
+            let el = req.iq;
+            // The sender's JID, as the server established it.
+            let Some(requester) = el.attr("from").and_then(Addr::parse).map(|a| a.bare()) else {
+                return error_reply(el, Condition::BadRequest, Some("no sender"));
+            };
+            let Some(op) = req.payload.children().next() else {
+                return error_reply(el, Condition::BadRequest, Some("an empty pubsub request"));
+            };
+            let r = Request { el, op, requester, db: &self.db };
+            let kind = el.attr("type").unwrap_or("");
+            let result = match (kind, req.payload.ns(), op.name()) {
+                ("set", NS_PUBSUB, "subscribe") => r.subscribe(true).await,
+                ("set", NS_PUBSUB, "unsubscribe") => r.subscribe(false).await,
+                ("get", NS_PUBSUB, "subscriptions") => r.own_subscriptions().await,
+                ("get", NS_PUBSUB_OWNER, "subscriptions") => r.subscribers().await,
+                ("get", NS_PUBSUB, "items") => r.items().await,
+                ("set", NS_PUBSUB, "publish") => r.publish(cx.router).await,
+                _ => Err((Condition::FeatureNotImplemented, "this pubsub service does subscribe, items and publish")),
+            };
+            result.unwrap_or_else(|(condition, text)| error_reply(el, condition, Some(text)))
         })
     }
 }
 
-/// Answers a `<pubsub/>` IQ from `from` (the sender's JID, as the server
-/// established it).
-async fn handle(router: &Arc<Router>, db: &Db, el: &Element, payload: &Element, from: &str) -> Element {
-    let Some(requester) = Addr::parse(from).map(|a| a.bare()) else {
-        return error_reply(el, Condition::BadRequest, Some("no sender"));
-    };
-    let kind = el.attr("type").unwrap_or("");
-    let Some(op) = payload.children().next() else {
-        return error_reply(el, Condition::BadRequest, Some("an empty pubsub request"));
-    };
-    let node = op.attr("node").map(str::to_owned);
-    let node_ok = || node.as_deref().filter(|n| valid_node(n)).map(str::to_owned);
-    let bad_node =
-        || error_reply(el, Condition::ItemNotFound, Some("no such node (alert nodes are alerts/ANALYSIS/AREA)"));
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let db_error = |e: snow_store::StoreError| {
-        tracing::error!(error = %e, "pubsub store failed");
-        error_reply(el, Condition::InternalServerError, None)
-    };
-    match (kind, payload.ns(), op.name()) {
-        ("set", NS_PUBSUB, "subscribe") | ("set", NS_PUBSUB, "unsubscribe") => {
-            let Some(node) = node_ok() else { return bad_node() };
-            // Only one's own bare JID (XEP-0060 §6.1.3.3).
-            let jid = op.attr("jid").and_then(Addr::parse).map(|a| a.bare());
-            if jid.as_deref() != Some(requester.as_str()) {
-                return error_reply(el, Condition::BadRequest, Some("subscribe your own bare JID"));
-            }
-            let subscribe = op.name() == "subscribe";
-            let (n, j) = (node.clone(), requester.clone());
-            let r = db
-                .call(move |db| {
-                    if !subscribe {
-                        return db.unsubscribe(&n, &j);
-                    }
-                    if db.subscriptions_of(&j)?.len() >= MAX_SUBSCRIPTIONS && !db.subscribers(&n)?.contains(&j) {
-                        return Ok(false);
-                    }
-                    db.subscribe(&n, &j, now).map(|_| true)
-                })
-                .await;
-            match r {
-                Err(e) => return db_error(e),
-                Ok(false) if subscribe => {
-                    return error_reply(
-                        el,
-                        Condition::ResourceConstraint,
-                        Some("too many subscriptions (at most 500)"),
-                    );
+/// A pubsub request being answered, or why not.
+type Answer = Result<Element, (Condition, &'static str)>;
+
+struct Request<'a> {
+    el: &'a Element,
+    /// The operation: `<subscribe/>`, `<items/>`, `<publish/>`…
+    op: &'a Element,
+    requester: String,
+    db: &'a Db,
+}
+
+fn db_error(e: snow_store::StoreError) -> (Condition, &'static str) {
+    tracing::error!(error = %e, "pubsub store failed");
+    (Condition::InternalServerError, "the pubsub store failed")
+}
+
+impl Request<'_> {
+    /// The operation's node, if it is a valid alert node.
+    fn node(&self) -> Result<String, (Condition, &'static str)> {
+        match self.op.attr("node").filter(|n| valid_node(n)) {
+            Some(n) => Ok(n.to_owned()),
+            None => Err((Condition::ItemNotFound, "no such node (alert nodes are alerts/ANALYSIS/AREA)")),
+        }
+    }
+
+    fn result(&self, payload: Element) -> Answer {
+        Ok(iq_result(self.el, Some(payload)))
+    }
+
+    /// Subscribes or unsubscribes the requester's own bare JID (XEP-0060
+    /// §6.1.3.3), at most [`MAX_SUBSCRIPTIONS`] nodes.
+    async fn subscribe(&self, subscribe: bool) -> Answer {
+        let node = self.node()?;
+        let jid = self.op.attr("jid").and_then(Addr::parse).map(|a| a.bare());
+        if jid.as_deref() != Some(self.requester.as_str()) {
+            return Err((Condition::BadRequest, "subscribe your own bare JID"));
+        }
+        let (n, j) = (node.clone(), self.requester.clone());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let done = self
+            .db
+            .call(move |db| {
+                if !subscribe {
+                    return db.unsubscribe(&n, &j).map(|_| true);
                 }
-                Ok(_) => {}
-            }
-            tracing::info!(%node, subscribe, "pubsub subscription changed");
-            let state = if subscribe { "subscribed" } else { "none" };
-            iq_result(
-                el,
-                Some(
-                    Element::new(NS_PUBSUB, "pubsub").with_child(
-                        Element::new(NS_PUBSUB, "subscription")
-                            .with_attr("node", node)
-                            .with_attr("jid", requester)
-                            .with_attr("subscription", state),
-                    ),
-                ),
-            )
-        }
-        ("get", NS_PUBSUB, "subscriptions") => {
-            let j = requester.clone();
-            match db.call(move |db| db.subscriptions_of(&j)).await {
-                Ok(nodes) => {
-                    let mut subs = Element::new(NS_PUBSUB, "subscriptions");
-                    for n in nodes {
-                        subs.push_child(
-                            Element::new(NS_PUBSUB, "subscription")
-                                .with_attr("node", n)
-                                .with_attr("jid", requester.clone())
-                                .with_attr("subscription", "subscribed"),
-                        );
-                    }
-                    iq_result(el, Some(Element::new(NS_PUBSUB, "pubsub").with_child(subs)))
+                if db.subscriptions_of(&j)?.len() >= MAX_SUBSCRIPTIONS && !db.subscribers(&n)?.contains(&j) {
+                    return Ok(false);
                 }
-                Err(e) => db_error(e),
-            }
+                db.subscribe(&n, &j, now).map(|_| true)
+            })
+            .await
+            .map_err(db_error)?;
+        if !done {
+            return Err((Condition::ResourceConstraint, "too many subscriptions (at most 500)"));
         }
-        ("get", NS_PUBSUB_OWNER, "subscriptions") => {
-            let Some(node) = node_ok() else { return bad_node() };
-            let n = node.clone();
-            match db.call(move |db| db.subscribers(&n)).await {
-                Ok(jids) => {
-                    let mut subs = Element::new(NS_PUBSUB_OWNER, "subscriptions").with_attr("node", node);
-                    for j in jids {
-                        subs.push_child(
-                            Element::new(NS_PUBSUB_OWNER, "subscription")
-                                .with_attr("jid", j)
-                                .with_attr("subscription", "subscribed"),
-                        );
-                    }
-                    iq_result(el, Some(Element::new(NS_PUBSUB_OWNER, "pubsub").with_child(subs)))
-                }
-                Err(e) => db_error(e),
-            }
+        tracing::info!(%node, subscribe, "pubsub subscription changed");
+        let state = if subscribe { "subscribed" } else { "none" };
+        self.result(
+            Element::new(NS_PUBSUB, "pubsub").with_child(
+                Element::new(NS_PUBSUB, "subscription")
+                    .with_attr("node", node)
+                    .with_attr("jid", self.requester.clone())
+                    .with_attr("subscription", state),
+            ),
+        )
+    }
+
+    /// The requester's own subscriptions.
+    async fn own_subscriptions(&self) -> Answer {
+        let j = self.requester.clone();
+        let nodes = self.db.call(move |db| db.subscriptions_of(&j)).await.map_err(db_error)?;
+        let mut subs = Element::new(NS_PUBSUB, "subscriptions");
+        for n in nodes {
+            subs.push_child(
+                Element::new(NS_PUBSUB, "subscription")
+                    .with_attr("node", n)
+                    .with_attr("jid", self.requester.clone())
+                    .with_attr("subscription", "subscribed"),
+            );
         }
-        ("get", NS_PUBSUB, "items") => {
-            let Some(node) = node_ok() else { return bad_node() };
-            let max = op.attr("max_items").and_then(|m| m.parse::<i64>().ok()).unwrap_or(MAX_ITEMS).clamp(1, MAX_ITEMS);
-            let (n, j) = (node.clone(), requester.clone());
-            let r = db
-                .call(move |db| {
-                    let subscribed = db.subscribers(&n)?.contains(&j);
-                    Ok(if subscribed { Some(db.items(&n, max)?) } else { None })
-                })
-                .await;
-            match r {
-                Ok(Some(items)) => {
-                    let mut list = Element::new(NS_PUBSUB, "items").with_attr("node", node);
-                    for it in items {
-                        list.push_child(item_element(NS_PUBSUB, &it));
-                    }
-                    iq_result(el, Some(Element::new(NS_PUBSUB, "pubsub").with_child(list)))
-                }
-                Ok(None) => error_reply(el, Condition::Forbidden, Some("subscribe to the node to read its items")),
-                Err(e) => db_error(e),
-            }
+        self.result(Element::new(NS_PUBSUB, "pubsub").with_child(subs))
+    }
+
+    /// A node's subscribers (the owner namespace), which a publisher needs
+    /// to encrypt to.
+    async fn subscribers(&self) -> Answer {
+        let node = self.node()?;
+        let n = node.clone();
+        let jids = self.db.call(move |db| db.subscribers(&n)).await.map_err(db_error)?;
+        let mut subs = Element::new(NS_PUBSUB_OWNER, "subscriptions").with_attr("node", node);
+        for j in jids {
+            subs.push_child(
+                Element::new(NS_PUBSUB_OWNER, "subscription")
+                    .with_attr("jid", j)
+                    .with_attr("subscription", "subscribed"),
+            );
         }
-        ("set", NS_PUBSUB, "publish") => {
-            let Some(node) = node_ok() else { return bad_node() };
-            let items: Vec<&Element> = op.children().filter(|c| c.is(NS_PUBSUB, "item")).collect();
-            let [item] = items.as_slice() else {
-                return error_reply(el, Condition::BadRequest, Some("publish exactly one item"));
-            };
-            let Some(id) = item.attr("id").filter(|id| snow_core::alert::valid_id(id)) else {
-                return error_reply(
-                    el,
-                    Condition::BadRequest,
-                    Some("the item needs an id of 1 to 64 of A-Z a-z 0-9 - _"),
-                );
-            };
-            let content: Vec<&Element> = item.children().collect();
-            let [alert] = content.as_slice() else {
-                return error_reply(el, Condition::BadRequest, Some("an item holds one alert"));
-            };
-            if alert.ns() != snow_core::alert::NS_ALERT {
-                return error_reply(
-                    el,
-                    Condition::NotAcceptable,
-                    Some("this service takes urn:snow:alert:1 items only"),
-                );
-            }
-            let stored = PubsubItem {
-                node: node.clone(),
-                id: id.to_owned(),
-                publisher: requester.clone(),
-                payload: alert.to_xml(NS_CLIENT),
-                published_at: now,
-            };
-            let for_db = stored.clone();
-            let n = node.clone();
-            let subscribers = match db
-                .call(move |db| {
-                    db.publish_item(&for_db)?;
-                    db.subscribers(&n)
-                })
-                .await
-            {
-                Ok(s) => s,
-                Err(e) => return db_error(e),
-            };
-            tracing::info!(%node, subscribers = subscribers.len(), "pubsub item published");
-            notify(router, &stored, (*alert).clone(), &subscribers).await;
-            iq_result(
-                el,
-                Some(
-                    Element::new(NS_PUBSUB, "pubsub").with_child(
-                        Element::new(NS_PUBSUB, "publish")
-                            .with_attr("node", node)
-                            .with_child(Element::new(NS_PUBSUB, "item").with_attr("id", id.to_owned())),
-                    ),
-                ),
-            )
+        self.result(Element::new(NS_PUBSUB_OWNER, "pubsub").with_child(subs))
+    }
+
+    /// A node's newest items, for its subscribers only.
+    async fn items(&self) -> Answer {
+        let node = self.node()?;
+        let max =
+            self.op.attr("max_items").and_then(|m| m.parse::<i64>().ok()).unwrap_or(MAX_ITEMS).clamp(1, MAX_ITEMS);
+        let (n, j) = (node.clone(), self.requester.clone());
+        let items = self
+            .db
+            .call(move |db| {
+                let subscribed = db.subscribers(&n)?.contains(&j);
+                Ok(if subscribed { Some(db.items(&n, max)?) } else { None })
+            })
+            .await
+            .map_err(db_error)?
+            .ok_or((Condition::Forbidden, "subscribe to the node to read its items"))?;
+        let mut list = Element::new(NS_PUBSUB, "items").with_attr("node", node);
+        for it in items {
+            list.push_child(item_element(NS_PUBSUB, &it));
         }
-        _ => error_reply(
-            el,
-            Condition::FeatureNotImplemented,
-            Some("this pubsub service does subscribe, items and publish"),
-        ),
+        self.result(Element::new(NS_PUBSUB, "pubsub").with_child(list))
+    }
+
+    /// Stores one alert item and notifies the node's subscribers.
+    async fn publish(&self, router: &Arc<Router>) -> Answer {
+        let node = self.node()?;
+        let items: Vec<&Element> = self.op.children().filter(|c| c.is(NS_PUBSUB, "item")).collect();
+        let [item] = items.as_slice() else { return Err((Condition::BadRequest, "publish exactly one item")) };
+        let Some(id) = item.attr("id").filter(|id| snow_core::alert::valid_id(id)) else {
+            return Err((Condition::BadRequest, "the item needs an id of 1 to 64 of A-Z a-z 0-9 - _"));
+        };
+        let content: Vec<&Element> = item.children().collect();
+        let [alert] = content.as_slice() else { return Err((Condition::BadRequest, "an item holds one alert")) };
+        if alert.ns() != snow_core::alert::NS_ALERT {
+            return Err((Condition::NotAcceptable, "this service takes urn:snow:alert:1 items only"));
+        }
+        let stored = PubsubItem {
+            node: node.clone(),
+            id: id.to_owned(),
+            publisher: self.requester.clone(),
+            payload: alert.to_xml(NS_CLIENT),
+            published_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+        };
+        let (for_db, n) = (stored.clone(), node.clone());
+        let subscribers = self
+            .db
+            .call(move |db| {
+                db.publish_item(&for_db)?;
+                db.subscribers(&n)
+            })
+            .await
+            .map_err(db_error)?;
+        tracing::info!(%node, subscribers = subscribers.len(), "pubsub item published");
+        notify(router, &stored, (*alert).clone(), &subscribers).await;
+        self.result(
+            Element::new(NS_PUBSUB, "pubsub").with_child(
+                Element::new(NS_PUBSUB, "publish")
+                    .with_attr("node", node)
+                    .with_child(Element::new(NS_PUBSUB, "item").with_attr("id", id.to_owned())),
+            ),
+        )
     }
 }
 

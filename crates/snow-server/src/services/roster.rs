@@ -11,7 +11,6 @@ use snow_store::{RosterItem, Subscription};
 use snow_xml::stanza::{error_reply, iq_result, Condition};
 use snow_xml::{Element, NS_CLIENT, NS_ROSTER};
 
-use super::presence::addressed;
 use super::{Access, Cx, Event, Handled, IqRequest, IqRoute, Service};
 use crate::addr::Addr;
 use crate::db::Db;
@@ -221,9 +220,9 @@ impl Roster {
         if request == Request::Subscribed {
             // The contact now sees the user's presence.
             for s in router.sessions.sessions(&user) {
-                if let Some(p) = s.last_presence() {
-                    for c in router.sessions.sessions(&contact) {
-                        c.send_xml(addressed(&p, &c.full));
+                for c in router.sessions.sessions(&contact) {
+                    if let Some(p) = s.last_presence_to(&c.full) {
+                        c.send_xml(p);
                     }
                 }
             }
