@@ -15,8 +15,8 @@ use std::time::Duration;
 use base64::Engine;
 use rustls_pki_types::ServerName;
 use snow_xml::{
-    stream_error_xml, Element, Framed, FramedError, Limits, StreamEvent, StreamHeader, NS_CLIENT, NS_SASL, NS_SERVER,
-    NS_STREAMS, NS_TLS,
+    initiator, stream_error_xml, Element, Framed, FramedError, Limits, PeerError, StreamEvent, StreamHeader, NS_CLIENT,
+    NS_SASL, NS_SERVER, NS_TLS,
 };
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -278,70 +278,30 @@ async fn connect(cx: &Outgoing, local: &str, domain: &str) -> Result<Link, Strin
         to: Some(domain.to_owned()),
         version: Some("1.0".into()),
         ..Default::default()
-    }
-    .to_xml(NS_SERVER);
+    };
     let mut f = Framed::new(tcp, limits);
-    let features = open_out(&mut f, &header, t).await?;
-    if features.child(NS_TLS, "starttls").is_none() {
+    let (_, features) = initiator::open(&mut f, &header, NS_SERVER, t).await.map_err(|e| e.to_string())?;
+    if !features.offers_starttls() {
         return Err("the remote server does not offer STARTTLS".into());
     }
-    f.send(&format!("<starttls xmlns='{NS_TLS}'/>")).await.map_err(|e| e.to_string())?;
-    if !expect(&mut f, t).await?.is(NS_TLS, "proceed") {
-        return Err("STARTTLS refused".into());
-    }
+    initiator::starttls(&mut f, t).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from(domain.to_owned()).map_err(|e| e.to_string())?;
     let tls = cx.connector.connect(name, f.into_inner()).await.map_err(|e| format!("TLS: {e}"))?;
     let mut f = Framed::new(tls, limits);
-    let features = open_out(&mut f, &header, t).await?;
-    let external =
-        features.child(NS_SASL, "mechanisms").is_some_and(|m| m.children().any(|c| c.text().trim() == "EXTERNAL"));
-    if !external {
+    let (_, features) = initiator::open(&mut f, &header, NS_SERVER, t).await.map_err(|e| e.to_string())?;
+    if !features.offers_mechanism("EXTERNAL") {
         return Err("the remote server does not offer SASL EXTERNAL (does it trust our CA?)".into());
     }
-    let authzid = base64::engine::general_purpose::STANDARD.encode(&ours);
-    f.send(&format!("<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>{authzid}</auth>"))
-        .await
-        .map_err(|e| e.to_string())?;
-    let answer = expect(&mut f, t).await?;
-    if !answer.is(NS_SASL, "success") {
-        return Err(format!(
-            "the remote server refused our certificate (<{}>)",
-            answer.children().next().map(|c| c.name()).unwrap_or("failure")
-        ));
-    }
-    f.reset();
-    open_out(&mut f, &header, t).await?;
-    Ok(f)
-}
-
-/// Sends our header; returns the peer's features.
-async fn open_out<S>(f: &mut Framed<S>, header: &str, t: Duration) -> Result<Element, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    f.send(header).await.map_err(|e| e.to_string())?;
-    match f.next_event(t).await.map_err(|e| e.to_string())? {
-        StreamEvent::Header(_) => {}
-        other => return Err(format!("expected a stream header, got {other:?}")),
-    }
-    let features = expect(f, t).await?;
-    if !features.is(NS_STREAMS, "features") {
-        return Err(format!("expected stream features, got <{}>", features.name()));
-    }
-    Ok(features)
-}
-
-async fn expect<S>(f: &mut Framed<S>, t: Duration) -> Result<Element, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    match f.next_event(t).await.map_err(|e| e.to_string())? {
-        StreamEvent::Stanza(el) if el.is(NS_STREAMS, "error") => {
-            Err(format!("stream error: {}", el.children().next().map(|c| c.name()).unwrap_or("?")))
+    // XEP-0178: the authorization identity is the domain the link is from.
+    match initiator::authenticate(&mut f, "EXTERNAL", ours.as_bytes(), t).await {
+        Ok(()) => {}
+        Err(PeerError::AuthFailed { condition, .. }) => {
+            return Err(format!("the remote server refused our certificate (<{condition}>)"))
         }
-        StreamEvent::Stanza(el) => Ok(el),
-        other => Err(format!("unexpected {other:?}")),
+        Err(e) => return Err(e.to_string()),
     }
+    initiator::open(&mut f, &header, NS_SERVER, t).await.map_err(|e| e.to_string())?;
+    Ok(f)
 }
 
 /// What incoming links need.
