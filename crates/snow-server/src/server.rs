@@ -49,21 +49,8 @@ impl Server {
         let trust = Arc::new(TrustStore::load(&config.ca_cert, &config.crl, &config.s2s.trusted_cas)?);
         let acceptor = TlsAcceptor::from(tls::server_config(&config)?);
         let connector = tokio_rustls::TlsConnector::from(tls::client_config(&config, trust.peer_cas())?);
-        let db = ServerDb::open(&config.database)?;
+        let db = open_database(&config)?;
         let components = Components::load(&config)?;
-        if let Some(ca_db) = &config.ca_db {
-            // At the PO, every user the CA issued is a known account.
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            match snow_store::CaDb::open(ca_db).and_then(|c| c.users()) {
-                Ok(users) => {
-                    for u in users.iter().filter(|u| u.revoked.is_none()) {
-                        db.add_account(&u.jid, now)?;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "could not read the CA's users"),
-            }
-        }
-        let db = Db::new(db);
         let c2s_listener = bind(&config.settings.c2s_bind).await?;
         let direct = bind_optional(&config.settings.direct_tls_bind).await?;
         let s2s_listener = bind_optional(&config.s2s.bind).await?;
@@ -83,26 +70,7 @@ impl Server {
             tls_timeout: Duration::from_secs(settings.tls_handshake_timeout_secs.max(1)),
             shutdown: shutdown.clone(),
         };
-        let directory = Arc::new(services::Directory::new(
-            db.clone(),
-            Arc::clone(&trust),
-            config.crl.clone(),
-            config.s2s.master.clone(),
-            config.ca_db.clone(),
-            config.s2s.replicas.clone(),
-            Duration::from_millis(config.s2s.replication_interval_ms.max(50)),
-        ));
-        let registry = Registry::new(vec![
-            Arc::new(services::Disco) as Arc<dyn Service>,
-            Arc::new(services::Ping),
-            Arc::new(services::Version),
-            Arc::new(services::LegacySession),
-            Arc::new(services::Presence { db: db.clone() }),
-            Arc::new(services::Roster { db: db.clone() }),
-            Arc::new(services::Offline { db: db.clone(), domain: domain.clone() }),
-            Arc::new(services::Pubsub { db: db.clone() }),
-            Arc::clone(&directory) as Arc<dyn Service>,
-        ]);
+        let (registry, directory) = registry(&config, &db, &trust);
         let listing = registry.listing();
         let links =
             Links::new(connector, config.s2s.clone(), config.limits(), config.negotiation_timeout(), shutdown.clone());
@@ -198,6 +166,50 @@ impl Server {
             listeners,
         })
     }
+}
+
+/// `server.db`; at the PO every user the CA issued is a known account from
+/// the start.
+fn open_database(config: &ServerConfig) -> Result<Db, ServerError> {
+    let db = ServerDb::open(&config.database)?;
+    if let Some(ca_db) = &config.ca_db {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        match snow_store::CaDb::open(ca_db).and_then(|c| c.users()) {
+            Ok(users) => {
+                for u in users.iter().filter(|u| u.revoked.is_none()) {
+                    db.add_account(&u.jid, now)?;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the CA's users"),
+        }
+    }
+    Ok(Db::new(db))
+}
+
+/// The server's services, in the order their disco#info features are
+/// listed, and the key directory (whose replication loop the server runs).
+fn registry(config: &ServerConfig, db: &Db, trust: &Arc<TrustStore>) -> (Registry, Arc<services::Directory>) {
+    let directory = Arc::new(services::Directory::new(
+        db.clone(),
+        Arc::clone(trust),
+        config.crl.clone(),
+        config.s2s.master.clone(),
+        config.ca_db.clone(),
+        config.s2s.replicas.clone(),
+        Duration::from_millis(config.s2s.replication_interval_ms.max(50)),
+    ));
+    let registry = Registry::new(vec![
+        Arc::new(services::Disco) as Arc<dyn Service>,
+        Arc::new(services::Ping),
+        Arc::new(services::Version),
+        Arc::new(services::LegacySession),
+        Arc::new(services::Presence { db: db.clone() }),
+        Arc::new(services::Roster { db: db.clone() }),
+        Arc::new(services::Offline { db: db.clone(), domain: config.domain.to_string() }),
+        Arc::new(services::Pubsub { db: db.clone() }),
+        Arc::clone(&directory) as Arc<dyn Service>,
+    ]);
+    (registry, directory)
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
