@@ -17,7 +17,6 @@ mod addr;
 pub mod config;
 mod db;
 pub mod error;
-mod lab_import;
 mod limits;
 mod routing;
 mod server;
@@ -26,9 +25,6 @@ pub mod tls;
 mod transport;
 pub mod trust;
 
-pub use config::{
-    ComponentSettings, DetectionParams, DetectionSettings, LabServerSettings, MsgAuthSettings, S2sSettings,
-    ServerConfig, ServerSettings,
-};
+pub use config::{ComponentSettings, MsgAuthSettings, S2sSettings, ServerConfig, ServerSettings};
 pub use error::ServerError;
 pub use server::{Server, ServerHandle};

@@ -150,7 +150,6 @@ impl Server {
             None => None,
         };
         listeners.push(tokio::spawn(directory.replicate(Arc::clone(&router), shutdown.clone())));
-        listeners.push(tokio::spawn(crate::lab_import::run(config.clone(), shutdown.clone())));
         tracing::info!(%domain, %c2s_addr, ?direct_tls_addr, ?s2s_addr, "server listening");
         Ok(ServerHandle {
             c2s_addr,

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use snow_client::{Client, ClientError, ConnectOptions};
+use snow_core::SiteHome;
 use snow_crypto::{pkcs12, Identity};
-use snow_pki::{outbox, Ca, PkiSettings, SitePaths};
+use snow_pki::{outbox, Ca, PkiSettings};
 use snow_server::{S2sSettings, Server, ServerConfig, ServerHandle, ServerSettings};
 
 pub const DOMAIN: &str = "po.example";
@@ -18,7 +19,7 @@ const CA_PASS: &str = "test admin passphrase";
 pub struct Site {
     pub dir: tempfile::TempDir,
     pub domain: String,
-    pub paths: SitePaths,
+    pub paths: SiteHome,
     pub ca: Ca,
     pub settings: ServerSettings,
     pub s2s: S2sSettings,
@@ -34,7 +35,7 @@ impl Site {
     /// routes go nowhere but to ports set by the test.
     pub fn with_domain(domain: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
-        let paths = SitePaths::new(dir.path().join("home"));
+        let paths = SiteHome::new(dir.path().join("home"));
         let pki = PkiSettings { ca_key_bits: 2048, ..PkiSettings::default() };
         let mut ca = Ca::init(&paths, &domain.parse().unwrap(), CA_PASS, &pki).unwrap();
         ca.issue_server(&domain.parse().unwrap(), &[]).unwrap();
@@ -103,16 +104,16 @@ impl Site {
     /// (and its `components`' domains).
     pub fn replica_home(&mut self, domain: &str, components: &[&str]) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
+        let home = SiteHome::new(dir.path().join("home"));
         let components: Vec<snow_core::Domain> = components.iter().map(|c| c.parse().unwrap()).collect();
         let issued = self.ca.issue_server(&domain.parse().unwrap(), &components).unwrap();
-        std::fs::create_dir_all(home.join("ca")).unwrap();
-        std::fs::create_dir_all(home.join("server")).unwrap();
-        std::fs::copy(self.paths.ca_cert(), home.join("ca/ca.pem")).unwrap();
-        std::fs::copy(self.paths.crl(), home.join("ca/crl.pem")).unwrap();
-        std::fs::copy(&issued.cert_path, home.join(format!("server/{domain}.pem"))).unwrap();
-        std::fs::copy(&issued.key_path, home.join(format!("server/{domain}.key.pem"))).unwrap();
-        (dir, home)
+        std::fs::create_dir_all(home.ca_dir()).unwrap();
+        std::fs::create_dir_all(home.server_dir()).unwrap();
+        std::fs::copy(self.paths.ca_cert(), home.ca_cert()).unwrap();
+        std::fs::copy(self.paths.crl(), home.crl()).unwrap();
+        std::fs::copy(&issued.cert_path, home.server_cert(domain)).unwrap();
+        std::fs::copy(&issued.key_path, home.server_key(domain)).unwrap();
+        (dir, home.home().to_owned())
     }
 
     /// A replica site (a lab server) of this CA for `domain`, wired for
@@ -138,7 +139,7 @@ impl Site {
     }
 
     pub async fn start_replica(&self, home: &std::path::Path, domain: &str, s2s: S2sSettings) -> ServerHandle {
-        let config = ServerConfig::for_home(home, domain.parse().unwrap(), self.settings.clone(), s2s);
+        let config = ServerConfig::for_home(&SiteHome::new(home), domain.parse().unwrap(), self.settings.clone(), s2s);
         Server::start(config).await.unwrap()
     }
 
@@ -169,7 +170,7 @@ impl Site {
 
     pub async fn start(&self) -> ServerHandle {
         let config =
-            ServerConfig::for_home(&self.home(), self.domain.parse().unwrap(), self.settings.clone(), self.s2s.clone());
+            ServerConfig::for_home(&self.paths, self.domain.parse().unwrap(), self.settings.clone(), self.s2s.clone());
         Server::start(config).await.unwrap()
     }
 
