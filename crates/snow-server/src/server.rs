@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::db::Db;
-use crate::limits::ConnectionLimits;
+use crate::limits::{ConnectionLimits, ConnectionSlot};
 use crate::routing::{ComponentTable, Outbound, Router};
 use crate::services::{self, Registry, Service};
 use crate::transport::c2s::{self, C2s};
@@ -102,7 +102,7 @@ impl Server {
         let c = Arc::clone(&c2s);
         listeners.push(spawn(
             c2s_listener,
-            Box::new(move |tcp, peer| Box::pin(c2s::run_starttls(Arc::clone(&c), tcp, peer))),
+            Box::new(move |tcp, peer, slot| Box::pin(c2s::run_starttls(Arc::clone(&c), tcp, peer, slot))),
         ));
         let direct_tls_addr = match direct {
             Some(l) => {
@@ -110,7 +110,7 @@ impl Server {
                 let c = Arc::clone(&c2s);
                 listeners.push(spawn(
                     l,
-                    Box::new(move |tcp, peer| Box::pin(c2s::run_direct_tls(Arc::clone(&c), tcp, peer))),
+                    Box::new(move |tcp, peer, slot| Box::pin(c2s::run_direct_tls(Arc::clone(&c), tcp, peer, slot))),
                 ));
                 Some(addr)
             }
@@ -127,7 +127,9 @@ impl Server {
                 });
                 listeners.push(spawn(
                     l,
-                    Box::new(move |tcp, peer| Box::pin(s2s::run_incoming(Arc::clone(&incoming), tcp, peer))),
+                    Box::new(move |tcp, peer, slot| {
+                        Box::pin(s2s::run_incoming(Arc::clone(&incoming), tcp, peer, slot))
+                    }),
                 ));
                 Some(addr)
             }
@@ -143,8 +145,10 @@ impl Server {
                     idle: Duration::from_secs(settings.idle_timeout_secs.max(1)),
                     outbound_queue: settings.outbound_queue,
                 });
-                listeners
-                    .push(spawn(l, Box::new(move |tcp, peer| Box::pin(component::run(Arc::clone(&port), tcp, peer)))));
+                listeners.push(spawn(
+                    l,
+                    Box::new(move |tcp, peer, slot| Box::pin(component::run(Arc::clone(&port), tcp, peer, slot))),
+                ));
                 Some(addr)
             }
             None => None,
@@ -228,7 +232,9 @@ fn local_addr(l: &TcpListener, what: &str) -> Result<SocketAddr, ServerError> {
 }
 
 /// Serves one accepted connection.
-type Handler = Box<dyn Fn(TcpStream, SocketAddr) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+type Handler = Box<
+    dyn Fn(TcpStream, SocketAddr, ConnectionSlot) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync,
+>;
 
 async fn accept_loop(
     listener: TcpListener,
@@ -255,11 +261,9 @@ async fn accept_loop(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let connection = serve(tcp, peer);
-        tokio::spawn(async move {
-            let _slot = slot;
-            connection.await
-        });
+        // The slot goes with the connection: a transport may hand it on
+        // to a task that outlives this one (a bound client session).
+        tokio::spawn(serve(tcp, peer, slot));
     }
 }
 

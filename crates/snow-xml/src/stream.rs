@@ -141,6 +141,14 @@ impl StreamParser {
         }
     }
 
+    /// Frees the parser's scratch buffers (rxml reserves up to the longest
+    /// token on first use): a connection that waits for its peer should
+    /// not hold them. Parsing goes on as before; they grow again on need.
+    pub fn release_buffers(&mut self) {
+        self.parser.release_temporaries();
+        self.stack.shrink_to_fit();
+    }
+
     /// Starts over for a new stream on the same connection.
     pub fn reset(&mut self) {
         *self = StreamParser::new(self.limits);

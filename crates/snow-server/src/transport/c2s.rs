@@ -24,7 +24,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::{gone, refuse, Accepting, Step};
 use crate::db::Db;
-use crate::limits::TokenBucket;
+use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::routing::{Origin, Outbound, Router, SessionHandle};
 use crate::trust::TrustStore;
 
@@ -46,25 +46,47 @@ pub(crate) struct C2s {
     pub outbound_queue: usize,
 }
 
-/// A connection to the STARTTLS port.
-pub(crate) async fn run_starttls(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr) {
-    log(peer, starttls_then_login(&c2s, tcp).await);
+/// A connection to the STARTTLS port. Once logged in, the session runs
+/// as a task of its own, so nothing of the negotiation stays in memory.
+pub(crate) async fn run_starttls(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
+    match starttls_then_login(&c2s, tcp).await {
+        Ok(session) => {
+            tokio::spawn(bound(c2s, session, slot));
+        }
+        Err(e) => log(peer, e),
+    }
 }
 
 /// A connection to the direct TLS port.
-pub(crate) async fn run_direct_tls(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr) {
+pub(crate) async fn run_direct_tls(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
     let result = match c2s.accepting.tls_accept(tcp).await {
         Ok(tls) => login(&c2s, tls).await,
         Err(e) => Err(e),
     };
-    log(peer, result);
+    match result {
+        Ok(session) => {
+            tokio::spawn(bound(c2s, session, slot));
+        }
+        Err(e) => log(peer, e),
+    }
 }
 
-fn log(peer: SocketAddr, result: Step<()>) {
-    super::log_end("client connection", peer, result.map(|()| String::new()));
+fn log(peer: SocketAddr, refused: super::Refused) {
+    super::log_end("client connection", peer, Err(refused));
 }
 
-async fn starttls_then_login(c2s: &Arc<C2s>, tcp: TcpStream) -> Step<()> {
+/// A logged-in session, ready to run: its connection, the parser state
+/// after negotiation (boxed: it is large and idle most of the time), and
+/// its bare and full JID.
+struct Session {
+    io: TlsStream<TcpStream>,
+    parser: Box<StreamParser>,
+    events: VecDeque<StreamEvent>,
+    bare: String,
+    full: String,
+}
+
+async fn starttls_then_login(c2s: &Arc<C2s>, tcp: TcpStream) -> Step<Session> {
     let a = &c2s.accepting;
     let mut f = Framed::new(tcp, a.limits);
     a.open_stream(&mut f, NS_CLIENT, &format!("<starttls xmlns='{NS_TLS}'><required/></starttls>"), None).await?;
@@ -84,7 +106,7 @@ async fn starttls_then_login(c2s: &Arc<C2s>, tcp: TcpStream) -> Step<()> {
 }
 
 /// SASL EXTERNAL, then resource binding, then the bound session.
-async fn login(c2s: &Arc<C2s>, tls: TlsStream<TcpStream>) -> Step<()> {
+async fn login(c2s: &Arc<C2s>, tls: TlsStream<TcpStream>) -> Step<Session> {
     let certs = super::peer_certificates(&tls);
     let a = &c2s.accepting;
     let mut f = Framed::new(tls, a.limits);
@@ -163,8 +185,8 @@ async fn login(c2s: &Arc<C2s>, tls: TlsStream<TcpStream>) -> Step<()> {
     result.push_child(Element::new(NS_BIND, "bind").with_child(Element::new(NS_BIND, "jid").with_text(full.clone())));
     f.send(&result.to_xml(NS_CLIENT)).await.map_err(gone)?;
     tracing::info!(jid = %full, "session bound");
-    bound(c2s, f, bare, full).await;
-    Ok(())
+    let (io, parser, events) = f.into_parts();
+    Ok(Session { io, parser: Box::new(parser), events, bare, full })
 }
 
 /// Why a bound session ends.
@@ -178,13 +200,15 @@ enum End {
 }
 
 /// The bound session: reads, parses and hands stanzas to routing, and
-/// writes what routing queued, until one side ends it.
-async fn bound(c2s: &Arc<C2s>, f: Framed<TlsStream<TcpStream>>, bare: String, full: String) {
-    let (mut io, mut parser, mut events) = f.into_parts();
+/// writes what routing queued, until one side ends it. `slot` holds the
+/// connection's place in the limits until then.
+async fn bound(c2s: Arc<C2s>, session: Session, slot: ConnectionSlot) {
+    let _slot = slot;
+    let Session { mut io, mut parser, mut events, bare, full } = session;
     let (tx, mut rx) = mpsc::channel(c2s.outbound_queue);
     let handle = SessionHandle::new(bare, full, tx);
     c2s.router.sessions.register(Arc::clone(&handle));
-    let end = serve(c2s, &handle, &mut io, &mut parser, &mut events, &mut rx).await;
+    let end = serve(&c2s, &handle, &mut io, &mut parser, &mut events, &mut rx).await;
     c2s.router.session_ended(&handle).await;
     if let End::Close(xml) = end {
         // Flush what is queued, then the goodbye; but not forever.
@@ -246,6 +270,10 @@ async fn serve(
         }
         if *shutdown.borrow() {
             return End::Close(stream_error_xml("system-shutdown", "the server is shutting down"));
+        }
+        if !more {
+            // About to wait: the parser's scratch space is not needed meanwhile.
+            parser.release_buffers();
         }
         let wake = tokio::select! {
             biased;

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::{gone, refuse, Accepting, Refused, Step};
+use crate::limits::ConnectionSlot;
 use crate::routing::{Origin, Router};
 use crate::ServerError;
 
@@ -104,7 +105,8 @@ pub(crate) struct ComponentPort {
 }
 
 /// A connection to the component port.
-pub(crate) async fn run(port: Arc<ComponentPort>, tcp: TcpStream, peer: SocketAddr) {
+pub(crate) async fn run(port: Arc<ComponentPort>, tcp: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
+    let _slot = slot;
     match serve(&port, tcp).await {
         Ok(domain) => tracing::info!(%peer, %domain, "component disconnected"),
         Err(Refused::Gone(why)) => tracing::debug!(%peer, why, "component connection ended"),

@@ -24,6 +24,7 @@ use tokio_rustls::TlsConnector;
 
 use super::{gone, refuse, Accepting, Step};
 use crate::config::S2sSettings;
+use crate::limits::ConnectionSlot;
 use crate::routing::{Origin, RemoteLinks, Router};
 use crate::trust::TrustStore;
 use snow_xml::stanza::Condition;
@@ -314,7 +315,8 @@ pub(crate) struct Incoming {
 }
 
 /// An incoming link from another server.
-pub(crate) async fn run_incoming(s2s: Arc<Incoming>, tcp: TcpStream, peer: SocketAddr) {
+pub(crate) async fn run_incoming(s2s: Arc<Incoming>, tcp: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
+    let _slot = slot;
     super::log_end("incoming s2s link", peer, incoming(&s2s, tcp).await);
 }
 
