@@ -15,6 +15,7 @@ use snow_client::alert;
 use snow_client::Client;
 use snow_core::alert::{Alert, AlertKind};
 use snow_core::stats::{Area, Count};
+use snow_core::SiteHome;
 use snow_lab::detect::{ears, Detector};
 use snow_store::{AggRow, LabDb};
 use support::Site;
@@ -77,9 +78,9 @@ fn agent(
     lab_home: &std::path::Path,
     server: std::net::SocketAddr,
 ) -> (SearchAgent, tokio::sync::watch::Sender<bool>) {
-    let cert = lab_home.join("agents");
+    let home = SiteHome::new(lab_home);
     let identity =
-        snow_agents::load_identity(&cert.join("search@lab.example.pem"), &cert.join("search@lab.example.key.pem"))
+        snow_agents::load_identity(&home.agent_cert("search@lab.example"), &home.agent_key("search@lab.example"))
             .unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let agent = SearchAgent::start(
@@ -87,7 +88,7 @@ fn agent(
             attach: Attach::Client { server, domain: "lab.example".into() },
             ca_der: po.ca.cert_der().to_vec(),
             identity,
-            lab_db: lab_home.join("data/lab.db"),
+            lab_db: home.lab_db(),
             settings: SearchSettings::default(),
             workers: 1,
             queue: 4,
@@ -114,9 +115,10 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
     }
     po.add_user_at("2222222", "lab.example");
     let issued = po.ca.issue_agent(&"search@lab.example".parse().unwrap()).unwrap();
-    std::fs::create_dir_all(lab.home.join("agents")).unwrap();
-    std::fs::copy(&issued.cert_path, lab.home.join("agents/search@lab.example.pem")).unwrap();
-    std::fs::copy(&issued.key_path, lab.home.join("agents/search@lab.example.key.pem")).unwrap();
+    let lab_home = SiteHome::new(&lab.home);
+    std::fs::create_dir_all(lab_home.agents_dir()).unwrap();
+    std::fs::copy(&issued.cert_path, lab_home.agent_cert("search@lab.example")).unwrap();
+    std::fs::copy(&issued.key_path, lab_home.agent_key("search@lab.example")).unwrap();
     let po_server = po.start().await;
     let lab_server = po.start_replica(&lab.home, "lab.example", lab.s2s.clone()).await;
 
@@ -146,7 +148,7 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
     wait_for_key(&mut gp1, "search@lab.example").await;
 
     let (first, stop_first) = agent(&po, &lab.home, lab_server.c2s_addr);
-    import_outbreak(&lab.home.join("data/lab.db"));
+    import_outbreak(&lab_home.lab_db());
 
     let wait = Duration::from_secs(30);
     let (item1, a1) = next_alert(&mut gp1, wait, &id1).await.expect("GP 1 got no alert");
@@ -173,7 +175,7 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
     let (second, stop_second) = agent(&po, &lab.home, lab_server.c2s_addr);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(next_alert(&mut gp1, Duration::from_secs(2), &id1).await.is_none(), "an alert was repeated");
-    let sent = LabDb::open(&lab.home.join("data/lab.db")).unwrap().sent_alerts().unwrap();
+    let sent = LabDb::open(&lab_home.lab_db()).unwrap().sent_alerts().unwrap();
     let for_5401: Vec<_> = sent.iter().filter(|s| s.area == "5401").collect();
     assert_eq!(for_5401.len(), 1, "{sent:?}");
     assert_eq!(for_5401[0].recipients, 3);

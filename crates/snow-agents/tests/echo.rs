@@ -28,7 +28,7 @@ async fn the_echo_agent_with_hmac_and_a_rogue_component() {
     let keys = generate_line("po.example", "k1", Algorithm::HmacSha256, 0).unwrap()
         + &generate_line("echo", "k1", Algorithm::HmacSha256, 0).unwrap()
         + &generate_line("rogue", "k1", Algorithm::HmacMd5, 0).unwrap();
-    write(&home.join("msgauth.keys"), keys.as_bytes(), Mode::Private).unwrap();
+    write(&site.paths.msgauth_keys(), keys.as_bytes(), Mode::Private).unwrap();
     std::fs::create_dir_all(home.join("components")).unwrap();
     for name in ["echo", "rogue"] {
         write(
@@ -53,7 +53,7 @@ async fn the_echo_agent_with_hmac_and_a_rogue_component() {
     let addr = server.component_addr.unwrap();
 
     // The echo agent, with the filters on both sides.
-    let store = Arc::new(KeyStore::load(&home.join("msgauth.keys"), 0).unwrap());
+    let store = Arc::new(KeyStore::load(&site.paths.msgauth_keys(), 0).unwrap());
     let auth = LinkAuth {
         sender: Arc::new(Sender::new(Arc::clone(&store), "echo").unwrap()),
         receiver: Arc::new(Receiver::new(Arc::clone(&store))),

@@ -11,6 +11,7 @@ use snow_agents::{AgentConfig, Attach, SearchAgent, SearchSettings};
 use snow_client::stats::{read_search_answer, search_request, NS_STATS};
 use snow_client::{Client, ClientError};
 use snow_core::stats::{Area, Count, Granularity, Period, StatsQuery};
+use snow_core::SiteHome;
 use snow_store::{AggRow, LabDb};
 use snow_xml::{Element, NS_CLIENT};
 use support::Site;
@@ -84,7 +85,7 @@ async fn a_gp_searches_a_labs_statistics_across_the_federation() {
     let gp_at_lab = po.add_user_at("2222222", "lab.example");
     let agent_cert = po.ca.issue_agent(&"search@lab.example".parse().unwrap()).unwrap();
     let identity = snow_agents::load_identity(&agent_cert.cert_path, &agent_cert.key_path).unwrap();
-    load_lab_data(&lab.home.join("data/lab.db"));
+    load_lab_data(&SiteHome::new(&lab.home).lab_db());
 
     let po_server = po.start().await;
     let lab_server = po.start_replica(&lab.home, "lab.example", lab.s2s.clone()).await;
@@ -94,7 +95,7 @@ async fn a_gp_searches_a_labs_statistics_across_the_federation() {
             attach: Attach::Client { server: lab_server.c2s_addr, domain: "lab.example".into() },
             ca_der: po.ca.cert_der().to_vec(),
             identity,
-            lab_db: lab.home.join("data/lab.db"),
+            lab_db: SiteHome::new(&lab.home).lab_db(),
             settings: SearchSettings::default(),
             workers: 1,
             queue: 1,
@@ -218,12 +219,12 @@ async fn the_search_agent_answers_as_a_component_across_the_federation() {
     po.add_user_at("2222222", "lab.example");
     let agent_cert = po.ca.issue_agent(&COMPONENT.parse().unwrap()).unwrap();
     let identity = snow_agents::load_identity(&agent_cert.cert_path, &agent_cert.key_path).unwrap();
-    load_lab_data(&lab.home.join("data/lab.db"));
+    load_lab_data(&SiteHome::new(&lab.home).lab_db());
 
     // The lab server's component port, the shared secret and the keys.
     let keys = generate_line("lab.example", "k1", Algorithm::HmacSha256, 0).unwrap()
         + &generate_line("search", "k1", Algorithm::HmacSha256, 0).unwrap();
-    write(&lab.home.join("msgauth.keys"), keys.as_bytes(), Mode::Private).unwrap();
+    write(&SiteHome::new(&lab.home).msgauth_keys(), keys.as_bytes(), Mode::Private).unwrap();
     write(&lab.home.join("search.secret"), b"search agent secret, long enough", Mode::Private).unwrap();
     let mut config = snow_server::ServerConfig::for_home(
         &lab.home,
@@ -241,7 +242,7 @@ async fn the_search_agent_answers_as_a_component_across_the_federation() {
     let po_server = po.start().await;
     let lab_server = snow_server::Server::start(config).await.unwrap();
 
-    let store = Arc::new(KeyStore::load(&lab.home.join("msgauth.keys"), 0).unwrap());
+    let store = Arc::new(KeyStore::load(&SiteHome::new(&lab.home).msgauth_keys(), 0).unwrap());
     let options = ComponentOptions {
         server: lab_server.component_addr.unwrap(),
         domain: COMPONENT.into(),
@@ -259,7 +260,7 @@ async fn the_search_agent_answers_as_a_component_across_the_federation() {
             attach: Attach::Component { options, server_domain: "lab.example".into() },
             ca_der: po.ca.cert_der().to_vec(),
             identity,
-            lab_db: lab.home.join("data/lab.db"),
+            lab_db: SiteHome::new(&lab.home).lab_db(),
             settings: SearchSettings::default(),
             workers: 1,
             queue: 4,

@@ -555,9 +555,10 @@ fn offline_messages_survive_sigkill() {
     server.kill().unwrap();
     server.wait().unwrap();
     // The stored copies are end-to-end encrypted: no clear text on disk.
-    for f in ["server.db", "server.db-wal"] {
-        if let Ok(bytes) = std::fs::read(site.home().join("data").join(f)) {
-            assert!(!bytes.windows(7).any(|w| w == b"melding"), "clear text in {f}");
+    let db = snow_core::SiteHome::new(site.home()).server_db();
+    for f in [db.clone(), db.with_extension("db-wal")] {
+        if let Ok(bytes) = std::fs::read(&f) {
+            assert!(!bytes.windows(7).any(|w| w == b"melding"), "clear text in {}", f.display());
         }
     }
 

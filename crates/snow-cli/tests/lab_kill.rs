@@ -26,7 +26,8 @@ fn serve(home: &Path, config: &Path) -> Child {
 #[test]
 fn a_kill_mid_import_leaves_the_file_to_be_imported_once() {
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
+    let site = snow_core::SiteHome::new(dir.path().join("home"));
+    let home = site.home();
     let config = dir.path().join("snow.toml");
     std::fs::write(
         &config,
@@ -41,7 +42,7 @@ fn a_kill_mid_import_leaves_the_file_to_be_imported_once() {
         &["ca", "init", "--domain", "lab.example", "--ca-passphrase-file", pass][..],
         &["server", "cert", "--ca-passphrase-file", pass],
     ] {
-        assert!(snow(&home, &config, args).status().unwrap().success());
+        assert!(snow(home, &config, args).status().unwrap().success());
     }
 
     // A season of synthetic results, pseudonymised as the lab would.
@@ -51,14 +52,14 @@ fn a_kill_mid_import_leaves_the_file_to_be_imported_once() {
     let p = snow_lab::export::Pseudonymiser::new(b"a lab secret of 16+ bytes").unwrap();
     let mut pushed = Vec::new();
     snow_lab::export::export(&raw[..], &mut pushed, &p, &snow_lab::LabSettings::default(), today, |_| {}).unwrap();
-    let incoming = home.join("data/in");
+    let incoming = site.incoming();
     std::fs::create_dir_all(&incoming).unwrap();
     std::fs::write(incoming.join("big.csv"), &pushed).unwrap();
 
     // Kill it once the import is under way (its transaction has written
     // to the WAL), before it could finish.
-    let mut server = serve(&home, &config);
-    let wal = home.join("data/lab.db-wal");
+    let mut server = serve(home, &config);
+    let wal = site.lab_db().with_extension("db-wal");
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) < 1 << 20 {
         assert!(Instant::now() < deadline, "the import never started");
@@ -67,18 +68,18 @@ fn a_kill_mid_import_leaves_the_file_to_be_imported_once() {
     server.kill().unwrap();
     server.wait().unwrap();
     assert!(incoming.join("big.csv").exists(), "the import finished before the kill: use a bigger file");
-    assert!(!home.join("data/done/big.csv").exists());
+    assert!(!site.done().join("big.csv").exists());
 
     // Restarted, it imports the file once, whole.
-    let mut server = serve(&home, &config);
+    let mut server = serve(home, &config);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !home.join("data/done/big.csv").exists() {
+    while !site.done().join("big.csv").exists() {
         assert!(Instant::now() < deadline, "the file was not imported after the restart");
         std::thread::sleep(Duration::from_millis(100));
     }
     server.kill().unwrap();
     server.wait().unwrap();
-    let db = snow_store::LabDb::open(&home.join("data/lab.db")).unwrap();
+    let db = snow_store::LabDb::open(&site.lab_db()).unwrap();
     // Every analysis the synthetic data hold.
     let tested: i64 = ["INFA", "INFB", "RSV", "SARS2", "MYCPN"]
         .iter()

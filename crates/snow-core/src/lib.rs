@@ -9,11 +9,13 @@ pub mod contact;
 pub mod files;
 pub mod hpnr;
 pub mod jid;
+pub mod site_home;
 pub mod stats;
 
 pub use contact::{Email, Phone};
 pub use hpnr::Hpnr;
 pub use jid::{AgentJid, BareJid, Domain};
+pub use site_home::SiteHome;
 
 /// Why a value given by a person or a file was refused.
 ///

@@ -6,6 +6,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest;
+use snow_core::site_home::{DONE_DIR, INCOMING_DIR, REJECTED_DIR};
+use snow_core::SiteHome;
 use snow_store::{AggRow, LabDb};
 use time::Date;
 
@@ -107,24 +109,32 @@ pub fn import_file(
     Ok(Imported::New { rows, counted })
 }
 
-/// The drop directory of a lab server: `in`, `done`, `rejected`.
+/// The drop directory of a lab server: `in`, `done`, `rejected` under a
+/// data directory (see `snow_core::SiteHome`).
 #[derive(Debug, Clone)]
 pub struct DropDir {
     pub root: PathBuf,
 }
 
 impl DropDir {
+    /// The drop directory under `data_dir`, wherever that is (tests and
+    /// tools use directories outside a site home).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         DropDir { root: data_dir.into() }
     }
+    /// The drop directory of the site in `home`: `data/in`, `data/done`,
+    /// `data/rejected`.
+    pub fn of(home: &SiteHome) -> Self {
+        DropDir::new(home.data_dir())
+    }
     pub fn incoming(&self) -> PathBuf {
-        self.root.join("in")
+        self.root.join(INCOMING_DIR)
     }
     pub fn done(&self) -> PathBuf {
-        self.root.join("done")
+        self.root.join(DONE_DIR)
     }
     pub fn rejected(&self) -> PathBuf {
-        self.root.join("rejected")
+        self.root.join(REJECTED_DIR)
     }
 
     /// Imports every complete `*.csv` in `in/` (writers upload `*.part`

@@ -4,12 +4,13 @@
 //! key, re-encrypt under the personal passphrase, write the key store).
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use snow_core::SiteHome;
 use snow_crypto::{pkcs12, FileKeyStore, Identity, KeyStore};
-use snow_pki::{outbox, Ca, PkiSettings, SitePaths};
+use snow_pki::{outbox, Ca, PkiSettings};
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let paths = SitePaths::new(dir.path().join("home"));
+    let paths = SiteHome::new(dir.path().join("home"));
     let settings = PkiSettings::default();
     let mut ca =
         Ca::init(&paths, &"po.example".parse().expect("domain"), "bench admin passphrase", &settings).expect("ca init");

@@ -5,7 +5,7 @@ use rcgen::{
     Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, OtherNameValue, RevokedCertParams, SanType, SerialNumber,
 };
 use snow_core::files::{self, Mode};
-use snow_core::{AgentJid, BareJid, Domain, Email, Hpnr, Phone};
+use snow_core::{AgentJid, BareJid, Domain, Email, Hpnr, Phone, SiteHome};
 use snow_crypto::cert::{CertInfo, OID_XMPP_ADDR_ARCS};
 use snow_crypto::{one_time_password, pem, pkcs12, pkcs8_file, rsa_key, CryptoError, MAX_KEY_FILE_BYTES};
 use snow_store::{CaDb, CertKind, CertRecord, UserRecord};
@@ -13,14 +13,14 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 use crate::outbox::{self, Delivery, Letter};
-use crate::{PkiError, PkiSettings, RevocationReason, SitePaths};
+use crate::{PkiError, PkiSettings, RevocationReason};
 
 /// Metadata key under which the CA remembers its domain.
 const META_DOMAIN: &str = "domain";
 
 /// An opened CA: its certificate, its decrypted key and its database.
 pub struct Ca {
-    paths: SitePaths,
+    paths: SiteHome,
     settings: PkiSettings,
     domain: Domain,
     cert_der: Vec<u8>,
@@ -50,7 +50,7 @@ pub struct IssuedServer {
 
 impl Ca {
     /// Creates the site's CA: key, self-signed certificate, database.
-    pub fn init(paths: &SitePaths, domain: &Domain, passphrase: &str, settings: &PkiSettings) -> Result<Ca, PkiError> {
+    pub fn init(paths: &SiteHome, domain: &Domain, passphrase: &str, settings: &PkiSettings) -> Result<Ca, PkiError> {
         settings.validate()?;
         if passphrase.chars().count() < settings.min_passphrase_length {
             return Err(PkiError::WeakPassphrase(settings.min_passphrase_length));
@@ -92,7 +92,7 @@ impl Ca {
     }
 
     /// Opens the CA, decrypting its key with the admin passphrase.
-    pub fn open(paths: &SitePaths, passphrase: &str, settings: &PkiSettings) -> Result<Ca, PkiError> {
+    pub fn open(paths: &SiteHome, passphrase: &str, settings: &PkiSettings) -> Result<Ca, PkiError> {
         settings.validate()?;
         let (db, domain, cert_der) = open_public(paths)?;
         let key_text =
@@ -336,17 +336,17 @@ impl Ca {
 }
 
 /// Lists users; needs no passphrase (the database holds no secrets).
-pub fn list_users(paths: &SitePaths) -> Result<Vec<UserRecord>, PkiError> {
+pub fn list_users(paths: &SiteHome) -> Result<Vec<UserRecord>, PkiError> {
     Ok(open_public(paths)?.0.users()?)
 }
 
 /// The CA certificate and domain, without the key.
-pub fn ca_certificate(paths: &SitePaths) -> Result<(Domain, Vec<u8>), PkiError> {
+pub fn ca_certificate(paths: &SiteHome) -> Result<(Domain, Vec<u8>), PkiError> {
     let (_, domain, der) = open_public(paths)?;
     Ok((domain, der))
 }
 
-fn open_public(paths: &SitePaths) -> Result<(CaDb, Domain, Vec<u8>), PkiError> {
+fn open_public(paths: &SiteHome) -> Result<(CaDb, Domain, Vec<u8>), PkiError> {
     if !paths.ca_cert().exists() || !paths.ca_db().exists() {
         return Err(PkiError::CaNotInitialised(paths.home().to_owned()));
     }

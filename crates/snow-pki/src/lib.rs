@@ -5,12 +5,10 @@
 pub mod ca;
 pub mod error;
 pub mod outbox;
-pub mod paths;
 pub mod reason;
 pub mod settings;
 
 pub use ca::{ca_certificate, list_users, Ca, IssuedServer, IssuedUser};
 pub use error::PkiError;
-pub use paths::SitePaths;
 pub use reason::RevocationReason;
 pub use settings::PkiSettings;

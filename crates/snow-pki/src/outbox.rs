@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use snow_core::files::{self, Mode};
-use snow_core::{BareJid, Email, Hpnr, Phone};
+use snow_core::{BareJid, Email, Hpnr, Phone, SiteHome};
 use time::format_description::well_known::Rfc2822;
 use time::OffsetDateTime;
 
-use crate::{PkiError, SitePaths};
+use crate::PkiError;
 
 /// Files written for one delivery.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub(crate) struct Letter<'a> {
 
 /// Writes the e-mail and the SMS. If the second write fails the first file
 /// is removed, so a delivery is whole or absent.
-pub(crate) fn deliver(paths: &SitePaths, letter: &Letter<'_>) -> Result<Delivery, PkiError> {
+pub(crate) fn deliver(paths: &SiteHome, letter: &Letter<'_>) -> Result<Delivery, PkiError> {
     // Nanoseconds: a re-key in the same second as the first issue gets its own files.
     let stem = format!("{}-{}", letter.now.unix_timestamp_nanos(), letter.hpnr);
     let email = paths.email_outbox().join(format!("{stem}.eml"));

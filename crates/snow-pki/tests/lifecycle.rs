@@ -1,10 +1,11 @@
 //! The whole PKI life cycle through the library: CA init, user issue,
 //! delivery, import into a key store, signing, revocation, CRL.
 
+use snow_core::SiteHome;
 use snow_core::{Domain, Hpnr};
 use snow_crypto::cert::{verify_issued_by, CertInfo};
 use snow_crypto::{pkcs12, rsa_key, CryptoError, FileKeyStore, Identity, KeyStore};
-use snow_pki::{outbox, Ca, PkiError, PkiSettings, RevocationReason, SitePaths};
+use snow_pki::{outbox, Ca, PkiError, PkiSettings, RevocationReason};
 
 const CA_PASS: &str = "correct horse battery staple";
 
@@ -13,8 +14,8 @@ fn fast_settings() -> PkiSettings {
     PkiSettings { ca_key_bits: 2048, ..PkiSettings::default() }
 }
 
-fn new_ca(dir: &std::path::Path) -> (SitePaths, Ca) {
-    let paths = SitePaths::new(dir);
+fn new_ca(dir: &std::path::Path) -> (SiteHome, Ca) {
+    let paths = SiteHome::new(dir);
     let ca = Ca::init(&paths, &"po.example".parse::<Domain>().unwrap(), CA_PASS, &fast_settings()).unwrap();
     (paths, ca)
 }
@@ -117,7 +118,7 @@ fn crl_entries(pem_text: &[u8]) -> Vec<(String, Option<u8>)> {
 #[test]
 fn ca_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let paths = SitePaths::new(dir.path());
+    let paths = SiteHome::new(dir.path());
     let settings = fast_settings();
     assert!(matches!(Ca::open(&paths, CA_PASS, &settings), Err(PkiError::CaNotInitialised(_))));
     assert!(matches!(snow_pki::list_users(&paths), Err(PkiError::CaNotInitialised(_))));

@@ -50,9 +50,10 @@ async fn require_e2e_refuses_clear_text_and_nothing_readable_is_stored_or_forwar
     assert!(sent);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // What the lab received over s2s is what it stored: no clear text.
-    for f in ["server.db", "server.db-wal"] {
-        if let Ok(bytes) = std::fs::read(lab_home.join("data").join(f)) {
-            assert!(!bytes.windows(9).any(|w| w == b"hemmelig:"), "clear text in the lab's {f}");
+    let db = snow_core::SiteHome::new(&lab_home).server_db();
+    for f in [db.clone(), db.with_extension("db-wal")] {
+        if let Ok(bytes) = std::fs::read(&f) {
+            assert!(!bytes.windows(9).any(|w| w == b"hemmelig:"), "clear text in the lab's {}", f.display());
         }
     }
     let mut b = po.login_at(&lab_server, "lab.example", "5555555").await.unwrap();

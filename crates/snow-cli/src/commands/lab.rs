@@ -30,10 +30,6 @@ fn today() -> time::Date {
     time::OffsetDateTime::now_utc().date()
 }
 
-pub fn lab_db_path(ctx: &Ctx) -> std::path::PathBuf {
-    ctx.paths.home().join("data").join("lab.db")
-}
-
 pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
     let settings = ctx.config.lab.lab_settings();
     match cmd {
@@ -66,7 +62,7 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
             Ok(())
         }
         LabCommand::Import { file } => {
-            let mut db = LabDb::open(&lab_db_path(ctx))?;
+            let mut db = LabDb::open(&ctx.paths.lab_db())?;
             let pb = progress("importing");
             let r = import_file(&mut db, &file, &settings, today(), |n| pb.set_position(n));
             pb.finish_and_clear();
@@ -135,8 +131,8 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
             Ok(())
         }
         LabCommand::Process => {
-            let mut db = LabDb::open(&lab_db_path(ctx))?;
-            let drop = DropDir::new(ctx.paths.home().join("data"));
+            let mut db = LabDb::open(&ctx.paths.lab_db())?;
+            let drop = DropDir::of(&ctx.paths);
             let results = drop.process(&mut db, &settings, today());
             if results.is_empty() {
                 println!("Nothing to import in {}", drop.incoming().display());

@@ -23,7 +23,7 @@ use crate::secrets::Source;
 /// What every command gets: the site's paths, its configuration and the
 /// secret sources.
 pub struct Ctx {
-    pub paths: snow_pki::SitePaths,
+    pub paths: snow_core::SiteHome,
     pub config: Config,
     pub secrets: SecretArgs,
 }
@@ -58,11 +58,7 @@ impl Ctx {
 
     /// A path from the configuration: under SNOW_HOME unless absolute.
     pub fn resolve(&self, p: &std::path::Path) -> std::path::PathBuf {
-        if p.is_absolute() {
-            p.to_owned()
-        } else {
-            self.paths.home().join(p)
-        }
+        self.paths.resolve(p)
     }
 
     /// Opens the CA with the admin passphrase.
@@ -75,8 +71,9 @@ impl Ctx {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref(), &cli.home)?;
-    let ctx = Ctx { paths: snow_pki::SitePaths::new(&cli.home), config, secrets: cli.secrets };
+    let paths = snow_core::SiteHome::new(&cli.home);
+    let config = Config::load(cli.config.as_deref(), &paths)?;
+    let ctx = Ctx { paths, config, secrets: cli.secrets };
     match cli.command {
         Command::Ca(c) => ca::run(&ctx, c),
         Command::Server(c) => server::run(&ctx, c),

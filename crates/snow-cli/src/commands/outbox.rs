@@ -87,7 +87,7 @@ pub fn send(ctx: &Ctx) -> anyhow::Result<()> {
         auth,
         timeout: Duration::from_secs(s.timeout_secs.max(1)),
     };
-    let sent_dir = outbox.join("sent");
+    let sent_dir = ctx.paths.email_sent();
     let rt = super::runtime()?;
     let mut failed = 0usize;
     for path in &files {
