@@ -4,14 +4,18 @@
 //! the lab server or as an external component (XEP-0114); with detection
 //! on, it also turns alarms on the lab's weekly series into outbreak
 //! alerts (`detect`). The echo agent, the seed's test agent, attaches as a
-//! component with message authentication on every stanza.
+//! component with message authentication on every stanza. The lab
+//! server's importer (`importer`) turns files pushed to `data/in` into the
+//! aggregates the search agent answers from.
 
 pub mod component;
 pub mod detect;
 pub mod echo;
+pub mod importer;
 pub mod queue;
 pub mod runtime;
 pub mod search;
 
+pub use importer::{Importer, ImporterConfig};
 pub use runtime::{load_identity, AgentConfig, AgentError, Attach, SearchAgent, AGENT_RESOURCE};
 pub use search::{SearchError, SearchSettings};

@@ -3,6 +3,7 @@
 //! aggregates, and the detector that refuses anything that looks like real
 //! identities.
 
+pub mod config;
 pub mod detect;
 pub mod export;
 pub mod import;

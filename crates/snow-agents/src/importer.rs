@@ -1,0 +1,150 @@
+//! The lab server's drop-directory importer: it imports the complete files
+//! in `data/in` (see `snow_lab::import`) as soon as the kernel reports a
+//! change there (inotify, through `notify`), and every scan interval in any
+//! case, so an event lost (or a file system without notifications) only
+//! delays a file. The work runs on the blocking pool; a crash mid-import
+//! leaves the file in `in/` and the database unchanged, so the next scan
+//! imports it once.
+//!
+//! It is lab-side work, so it runs next to the search agent (`snow serve`
+//! starts both when `[lab] import` is on), not inside the XMPP server: the
+//! server knows nothing of lab files (issue 15).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use snow_core::SiteHome;
+use snow_lab::config::LabServerSettings;
+use snow_lab::import::DropDir;
+use snow_lab::LabSettings;
+use tokio::sync::{mpsc, watch};
+
+/// After a change in `in/`, wait this long for more before scanning: an
+/// upload renamed from `.part` arrives as a burst of events.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// What the importer needs, and nothing else: where the files and the
+/// store are, how often to rescan, and what rows are valid.
+#[derive(Debug, Clone)]
+pub struct ImporterConfig {
+    /// `in/`, `done/`, `rejected/`.
+    pub drop: DropDir,
+    /// The lab store the aggregates go to (the search agent reads it).
+    pub lab_db: PathBuf,
+    /// Time between full scans, the fallback to change notifications.
+    pub scan_interval: Duration,
+    /// The analyses and age groups rows are checked against.
+    pub settings: LabSettings,
+}
+
+impl ImporterConfig {
+    /// The importer of the site in `home` with its `[lab]` section: the
+    /// drop directory and lab store where `SiteHome` puts them.
+    pub fn for_home(home: &SiteHome, lab: &LabServerSettings) -> Self {
+        ImporterConfig {
+            drop: DropDir::of(home),
+            lab_db: home.lab_db(),
+            // A zero interval would scan in a busy loop.
+            scan_interval: Duration::from_secs(lab.scan_interval_secs.max(1)),
+            settings: lab.lab_settings(),
+        }
+    }
+}
+
+/// A running importer.
+pub struct Importer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Importer {
+    /// Starts importing: one pass at once, then one after every change in
+    /// `in/` and every scan interval, until `shutdown` turns true (or its
+    /// sender goes away). Must be called within a tokio runtime.
+    pub fn start(config: ImporterConfig, shutdown: watch::Receiver<bool>) -> Importer {
+        Importer { task: tokio::spawn(run(config, shutdown)) }
+    }
+
+    /// Waits for the loop to end after shutdown. A pass under way finishes
+    /// first: an import is one transaction, never cut in half.
+    pub async fn join(self) {
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "lab importer task failed");
+        }
+    }
+}
+
+/// Watches `dir`; every change sends a wake-up (coalesced: a full channel
+/// already holds one). `None` if watching is not possible here.
+fn watch(dir: &Path) -> Option<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let (tx, rx) = mpsc::channel(1);
+    let handler = move |event: notify::Result<notify::Event>| {
+        if let Ok(e) = event {
+            if matches!(e.kind, EventKind::Create(_) | EventKind::Modify(_)) {
+                let _ = tx.try_send(());
+            }
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the drop directory; scanning periodically only");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+        tracing::warn!(error = %e, "cannot watch the drop directory; scanning periodically only");
+        return None;
+    }
+    Some((watcher, rx))
+}
+
+async fn run(config: ImporterConfig, mut shutdown: watch::Receiver<bool>) {
+    if *shutdown.borrow() {
+        return;
+    }
+    let incoming = config.drop.incoming();
+    if let Err(e) = std::fs::create_dir_all(&incoming) {
+        tracing::warn!(dir = %incoming.display(), error = %e, "cannot create the drop directory");
+    }
+    tracing::info!(dir = %incoming.display(), "watching for lab files");
+    // The watcher lives as long as this loop.
+    let (_watcher, mut changes) = match watch(&incoming) {
+        Some((w, rx)) => (Some(w), Some(rx)),
+        None => (None, None),
+    };
+    loop {
+        let (drop, db_path, settings) = (config.drop.clone(), config.lab_db.clone(), config.settings.clone());
+        let pass = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+            let mut db = snow_store::LabDb::open(&db_path).map_err(|e| e.to_string())?;
+            let today = time::OffsetDateTime::now_utc().date();
+            Ok(drop.process(&mut db, &settings, today).len())
+        })
+        .await;
+        match pass {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(files = n, "drop directory processed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot open the lab database"),
+            Err(e) => tracing::error!(error = %e, "lab import task failed"),
+        }
+        let changed = async {
+            match changes.as_mut() {
+                Some(rx) => {
+                    if rx.recv().await.is_none() {
+                        // The watcher is gone: periodic scans only.
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(SETTLE).await;
+                    // Events during the pause are covered by this scan.
+                    while rx.try_recv().is_ok() {}
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(config.scan_interval) => {}
+            _ = changed => {}
+        }
+    }
+}
