@@ -4,8 +4,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde::Deserialize;
+use snow_lab::config::LabServerSettings;
 use snow_pki::PkiSettings;
-use snow_server::{ComponentSettings, LabServerSettings, MsgAuthSettings, S2sSettings, ServerSettings};
+use snow_server::{ComponentSettings, MsgAuthSettings, S2sSettings, ServerSettings};
 
 /// Largest configuration file read.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -65,8 +66,8 @@ impl Default for SmtpSettings {
 impl Config {
     /// Reads `explicit` if given (it must exist), else `home/snow.toml` if
     /// it exists, else the defaults.
-    pub fn load(explicit: Option<&Path>, home: &Path) -> anyhow::Result<Config> {
-        let default_path = home.join("snow.toml");
+    pub fn load(explicit: Option<&Path>, home: &snow_core::SiteHome) -> anyhow::Result<Config> {
+        let default_path = home.config_file();
         let path = match explicit {
             Some(p) => p,
             None if default_path.exists() => &default_path,

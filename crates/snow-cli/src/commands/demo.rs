@@ -17,9 +17,11 @@ use snow_client::{alert, Client, ConnectOptions};
 use snow_core::alert::{Alert, AlertKind};
 use snow_core::files::{self, Mode};
 use snow_core::stats::{Area, Granularity, IsoWeek, Period, StatsQuery, YearMonth};
+use snow_core::SiteHome;
 use snow_crypto::{one_time_password, pkcs12, FileKeyStore, Identity};
-use snow_pki::{outbox, Ca, PkiSettings, SitePaths};
-use snow_server::{DetectionParams, DetectionSettings, LabServerSettings, S2sSettings, ServerSettings};
+use snow_lab::config::{DetectionParams, DetectionSettings, LabServerSettings};
+use snow_pki::{outbox, Ca, PkiSettings};
+use snow_server::{S2sSettings, ServerSettings};
 
 use super::serve::Site;
 use super::Ctx;
@@ -74,8 +76,8 @@ fn secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
 
 async fn demo(dir: &Path, once: bool) -> anyhow::Result<()> {
     say(format!("Snow demo in {}", dir.display()));
-    let po_paths = SitePaths::new(dir.join("po"));
-    let lab_paths = SitePaths::new(dir.join("lab"));
+    let po_paths = SiteHome::new(dir.join("po"));
+    let lab_paths = SiteHome::new(dir.join("lab"));
 
     // 1. The PKI: CA, server, agent and GP certificates.
     say(format!("[1/{STEPS}] Creating the CA of {PO} and the certificates of both servers, the agent and two GPs…"));
@@ -114,7 +116,7 @@ async fn demo(dir: &Path, once: bool) -> anyhow::Result<()> {
         let contents = pkcs12::read(&issued.p12, &otp, "the demo GP's key file")?;
         let identity = Identity::new(contents.key_pkcs8, contents.chain)?;
         let home = dir.join(format!("gp-{hpnr}"));
-        FileKeyStore::new(SitePaths::new(&home).keystore()).save(&identity, &gp_pass, false)?;
+        FileKeyStore::new(SiteHome::new(&home).keystore()).save(&identity, &gp_pass, false)?;
         gps.push((issued.jid.to_string(), home, identity));
     }
 
@@ -131,7 +133,7 @@ async fn demo(dir: &Path, once: bool) -> anyhow::Result<()> {
         snow_lab::synth::raw_export(std::io::BufWriter::new(std::fs::File::create(&raw_path)?), today, WEEKS, 2026)?;
     let secret = one_time_password::random_hex(32)?;
     secret_file(&lab_side.join("pseudonym-secret"), &secret)?;
-    let incoming = lab_paths.home().join("data").join("in");
+    let incoming = lab_paths.incoming();
     std::fs::create_dir_all(&incoming)?;
     let part = incoming.join("winter.csv.part");
     let pseudonymiser = snow_lab::export::Pseudonymiser::new(secret.as_bytes())?;
@@ -206,11 +208,11 @@ async fn run_demo(
     gps: &[(String, PathBuf, Identity)],
     once: bool,
 ) -> anyhow::Result<()> {
-    let data = lab.data_dir.clone();
+    let home = &lab.home;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    while !data.join("done/winter.csv").exists() {
-        if data.join("rejected/winter.csv").exists() {
-            let why = std::fs::read_to_string(data.join("rejected/winter.csv.error")).unwrap_or_default();
+    while !home.done().join("winter.csv").exists() {
+        if home.rejected().join("winter.csv").exists() {
+            let why = std::fs::read_to_string(home.rejected().join("winter.csv.error")).unwrap_or_default();
             bail!("the lab server rejected the demo file: {why}");
         }
         if tokio::time::Instant::now() > deadline {
@@ -307,7 +309,7 @@ async fn run_demo(
         "  {gp1} and {gp2} are users of {PO}; the CA passphrase is in {}.\n  \
          Drop more lab files into {} and they are imported within a second.",
         dir.join("ca-passphrase.txt").display(),
-        lab.data_dir.clone().join("in").display()
+        lab.home.incoming().display()
     ));
     if once {
         return Ok(());
@@ -346,7 +348,7 @@ async fn outbreak(
     let monday = this_week.minus(1).thursday() - time::Duration::days(3);
     snow_lab::synth::cluster(std::io::BufWriter::new(std::fs::File::create(&raw)?), analysis, muni, monday, cases, 47)?;
     let secret = std::fs::read_to_string(lab_side.join("pseudonym-secret"))?;
-    let incoming = lab.data_dir.join("in");
+    let incoming = lab.home.incoming();
     let part = incoming.join("cluster.csv.part");
     snow_lab::export::export(
         std::io::BufReader::new(std::fs::File::open(&raw)?),

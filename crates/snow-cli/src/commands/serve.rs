@@ -1,14 +1,13 @@
 //! `snow serve`: run the site's XMPP server (and, on a lab server, its
-//! search agent).
+//! search agent and the importer of its drop directory).
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use snow_agents::{AgentConfig, Attach, SearchAgent, SearchSettings};
-use snow_core::Domain;
-use snow_pki::SitePaths;
+use snow_agents::{AgentConfig, Attach, Importer, ImporterConfig, SearchAgent, SearchSettings};
+use snow_core::{Domain, SiteHome};
 use snow_server::{Server, ServerConfig, ServerHandle};
 use tokio::sync::watch;
 
@@ -44,26 +43,29 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     })
 }
 
-/// One running site: its server and, if configured, its search agent.
+/// One running site: its server and, if configured, its search agent and
+/// its lab importer (lab-side work, beside the server rather than in it).
 pub struct Site {
     pub server: ServerHandle,
     pub agent: Option<SearchAgent>,
     /// The agent's full JID.
     pub agent_jid: Option<String>,
-    /// The lab data directory (`in/`, `done/`, `rejected/`, `lab.db`).
-    pub data_dir: std::path::PathBuf,
-    stop_agent: watch::Sender<bool>,
+    /// Imports the files pushed to `data/in` (`[lab] import`).
+    pub importer: Option<Importer>,
+    /// The site's files (the lab's drop directory, `lab.db`, …).
+    pub home: SiteHome,
+    /// Stops the agent and the importer.
+    stop_lab: watch::Sender<bool>,
 }
 
 /// The server configuration of the site in `paths`: `snow.toml` over the
 /// defaults, the domain from it or from the CA certificate.
-pub fn server_config(paths: &SitePaths, config: &Config) -> anyhow::Result<ServerConfig> {
+pub fn server_config(paths: &SiteHome, config: &Config) -> anyhow::Result<ServerConfig> {
     let domain: Domain = match &config.server.domain {
         Some(d) => d.parse().context("bad server.domain in the configuration")?,
         None => snow_pki::ca_certificate(paths)?.0,
     };
-    let mut sc = ServerConfig::for_home(paths.home(), domain, config.server.clone(), config.s2s.clone());
-    sc.lab = config.lab.clone();
+    let mut sc = ServerConfig::for_home(paths, domain, config.server.clone(), config.s2s.clone());
     sc.msgauth = config.msgauth.clone();
     sc.components = config.components.clone();
     Ok(sc)
@@ -74,7 +76,7 @@ pub fn server_config(paths: &SitePaths, config: &Config) -> anyhow::Result<Serve
 /// `snow agent cert`, copied to SNOW_HOME/agents/), the CA, the lab store
 /// and the `[lab]` settings.
 pub fn search_agent_config(
-    paths: &SitePaths,
+    paths: &SiteHome,
     sc: &ServerConfig,
     config: &Config,
     jid: &str,
@@ -114,7 +116,7 @@ pub fn search_agent_config(
         attach,
         ca_der,
         identity,
-        lab_db: sc.data_dir.join("lab.db"),
+        lab_db: paths.lab_db(),
         settings: SearchSettings { lab: config.lab.lab_settings(), threshold: config.lab.disclosure_threshold },
         workers: config.lab.max_search_agents,
         queue: config.lab.search_queue,
@@ -122,8 +124,9 @@ pub fn search_agent_config(
 }
 
 impl Site {
-    /// Starts the server of the site in `paths` and its search agent.
-    pub async fn start(paths: &SitePaths, config: &Config) -> anyhow::Result<Site> {
+    /// Starts the server of the site in `paths`, its search agent and its
+    /// lab importer.
+    pub async fn start(paths: &SiteHome, config: &Config) -> anyhow::Result<Site> {
         let sc = server_config(paths, config)?;
         let domain = sc.domain.clone();
         if !sc.server_cert.exists() {
@@ -132,7 +135,6 @@ impl Site {
                 sc.server_cert.display()
             );
         }
-        let data_dir = sc.data_dir.clone();
         // Checked before the server starts, so a missing certificate stops nothing.
         let agent_config = if config.lab.search_agent {
             let jid = format!("{}@{domain}", config.lab.search_agent_name);
@@ -143,8 +145,10 @@ impl Site {
             None
         };
         let server = Server::start(sc).await?;
-        let (stop_agent, stopped) = watch::channel(false);
-        let mut site = Site { server, agent: None, agent_jid: None, data_dir, stop_agent };
+        let (stop_lab, stopped) = watch::channel(false);
+        let importer =
+            config.lab.import.then(|| Importer::start(ImporterConfig::for_home(paths, &config.lab), stopped.clone()));
+        let mut site = Site { server, agent: None, agent_jid: None, importer, home: paths.clone(), stop_lab };
         if let Some((mut agent_config, jid)) = agent_config {
             let mut addr = site.server.c2s_addr;
             if addr.ip().is_unspecified() {
@@ -157,8 +161,13 @@ impl Site {
         Ok(site)
     }
 
+    /// Stops the lab side first (an import under way finishes), then the
+    /// server.
     pub async fn stop(self) {
-        let _ = self.stop_agent.send(true);
+        let _ = self.stop_lab.send(true);
+        if let Some(i) = self.importer {
+            i.join().await;
+        }
         if let Some(a) = self.agent {
             a.join().await;
         }
