@@ -367,7 +367,7 @@ impl Router {
     /// An account exists once it has logged in here, or when the PO's key
     /// directory lists a valid certificate for it (a lab's users before
     /// their first login).
-    pub async fn account_exists(&self, bare: &str) -> bool {
+    async fn account_exists(&self, bare: &str) -> bool {
         if !self.sessions.sessions(bare).is_empty() {
             return true;
         }

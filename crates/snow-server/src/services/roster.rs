@@ -14,7 +14,7 @@ use snow_xml::{Element, NS_CLIENT, NS_ROSTER};
 use super::{Access, Cx, Event, Handled, IqRequest, IqRoute, Service};
 use crate::addr::Addr;
 use crate::db::Db;
-use crate::routing::{BoxFuture, Origin, Router, SessionHandle};
+use crate::routing::{BoxFuture, Destination, Origin, Router, SessionHandle};
 
 /// Most groups kept per item, longest name kept.
 const MAX_GROUPS: usize = 32;
@@ -178,16 +178,18 @@ impl Roster {
     ) {
         // Subscription stanzas carry bare JIDs (RFC 6121 §3.1.2).
         el.set_attr("from", me.bare.clone());
-        if to.domain != router.domain() {
-            router.route(Origin::Session(Arc::clone(me)), el).await;
-            return;
-        }
-        if to.local.is_none() {
-            return;
+        match router.resolve(to).await {
+            Destination::Account(_) | Destination::Session(_) => {}
+            // Another site's contact (or a component): passed on.
+            Destination::Remote(_) | Destination::Component(_) => {
+                router.route(Origin::Session(Arc::clone(me)), el).await;
+                return;
+            }
+            Destination::Server | Destination::NoAccount => return,
         }
         let user = me.bare.clone();
         let contact = to.bare();
-        if contact == user || !router.account_exists(&contact).await {
+        if contact == user {
             return;
         }
         el.set_attr("to", contact.clone());
