@@ -80,6 +80,9 @@ impl ReadState {
                     }
                 }
                 None => {
+                    // Likely a wait for the peer: the parser's scratch
+                    // space is not needed meanwhile.
+                    self.parser.release_buffers();
                     let mut small = [0u8; SMALL_READ];
                     let n = read_within(io, &mut small, timeout).await?;
                     self.feed(&small[..n]);

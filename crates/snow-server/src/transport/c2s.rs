@@ -3,11 +3,10 @@
 //! binding, then the bound session, which hands every stanza to routing
 //! and writes what routing queues for it.
 //!
-//! A bound session is one task. While it is idle it holds no read
-//! buffer: it waits for the socket to become readable and only then
-//! reads into a buffer that lives for that read.
+//! A bound session is one task of its own (the negotiation's is gone by
+//! then), reading through `snow_xml::Framed`, which holds no read buffer
+//! and frees the parser's scratch space while the client is quiet.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +14,9 @@ use std::time::Duration;
 use base64::Engine;
 use snow_xml::stanza::{error_reply, Condition};
 use snow_xml::{
-    stream_error_xml, Element, Framed, StreamEvent, StreamParser, NS_BIND, NS_CLIENT, NS_SASL, NS_SESSION, NS_TLS,
+    stream_error_xml, Element, Framed, FramedError, StreamEvent, NS_BIND, NS_CLIENT, NS_SASL, NS_SESSION, NS_TLS,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
@@ -27,9 +26,6 @@ use crate::db::Db;
 use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::routing::{Origin, Outbound, Router, SessionHandle};
 use crate::trust::TrustStore;
-
-/// Bytes read at once from a readable socket.
-const READ_CHUNK: usize = 8192;
 
 /// What client sessions need.
 pub(crate) struct C2s {
@@ -75,13 +71,9 @@ fn log(peer: SocketAddr, refused: super::Refused) {
     super::log_end("client connection", peer, Err(refused));
 }
 
-/// A logged-in session, ready to run: its connection, the parser state
-/// after negotiation (boxed: it is large and idle most of the time), and
-/// its bare and full JID.
+/// A logged-in session, ready to run: its stream and its bare and full JID.
 struct Session {
-    io: TlsStream<TcpStream>,
-    parser: Box<StreamParser>,
-    events: VecDeque<StreamEvent>,
+    stream: Framed<TlsStream<TcpStream>>,
     bare: String,
     full: String,
 }
@@ -185,8 +177,7 @@ async fn login(c2s: &Arc<C2s>, tls: TlsStream<TcpStream>) -> Step<Session> {
     result.push_child(Element::new(NS_BIND, "bind").with_child(Element::new(NS_BIND, "jid").with_text(full.clone())));
     f.send(&result.to_xml(NS_CLIENT)).await.map_err(gone)?;
     tracing::info!(jid = %full, "session bound");
-    let (io, parser, events) = f.into_parts();
-    Ok(Session { io, parser: Box::new(parser), events, bare, full })
+    Ok(Session { stream: f, bare, full })
 }
 
 /// Why a bound session ends.
@@ -204,23 +195,22 @@ enum End {
 /// connection's place in the limits until then.
 async fn bound(c2s: Arc<C2s>, session: Session, slot: ConnectionSlot) {
     let _slot = slot;
-    let Session { mut io, mut parser, mut events, bare, full } = session;
+    let Session { mut stream, bare, full } = session;
     let (tx, mut rx) = mpsc::channel(c2s.outbound_queue);
     let handle = SessionHandle::new(bare, full, tx);
     c2s.router.sessions.register(Arc::clone(&handle));
-    let end = serve(&c2s, &handle, &mut io, &mut parser, &mut events, &mut rx).await;
+    let end = serve(&c2s, &handle, &mut stream, &mut rx).await;
     c2s.router.session_ended(&handle).await;
     if let End::Close(xml) = end {
         // Flush what is queued, then the goodbye; but not forever.
         let goodbye = async {
             while let Ok(out) = rx.try_recv() {
                 if let Outbound::Xml { xml, .. } = out {
-                    io.write_all(xml.as_bytes()).await?;
+                    stream.write(&xml).await?;
                 }
             }
-            io.write_all(xml.as_bytes()).await?;
-            io.flush().await?;
-            io.shutdown().await
+            stream.send(&xml).await?;
+            stream.get_mut().shutdown().await
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), goodbye).await;
     }
@@ -232,63 +222,31 @@ enum Wake {
     Killed,
     Shutdown,
     Out(Option<Outbound>),
-    Read(std::io::Result<(Box<[u8]>, usize)>),
-    Idle,
+    Read(Result<StreamEvent, FramedError>),
 }
 
 async fn serve(
     c2s: &Arc<C2s>,
     handle: &Arc<SessionHandle>,
-    io: &mut TlsStream<TcpStream>,
-    parser: &mut StreamParser,
-    events: &mut VecDeque<StreamEvent>,
+    stream: &mut Framed<TlsStream<TcpStream>>,
     rx: &mut mpsc::Receiver<Outbound>,
 ) -> End {
     let mut bucket = TokenBucket::new(c2s.rate.0, c2s.rate.1);
     let mut shutdown = c2s.accepting.shutdown.clone();
-    let mut scratch = Vec::new();
-    // TLS may hold decrypted bytes the socket no longer signals: after a
-    // read that filled the buffer, read again before waiting.
-    let mut more = false;
     loop {
-        while let Some(ev) = events.pop_front() {
-            match ev {
-                StreamEvent::Stanza(el) => {
-                    let wait = bucket.take();
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
-                    }
-                    if let Err(end) = stanza(c2s, handle, el).await {
-                        return end;
-                    }
-                }
-                StreamEvent::End => return End::Close("</stream:stream>".into()),
-                StreamEvent::Header(_) => {
-                    return End::Close(stream_error_xml("bad-format", "unexpected stream restart"));
-                }
-            }
-        }
         if *shutdown.borrow() {
             return End::Close(stream_error_xml("system-shutdown", "the server is shutting down"));
-        }
-        if !more {
-            // About to wait: the parser's scratch space is not needed meanwhile.
-            parser.release_buffers();
         }
         let wake = tokio::select! {
             biased;
             _ = handle.kill.notified() => Wake::Killed,
             _ = shutdown.changed() => Wake::Shutdown,
             out = rx.recv() => Wake::Out(out),
-            r = tokio::time::timeout(c2s.idle, read(io, more)) => match r {
-                Ok(r) => Wake::Read(r),
-                Err(_) => Wake::Idle,
-            },
+            ev = stream.next_event(c2s.idle) => Wake::Read(ev),
         };
         match wake {
             Wake::Killed => return End::Killed,
             Wake::Shutdown => return End::Close(stream_error_xml("system-shutdown", "the server is shutting down")),
-            Wake::Idle => return End::Close(stream_error_xml("connection-timeout", "idle for too long")),
             Wake::Out(None) => return End::Gone,
             Wake::Out(Some(out)) => {
                 // A client that stops reading blocks the write; its full
@@ -296,48 +254,43 @@ async fn serve(
                 let end = tokio::select! {
                     biased;
                     _ = handle.kill.notified() => Some(End::Killed),
-                    end = write(c2s, io, out, rx) => end,
+                    end = write(c2s, stream, out, rx) => end,
                 };
                 if let Some(end) = end {
                     return end;
                 }
             }
-            Wake::Read(Err(_)) | Wake::Read(Ok((_, 0))) => return End::Gone,
-            Wake::Read(Ok((buf, n))) => {
-                more = n == buf.len();
-                let result = parser.feed(&buf[..n], &mut scratch);
-                events.extend(scratch.drain(..));
-                if let Err(e) = result {
-                    // Handle what came before the error, then close.
-                    while let Some(StreamEvent::Stanza(el)) = events.pop_front() {
-                        if stanza(c2s, handle, el).await.is_err() {
-                            break;
-                        }
-                    }
-                    tracing::warn!(jid = %handle.full, error = %e, "stream error");
-                    return End::Close(stream_error_xml(e.condition.name(), &e.detail));
+            Wake::Read(Ok(StreamEvent::Stanza(el))) => {
+                let wait = bucket.take();
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                if let Err(end) = stanza(c2s, handle, el).await {
+                    return end;
                 }
             }
+            Wake::Read(Ok(StreamEvent::End)) => return End::Close("</stream:stream>".into()),
+            Wake::Read(Ok(StreamEvent::Header(_))) => {
+                return End::Close(stream_error_xml("bad-format", "unexpected stream restart"));
+            }
+            Wake::Read(Err(FramedError::Timeout(_))) => {
+                return End::Close(stream_error_xml("connection-timeout", "idle for too long"));
+            }
+            Wake::Read(Err(FramedError::Xml(e))) => {
+                // The stanzas before the error were handled already.
+                tracing::warn!(jid = %handle.full, error = %e, "stream error");
+                return End::Close(stream_error_xml(e.condition.name(), &e.detail));
+            }
+            Wake::Read(Err(_)) => return End::Gone,
         }
     }
-}
-
-/// Waits until the peer sent something, then reads it into a buffer that
-/// exists only for this read.
-async fn read(io: &mut TlsStream<TcpStream>, more: bool) -> std::io::Result<(Box<[u8]>, usize)> {
-    if !more {
-        io.get_ref().0.readable().await?;
-    }
-    let mut buf = vec![0u8; READ_CHUNK].into_boxed_slice();
-    let n = io.read(&mut buf).await?;
-    Ok((buf, n))
 }
 
 /// Writes `first` and whatever else is queued, then flushes; an offline
 /// message leaves the store only once it is on the socket.
 async fn write(
     c2s: &C2s,
-    io: &mut TlsStream<TcpStream>,
+    stream: &mut Framed<TlsStream<TcpStream>>,
     first: Outbound,
     rx: &mut mpsc::Receiver<Outbound>,
 ) -> Option<End> {
@@ -345,11 +298,11 @@ async fn write(
     while let Some(out) = next.take() {
         match out {
             Outbound::Xml { xml, offline_id } => {
-                if io.write_all(xml.as_bytes()).await.is_err() {
+                if stream.write(&xml).await.is_err() {
                     return Some(End::Gone);
                 }
                 if let Some(id) = offline_id {
-                    if io.flush().await.is_err() {
+                    if stream.flush().await.is_err() {
                         return Some(End::Gone);
                     }
                     if let Err(e) = c2s.db.call(move |db| db.delete_offline(id)).await {
@@ -361,7 +314,7 @@ async fn write(
         }
         next = rx.try_recv().ok();
     }
-    if io.flush().await.is_err() {
+    if stream.flush().await.is_err() {
         return Some(End::Gone);
     }
     None

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use snow_crypto::msgauth::{self, KeyStore, Receiver, Sender};
 use snow_xml::stanza::{error_reply, is_reply, Condition};
-use snow_xml::{stream_error_xml, Element, Framed, StreamEvent, StreamHeader, NS_CLIENT, NS_COMPONENT};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use snow_xml::{stream_error_xml, Element, Framed, FramedError, StreamEvent, StreamHeader, NS_CLIENT, NS_COMPONENT};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -162,40 +161,34 @@ async fn serve(port: &ComponentPort, tcp: TcpStream) -> Step<String> {
 }
 
 /// Moves stanzas both ways until the component goes away.
+/// What woke the component's connection up.
+enum Wake {
+    Shutdown,
+    Out(Option<Element>),
+    Read(Result<StreamEvent, FramedError>),
+}
+
 async fn pump(
     port: &ComponentPort,
     domain: &str,
     def: &Definition,
-    f: Framed<TcpStream>,
+    mut f: Framed<TcpStream>,
     rx: &mut mpsc::Receiver<Element>,
 ) -> Step<()> {
-    let (io, mut parser, mut events) = f.into_parts();
-    let (mut rd, mut wr) = tokio::io::split(io);
-    let mut buf = vec![0u8; 8192];
-    let mut scratch = Vec::new();
     let mut shutdown = port.accepting.shutdown.clone();
-    let idle = port.idle;
     loop {
-        while let Some(ev) = events.pop_front() {
-            match ev {
-                StreamEvent::Stanza(el) => inbound(port, domain, def, el).await,
-                StreamEvent::End => {
-                    let _ = wr.write_all(b"</stream:stream>").await;
-                    return Ok(());
-                }
-                StreamEvent::Header(_) => {
-                    let _ = wr.write_all(stream_error_xml("bad-format", "unexpected restart").as_bytes()).await;
-                    return Err(Refused::Answered("restart".into()));
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.changed() => {
-                let _ = wr.write_all(stream_error_xml("system-shutdown", "the server is shutting down").as_bytes()).await;
+        let wake = tokio::select! {
+            _ = shutdown.changed() => Wake::Shutdown,
+            out = rx.recv() => Wake::Out(out),
+            ev = f.next_event(port.idle) => Wake::Read(ev),
+        };
+        match wake {
+            Wake::Shutdown => {
+                let _ = f.send(&stream_error_xml("system-shutdown", "the server is shutting down")).await;
                 return Ok(());
             }
-            out = rx.recv() => {
-                let Some(mut el) = out else { return Ok(()) };
+            Wake::Out(None) => return Ok(()),
+            Wake::Out(Some(mut el)) => {
                 el.rename_ns_deep(NS_CLIENT, NS_COMPONENT);
                 if let Some((sender, _, _)) = &def.auth {
                     if let Err(e) = msgauth::stanza::sign(sender, &mut el) {
@@ -203,25 +196,28 @@ async fn pump(
                         continue;
                     }
                 }
-                if wr.write_all(el.to_xml(NS_COMPONENT).as_bytes()).await.is_err() {
+                if f.send(&el.to_xml(NS_COMPONENT)).await.is_err() {
                     return Err(Refused::Gone("write failed".into()));
                 }
             }
-            r = tokio::time::timeout(idle, rd.read(&mut buf)) => match r {
-                Err(_) => {
-                    let _ = wr.write_all(stream_error_xml("connection-timeout", "idle for too long").as_bytes()).await;
-                    return Ok(());
-                }
-                Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
-                Ok(Ok(n)) => {
-                    let r = parser.feed(&buf[..n], &mut scratch);
-                    events.extend(scratch.drain(..));
-                    if let Err(e) = r {
-                        let _ = wr.write_all(stream_error_xml(e.condition.name(), &e.detail).as_bytes()).await;
-                        return Err(Refused::Answered(e.to_string()));
-                    }
-                }
+            Wake::Read(Ok(StreamEvent::Stanza(el))) => inbound(port, domain, def, el).await,
+            Wake::Read(Ok(StreamEvent::End)) => {
+                let _ = f.send("</stream:stream>").await;
+                return Ok(());
             }
+            Wake::Read(Ok(StreamEvent::Header(_))) => {
+                let _ = f.send(&stream_error_xml("bad-format", "unexpected restart")).await;
+                return Err(Refused::Answered("restart".into()));
+            }
+            Wake::Read(Err(FramedError::Timeout(_))) => {
+                let _ = f.send(&stream_error_xml("connection-timeout", "idle for too long")).await;
+                return Ok(());
+            }
+            Wake::Read(Err(FramedError::Xml(e))) => {
+                let _ = f.send(&stream_error_xml(e.condition.name(), &e.detail)).await;
+                return Err(Refused::Answered(e.to_string()));
+            }
+            Wake::Read(Err(_)) => return Ok(()),
         }
     }
 }
