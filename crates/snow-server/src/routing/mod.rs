@@ -282,12 +282,10 @@ impl Router {
                     }
                 }
             }
-            ("message" | "iq", Destination::Account(_) | Destination::NoAccount) => {
-                // To another account's bare JID, an absent resource or no
-                // account: the server answers (RFC 6121 §8.5.2.1, §8.5.3.2.1).
-                if !is_reply(&el) {
-                    self.reply(&origin, error_reply(&el, Condition::ServiceUnavailable, None));
-                }
+            // To another account's bare JID, an absent resource or no
+            // account: the server answers (RFC 6121 §8.5.2.1, §8.5.3.2.1).
+            ("message" | "iq", Destination::Account(_) | Destination::NoAccount) if !is_reply(&el) => {
+                self.reply(&origin, error_reply(&el, Condition::ServiceUnavailable, None));
             }
             _ => {}
         }
