@@ -1,4 +1,4 @@
-//! Snow's agents (DESIGN.md §2): programs that act in the federation as
+//! Snow's agents (docs/architecture.md §2): programs that act in the federation as
 //! XMPP entities. The lab's search agent answers GPs' statistics searches
 //! (`urn:snow:stats:1`) with its own certificate, in-process as a client of
 //! the lab server or as an external component (XEP-0114); with detection

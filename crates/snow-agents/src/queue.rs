@@ -1,6 +1,6 @@
 //! At most N jobs at once, a bounded queue behind them, and a refusal
 //! beyond it: how the search agent keeps a burst of searches from taking
-//! the lab server down (`max_search_agents`, DESIGN.md §4).
+//! the lab server down (`max_search_agents`, docs/architecture.md §5).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -1,4 +1,4 @@
-//! The statistics search (`urn:snow:stats:1`, DESIGN.md §4): what a GP may
+//! The statistics search (`urn:snow:stats:1`, docs/architecture.md §5, §6): what a GP may
 //! ask a lab's search agent, and what comes back.
 //!
 //! A query is parameters only — analysis, period, area, optional age group

@@ -1,4 +1,4 @@
-//! End-to-end encryption with W3C XML Encryption 1.1 (DESIGN.md §3.1).
+//! End-to-end encryption with W3C XML Encryption 1.1 (docs/architecture.md §6).
 //!
 //! The content is encrypted once with a fresh AES-256-GCM key
 //! (`xmlenc11#aes256-gcm`, CipherValue = IV[12] ‖ ciphertext ‖ tag[16], no

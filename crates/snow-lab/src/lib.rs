@@ -1,4 +1,4 @@
-//! Lab data (DESIGN.md §4): the lab's pseudonymising export, validation of
+//! Lab data (docs/architecture.md §5): the lab's pseudonymising export, validation of
 //! the files the lab pushes, their transactional import into weekly
 //! aggregates, and the detector that refuses anything that looks like real
 //! identities.

@@ -1,4 +1,4 @@
-//! The row format of pushed lab files (DESIGN.md §4) and its validation:
+//! The row format of pushed lab files (docs/architecture.md §5) and its validation:
 //!
 //! `sample_id,patient,sample_date,analysis,result,municipality,age_group,sex`
 //!

@@ -1,4 +1,4 @@
-//! The site's certificate authority (DESIGN.md §3.3): it lives at the PO
+//! The site's certificate authority (docs/architecture.md §1, §6): it lives at the PO
 //! server, issues user and server certificates, revokes them and signs the
 //! CRL, and delivers new users' keys through the outbox.
 

@@ -1,4 +1,6 @@
-//! The `[server]` section of `snow.toml` and the resolved configuration.
+//! The server's sections of `snow.toml` — `[server]`, `[s2s]`,
+//! `[[components]]` and `[msgauth]` — and the resolved configuration
+//! (docs/architecture.md §6).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -136,7 +138,7 @@ pub struct ComponentSettings {
 }
 
 /// The `[msgauth]` section: message authentication between components
-/// (DESIGN.md §3.2).
+/// (docs/architecture.md §6).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MsgAuthSettings {

@@ -1,4 +1,4 @@
-//! `snow serve`: the XMPP server every Snow site runs (DESIGN.md §1, §3).
+//! `snow serve`: the XMPP server every Snow site runs (docs/architecture.md §1, §3).
 //!
 //! Layers, each importing only those below it (docs/architecture.md):
 //!

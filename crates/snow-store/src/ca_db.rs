@@ -38,7 +38,7 @@ CREATE TABLE users (
 "#,
     r#"
 -- Every change of a user's key, in order: the feed the PO pushes to the
--- key directories of federated servers (DESIGN.md §3.3).
+-- key directories of federated servers (docs/architecture.md §6).
 CREATE TABLE key_changes (
     seq    INTEGER PRIMARY KEY AUTOINCREMENT,
     jid    TEXT NOT NULL,

@@ -1,4 +1,4 @@
-//! Message authentication between components (DESIGN.md §3.2, the second
+//! Message authentication between components (docs/architecture.md §6, the second
 //! seed document): every message carries its *source* and an *HMAC*; the
 //! receiver verifies before anything else sees the message.
 //!

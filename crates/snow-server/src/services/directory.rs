@@ -1,4 +1,4 @@
-//! The key directory (`urn:snow:keys:1`, DESIGN.md §3.3): clients ask their
+//! The key directory (`urn:snow:keys:1`, docs/architecture.md §6): clients ask their
 //! own server for other users' certificates; the PO, master of the PKI,
 //! pushes every key change and the current CRL to its replicas.
 //!

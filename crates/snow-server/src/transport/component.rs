@@ -3,7 +3,7 @@
 //! `jabber:component:accept` stream, proves the shared secret with the
 //! handshake (hex SHA-1 of stream id ‖ secret), and then exchanges
 //! stanzas for its domain. With `hmac = true` every stanza in both
-//! directions carries a message-authentication tag (DESIGN.md §3.2):
+//! directions carries a message-authentication tag (docs/architecture.md §6):
 //! the server signs what it sends with its own source and verifies that
 //! what arrives is signed by the component's declared source; a stanza
 //! that fails is answered with `not-authorized`, logged and dropped.
