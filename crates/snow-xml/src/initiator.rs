@@ -77,6 +77,9 @@ pub enum PeerError {
     /// The peer sent `</stream:stream>`.
     #[error("the peer closed the stream")]
     Closed,
+    /// The peer opened a new stream inside the current one.
+    #[error("unexpected stream header")]
+    Restarted,
     /// Something else than the step expects (what, in a sentence).
     #[error("unexpected answer from the peer: {0}")]
     Unexpected(String),
@@ -97,7 +100,7 @@ pub fn element_of(ev: StreamEvent) -> Result<Element, PeerError> {
         }
         StreamEvent::Stanza(el) => Ok(el),
         StreamEvent::End => Err(PeerError::Closed),
-        StreamEvent::Header(_) => Err(PeerError::Unexpected("unexpected stream header".into())),
+        StreamEvent::Header(_) => Err(PeerError::Restarted),
     }
 }
 
