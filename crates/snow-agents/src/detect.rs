@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use snow_client::alert::{self, Requester};
-use snow_client::ClientError;
+use snow_client::alert;
+use snow_client::{ClientError, IqClient};
 use snow_core::alert::{Alert, AlertKind};
 use snow_core::stats::{Area, Count, IsoWeek};
 use snow_lab::detect::Detector;
@@ -116,7 +116,7 @@ pub struct AgentName {
 /// node (so confirmations come back). Recording it ([`sent`]) is the
 /// caller's part, once this succeeded.
 pub async fn send(
-    r: &mut impl Requester,
+    r: &IqClient,
     cfg: &DetectionConfig,
     me: &AgentName,
     ca_der: &[u8],
@@ -140,7 +140,7 @@ pub async fn send(
     };
     // Subscribed to its own nodes: confirmations come back to the agent.
     let node = Alert::node(&a.analysis, &a.area);
-    let reply = r.request_iq(alert::subscribe_iq(&cfg.service, &node, &me.bare)).await?;
+    let reply = r.request(alert::subscribe_iq(&cfg.service, &node, &me.bare)).await?;
     alert::read_subscriptions(&cfg.service, &reply, "jid")?;
     alert::publish(r, &cfg.service, &a, &[&me.bare], ca_der).await
 }
@@ -171,8 +171,8 @@ pub fn note_confirmations(message: &Element, identity: &snow_crypto::Identity) {
 }
 
 /// Runs detection now and then: on start and after each new import.
-pub(crate) async fn run_loop<R: Requester + Send>(
-    mut r: R,
+pub(crate) async fn run_loop(
+    r: IqClient,
     cfg: Arc<DetectionConfig>,
     me: AgentName,
     lab_db: std::path::PathBuf,
@@ -196,7 +196,7 @@ pub(crate) async fn run_loop<R: Requester + Send>(
             Ok(Ok((latest, Some(pending)))) => {
                 let mut all_sent = true;
                 for p in &pending {
-                    match send(&mut r, &cfg, &me, &ca_der, threshold, p).await {
+                    match send(&r, &cfg, &me, &ca_der, threshold, p).await {
                         Ok(published) => {
                             let n = published.recipients.iter().filter(|j| **j != me.bare).count();
                             if !published.skipped.is_empty() {

@@ -13,22 +13,21 @@
 //! under its certificate, runs outbreak detection after imports when
 //! configured ([`crate::detect`]), and reconnects when the connection drops.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use snow_client::stats::{answer_element, parse_query, NS_STATS};
-use snow_client::{Client, ClientError, ConnectOptions};
+use snow_client::{Client, ClientError, ConnectOptions, IqClient, Origin, Session};
 use snow_crypto::e2e::{self, KeyTransport};
 use snow_crypto::Identity;
 use snow_store::LabDb;
-use snow_xml::stanza::{error_reply, iq_result};
+use snow_xml::stanza::{error_reply, iq_result, Condition};
 use snow_xml::{Element, FramedError, NS_CLIENT};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
-use crate::component::{ComponentLink, ComponentOptions, LinkError};
+use crate::component::{ComponentLink, ComponentOptions};
 use crate::detect::{AgentName, DetectionConfig};
 use crate::queue::{QueueStats, WorkQueue};
 use crate::search::{answer, SearchError, SearchSettings};
@@ -177,7 +176,7 @@ impl Drop for Scoped {
 
 impl Shared {
     /// Starts the detection loop on a new connection, if configured.
-    fn start_detection(self: &Arc<Self>, link: &Link) -> Option<Scoped> {
+    fn start_detection(self: &Arc<Self>, link: &IqClient) -> Option<Scoped> {
         let cfg = Arc::clone(self.detection.as_ref()?);
         Some(Scoped(tokio::spawn(crate::detect::run_loop(
             link.clone(),
@@ -194,55 +193,12 @@ impl Shared {
 /// One search and the way back to its asker.
 struct Job {
     iq: Element,
-    link: Link,
+    link: IqClient,
 }
 
 enum Connect {
     Client(ConnectOptions),
     Component(ComponentOptions, String),
-}
-
-/// The current connection's writer and the IQs we wait answers for.
-#[derive(Clone)]
-struct Link {
-    out: mpsc::Sender<Element>,
-    pending: Arc<Mutex<HashMap<String, oneshot::Sender<Element>>>>,
-    /// For a component: its own domain and the server's. A component
-    /// addresses the server's services by domain and names itself as the
-    /// sender (XEP-0114); a client leaves both to its server.
-    component: Option<(String, String)>,
-}
-
-impl Link {
-    fn send(&self, el: Element) {
-        // A full or closed writer: the connection is gone, the asker will
-        // time out and ask again.
-        let _ = self.out.try_send(el);
-    }
-
-    /// Sends an IQ and waits for its answer.
-    async fn request(&self, mut iq: Element) -> Option<Element> {
-        let id = snow_crypto::one_time_password::random_hex(8).ok()?;
-        iq.set_attr("id", id.clone());
-        if let Some((me, server)) = &self.component {
-            iq.set_attr("from", me.clone());
-            if iq.attr("to").is_none() {
-                iq.set_attr("to", server.clone());
-            }
-        }
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), tx);
-        self.out.send(iq).await.ok()?;
-        let r = tokio::time::timeout(LOOKUP_TIMEOUT, rx).await;
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        r.ok()?.ok()
-    }
-}
-
-impl snow_client::alert::Requester for Link {
-    async fn request_iq(&mut self, iq: Element) -> Result<Element, ClientError> {
-        self.request(iq).await.ok_or_else(|| ClientError::Protocol("no answer in time".into()))
-    }
 }
 
 async fn connection_loop(
@@ -256,14 +212,18 @@ async fn connection_loop(
         if *shutdown.borrow() {
             return;
         }
-        let served = match &attach {
+        let session = match &attach {
             Connect::Client(opts) => match Client::connect(opts, &shared.identity).await {
-                Ok(client) => {
+                Ok(mut client) => {
                     tracing::info!(jid = client.jid(), "search agent online");
-                    Some(tokio::select! {
-                        r = serve_client(&shared, client, &queue) => r.map_err(|e| e.to_string()),
-                        _ = shutdown.changed() => return,
-                    })
+                    match client.send_presence().await {
+                        Ok(()) => {
+                            let origin = Origin::Client { jid: client.jid().to_owned() };
+                            let (rd, wr) = client.split();
+                            Some(Ok(Session::start(rd, wr, origin, LOOKUP_TIMEOUT)))
+                        }
+                        Err(e) => Some(Err(e)),
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "search agent cannot log in; retrying");
@@ -273,16 +233,23 @@ async fn connection_loop(
             Connect::Component(opts, server) => match ComponentLink::connect(opts.clone()).await {
                 Ok(link) => {
                     tracing::info!(domain = link.domain(), "search agent attached as a component");
-                    Some(tokio::select! {
-                        r = serve_component(&shared, link, server, &queue) => r.map_err(|e| e.to_string()),
-                        _ = shutdown.changed() => return,
-                    })
+                    let origin = Origin::Component { domain: link.domain().to_owned(), server: server.clone() };
+                    let (rd, wr) = link.split();
+                    Some(Ok(Session::start(rd, wr, origin, LOOKUP_TIMEOUT)))
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "search agent cannot attach; retrying");
                     None
                 }
             },
+        };
+        let served = match session {
+            Some(Ok(session)) => Some(tokio::select! {
+                r = serve(&shared, session, &queue) => r,
+                _ = shutdown.changed() => return,
+            }),
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
         };
         match served {
             Some(Err(e)) => {
@@ -305,87 +272,40 @@ async fn connection_loop(
 const KEEPALIVE: Duration = Duration::from_secs(120);
 
 /// A ping to the server; a component names itself and the server.
-fn keepalive(component: Option<(&str, &str)>) -> Element {
+fn keepalive(origin: &Origin) -> Element {
     let mut iq = Element::new(NS_CLIENT, "iq")
         .with_attr("type", "get")
         .with_attr("id", "keepalive")
         .with_child(Element::new(snow_xml::NS_PING, "ping"));
-    if let Some((me, server)) = component {
-        iq.set_attr("from", me.to_owned());
-        iq.set_attr("to", server.to_owned());
+    if let Origin::Component { domain, server } = origin {
+        iq.set_attr("from", domain.clone());
+        iq.set_attr("to", server.clone());
     }
     iq
 }
 
-/// Reads stanzas as a client until the connection ends.
-async fn serve_client(shared: &Arc<Shared>, mut client: Client, queue: &WorkQueue<Job>) -> Result<(), ClientError> {
-    client.send_presence().await?;
-    let (mut reader, mut writer) = client.split();
-    let (out, mut rx) = mpsc::channel::<Element>(256);
-    let writer_task = tokio::spawn(async move {
-        while let Some(el) = rx.recv().await {
-            if writer.send(&el).await.is_err() {
-                return;
-            }
-        }
-    });
-    let link = Link { out, pending: Arc::default(), component: None };
+/// Serves one connection until it ends: answers to the agent's own
+/// requests go to their waiters (in the session), everything else to
+/// [`dispatch`]. The same for a client login and a component link.
+async fn serve(shared: &Arc<Shared>, mut session: Session, queue: &WorkQueue<Job>) -> Result<(), ClientError> {
+    let link = session.iq().clone();
     let _detection = shared.start_detection(&link);
-    let result = loop {
-        match reader.next_stanza(KEEPALIVE).await {
-            Ok(el) => dispatch(shared, el, &link, queue),
-            Err(ClientError::Framed(FramedError::Timeout(_))) => link.send(keepalive(None)),
-            Err(e) => break Err(e),
-        }
-    };
-    writer_task.abort();
-    result
-}
-
-/// Reads and writes stanzas as a component until the link ends. The link
-/// applies message authentication both ways; reading is cancel-safe, so
-/// one task can wait on both directions.
-async fn serve_component(
-    shared: &Arc<Shared>,
-    mut link: ComponentLink,
-    server: &str,
-    queue: &WorkQueue<Job>,
-) -> Result<(), LinkError> {
-    let (out, mut rx) = mpsc::channel::<Element>(256);
-    let handle = Link { out, pending: Arc::default(), component: Some((link.domain().to_owned(), server.to_owned())) };
-    let _detection = shared.start_detection(&handle);
-    serve_link(shared, &mut link, &handle, &mut rx, server, queue).await
-}
-
-async fn serve_link(
-    shared: &Arc<Shared>,
-    link: &mut ComponentLink,
-    handle: &Link,
-    rx: &mut mpsc::Receiver<Element>,
-    server: &str,
-    queue: &WorkQueue<Job>,
-) -> Result<(), LinkError> {
     loop {
-        tokio::select! {
-            el = rx.recv() => match el {
-                Some(el) => link.send(el).await?,
-                None => return Ok(()),
-            },
-            r = link.next(KEEPALIVE) => match r {
-                Ok(el) => dispatch(shared, el, handle, queue),
-                Err(LinkError::Framed(FramedError::Timeout(_))) => {
-                    let me = link.domain().to_owned();
-                    link.send(keepalive(Some((&me, server)))).await?
-                }
-                Err(e) => return Err(e),
-            },
+        match session.next_stanza(KEEPALIVE).await {
+            Ok(el) => dispatch(shared, el, &link, queue),
+            Err(ClientError::Framed(FramedError::Timeout(_))) => {
+                // A full queue: the connection is busy, which keeps it
+                // alive as well.
+                let _ = link.try_send(keepalive(link.origin()));
+            }
+            Err(e) => return Err(e),
         }
     }
 }
 
-/// What the agent does with one stanza: answers to its own requests go to
-/// their waiters, searches to the queue, other requests are refused.
-fn dispatch(shared: &Arc<Shared>, el: Element, link: &Link, queue: &WorkQueue<Job>) {
+/// What the agent does with one stanza that answers none of its
+/// requests: searches go to the queue, other requests are refused.
+fn dispatch(shared: &Arc<Shared>, el: Element, link: &IqClient, queue: &WorkQueue<Job>) {
     if el.name() == "message" {
         crate::detect::note_confirmations(&el, &shared.identity);
         return;
@@ -393,27 +313,25 @@ fn dispatch(shared: &Arc<Shared>, el: Element, link: &Link, queue: &WorkQueue<Jo
     if el.name() != "iq" {
         return;
     }
+    // A full or closed writer: the connection is gone or swamped; the
+    // asker will time out and ask again.
     match el.attr("type") {
-        Some("result" | "error") => {
-            let waiter = el.attr("id").and_then(|id| link.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(id));
-            if let Some(w) = waiter {
-                let _ = w.send(el);
-            }
-        }
         Some("get") if el.child(NS_STATS, "search").is_some() => {
             if el.attr("from").is_none() {
                 return;
             }
             if let Err(job) = queue.try_submit(Job { iq: el, link: link.clone() }) {
                 tracing::warn!("search queue full: search refused");
-                link.send(error_reply(
+                let _ = link.try_send(error_reply(
                     &job.iq,
-                    "resource-constraint",
+                    Condition::ResourceConstraint,
                     Some("the search agent is busy; try again in a moment"),
                 ));
             }
         }
-        Some("get" | "set") => link.send(error_reply(&el, "service-unavailable", None)),
+        Some("get" | "set") => {
+            let _ = link.try_send(error_reply(&el, Condition::ServiceUnavailable, None));
+        }
         _ => {}
     }
 }
@@ -426,44 +344,46 @@ impl Shared {
             Ok(reply) => reply,
             Err((condition, text)) => error_reply(&job.iq, condition, Some(&text)),
         };
-        job.link.send(reply);
+        // A closed connection: the asker will ask again.
+        let _ = job.link.send(reply).await;
     }
 
-    async fn handle(self: &Arc<Self>, job: &Job) -> Result<Element, (&'static str, String)> {
+    async fn handle(self: &Arc<Self>, job: &Job) -> Result<Element, (Condition, String)> {
         let from = job.iq.attr("from").unwrap_or_default();
         let asker = from.split('/').next().unwrap_or(from).to_owned();
-        let mut search = job.iq.child(NS_STATS, "search").cloned().ok_or(("bad-request", String::new()))?;
-        e2e::decrypt_content(&mut search, NS_STATS, self.identity.key_pkcs8(), self.identity.certificate())
-            .map_err(|e| ("not-acceptable", format!("the search must be end-to-end encrypted to this agent: {e}")))?;
+        let mut search = job.iq.child(NS_STATS, "search").cloned().ok_or((Condition::BadRequest, String::new()))?;
+        e2e::decrypt_content(&mut search, NS_STATS, self.identity.key_pkcs8(), self.identity.certificate()).map_err(
+            |e| (Condition::NotAcceptable, format!("the search must be end-to-end encrypted to this agent: {e}")),
+        )?;
         let query = search
             .child(NS_STATS, "query")
-            .ok_or(("bad-request", "no <query/> in the search".to_owned()))
-            .and_then(|q| parse_query(q).map_err(|e| ("bad-request", e.to_string())))?;
+            .ok_or((Condition::BadRequest, "no <query/> in the search".to_owned()))
+            .and_then(|q| parse_query(q).map_err(|e| (Condition::BadRequest, e.to_string())))?;
         // The answer is for the asker's eyes only: their certificate from
         // our server's key directory, checked like any other.
         let lookup = job.link.request(snow_client::key_lookup(&[&asker])).await;
         let cert = lookup
-            .ok_or_else(|| ("remote-server-timeout", "the key directory did not answer".to_owned()))
+            .map_err(|_| (Condition::RemoteServerTimeout, "the key directory did not answer".to_owned()))
             .and_then(|a| {
                 snow_client::key_entries(&a)
                     .and_then(|entries| snow_client::checked_certificate(&entries, &asker, &self.ca_der))
-                    .map_err(|e| ("forbidden", format!("no usable certificate for you: {e}")))
+                    .map_err(|e| (Condition::Forbidden, format!("no usable certificate for you: {e}")))
             })?;
         let me = Arc::clone(self);
         let result = tokio::task::spawn_blocking(move || me.query(&query))
             .await
-            .map_err(|_| ("internal-server-error", "the search failed".to_owned()))?;
+            .map_err(|_| (Condition::InternalServerError, "the search failed".to_owned()))?;
         let answer = match result {
             Ok(a) => a,
-            Err(SearchError::Invalid(e)) => return Err(("bad-request", e.to_string())),
+            Err(SearchError::Invalid(e)) => return Err((Condition::BadRequest, e.to_string())),
             Err(SearchError::Store(e)) => {
                 tracing::error!(error = %e, "search failed in the lab store");
-                return Err(("internal-server-error", "the search failed".to_owned()));
+                return Err((Condition::InternalServerError, "the search failed".to_owned()));
             }
         };
         let mut payload = Element::new(NS_STATS, "search").with_child(answer_element(&answer));
         e2e::encrypt_content(&mut payload, NS_STATS, &[cert.as_slice()], KeyTransport::default())
-            .map_err(|_| ("internal-server-error", "cannot encrypt the answer".to_owned()))?;
+            .map_err(|_| (Condition::InternalServerError, "cannot encrypt the answer".to_owned()))?;
         tracing::info!(buckets = answer.buckets.len(), "search answered");
         Ok(iq_result(&job.iq, Some(payload)))
     }

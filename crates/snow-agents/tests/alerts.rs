@@ -12,7 +12,7 @@ use std::time::Duration;
 use snow_agents::detect::DetectionConfig;
 use snow_agents::{AgentConfig, Attach, SearchAgent, SearchSettings};
 use snow_client::alert;
-use snow_client::Client;
+use snow_client::Session;
 use snow_core::alert::{Alert, AlertKind};
 use snow_core::stats::{Area, Count};
 use snow_core::SiteHome;
@@ -49,16 +49,16 @@ fn import_outbreak(db_path: &std::path::Path) {
     imp.commit("outbreak", "outbreak.csv", 0).unwrap();
 }
 
-async fn wait_for_key(c: &mut Client, jid: &str) {
+async fn wait_for_key(c: &Session, jid: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while c.lookup_keys(&[jid]).await.unwrap().first().is_none_or(|e| e.status != "valid") {
+    while c.iq().lookup_keys(&[jid]).await.unwrap().first().is_none_or(|e| e.status != "valid") {
         assert!(tokio::time::Instant::now() < deadline, "{jid} never reached the key directory");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// The next alert notification within `wait`, decrypted.
-async fn next_alert(c: &mut Client, wait: Duration, identity: &snow_crypto::Identity) -> Option<(alert::Item, Alert)> {
+async fn next_alert(c: &mut Session, wait: Duration, identity: &snow_crypto::Identity) -> Option<(alert::Item, Alert)> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -124,28 +124,28 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
 
     // Two GPs subscribe to INFA in 5401; a third subscribes to nothing.
     let (id1, id3) = (po.identity("1111111"), po.identity("3333333"));
-    let mut gp1 = po.login(&po_server, "1111111").await.unwrap();
-    let mut gp3 = po.login(&po_server, "3333333").await.unwrap();
-    let mut gp4 = po.login(&po_server, "4444444").await.unwrap();
-    for (c, jid) in [(&mut gp1, "1111111@po.example"), (&mut gp3, "3333333@po.example")] {
-        let (r, _) = c.request(alert::subscribe_iq("po.example", NODE, jid)).await.unwrap();
+    let mut gp1 = po.login(&po_server, "1111111").await.unwrap().into_session();
+    let mut gp3 = po.login(&po_server, "3333333").await.unwrap().into_session();
+    let mut gp4 = po.login(&po_server, "4444444").await.unwrap().into_session();
+    for (c, jid) in [(&gp1, "1111111@po.example"), (&gp3, "3333333@po.example")] {
+        let r = c.iq().request(alert::subscribe_iq("po.example", NODE, jid)).await.unwrap();
         assert_eq!(alert::read_subscriptions("po.example", &r, "jid").unwrap(), [jid]);
-        c.send_presence().await.unwrap();
+        c.iq().send_presence().await.unwrap();
     }
-    gp4.send_presence().await.unwrap();
+    gp4.iq().send_presence().await.unwrap();
     // Someone else's subscription is refused.
-    let (r, _) = gp4.request(alert::subscribe_iq("po.example", NODE, "1111111@po.example")).await.unwrap();
+    let r = gp4.iq().request(alert::subscribe_iq("po.example", NODE, "1111111@po.example")).await.unwrap();
     assert!(alert::read_subscriptions("po.example", &r, "jid").is_err());
     // The agent encrypts with the GPs' keys from the lab's replica.
-    let mut lab_gp = po.login_at(&lab_server, "lab.example", "2222222").await.unwrap();
+    let mut lab_gp = po.login_at(&lab_server, "lab.example", "2222222").await.unwrap().into_session();
     for jid in ["1111111@po.example", "3333333@po.example", "2222222@lab.example"] {
-        wait_for_key(&mut lab_gp, jid).await;
+        wait_for_key(&lab_gp, jid).await;
     }
     // A GP at the lab subscribes at the PO's service across the federation.
-    let (r, _) = lab_gp.request(alert::subscribe_iq("po.example", NODE, "2222222@lab.example")).await.unwrap();
+    let r = lab_gp.iq().request(alert::subscribe_iq("po.example", NODE, "2222222@lab.example")).await.unwrap();
     assert_eq!(alert::read_subscriptions("po.example", &r, "jid").unwrap(), ["2222222@lab.example"]);
-    lab_gp.send_presence().await.unwrap();
-    wait_for_key(&mut gp1, "search@lab.example").await;
+    lab_gp.iq().send_presence().await.unwrap();
+    wait_for_key(&gp1, "search@lab.example").await;
 
     let (first, stop_first) = agent(&po, &lab.home, lab_server.c2s_addr);
     import_outbreak(&lab_home.lab_db());
@@ -191,14 +191,14 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
     };
     let ca = po.ca.cert_der().to_vec();
     let published =
-        alert::publish(&mut gp1, "po.example", &confirmation, &["1111111@po.example", "search@lab.example"], &ca)
+        alert::publish(gp1.iq(), "po.example", &confirmation, &["1111111@po.example", "search@lab.example"], &ca)
             .await
             .unwrap();
     assert_eq!(published.recipients.len(), 4, "{published:?}");
     let (_, c) = next_alert(&mut gp3, wait, &id3).await.expect("GP 3 did not see the confirmation");
     assert_eq!((c.kind, c.confirms.as_deref()), (AlertKind::Confirmation, Some("INFA-5401-2026W20")));
     // Listing: GP 3 reads both, newest first, each checked against its publisher.
-    let (list, unreadable) = alert::received(&mut gp3, "po.example", &id3, 50).await.unwrap();
+    let (list, unreadable) = alert::received(gp3.iq(), "po.example", &id3, 50).await.unwrap();
     assert_eq!(unreadable, 0);
     assert_eq!(list.iter().map(|(_, a)| a.id.as_str()).collect::<Vec<_>>(), ["c-test", "INFA-5401-2026W20"]);
 

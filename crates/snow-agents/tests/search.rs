@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use snow_agents::{AgentConfig, Attach, SearchAgent, SearchSettings};
 use snow_client::stats::{read_search_answer, search_request, NS_STATS};
-use snow_client::{Client, ClientError};
+use snow_client::{ClientError, Session};
 use snow_core::stats::{Area, Count, Granularity, Period, StatsQuery};
 use snow_core::SiteHome;
 use snow_store::{AggRow, LabDb};
@@ -64,10 +64,10 @@ fn query(area: Area) -> StatsQuery {
     }
 }
 
-async fn wait_for_key(c: &mut Client, jid: &str) {
+async fn wait_for_key(c: &Session, jid: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let e = c.lookup_keys(&[jid]).await.unwrap();
+        let e = c.iq().lookup_keys(&[jid]).await.unwrap();
         if e.first().is_some_and(|e| e.status == "valid") {
             return;
         }
@@ -104,11 +104,11 @@ async fn a_gp_searches_a_labs_statistics_across_the_federation() {
         stopped,
     );
 
-    let mut gp = po.login(&po_server, "1111111").await.unwrap();
-    wait_for_key(&mut gp, "search@lab.example").await;
+    let gp = po.login(&po_server, "1111111").await.unwrap().into_session();
+    wait_for_key(&gp, "search@lab.example").await;
     // The agent needs the GP's key from the lab's replica of the directory.
-    let mut lab_gp = po.login_at(&lab_server, "lab.example", "2222222").await.unwrap();
-    wait_for_key(&mut lab_gp, "1111111@po.example").await;
+    let lab_gp = po.login_at(&lab_server, "lab.example", "2222222").await.unwrap().into_session();
+    wait_for_key(&lab_gp, "1111111@po.example").await;
     let _ = gp_at_lab;
     let identity = po.identity("1111111");
     let ca = po.ca.cert_der().to_vec();
@@ -116,7 +116,7 @@ async fn a_gp_searches_a_labs_statistics_across_the_federation() {
     // The agent logs in asynchronously: retry until it answers.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let answer = loop {
-        match gp.search(AGENT, &query(Area::Municipality("5401".into())), &identity, &ca).await {
+        match gp.iq().search(AGENT, &query(Area::Municipality("5401".into())), &identity, &ca).await {
             Ok(a) => break a,
             Err(e) => {
                 assert!(tokio::time::Instant::now() < deadline, "the agent never answered: {e}");
@@ -139,13 +139,13 @@ async fn a_gp_searches_a_labs_statistics_across_the_federation() {
 
     // A county sums its municipalities; a total is one bucket.
     let county = StatsQuery { granularity: Granularity::Total, ..query(Area::County("54".into())) };
-    let a = gp.search(AGENT, &county, &identity, &ca).await.unwrap();
+    let a = gp.iq().search(AGENT, &county, &identity, &ca).await.unwrap();
     assert_eq!((a.buckets.len(), a.buckets[0].tested, a.buckets[0].positive), (1, Count::Exact(35), Count::Exact(19)));
 
     // SQL-looking and unknown parameters are refused before any SQL.
     for (analysis, field) in [("INFA' OR '1'='1", "analysis"), ("EBOLA", "analysis")] {
         let q = StatsQuery { analysis: analysis.into(), ..query(Area::All) };
-        match gp.search(AGENT, &q, &identity, &ca).await {
+        match gp.iq().search(AGENT, &q, &identity, &ca).await {
             Err(ClientError::Refused { condition, text, .. }) => {
                 assert_eq!(condition, "bad-request");
                 let text = text.unwrap_or_default();
@@ -155,19 +155,21 @@ async fn a_gp_searches_a_labs_statistics_across_the_federation() {
         }
     }
     let q = StatsQuery { age_group: Some("0-4) OR (1=1".into()), ..query(Area::All) };
-    assert!(matches!(gp.search(AGENT, &q, &identity, &ca).await, Err(ClientError::Refused { .. })));
+    assert!(matches!(gp.iq().search(AGENT, &q, &identity, &ca).await, Err(ClientError::Refused { .. })));
 
     // A search in clear text is refused: requests must be encrypted.
     let clear = Element::new(NS_CLIENT, "iq")
         .with_attr("type", "get")
         .with_attr("to", AGENT)
         .with_child(Element::new(NS_STATS, "search").with_child(snow_client::stats::query_element(&query(Area::All))));
-    let (reply, _) = gp.request(clear).await.unwrap();
+    let reply = gp.iq().request(clear).await.unwrap();
     assert_eq!(snow_xml::stanza::error_of(&reply).0, "not-acceptable");
 
     // Ten searches at once: one runs, one waits, the rest are refused with
     // resource-constraint, and every one gets an answer or that refusal.
-    let agent_cert = gp.certificate_of("search@lab.example", &ca).await.unwrap();
+    let agent_cert = gp.iq().certificate_of("search@lab.example", &ca).await.unwrap();
+    // In one write, on a connection of its own.
+    let mut burst = po.login(&po_server, "1111111").await.unwrap();
     let before = (agent.stats().accepted(), agent.stats().rejected());
     let mut batch = String::new();
     for i in 0..10 {
@@ -175,10 +177,10 @@ async fn a_gp_searches_a_labs_statistics_across_the_federation() {
         iq.set_attr("id", format!("burst-{i}"));
         batch.push_str(&iq.to_xml(NS_CLIENT));
     }
-    gp.send_raw(&batch).await.unwrap();
+    burst.send_raw(&batch).await.unwrap();
     let (mut answered, mut refused) = (0, 0);
     while answered + refused < 10 {
-        let el = gp.next_stanza(Duration::from_secs(20)).await.unwrap();
+        let el = burst.next_stanza(Duration::from_secs(20)).await.unwrap();
         if !el.attr("id").is_some_and(|id| id.starts_with("burst-")) {
             continue;
         }
@@ -227,7 +229,7 @@ async fn the_search_agent_answers_as_a_component_across_the_federation() {
     write(&SiteHome::new(&lab.home).msgauth_keys(), keys.as_bytes(), Mode::Private).unwrap();
     write(&lab.home.join("search.secret"), b"search agent secret, long enough", Mode::Private).unwrap();
     let mut config = snow_server::ServerConfig::for_home(
-        &lab.home,
+        &SiteHome::new(&lab.home),
         "lab.example".parse().unwrap(),
         po.settings.clone(),
         lab.s2s.clone(),
@@ -269,16 +271,16 @@ async fn the_search_agent_answers_as_a_component_across_the_federation() {
         stopped,
     );
 
-    let mut gp = po.login(&po_server, "1111111").await.unwrap();
-    wait_for_key(&mut gp, COMPONENT).await;
-    let mut lab_gp = po.login_at(&lab_server, "lab.example", "2222222").await.unwrap();
-    wait_for_key(&mut lab_gp, "1111111@po.example").await;
+    let gp = po.login(&po_server, "1111111").await.unwrap().into_session();
+    wait_for_key(&gp, COMPONENT).await;
+    let lab_gp = po.login_at(&lab_server, "lab.example", "2222222").await.unwrap().into_session();
+    wait_for_key(&lab_gp, "1111111@po.example").await;
     let identity = po.identity("1111111");
     let ca = po.ca.cert_der().to_vec();
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let answer = loop {
-        match gp.search(COMPONENT, &query(Area::Municipality("5401".into())), &identity, &ca).await {
+        match gp.iq().search(COMPONENT, &query(Area::Municipality("5401".into())), &identity, &ca).await {
             Ok(a) => break a,
             Err(e) => {
                 assert!(tokio::time::Instant::now() < deadline, "the component agent never answered: {e}");
@@ -295,7 +297,7 @@ async fn the_search_agent_answers_as_a_component_across_the_federation() {
         .with_attr("type", "get")
         .with_attr("to", COMPONENT)
         .with_child(Element::new(NS_STATS, "search").with_child(snow_client::stats::query_element(&query(Area::All))));
-    let (reply, _) = gp.request(clear).await.unwrap();
+    let reply = gp.iq().request(clear).await.unwrap();
     assert_eq!(snow_xml::stanza::error_of(&reply).0, "not-acceptable");
 
     stop.send(true).unwrap();

@@ -4,8 +4,8 @@
 //!
 //! An alert is an item on the node of its analysis and area
 //! (`alerts/INFA/5401`) at the PO's pubsub service (the PO's domain). The
-//! item's content is end-to-end encrypted (XML Encryption, DESIGN.md
-//! §3.1) to every subscriber of the node when it is published, plus the
+//! item's content is end-to-end encrypted (XML Encryption,
+//! docs/architecture.md §6) to every subscriber of the node when it is published, plus the
 //! publisher itself:
 //!
 //! ```xml
@@ -36,7 +36,7 @@ use snow_core::stats::{Count, StatsError};
 use snow_crypto::Identity;
 use snow_xml::{Element, NS_CLIENT, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER};
 
-use crate::{checked_certificate, key_entries, key_lookup, ClientError};
+use crate::{checked_certificate, key_entries, key_lookup, ClientError, IqClient};
 
 fn bad(field: &'static str, reason: &str) -> StatsError {
     StatsError { field, reason: reason.into() }
@@ -252,20 +252,6 @@ pub fn event_items(message: &Element) -> Vec<Item> {
         .unwrap_or_default()
 }
 
-/// Something that sends an IQ and returns its answer: a GP's [`Client`],
-/// or an agent's connection.
-///
-/// [`Client`]: crate::Client
-pub trait Requester {
-    fn request_iq(&mut self, iq: Element) -> impl std::future::Future<Output = Result<Element, ClientError>> + Send;
-}
-
-impl Requester for crate::Client {
-    async fn request_iq(&mut self, iq: Element) -> Result<Element, ClientError> {
-        Ok(self.request(iq).await?.0)
-    }
-}
-
 /// What a publication reached.
 #[derive(Debug, Clone, Default)]
 pub struct Published {
@@ -281,14 +267,14 @@ pub struct Published {
 /// directory and is checked against `ca_der`; a subscriber without a valid
 /// one is left out and reported. Nothing is published if nobody is left.
 pub async fn publish(
-    r: &mut impl Requester,
+    r: &IqClient,
     service: &str,
     alert: &Alert,
     also: &[&str],
     ca_der: &[u8],
 ) -> Result<Published, ClientError> {
     let node = Alert::node(&alert.analysis, &alert.area);
-    let mut jids = read_subscriptions(service, &r.request_iq(subscribers_iq(service, &node)).await?, "jid")?;
+    let mut jids = read_subscriptions(service, &r.request(subscribers_iq(service, &node)).await?, "jid")?;
     jids.extend(also.iter().map(|s| (*s).to_owned()));
     jids.sort();
     jids.dedup();
@@ -296,7 +282,7 @@ pub async fn publish(
     let mut certs = Vec::new();
     for chunk in jids.chunks(50) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let entries = key_entries(&r.request_iq(key_lookup(&refs)).await?)?;
+        let entries = key_entries(&r.request(key_lookup(&refs)).await?)?;
         for jid in chunk {
             match checked_certificate(&entries, jid, ca_der) {
                 Ok(c) => {
@@ -312,7 +298,7 @@ pub async fn publish(
     }
     let refs: Vec<&[u8]> = certs.iter().map(Vec::as_slice).collect();
     let item = sealed(alert, &refs)?;
-    check(service, &r.request_iq(publish_iq(service, &node, &alert.id, item)).await?)?;
+    check(service, &r.request(publish_iq(service, &node, &alert.id, item)).await?)?;
     Ok(out)
 }
 
@@ -321,16 +307,16 @@ pub async fn publish(
 /// items whose author is not who the service says published them, are
 /// left out and counted.
 pub async fn received(
-    r: &mut impl Requester,
+    r: &IqClient,
     service: &str,
     identity: &Identity,
     per_node: u32,
 ) -> Result<(Vec<(Item, Alert)>, usize), ClientError> {
-    let nodes = read_subscriptions(service, &r.request_iq(my_subscriptions_iq(service)).await?, "node")?;
+    let nodes = read_subscriptions(service, &r.request(my_subscriptions_iq(service)).await?, "node")?;
     let mut got = Vec::new();
     let mut unreadable = 0;
     for node in nodes {
-        for item in read_items(service, &r.request_iq(items_iq(service, &node, per_node)).await?)? {
+        for item in read_items(service, &r.request(items_iq(service, &node, per_node)).await?)? {
             match open(&item.id, &item.payload, identity) {
                 Ok(a) if item.publisher == a.author => got.push((item, a)),
                 _ => unreadable += 1,

@@ -1,23 +1,22 @@
 //! The Snow client library: connect to a Snow server with the user's
 //! certificate (STARTTLS or direct TLS, SASL EXTERNAL, resource binding),
-//! then send and receive stanzas.
+//! then send and receive stanzas; a [`Session`] makes requests concurrently.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use snow_crypto::Identity;
 
 pub mod alert;
+pub mod session;
 pub mod smtp;
 pub mod stats;
-use snow_xml::{
-    Element, Framed, FramedError, Limits, StreamEvent, StreamHeader, NS_BIND, NS_CLIENT, NS_SASL, NS_STREAMS,
-    NS_STREAM_ERRORS, NS_TLS,
-};
-use tokio::io::{AsyncRead, AsyncWrite};
+pub use session::{IqClient, Origin, Session, StanzaReader, StanzaWriter};
+use snow_xml::initiator::{self, PeerError};
+use snow_xml::{Element, Framed, FramedError, FramedReader, FramedWriter, Limits, StreamHeader, NS_BIND, NS_CLIENT};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -49,6 +48,30 @@ pub enum ClientError {
     Refused { who: String, condition: String, text: Option<String> },
     #[error("the answer from {who} is not valid: {why}")]
     BadAnswer { who: String, why: String },
+    #[error("no answer from {who} within {after:?}")]
+    NoAnswer { who: String, after: Duration },
+    #[error("too many requests are waiting for answers (at most {0})")]
+    TooManyRequests(usize),
+    #[error("the connection ended before the answer came")]
+    Disconnected,
+    /// A transport of another crate (an agent's component link) failed.
+    #[error(transparent)]
+    Transport(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The negotiation's errors in the words users have always seen.
+impl From<PeerError> for ClientError {
+    fn from(e: PeerError) -> Self {
+        match e {
+            PeerError::Framed(e) => ClientError::Framed(e),
+            PeerError::StreamError(e) => ClientError::StreamError { condition: e.condition, text: e.text },
+            PeerError::Closed => ClientError::StreamError { condition: "closed".into(), text: None },
+            PeerError::Restarted => ClientError::Protocol("unexpected stream header".into()),
+            PeerError::Unexpected(what) => ClientError::Protocol(what),
+            PeerError::TlsRefused(name) => ClientError::Protocol(format!("STARTTLS refused: <{name}>")),
+            PeerError::AuthFailed { condition, .. } => ClientError::AuthFailed(condition),
+        }
+    }
 }
 
 /// The key directory namespace (`urn:snow:keys:1`).
@@ -111,6 +134,14 @@ pub fn checked_certificate(entries: &[KeyEntry], bare: &str, ca_der: &[u8]) -> R
     Ok(cert)
 }
 
+/// A one-to-one chat message in clear text.
+pub fn chat_message(to: &str, body: &str) -> Element {
+    Element::new(NS_CLIENT, "message")
+        .with_attr("to", to)
+        .with_attr("type", "chat")
+        .with_child(Element::new(NS_CLIENT, "body").with_text(body))
+}
+
 /// A received chat message's body and how it travelled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -168,44 +199,8 @@ pub struct Client {
     timeout: Duration,
 }
 
-fn header(domain: &str) -> String {
+fn header(domain: &str) -> StreamHeader {
     StreamHeader { to: Some(domain.to_owned()), version: Some("1.0".into()), ..StreamHeader::default() }
-        .to_xml(NS_CLIENT)
-}
-
-/// Reads the server's header and features.
-async fn open<S: AsyncRead + AsyncWrite + Unpin>(
-    f: &mut Framed<S>,
-    domain: &str,
-    t: Duration,
-) -> Result<Element, ClientError> {
-    f.send(&header(domain)).await.map_err(FramedError::Io)?;
-    match f.next_event(t).await? {
-        StreamEvent::Header(_) => {}
-        other => return Err(ClientError::Protocol(format!("expected a stream header, got {other:?}"))),
-    }
-    let features = next(f, t).await?;
-    if !features.is(NS_STREAMS, "features") {
-        return Err(ClientError::Protocol(format!("expected stream features, got <{}>", features.name())));
-    }
-    Ok(features)
-}
-
-/// The next element; a stream error becomes [`ClientError::StreamError`].
-async fn next<S: AsyncRead + AsyncWrite + Unpin>(f: &mut Framed<S>, t: Duration) -> Result<Element, ClientError> {
-    match f.next_event(t).await? {
-        StreamEvent::Stanza(el) if el.is(NS_STREAMS, "error") => Err(stream_error(&el)),
-        StreamEvent::Stanza(el) => Ok(el),
-        StreamEvent::End => Err(ClientError::StreamError { condition: "closed".into(), text: None }),
-        StreamEvent::Header(_) => Err(ClientError::Protocol("unexpected stream header".into())),
-    }
-}
-
-fn stream_error(el: &Element) -> ClientError {
-    let condition =
-        el.children().find(|c| c.ns() == NS_STREAM_ERRORS && c.name() != "text").map(|c| c.name().to_owned());
-    let text = el.child(NS_STREAM_ERRORS, "text").map(Element::text);
-    ClientError::StreamError { condition: condition.unwrap_or_else(|| "undefined-condition".into()), text }
 }
 
 fn tls_connector(opts: &ConnectOptions, login: &Login<'_>) -> Result<TlsConnector, ClientError> {
@@ -240,19 +235,16 @@ impl Client {
         let tcp =
             TcpStream::connect(opts.addr).await.map_err(|source| ClientError::Connect { addr: opts.addr, source })?;
         let _ = tcp.set_nodelay(true);
+        let header = header(&opts.domain);
         let tcp = if opts.direct_tls {
             tcp
         } else {
             let mut f = Framed::new(tcp, Limits::default());
-            let features = open(&mut f, &opts.domain, t).await?;
-            if features.child(NS_TLS, "starttls").is_none() {
+            let (_, features) = initiator::open(&mut f, &header, NS_CLIENT, t).await?;
+            if !features.offers_starttls() {
                 return Err(ClientError::Protocol("the server does not offer STARTTLS".into()));
             }
-            f.send(&format!("<starttls xmlns='{NS_TLS}'/>")).await.map_err(FramedError::Io)?;
-            let answer = next(&mut f, t).await?;
-            if !answer.is(NS_TLS, "proceed") {
-                return Err(ClientError::Protocol(format!("STARTTLS refused: <{}>", answer.name())));
-            }
+            initiator::starttls(&mut f, t).await?;
             f.into_inner()
         };
         let name = ServerName::try_from(opts.domain.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
@@ -261,38 +253,20 @@ impl Client {
             .map_err(|_| ClientError::Tls("handshake timed out".into()))?
             .map_err(|e| ClientError::Tls(e.to_string()))?;
         let mut f = Framed::new(tls, Limits::default());
-        let features = open(&mut f, &opts.domain, t).await?;
-        let mechanism = match login {
-            Login::Certificate(_) => "EXTERNAL",
-            Login::Plain { .. } => "PLAIN",
-        };
-        let offered = features
-            .child(NS_SASL, "mechanisms")
-            .is_some_and(|m| m.children().any(|c| c.name() == "mechanism" && c.text().trim() == mechanism));
-        if !offered {
-            return Err(ClientError::Protocol(format!("the server does not offer SASL {mechanism}")));
-        }
-        let initial = match login {
+        let (_, features) = initiator::open(&mut f, &header, NS_CLIENT, t).await?;
+        let (mechanism, initial) = match login {
             // Empty authzid: the certificate names exactly one JID.
-            Login::Certificate(_) => "=".to_owned(),
+            Login::Certificate(_) => ("EXTERNAL", zeroize::Zeroizing::new(Vec::new())),
             Login::Plain { username, password } => {
-                base64::engine::general_purpose::STANDARD.encode(format!("\0{username}\0{password}"))
+                ("PLAIN", zeroize::Zeroizing::new(format!("\0{username}\0{password}").into_bytes()))
             }
         };
-        f.send(&format!("<auth xmlns='{NS_SASL}' mechanism='{mechanism}'>{initial}</auth>"))
-            .await
-            .map_err(FramedError::Io)?;
-        let answer = next(&mut f, t).await?;
-        if answer.is(NS_SASL, "failure") {
-            let cond = answer.children().next().map(|c| c.name().to_owned()).unwrap_or_else(|| "failure".into());
-            return Err(ClientError::AuthFailed(cond));
+        if !features.offers_mechanism(mechanism) {
+            return Err(ClientError::Protocol(format!("the server does not offer SASL {mechanism}")));
         }
-        if !answer.is(NS_SASL, "success") {
-            return Err(ClientError::Protocol(format!("unexpected <{}> after auth", answer.name())));
-        }
-        f.reset();
-        let features = open(&mut f, &opts.domain, t).await?;
-        if features.child(NS_BIND, "bind").is_none() {
+        initiator::authenticate(&mut f, mechanism, &initial, t).await?;
+        let (_, features) = initiator::open(&mut f, &header, NS_CLIENT, t).await?;
+        if !features.offers(NS_BIND, "bind") {
             return Err(ClientError::Protocol("the server does not offer resource binding".into()));
         }
         let mut bind = Element::new(NS_BIND, "bind");
@@ -301,7 +275,7 @@ impl Client {
         }
         let iq = Element::new(NS_CLIENT, "iq").with_attr("type", "set").with_attr("id", "bind-1").with_child(bind);
         f.send(&iq.to_xml(NS_CLIENT)).await.map_err(FramedError::Io)?;
-        let answer = next(&mut f, t).await?;
+        let answer = f.next_element(t).await?;
         let jid = answer
             .child(NS_BIND, "bind")
             .and_then(|b| b.child(NS_BIND, "jid"))
@@ -330,30 +304,31 @@ impl Client {
         self.send(&Element::new(NS_CLIENT, "presence")).await
     }
 
-    /// A one-to-one chat message.
+    /// A one-to-one chat message in clear text.
     pub async fn send_chat(&mut self, to: &str, body: &str) -> Result<(), ClientError> {
-        let msg = Element::new(NS_CLIENT, "message")
-            .with_attr("to", to)
-            .with_attr("type", "chat")
-            .with_child(Element::new(NS_CLIENT, "body").with_text(body));
-        self.send(&msg).await
+        self.send(&chat_message(to, body)).await
     }
 
     /// The next stanza from the server within `timeout`.
     pub async fn next_stanza(&mut self, timeout: Duration) -> Result<Element, ClientError> {
-        next(&mut self.framed, timeout).await
+        Ok(self.framed.next_element(timeout).await?)
     }
 
-    /// Sends an IQ and waits for its answer, setting aside nothing: other
-    /// stanzas that arrive first are returned in the `Vec`.
+    /// Sends one IQ and waits for its answer, reading nothing else for
+    /// anyone: the stanzas that arrive first are returned in the `Vec`.
+    /// For one request at a time on a connection nobody else reads (tests,
+    /// short tools); to make several, or to listen meanwhile, turn the
+    /// client into a [`Session`]. An answer is accepted only from the
+    /// entity asked, as in a session ([`IqClient::dispatch_reply`]).
     pub async fn request(&mut self, mut iq: Element) -> Result<(Element, Vec<Element>), ClientError> {
-        let id = snow_crypto::one_time_password::random_hex(6)?;
+        let id = snow_crypto::one_time_password::random_hex(8)?;
         iq.set_attr("id", id.clone());
+        let from = session::Expected::reply_to(&Origin::Client { jid: self.jid.clone() }, iq.attr("to"));
         self.send(&iq).await?;
         let mut other = Vec::new();
         loop {
             let el = self.next_stanza(self.timeout).await?;
-            if el.is(NS_CLIENT, "iq") && el.attr("id") == Some(id.as_str()) {
+            if session::is_reply(&el, &id) && from.accepts(el.attr("from")) {
                 return Ok((el, other));
             }
             other.push(el);
@@ -363,60 +338,18 @@ impl Client {
     /// Splits into a reader and a writer that can be used from different
     /// tasks (for load tests and clients that send while they listen).
     pub fn split(self) -> (ClientReader, ClientWriter) {
-        let (io, parser, events) = self.framed.into_parts();
-        let (rd, wr) = tokio::io::split(io);
-        (ClientReader { rd, parser, events, scratch: Vec::new(), buf: vec![0u8; 16 * 1024] }, ClientWriter { wr })
+        let (rd, wr) = self.framed.split();
+        (ClientReader { rd }, ClientWriter { wr })
     }
 
-    /// Asks this client's server for the certificates of `jids`.
-    pub async fn lookup_keys(&mut self, jids: &[&str]) -> Result<Vec<KeyEntry>, ClientError> {
-        let (r, _) = self.request(key_lookup(jids)).await?;
-        key_entries(&r)
-    }
-
-    /// The certificate of `bare` from our server's key directory, checked:
-    /// valid (not revoked or unknown), issued by `ca_der`, naming `bare`.
-    /// Fetched each time (DESIGN.md §3.1: no long-lived cache).
-    pub async fn certificate_of(&mut self, bare: &str, ca_der: &[u8]) -> Result<Vec<u8>, ClientError> {
-        checked_certificate(&self.lookup_keys(&[bare]).await?, bare, ca_der)
-    }
-
-    /// Sends a chat message end-to-end encrypted for the recipient and for
-    /// ourselves (so our own history stays readable). A revoked or unknown
-    /// recipient certificate is refused.
-    pub async fn send_encrypted_chat(
-        &mut self,
-        to: &str,
-        text: &str,
-        identity: &Identity,
-        ca_der: &[u8],
-    ) -> Result<(), ClientError> {
-        let bare = to.split('/').next().unwrap_or(to);
-        let cert = self.certificate_of(bare, ca_der).await?;
-        let mut body = Element::new(NS_CLIENT, "body").with_text(text);
-        snow_crypto::e2e::encrypt_content(
-            &mut body,
-            NS_CLIENT,
-            &[cert.as_slice(), identity.certificate()],
-            snow_crypto::e2e::KeyTransport::default(),
-        )?;
-        let msg = Element::new(NS_CLIENT, "message").with_attr("to", to).with_attr("type", "chat").with_child(body);
-        self.send(&msg).await
-    }
-
-    /// Asks a lab's search agent (`agent`: its full JID) for statistics,
-    /// end-to-end encrypted both ways (see [`stats`]).
-    pub async fn search(
-        &mut self,
-        agent: &str,
-        query: &snow_core::stats::StatsQuery,
-        identity: &Identity,
-        ca_der: &[u8],
-    ) -> Result<snow_core::stats::StatsAnswer, ClientError> {
-        let bare = agent.split('/').next().unwrap_or(agent);
-        let cert = self.certificate_of(bare, ca_der).await?;
-        let (answer, _) = self.request(stats::search_request(agent, query, &cert)?).await?;
-        stats::read_search_answer(agent, &answer, identity)
+    /// Hands the connection to a [`Session`]: a reader and a writer task,
+    /// and an [`IqClient`] that makes requests concurrently. The
+    /// negotiation timeout becomes the session's answer timeout.
+    pub fn into_session(self) -> Session {
+        let origin = Origin::Client { jid: self.jid.clone() };
+        let timeout = self.timeout;
+        let (rd, wr) = self.split();
+        Session::start(rd, wr, origin, timeout)
     }
 
     /// Closes the stream politely.
@@ -430,48 +363,19 @@ impl Client {
 
 /// The receiving half of a split [`Client`].
 pub struct ClientReader {
-    rd: tokio::io::ReadHalf<TlsStream<TcpStream>>,
-    parser: snow_xml::StreamParser,
-    events: std::collections::VecDeque<StreamEvent>,
-    scratch: Vec<StreamEvent>,
-    buf: Vec<u8>,
+    rd: FramedReader<ReadHalf<TlsStream<TcpStream>>>,
 }
 
 impl ClientReader {
     /// The next stanza within `timeout`.
     pub async fn next_stanza(&mut self, timeout: Duration) -> Result<Element, ClientError> {
-        use tokio::io::AsyncReadExt;
-        loop {
-            match self.events.pop_front() {
-                Some(StreamEvent::Stanza(el)) if el.is(NS_STREAMS, "error") => return Err(stream_error(&el)),
-                Some(StreamEvent::Stanza(el)) => return Ok(el),
-                Some(StreamEvent::End) => {
-                    return Err(ClientError::StreamError { condition: "closed".into(), text: None })
-                }
-                Some(StreamEvent::Header(_)) => return Err(ClientError::Protocol("unexpected stream header".into())),
-                None => {}
-            }
-            let n = tokio::time::timeout(timeout, self.rd.read(&mut self.buf))
-                .await
-                .map_err(|_| FramedError::Timeout(timeout))?
-                .map_err(FramedError::Io)?;
-            if n == 0 {
-                return Err(FramedError::Closed.into());
-            }
-            let r = self.parser.feed(&self.buf[..n], &mut self.scratch);
-            self.events.extend(self.scratch.drain(..));
-            if let Err(e) = r {
-                if self.events.is_empty() {
-                    return Err(FramedError::Xml(e).into());
-                }
-            }
-        }
+        Ok(self.rd.next_element(timeout).await?)
     }
 }
 
 /// The sending half of a split [`Client`].
 pub struct ClientWriter {
-    wr: tokio::io::WriteHalf<TlsStream<TcpStream>>,
+    wr: FramedWriter<WriteHalf<TlsStream<TcpStream>>>,
 }
 
 impl ClientWriter {
@@ -480,9 +384,23 @@ impl ClientWriter {
     }
 
     pub async fn send_raw(&mut self, xml: &str) -> Result<(), ClientError> {
-        use tokio::io::AsyncWriteExt;
-        self.wr.write_all(xml.as_bytes()).await.map_err(FramedError::Io)?;
-        self.wr.flush().await.map_err(FramedError::Io)?;
+        self.wr.send(xml).await.map_err(FramedError::Io)?;
         Ok(())
+    }
+}
+
+impl StanzaReader for ClientReader {
+    async fn next_stanza(&mut self, timeout: Duration) -> Result<Element, ClientError> {
+        ClientReader::next_stanza(self, timeout).await
+    }
+}
+
+impl StanzaWriter for ClientWriter {
+    async fn send_stanza(&mut self, stanza: &Element) -> Result<(), ClientError> {
+        self.send(stanza).await
+    }
+
+    async fn close(&mut self) -> Result<(), ClientError> {
+        self.send_raw("</stream:stream>").await
     }
 }

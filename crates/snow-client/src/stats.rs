@@ -2,7 +2,7 @@
 //! GP's client and the lab's search agent.
 //!
 //! A search is an IQ to the agent's full JID; the payload's content is
-//! end-to-end encrypted (XML Encryption, DESIGN.md §3.1), to the agent for
+//! end-to-end encrypted (XML Encryption, docs/architecture.md §6), to the agent for
 //! the request and to the asking GP for the answer:
 //!
 //! ```xml

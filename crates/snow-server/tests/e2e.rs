@@ -35,9 +35,10 @@ async fn require_e2e_refuses_clear_text_and_nothing_readable_is_stored_or_forwar
     assert!(e.to_xml("").contains("require_e2e"), "{}", e.to_xml(""));
 
     // Encrypted, to a lab user who is offline: crosses the link, is stored.
+    let a = a.into_session();
     let mut sent = false;
     for _ in 0..100 {
-        match a.send_encrypted_chat(&labuser, "hemmelig: 12 positive", &gp, &ca).await {
+        match a.iq().send_encrypted_chat(&labuser, "hemmelig: 12 positive", &gp, &ca).await {
             Ok(()) => {
                 sent = true;
                 break;
@@ -74,7 +75,7 @@ async fn require_e2e_refuses_clear_text_and_nothing_readable_is_stored_or_forwar
     po.revoke("5555555");
     let deadline = std::time::Instant::now() + T;
     loop {
-        match a.send_encrypted_chat(&labuser, "etter tilbakekalling", &gp, &ca).await {
+        match a.iq().send_encrypted_chat(&labuser, "etter tilbakekalling", &gp, &ca).await {
             Err(snow_client::ClientError::NoKey { status, .. }) if status == "revoked" => break,
             _ => {}
         }

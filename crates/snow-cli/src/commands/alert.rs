@@ -1,10 +1,10 @@
-//! `snow alert …`: a GP's outbreak alerts (DESIGN.md §4): subscribe per
+//! `snow alert …`: a GP's outbreak alerts (docs/architecture.md §5, §6): subscribe per
 //! area and analysis at the PO's pubsub service, list what arrived
 //! (decrypted with your key), confirm an alert, send your own.
 
 use anyhow::{bail, Context};
 use snow_client::alert::{self, Item};
-use snow_client::Client;
+use snow_client::Session;
 use snow_core::alert::{Alert, AlertKind, MAX_TEXT};
 use snow_core::stats::{check_analysis, Area, IsoWeek};
 
@@ -17,23 +17,23 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
         match cmd {
             AlertCommand::Subscribe { at, analysis, area } => {
                 let area = area_of(&analysis, &area)?;
-                let (mut client, _, _, service) = connect(ctx, &at).await?;
-                let me = bare(&client);
+                let (session, _, _, service) = connect(ctx, &at).await?;
+                let me = bare(&session);
                 let mut nodes = vec![Alert::node(&analysis, &area)];
                 if let Area::Municipality(m) = &area {
                     nodes.push(Alert::node(&analysis, &Area::County(m[..2].to_owned())));
                 }
                 for node in nodes {
-                    let (reply, _) = client.request(alert::subscribe_iq(&service, &node, &me)).await?;
+                    let reply = session.iq().request(alert::subscribe_iq(&service, &node, &me)).await?;
                     alert::read_subscriptions(&service, &reply, "jid")?;
                     println!("Subscribed to {node} at {service}");
                 }
-                client.close().await?;
+                session.close().await?;
             }
             AlertCommand::List { at, limit } => {
-                let (mut client, identity, _, service) = connect(ctx, &at).await?;
-                let (alerts, unreadable) = alert::received(&mut client, &service, &identity, limit).await?;
-                client.close().await?;
+                let (session, identity, _, service) = connect(ctx, &at).await?;
+                let (alerts, unreadable) = alert::received(session.iq(), &service, &identity, limit).await?;
+                session.close().await?;
                 print!("{}", table(&alerts));
                 if alerts.is_empty() {
                     println!("No alerts (subscribe with `snow alert subscribe --analysis … --area …`).");
@@ -46,15 +46,15 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
             }
             AlertCommand::Confirm { at, id, comment } => {
                 check_text(comment.as_deref())?;
-                let (mut client, identity, ca_der, service) = connect(ctx, &at).await?;
-                let (alerts, _) = alert::received(&mut client, &service, &identity, 200).await?;
+                let (session, identity, ca_der, service) = connect(ctx, &at).await?;
+                let (alerts, _) = alert::received(session.iq(), &service, &identity, 200).await?;
                 let Some((_, original)) = alerts.iter().find(|(_, a)| a.id == id) else {
                     bail!("no alert {id} among the alerts you received (see `snow alert list`)");
                 };
                 if original.kind == AlertKind::Confirmation {
                     bail!("{id} is a confirmation; confirm the alert it confirms");
                 }
-                let me = bare(&client);
+                let me = bare(&session);
                 let confirmation = Alert {
                     id: random_id("c")?,
                     kind: AlertKind::Confirmation,
@@ -69,15 +69,15 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
                     ..original.clone()
                 };
                 let published =
-                    alert::publish(&mut client, &service, &confirmation, &[&me, &original.author], &ca_der).await?;
-                client.close().await?;
+                    alert::publish(session.iq(), &service, &confirmation, &[&me, &original.author], &ca_der).await?;
+                session.close().await?;
                 report(&confirmation, &published, &me);
             }
             AlertCommand::Send { at, analysis, area, text } => {
                 let area = area_of(&analysis, &area)?;
                 check_text(Some(&text))?;
-                let (mut client, _, ca_der, service) = connect(ctx, &at).await?;
-                let me = bare(&client);
+                let (session, _, ca_der, service) = connect(ctx, &at).await?;
+                let me = bare(&session);
                 let a = Alert {
                     id: random_id("gp")?,
                     kind: AlertKind::Gp,
@@ -93,8 +93,8 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
                     confirms: None,
                     text: Some(text),
                 };
-                let published = alert::publish(&mut client, &service, &a, &[&me], &ca_der).await?;
-                client.close().await?;
+                let published = alert::publish(session.iq(), &service, &a, &[&me], &ca_der).await?;
+                session.close().await?;
                 report(&a, &published, &me);
             }
         }
@@ -102,17 +102,19 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
     })
 }
 
-async fn connect(ctx: &Ctx, at: &AlertService) -> anyhow::Result<(Client, snow_crypto::Identity, Vec<u8>, String)> {
+/// Logs in; the requests of a command run on one [`Session`].
+async fn connect(ctx: &Ctx, at: &AlertService) -> anyhow::Result<(Session, snow_crypto::Identity, Vec<u8>, String)> {
     let (client, identity, ca_der) = super::chat::connect_with_identity(ctx, &at.conn).await?;
+    let session = client.into_session();
     let service = match &at.service {
         Some(s) => s.parse::<snow_core::Domain>().context("--service is not a domain name")?.to_string(),
-        None => bare(&client).split('@').nth(1).unwrap_or_default().to_owned(),
+        None => bare(&session).split('@').nth(1).unwrap_or_default().to_owned(),
     };
-    Ok((client, identity, ca_der, service))
+    Ok((session, identity, ca_der, service))
 }
 
-fn bare(client: &Client) -> String {
-    client.jid().split('/').next().unwrap_or_default().to_owned()
+fn bare(session: &Session) -> String {
+    session.jid().split('/').next().unwrap_or_default().to_owned()
 }
 
 fn now() -> i64 {

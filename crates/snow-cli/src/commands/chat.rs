@@ -21,22 +21,23 @@ pub fn run(ctx: &Ctx, cmd: ChatCommand) -> anyhow::Result<()> {
             }
             let rt = super::runtime()?;
             rt.block_on(async {
-                let (mut client, identity, ca_der) = connect_with_identity(ctx, &conn).await?;
+                let (client, identity, ca_der) = connect_with_identity(ctx, &conn).await?;
+                let mut session = client.into_session();
                 if plain {
-                    client.send_chat(&to, &text).await?;
+                    session.iq().send(snow_client::chat_message(&to, &text)).await?;
                 } else {
-                    client.send_encrypted_chat(&to, &text, &identity, &ca_der).await?;
+                    session.iq().send_encrypted_chat(&to, &text, &identity, &ca_der).await?;
                 }
                 // A ping round trip: any error about the message arrives first.
                 let ping =
                     Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_PING, "ping"));
-                let (_, earlier) = client.request(ping).await?;
-                for el in earlier {
+                session.iq().request(ping).await?;
+                while let Some(el) = session.try_next_stanza() {
                     if el.name() == "message" && el.attr("type") == Some("error") {
                         bail!("the message to {to} was not delivered: {}", condition(&el));
                     }
                 }
-                client.close().await?;
+                session.close().await?;
                 println!("Sent to {to}{}", if plain { " (clear text)" } else { " (end-to-end encrypted)" });
                 Ok(())
             })
@@ -107,10 +108,10 @@ pub fn presence(
     }
     let rt = super::runtime()?;
     rt.block_on(async {
-        let mut client = connect(ctx, &conn).await?;
+        let mut session = connect(ctx, &conn).await?.into_session();
         let roster_get =
             Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_ROSTER, "query"));
-        let (roster, _) = client.request(roster_get).await?;
+        let roster = session.iq().request(roster_get).await?;
         let mut p = Element::new(NS_CLIENT, "presence");
         if let Some(s) = show {
             p.push_child(Element::new(NS_CLIENT, "show").with_text(s));
@@ -118,7 +119,7 @@ pub fn presence(
         if let Some(s) = status {
             p.push_child(Element::new(NS_CLIENT, "status").with_text(s));
         }
-        client.send(&p).await?;
+        session.iq().send(p).await?;
         let mut online: Vec<(String, String)> = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
         loop {
@@ -126,7 +127,7 @@ pub fn presence(
             if left.is_zero() {
                 break;
             }
-            match client.next_stanza(left).await {
+            match session.next_stanza(left).await {
                 Ok(el) if el.name() == "presence" && el.attr("type").is_none() => {
                     let show = el.child(NS_CLIENT, "show").map(|s| s.text()).unwrap_or_else(|| "available".into());
                     online.push((el.attr("from").unwrap_or("?").to_owned(), show));
@@ -135,7 +136,7 @@ pub fn presence(
                 Err(_) => break,
             }
         }
-        println!("You are online as {}", client.jid());
+        println!("You are online as {}", session.jid());
         let items: Vec<Element> =
             roster.child(NS_ROSTER, "query").map(|q| q.children().cloned().collect()).unwrap_or_default();
         if items.is_empty() {
@@ -150,7 +151,7 @@ pub fn presence(
                 .unwrap_or_else(|| "offline".into());
             println!("  {jid:<32} {state}");
         }
-        client.close().await?;
+        session.close().await?;
         Ok(())
     })
 }
@@ -162,9 +163,9 @@ pub fn lookup(ctx: &Ctx, conn: ConnArgs, jids: Vec<String>) -> anyhow::Result<()
     }
     let rt = super::runtime()?;
     rt.block_on(async {
-        let mut client = connect(ctx, &conn).await?;
+        let session = connect(ctx, &conn).await?.into_session();
         let asked: Vec<&str> = jids.iter().map(String::as_str).collect();
-        for entry in client.lookup_keys(&asked).await? {
+        for entry in session.iq().lookup_keys(&asked).await? {
             println!("{}: {}", entry.jid, entry.status);
             if let Some(der) = entry.certificate {
                 let info = CertInfo::from_der(&der).context("the server sent a malformed certificate")?;
@@ -174,7 +175,7 @@ pub fn lookup(ctx: &Ctx, conn: ConnArgs, jids: Vec<String>) -> anyhow::Result<()
                 println!("  SHA-256      {}", info.fingerprint_sha256);
             }
         }
-        client.close().await?;
+        session.close().await?;
         Ok(())
     })
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use snow_client::{alert, Client, ConnectOptions};
+use snow_client::{alert, Client, ConnectOptions, Session};
 use snow_core::alert::{Alert, AlertKind};
 use snow_core::files::{self, Mode};
 use snow_core::stats::{Area, Granularity, IsoWeek, Period, StatsQuery, YearMonth};
@@ -255,7 +255,7 @@ async fn run_demo(
     let agent_bare = agent.split('/').next().unwrap_or(&agent).to_owned();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let first = loop {
-        match client.search(&agent, &recent, identity, ca_der).await {
+        match client.iq().search(&agent, &recent, identity, ca_der).await {
             Ok(a) => break a,
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(error = %e, "search not answered yet; retrying");
@@ -266,7 +266,7 @@ async fn run_demo(
     };
     say(format!("\n$ snow search --lab {LAB} --analysis INFA --area 5401 --weeks 8\n"));
     say(super::search::table(&first, &agent_bare));
-    let second = client.search(&agent, &season, identity, ca_der).await?;
+    let second = client.iq().search(&agent, &season, identity, ca_der).await?;
     let (from, to) = season.period.bounds();
     say(format!("$ snow search --lab {LAB} --analysis INFA --area 54 --from {from} --to {to}\n"));
     say(super::search::table(&second, &agent_bare));
@@ -328,7 +328,7 @@ async fn outbreak(
     lab: &Site,
     ca_der: &[u8],
     gps: &[(String, PathBuf, Identity)],
-    gp1: &mut Client,
+    gp1: &mut Session,
     this_week: IsoWeek,
 ) -> anyhow::Result<()> {
     let (analysis, muni, cases) = CLUSTER;
@@ -337,10 +337,10 @@ async fn outbreak(
     let ((jid1, _, id1), (jid2, _, id2)) = (&gps[0], &gps[1]);
     say(format!("\n[5/{STEPS}] Both GPs subscribe to {node} at {PO}; the lab pushes a file with {cases} cases of {analysis} in {muni} last week…"));
     let mut gp2 = login(po, ca_der, id2).await?;
-    for (c, jid) in [(&mut *gp1, jid1), (&mut gp2, jid2)] {
-        let (reply, _) = c.request(alert::subscribe_iq(PO, &node, jid)).await?;
+    for (c, jid) in [(&*gp1, jid1), (&gp2, jid2)] {
+        let reply = c.iq().request(alert::subscribe_iq(PO, &node, jid)).await?;
         alert::read_subscriptions(PO, &reply, "jid")?;
-        c.send_presence().await?;
+        c.iq().send_presence().await?;
     }
     // The cluster: exported in the lab with the same secret, pushed as before.
     let lab_side = dir.join("lab-lan");
@@ -390,13 +390,13 @@ async fn outbreak(
         series: None,
         ..a.clone()
     };
-    alert::publish(gp1, PO, &confirmation, &[jid1, &a.author], ca_der).await?;
+    alert::publish(gp1.iq(), PO, &confirmation, &[jid1, &a.author], ca_der).await?;
     say(format!("      {jid1} confirms it: \"{comment}\""));
     let (_, c) = next_alert(&mut gp2, id2, wait, |c| c.kind == AlertKind::Confirmation)
         .await
         .context("the other GP did not see the confirmation")?;
     say(format!("      {jid2} sees the confirmation of {} by {}", c.confirms.as_deref().unwrap_or(""), c.author));
-    let (alerts, _) = alert::received(&mut gp2, PO, id2, 50).await?;
+    let (alerts, _) = alert::received(gp2.iq(), PO, id2, 50).await?;
     say(format!("\n$ snow alert list   (as {jid2})\n"));
     say(super::alert::table(&alerts));
     gp2.close().await?;
@@ -405,7 +405,7 @@ async fn outbreak(
 
 /// The next alert notification that `want` accepts, decrypted.
 async fn next_alert(
-    c: &mut Client,
+    c: &mut Session,
     identity: &Identity,
     wait: Duration,
     want: impl Fn(&Alert) -> bool,
@@ -425,7 +425,7 @@ async fn next_alert(
 }
 
 /// A demo GP's login at the PO (resource `demo`).
-async fn login(po: &Site, ca_der: &[u8], identity: &Identity) -> anyhow::Result<Client> {
+async fn login(po: &Site, ca_der: &[u8], identity: &Identity) -> anyhow::Result<Session> {
     let opts = ConnectOptions {
         addr: po.server.c2s_addr,
         domain: PO.into(),
@@ -434,5 +434,5 @@ async fn login(po: &Site, ca_der: &[u8], identity: &Identity) -> anyhow::Result<
         resource: Some("demo".into()),
         timeout: Duration::from_secs(15),
     };
-    Ok(Client::connect(&opts, identity).await?)
+    Ok(Client::connect(&opts, identity).await?.into_session())
 }

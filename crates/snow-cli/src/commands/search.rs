@@ -23,9 +23,10 @@ pub fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<()> {
     };
     let rt = super::runtime()?;
     let answer = rt.block_on(async {
-        let (mut client, identity, ca_der) = super::chat::connect_with_identity(ctx, &args.conn).await?;
-        let answer = client.search(&agent, &query, &identity, &ca_der).await?;
-        client.close().await?;
+        let (client, identity, ca_der) = super::chat::connect_with_identity(ctx, &args.conn).await?;
+        let session = client.into_session();
+        let answer = session.iq().search(&agent, &query, &identity, &ca_der).await?;
+        session.close().await?;
         anyhow::Ok(answer)
     })?;
     let agent_bare = agent.split('/').next().unwrap_or(&agent);

@@ -1,0 +1,549 @@
+//! The concurrent IQ client: many requests in flight on one connection,
+//! each answered by the reply with its id, from the entity it was sent to.
+//!
+//! A [`Session`] runs a connection (a logged-in [`Client`], or an agent's
+//! component link) with a reader and a writer task: replies go to their
+//! requests, every other stanza to [`Session::next_stanza`]. Its
+//! [`IqClient`] is a cheap cloneable handle for any task: [`IqClient::send`]
+//! queues a stanza, [`IqClient::request`] sends an IQ and awaits the
+//! answer. A program that reads the connection itself feeds replies to an
+//! `IqClient` with [`IqClient::dispatch_reply`].
+//!
+//! Replies are checked as RFC 6120 §8.1.2.1 allows them: a reply must
+//! come from the JID the request went to (or, for a request without `to`,
+//! from our own server on behalf of our account: no `from`, our bare or
+//! full JID, or our domain). Otherwise anyone who guessed or saw an id
+//! could answer someone else's request, a key lookup say, with their own
+//! certificate. Ids are random, and at most [`MAX_PENDING`] requests wait
+//! at once, so a stuck peer cannot make the table grow without end.
+//!
+//! [`Client`]: crate::Client
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use snow_crypto::Identity;
+use snow_xml::{Element, FramedError, NS_CLIENT};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::{checked_certificate, key_entries, key_lookup, stats, ClientError, KeyEntry};
+
+/// Most requests waiting for answers on one connection.
+pub const MAX_PENDING: usize = 1024;
+/// Stanzas queued for sending; more wait ([`IqClient::send`]) or are
+/// refused ([`IqClient::try_send`]).
+const OUTBOUND: usize = 256;
+/// Stanzas received and not yet taken by [`Session::next_stanza`]; more
+/// are dropped (logged), so a session whose owner only makes requests
+/// cannot stall on messages nobody reads.
+const INBOUND: usize = 256;
+/// How long the reader waits on a quiet connection before it just waits
+/// again (the owner decides about keepalives).
+const READ_IDLE: Duration = Duration::from_secs(3600);
+
+/// Who we are on the connection: how requests are addressed and whose
+/// answers count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A logged-in client with its full JID: its server stamps `from`, and
+    /// a request without `to` is for its own account.
+    Client { jid: String },
+    /// An external component (XEP-0114) at `domain`: it names itself as
+    /// the sender and addresses its server's services (`server`, the
+    /// server's domain) explicitly.
+    Component { domain: String, server: String },
+}
+
+impl Origin {
+    /// The address requests come from.
+    pub fn jid(&self) -> &str {
+        match self {
+            Origin::Client { jid } => jid,
+            Origin::Component { domain, .. } => domain,
+        }
+    }
+
+    /// Stamps a request: a component's `from`, and `to` its server when
+    /// the request names nobody.
+    fn stamp(&self, iq: &mut Element) {
+        if let Origin::Component { domain, server } = self {
+            iq.set_attr("from", domain.clone());
+            if iq.attr("to").is_none() {
+                iq.set_attr("to", server.clone());
+            }
+        }
+    }
+}
+
+/// Whose reply a request accepts (RFC 6120 §8.1.2.1).
+#[derive(Debug, Clone)]
+pub(crate) enum Expected {
+    /// The entity the request was addressed to.
+    Jid(String),
+    /// Our server, on behalf of our account: no `from`, or one of these.
+    OwnAccount([String; 3]),
+}
+
+impl Expected {
+    /// For a request from `origin` addressed to `to`.
+    pub(crate) fn reply_to(origin: &Origin, to: Option<&str>) -> Expected {
+        match (to, origin) {
+            (Some(to), _) => Expected::Jid(to.to_owned()),
+            (None, Origin::Client { jid }) => {
+                let bare = jid.split('/').next().unwrap_or(jid);
+                let domain = bare.rsplit('@').next().unwrap_or(bare);
+                Expected::OwnAccount([bare.to_owned(), jid.clone(), domain.to_owned()])
+            }
+            (None, Origin::Component { server, .. }) => Expected::Jid(server.clone()),
+        }
+    }
+
+    pub(crate) fn accepts(&self, from: Option<&str>) -> bool {
+        match (self, from) {
+            (Expected::Jid(want), Some(from)) => same_jid(want, from),
+            (Expected::Jid(_), None) => false,
+            (Expected::OwnAccount(_), None) => true,
+            (Expected::OwnAccount(ours), Some(from)) => ours.iter().any(|j| same_jid(j, from)),
+        }
+    }
+
+    fn who(&self) -> &str {
+        match self {
+            Expected::Jid(j) => j,
+            Expected::OwnAccount(_) => "the server",
+        }
+    }
+}
+
+/// JIDs compared as their parts are: local part and domain without case
+/// (Snow's local parts are digits or ASCII names), the resource exactly.
+fn same_jid(a: &str, b: &str) -> bool {
+    let (a_bare, a_res) = a.split_once('/').map_or((a, None), |(x, r)| (x, Some(r)));
+    let (b_bare, b_res) = b.split_once('/').map_or((b, None), |(x, r)| (x, Some(r)));
+    a_bare.eq_ignore_ascii_case(b_bare) && a_res == b_res
+}
+
+/// True for an IQ result or error with id `id`.
+pub(crate) fn is_reply(el: &Element, id: &str) -> bool {
+    el.is(NS_CLIENT, "iq") && snow_xml::stanza::is_reply(el) && el.attr("id") == Some(id)
+}
+
+struct Waiter {
+    from: Expected,
+    tx: oneshot::Sender<Element>,
+}
+
+struct Inner {
+    out: mpsc::Sender<Element>,
+    origin: Origin,
+    timeout: Duration,
+    pending: Mutex<HashMap<String, Waiter>>,
+}
+
+impl Inner {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiter>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Sends stanzas and makes IQ requests on one connection, from any number
+/// of tasks at once. Clones share the connection and the requests.
+#[derive(Clone)]
+pub struct IqClient {
+    inner: Arc<Inner>,
+}
+
+/// Takes a request out of the table however its future ends (answered,
+/// timed out, or dropped by a `select!`).
+struct Forget<'a> {
+    inner: &'a Inner,
+    id: String,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.inner.pending().remove(&self.id);
+    }
+}
+
+impl IqClient {
+    /// A client whose stanzas go to `out` (the connection's writer);
+    /// requests wait `timeout` for their answers.
+    pub fn new(out: mpsc::Sender<Element>, origin: Origin, timeout: Duration) -> IqClient {
+        IqClient { inner: Arc::new(Inner { out, origin, timeout, pending: Mutex::default() }) }
+    }
+
+    pub fn origin(&self) -> &Origin {
+        &self.inner.origin
+    }
+
+    /// Our address on the connection (a client's full JID, a component's
+    /// domain).
+    pub fn jid(&self) -> &str {
+        self.inner.origin.jid()
+    }
+
+    /// Queues a stanza, waiting while the writer is behind.
+    pub async fn send(&self, stanza: Element) -> Result<(), ClientError> {
+        self.inner.out.send(stanza).await.map_err(|_| ClientError::Disconnected)
+    }
+
+    /// Queues a stanza if there is room now, for code that must not wait
+    /// (answering from a synchronous dispatch); a full queue is
+    /// [`ClientError::TooManyRequests`], a closed one
+    /// [`ClientError::Disconnected`].
+    pub fn try_send(&self, stanza: Element) -> Result<(), ClientError> {
+        self.inner.out.try_send(stanza).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ClientError::TooManyRequests(OUTBOUND),
+            mpsc::error::TrySendError::Closed(_) => ClientError::Disconnected,
+        })
+    }
+
+    /// Sends `iq` (a get or set; its id is replaced by a random one) and
+    /// returns the answer: the result, or the error stanza for the caller
+    /// to read. A component's request is stamped with its address, and
+    /// addressed to its server when it names nobody.
+    pub async fn request(&self, mut iq: Element) -> Result<Element, ClientError> {
+        let id = snow_crypto::one_time_password::random_hex(8)?;
+        iq.set_attr("id", id.clone());
+        self.inner.origin.stamp(&mut iq);
+        let from = Expected::reply_to(&self.inner.origin, iq.attr("to"));
+        let who = from.who().to_owned();
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.inner.pending();
+            if pending.len() >= MAX_PENDING {
+                return Err(ClientError::TooManyRequests(MAX_PENDING));
+            }
+            pending.insert(id.clone(), Waiter { from, tx });
+        }
+        let _forget = Forget { inner: &self.inner, id };
+        self.send(iq).await?;
+        match tokio::time::timeout(self.inner.timeout, rx).await {
+            Err(_) => Err(ClientError::NoAnswer { who, after: self.inner.timeout }),
+            Ok(Err(_)) => Err(ClientError::Disconnected),
+            Ok(Ok(answer)) => Ok(answer),
+        }
+    }
+
+    /// Gives a received stanza to the request it answers. Returns it if it
+    /// answers none: not an IQ result or error, an unknown id, or a reply
+    /// from someone else than the request went to (logged: a forgery or a
+    /// confused peer; the request keeps waiting for the real answer).
+    pub fn dispatch_reply(&self, stanza: Element) -> Option<Element> {
+        if !(stanza.is(NS_CLIENT, "iq") && snow_xml::stanza::is_reply(&stanza)) {
+            return Some(stanza);
+        }
+        let Some(id) = stanza.attr("id") else { return Some(stanza) };
+        let mut pending = self.inner.pending();
+        match pending.get(id) {
+            Some(w) if w.from.accepts(stanza.attr("from")) => {
+                if let Some(w) = pending.remove(id) {
+                    drop(pending);
+                    let _ = w.tx.send(stanza);
+                }
+                None
+            }
+            Some(w) => {
+                tracing::warn!(
+                    from = stanza.attr("from").unwrap_or(""),
+                    expected = w.from.who(),
+                    "an IQ reply from another entity than the one asked was ignored"
+                );
+                Some(stanza)
+            }
+            None => Some(stanza),
+        }
+    }
+
+    /// Ends every waiting request with [`ClientError::Disconnected`], when
+    /// the connection is gone and no answer can come.
+    pub fn disconnected(&self) {
+        self.inner.pending().clear();
+    }
+
+    /// The key directory's entries for `jids` (at most 50), from our
+    /// server.
+    pub async fn lookup_keys(&self, jids: &[&str]) -> Result<Vec<KeyEntry>, ClientError> {
+        key_entries(&self.request(key_lookup(jids)).await?)
+    }
+
+    /// The certificate of `bare` from our server's key directory, checked:
+    /// valid (not revoked or unknown), issued by `ca_der`, naming `bare`.
+    /// Fetched each time, never cached: a revoked certificate is refused
+    /// from the next lookup on.
+    pub async fn certificate_of(&self, bare: &str, ca_der: &[u8]) -> Result<Vec<u8>, ClientError> {
+        checked_certificate(&self.lookup_keys(&[bare]).await?, bare, ca_der)
+    }
+
+    /// Announces availability (and so receives messages, stored ones
+    /// first).
+    pub async fn send_presence(&self) -> Result<(), ClientError> {
+        self.send(Element::new(NS_CLIENT, "presence")).await
+    }
+
+    /// Sends a chat message end-to-end encrypted for the recipient and for
+    /// ourselves (so our own history stays readable). A revoked or unknown
+    /// recipient certificate is refused.
+    pub async fn send_encrypted_chat(
+        &self,
+        to: &str,
+        text: &str,
+        identity: &Identity,
+        ca_der: &[u8],
+    ) -> Result<(), ClientError> {
+        let bare = to.split('/').next().unwrap_or(to);
+        let cert = self.certificate_of(bare, ca_der).await?;
+        let mut body = Element::new(NS_CLIENT, "body").with_text(text);
+        snow_crypto::e2e::encrypt_content(
+            &mut body,
+            NS_CLIENT,
+            &[cert.as_slice(), identity.certificate()],
+            snow_crypto::e2e::KeyTransport::default(),
+        )?;
+        let msg = Element::new(NS_CLIENT, "message").with_attr("to", to).with_attr("type", "chat").with_child(body);
+        self.send(msg).await
+    }
+
+    /// Asks a lab's search agent (`agent`: its full JID, or a component's
+    /// domain) for statistics, end-to-end encrypted both ways (see
+    /// [`stats`]).
+    pub async fn search(
+        &self,
+        agent: &str,
+        query: &snow_core::stats::StatsQuery,
+        identity: &Identity,
+        ca_der: &[u8],
+    ) -> Result<snow_core::stats::StatsAnswer, ClientError> {
+        let bare = agent.split('/').next().unwrap_or(agent);
+        let cert = self.certificate_of(bare, ca_der).await?;
+        let answer = self.request(stats::search_request(agent, query, &cert)?).await?;
+        stats::read_search_answer(agent, &answer, identity)
+    }
+}
+
+/// The receiving side of a connection a [`Session`] runs on.
+pub trait StanzaReader: Send + 'static {
+    /// The next stanza within `timeout`; silence is
+    /// `ClientError::Framed(FramedError::Timeout(_))`, any other error
+    /// ends the session.
+    fn next_stanza(&mut self, timeout: Duration) -> impl Future<Output = Result<Element, ClientError>> + Send;
+}
+
+/// The sending side of a connection a [`Session`] runs on.
+pub trait StanzaWriter: Send + 'static {
+    fn send_stanza(&mut self, stanza: &Element) -> impl Future<Output = Result<(), ClientError>> + Send;
+    /// Ends the stream (`</stream:stream>`).
+    fn close(&mut self) -> impl Future<Output = Result<(), ClientError>> + Send;
+}
+
+/// A connection run by a reader and a writer task, with an [`IqClient`]
+/// for requests; stanzas that answer no request wait in
+/// [`next_stanza`](Self::next_stanza). Dropping it stops the reader and
+/// closes the stream.
+pub struct Session {
+    iq: IqClient,
+    inbound: mpsc::Receiver<Element>,
+    reader: Option<JoinHandle<ClientError>>,
+    writer: Option<JoinHandle<()>>,
+    close: Option<oneshot::Sender<()>>,
+}
+
+impl Session {
+    /// Starts the tasks on `reader` and `writer`; `timeout` bounds the
+    /// wait for each answer.
+    pub fn start(reader: impl StanzaReader, writer: impl StanzaWriter, origin: Origin, timeout: Duration) -> Session {
+        let (out, out_rx) = mpsc::channel(OUTBOUND);
+        let (in_tx, inbound) = mpsc::channel(INBOUND);
+        let (close, close_rx) = oneshot::channel();
+        let iq = IqClient::new(out, origin, timeout);
+        let reader = tokio::spawn(read_loop(reader, iq.clone(), in_tx));
+        let writer = tokio::spawn(write_loop(writer, out_rx, close_rx));
+        Session { iq, inbound, reader: Some(reader), writer: Some(writer), close: Some(close) }
+    }
+
+    /// The handle for sending and requests; clone it for other tasks.
+    pub fn iq(&self) -> &IqClient {
+        &self.iq
+    }
+
+    /// Our address on the connection.
+    pub fn jid(&self) -> &str {
+        self.iq.jid()
+    }
+
+    /// The next stanza that answers no request, within `timeout`
+    /// (`ClientError::Framed(FramedError::Timeout(_))` if none came).
+    /// When the connection has ended: why, once; then
+    /// [`ClientError::Disconnected`].
+    pub async fn next_stanza(&mut self, timeout: Duration) -> Result<Element, ClientError> {
+        match tokio::time::timeout(timeout, self.inbound.recv()).await {
+            Err(_) => Err(FramedError::Timeout(timeout).into()),
+            Ok(Some(el)) => Ok(el),
+            Ok(None) => match self.reader.take() {
+                Some(reader) => Err(reader.await.unwrap_or(ClientError::Disconnected)),
+                None => Err(ClientError::Disconnected),
+            },
+        }
+    }
+
+    /// A stanza that already arrived, without waiting.
+    pub fn try_next_stanza(&mut self) -> Option<Element> {
+        self.inbound.try_recv().ok()
+    }
+
+    /// Sends what is queued, closes the stream, and waits briefly for the
+    /// peer's closing tag.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        if let Some(close) = self.close.take() {
+            let _ = close.send(());
+        }
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        }
+        if let Some(mut reader) = self.reader.take() {
+            if tokio::time::timeout(Duration::from_secs(2), &mut reader).await.is_err() {
+                reader.abort();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The writer sees the close signal dropped and ends the stream.
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
+    }
+}
+
+async fn read_loop(mut rd: impl StanzaReader, iq: IqClient, inbound: mpsc::Sender<Element>) -> ClientError {
+    let why = loop {
+        match rd.next_stanza(READ_IDLE).await {
+            Ok(el) => {
+                let Some(el) = iq.dispatch_reply(el) else { continue };
+                if let Err(mpsc::error::TrySendError::Full(el)) = inbound.try_send(el) {
+                    tracing::warn!(name = el.name(), "a stanza nobody read was dropped");
+                }
+            }
+            Err(ClientError::Framed(FramedError::Timeout(_))) => {}
+            Err(e) => break e,
+        }
+    };
+    iq.disconnected();
+    why
+}
+
+async fn write_loop(mut wr: impl StanzaWriter, mut rx: mpsc::Receiver<Element>, mut close: oneshot::Receiver<()>) {
+    loop {
+        tokio::select! {
+            biased;
+            el = rx.recv() => match el {
+                Some(el) => {
+                    if wr.send_stanza(&el).await.is_err() {
+                        return;
+                    }
+                }
+                None => break,
+            },
+            _ = &mut close => {
+                while let Ok(el) = rx.try_recv() {
+                    if wr.send_stanza(&el).await.is_err() {
+                        return;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    let _ = wr.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iq(kind: &str, id: &str, from: Option<&str>) -> Element {
+        let mut el = Element::new(NS_CLIENT, "iq").with_attr("type", kind.to_owned()).with_attr("id", id.to_owned());
+        if let Some(f) = from {
+            el.set_attr("from", f);
+        }
+        el
+    }
+
+    #[test]
+    fn replies_count_only_from_the_entity_asked() {
+        let client = Origin::Client { jid: "1111111@po.example/cli".into() };
+        let to_agent = Expected::reply_to(&client, Some("search@lab.example/agent"));
+        assert!(to_agent.accepts(Some("search@lab.example/agent")));
+        assert!(to_agent.accepts(Some("SEARCH@Lab.Example/agent")));
+        assert!(!to_agent.accepts(Some("search@lab.example/Agent")));
+        assert!(!to_agent.accepts(Some("2222222@po.example/x")));
+        assert!(!to_agent.accepts(Some("lab.example")));
+        assert!(!to_agent.accepts(None));
+        let own = Expected::reply_to(&client, None);
+        for ok in [None, Some("1111111@po.example"), Some("1111111@po.example/cli"), Some("po.example")] {
+            assert!(own.accepts(ok), "{ok:?}");
+        }
+        for bad in [Some("2222222@po.example"), Some("1111111@po.example/other"), Some("evil.example")] {
+            assert!(!own.accepts(bad), "{bad:?}");
+        }
+        let component = Origin::Component { domain: "search.lab.example".into(), server: "lab.example".into() };
+        let own = Expected::reply_to(&component, None);
+        assert!(own.accepts(Some("lab.example")) && !own.accepts(None));
+    }
+
+    #[tokio::test]
+    async fn requests_are_stamped_bounded_and_answered_by_id_and_sender() {
+        let (out, mut rx) = mpsc::channel(8);
+        let origin = Origin::Component { domain: "search.lab.example".into(), server: "lab.example".into() };
+        let c = IqClient::new(out, origin, Duration::from_secs(5));
+        let asking = tokio::spawn({
+            let c = c.clone();
+            async move { c.request(Element::new(NS_CLIENT, "iq").with_attr("type", "get")).await }
+        });
+        let sent = rx.recv().await.unwrap();
+        assert_eq!((sent.attr("from"), sent.attr("to")), (Some("search.lab.example"), Some("lab.example")));
+        let id = sent.attr("id").unwrap().to_owned();
+        assert_eq!(id.len(), 16);
+        // Wrong sender, unknown id, not a reply: all handed back.
+        assert!(c.dispatch_reply(iq("result", &id, Some("evil.example"))).is_some());
+        assert!(c.dispatch_reply(iq("result", "nope", Some("lab.example"))).is_some());
+        assert!(c.dispatch_reply(iq("get", &id, Some("lab.example"))).is_some());
+        assert!(c.dispatch_reply(iq("result", &id, Some("lab.example"))).is_none());
+        let answer = asking.await.unwrap().unwrap();
+        assert_eq!(answer.attr("from"), Some("lab.example"));
+        assert!(c.inner.pending().is_empty());
+    }
+
+    #[tokio::test]
+    async fn timeouts_disconnects_and_the_limit() {
+        let (out, mut rx) = mpsc::channel(MAX_PENDING + 8);
+        let c = IqClient::new(out, Origin::Client { jid: "a@b.example/r".into() }, Duration::from_millis(50));
+        match c.request(iq("get", "", None)).await {
+            Err(ClientError::NoAnswer { who, .. }) => assert_eq!(who, "the server"),
+            other => panic!("{other:?}"),
+        }
+        assert!(c.inner.pending().is_empty(), "a timed-out request stays in the table");
+        let waiting = tokio::spawn({
+            let c = c.clone();
+            async move { c.request(iq("get", "", None).with_attr("to", "x@b.example")).await }
+        });
+        let _ = rx.recv().await;
+        let _ = rx.recv().await;
+        c.disconnected();
+        assert!(matches!(waiting.await.unwrap(), Err(ClientError::Disconnected)));
+        let slow = IqClient::new(c.inner.out.clone(), c.origin().clone(), Duration::from_secs(60));
+        for i in 0..MAX_PENDING {
+            slow.inner
+                .pending()
+                .insert(i.to_string(), Waiter { from: Expected::Jid("x".into()), tx: oneshot::channel().0 });
+        }
+        assert!(matches!(slow.request(iq("get", "", None)).await, Err(ClientError::TooManyRequests(MAX_PENDING))));
+    }
+}
