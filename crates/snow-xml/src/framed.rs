@@ -53,8 +53,14 @@ struct ReadState {
 }
 
 impl ReadState {
-    fn new(parser: StreamParser, events: VecDeque<StreamEvent>) -> Self {
-        ReadState { parser, events, scratch: Vec::new(), failed: None, big: None }
+    fn new(limits: Limits) -> Self {
+        ReadState {
+            parser: StreamParser::new(limits),
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+            failed: None,
+            big: None,
+        }
     }
 
     /// Cancel-safe: the only await is the read, and nothing changes
@@ -135,7 +141,7 @@ pub struct Framed<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     pub fn new(io: S, limits: Limits) -> Self {
-        Framed { io, state: ReadState::new(StreamParser::new(limits), VecDeque::new()) }
+        Framed { io, state: ReadState::new(limits) }
     }
 
     /// The next event, reading as needed; each read must bring data within
@@ -178,13 +184,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         (FramedReader { io: rd, state: self.state }, FramedWriter { io: wr })
     }
 
-    /// The connection, the parser and the events parsed but not yet
-    /// returned. Prefer [`split`](Self::split), or [`Framed::next_event`]
-    /// in a `select!`: both keep the read loop here.
-    pub fn into_parts(self) -> (S, StreamParser, VecDeque<StreamEvent>) {
-        (self.io, self.state.parser, self.state.events)
-    }
-
     /// The underlying connection, for STARTTLS. Anything the peer sent
     /// after the element that ended the old layer is discarded, as RFC 6120
     /// §5.4.3.3 requires.
@@ -211,13 +210,7 @@ pub struct FramedReader<R> {
 
 impl<R: AsyncRead + Unpin> FramedReader<R> {
     pub fn new(io: R, limits: Limits) -> Self {
-        FramedReader { io, state: ReadState::new(StreamParser::new(limits), VecDeque::new()) }
-    }
-
-    /// Continues from [`Framed::into_parts`]: the parser mid-stream and
-    /// the events it already produced.
-    pub fn from_parts(io: R, parser: StreamParser, events: VecDeque<StreamEvent>) -> Self {
-        FramedReader { io, state: ReadState::new(parser, events) }
+        FramedReader { io, state: ReadState::new(limits) }
     }
 
     /// The next event, reading as needed; each read must bring data within
