@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use snow_agents::component::{ComponentLink, ComponentOptions, LinkAuth, LinkError};
 use snow_core::files::{write, Mode};
+use snow_core::SiteHome;
 use snow_crypto::msgauth::{keys::generate_line, Algorithm, KeyStore, Receiver, Sender};
 use snow_server::{ComponentSettings, Server, ServerConfig};
 use snow_xml::{Element, NS_CLIENT, NS_PING};
@@ -38,8 +39,12 @@ async fn the_echo_agent_with_hmac_and_a_rogue_component() {
         )
         .unwrap();
     }
-    let mut config =
-        ServerConfig::for_home(&home, "po.example".parse().unwrap(), site.settings.clone(), site.s2s.clone());
+    let mut config = ServerConfig::for_home(
+        &SiteHome::new(&home),
+        "po.example".parse().unwrap(),
+        site.settings.clone(),
+        site.s2s.clone(),
+    );
     config.settings.component_bind = "127.0.0.1:0".into();
     config.components = ["echo", "rogue"]
         .map(|n| ComponentSettings {
