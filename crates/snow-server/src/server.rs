@@ -96,63 +96,50 @@ impl Server {
         });
         let c2s_addr = local_addr(&c2s_listener, "c2s")?;
         let mut listeners = Vec::new();
-        let spawn = |listener: TcpListener, serve: Handler| {
-            tokio::spawn(accept_loop(listener, Arc::clone(&conns), shutdown.clone(), serve))
+        // Starts serving a listener (if enabled); its address.
+        let mut listen = |l: Option<TcpListener>, what: &str, serve: Handler| match l {
+            Some(l) => {
+                let addr = local_addr(&l, what)?;
+                listeners.push(tokio::spawn(accept_loop(l, Arc::clone(&conns), shutdown.clone(), serve)));
+                Ok::<_, ServerError>(Some(addr))
+            }
+            None => Ok(None),
         };
         let c = Arc::clone(&c2s);
-        listeners.push(spawn(
-            c2s_listener,
+        listen(
+            Some(c2s_listener),
+            "c2s",
             Box::new(move |tcp, peer, slot| Box::pin(c2s::run_starttls(Arc::clone(&c), tcp, peer, slot))),
-        ));
-        let direct_tls_addr = match direct {
-            Some(l) => {
-                let addr = local_addr(&l, "direct TLS")?;
-                let c = Arc::clone(&c2s);
-                listeners.push(spawn(
-                    l,
-                    Box::new(move |tcp, peer, slot| Box::pin(c2s::run_direct_tls(Arc::clone(&c), tcp, peer, slot))),
-                ));
-                Some(addr)
-            }
-            None => None,
-        };
-        let s2s_addr = match s2s_listener {
-            Some(l) => {
-                let addr = local_addr(&l, "s2s")?;
-                let incoming = Arc::new(Incoming {
-                    accepting: accepting(),
-                    trust: Arc::clone(&trust),
-                    router: Arc::clone(&router),
-                    idle: Duration::from_secs(config.s2s.idle_timeout_secs.max(1) * 2),
-                });
-                listeners.push(spawn(
-                    l,
-                    Box::new(move |tcp, peer, slot| {
-                        Box::pin(s2s::run_incoming(Arc::clone(&incoming), tcp, peer, slot))
-                    }),
-                ));
-                Some(addr)
-            }
-            None => None,
-        };
-        let component_addr = match component_listener {
-            Some(l) => {
-                let addr = local_addr(&l, "component")?;
-                let port = Arc::new(ComponentPort {
-                    accepting: accepting(),
-                    components,
-                    router: Arc::clone(&router),
-                    idle: Duration::from_secs(settings.idle_timeout_secs.max(1)),
-                    outbound_queue: settings.outbound_queue,
-                });
-                listeners.push(spawn(
-                    l,
-                    Box::new(move |tcp, peer, slot| Box::pin(component::run(Arc::clone(&port), tcp, peer, slot))),
-                ));
-                Some(addr)
-            }
-            None => None,
-        };
+        )?;
+        let c = Arc::clone(&c2s);
+        let direct_tls_addr = listen(
+            direct,
+            "direct TLS",
+            Box::new(move |tcp, peer, slot| Box::pin(c2s::run_direct_tls(Arc::clone(&c), tcp, peer, slot))),
+        )?;
+        let incoming = Arc::new(Incoming {
+            accepting: accepting(),
+            trust: Arc::clone(&trust),
+            router: Arc::clone(&router),
+            idle: Duration::from_secs(config.s2s.idle_timeout_secs.max(1) * 2),
+        });
+        let s2s_addr = listen(
+            s2s_listener,
+            "s2s",
+            Box::new(move |tcp, peer, slot| Box::pin(s2s::run_incoming(Arc::clone(&incoming), tcp, peer, slot))),
+        )?;
+        let port = Arc::new(ComponentPort {
+            accepting: accepting(),
+            components,
+            router: Arc::clone(&router),
+            idle: Duration::from_secs(settings.idle_timeout_secs.max(1)),
+            outbound_queue: settings.outbound_queue,
+        });
+        let component_addr = listen(
+            component_listener,
+            "component",
+            Box::new(move |tcp, peer, slot| Box::pin(component::run(Arc::clone(&port), tcp, peer, slot))),
+        )?;
         listeners.push(tokio::spawn(directory.replicate(Arc::clone(&router), shutdown.clone())));
         tracing::info!(%domain, %c2s_addr, ?direct_tls_addr, ?s2s_addr, "server listening");
         Ok(ServerHandle {
