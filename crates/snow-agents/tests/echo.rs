@@ -80,7 +80,8 @@ async fn the_echo_agent_with_hmac_and_a_rogue_component() {
         .with_attr("type", "get")
         .with_attr("to", "echo.po.example")
         .with_child(Element::new(NS_PING, "ping"));
-    let (r, _) = gp.request(iq).await.unwrap();
+    let mut gp = gp.into_session();
+    let r = gp.iq().request(iq).await.unwrap();
     assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(NS_CLIENT));
 
     // A component that signs with the wrong key, or not at all: refused

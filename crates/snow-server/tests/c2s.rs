@@ -60,21 +60,8 @@ async fn server_services_and_routing_errors() {
     site.s2s.routes.insert("lab.example".into(), format!("127.0.0.1:{}", support::free_port()));
     let server = site.start().await;
     let mut c = site.login(&server, "1111111").await.unwrap();
-    let iq = |payload: Element| {
-        Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_attr("to", DOMAIN).with_child(payload)
-    };
 
-    let (r, _) = c.request(iq(Element::new(NS_PING, "ping"))).await.unwrap();
-    assert_eq!(r.attr("type"), Some("result"));
-    let (r, _) = c.request(iq(Element::new(NS_VERSION, "query"))).await.unwrap();
-    assert_eq!(r.child(NS_VERSION, "query").unwrap().child(NS_VERSION, "name").unwrap().text(), "Snow");
-    let (r, _) = c.request(iq(Element::new(NS_DISCO_INFO, "query"))).await.unwrap();
-    let q = r.child(NS_DISCO_INFO, "query").unwrap();
-    assert!(q.children().any(|f| f.attr("var") == Some(NS_PING)));
-    let (r, _) = c.request(iq(Element::new("urn:example:unknown", "query"))).await.unwrap();
-    assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
-
-    // A message to nobody, and to another domain.
+    // A message to nobody, to another domain, and to a malformed JID.
     c.send_chat("9999999@po.example", "hello?").await.unwrap();
     let e = c.next_stanza(T).await.unwrap();
     assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
@@ -84,6 +71,21 @@ async fn server_services_and_routing_errors() {
     c.send_raw("<message to='bad jid@x'><body>x</body></message>").await.unwrap();
     let e = c.next_stanza(T).await.unwrap();
     assert_eq!(error_condition(&e).as_deref(), Some("jid-malformed"));
+
+    // The server's own services.
+    let c = c.into_session();
+    let iq = |payload: Element| {
+        Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_attr("to", DOMAIN).with_child(payload)
+    };
+    let r = c.iq().request(iq(Element::new(NS_PING, "ping"))).await.unwrap();
+    assert_eq!(r.attr("type"), Some("result"));
+    let r = c.iq().request(iq(Element::new(NS_VERSION, "query"))).await.unwrap();
+    assert_eq!(r.child(NS_VERSION, "query").unwrap().child(NS_VERSION, "name").unwrap().text(), "Snow");
+    let r = c.iq().request(iq(Element::new(NS_DISCO_INFO, "query"))).await.unwrap();
+    let q = r.child(NS_DISCO_INFO, "query").unwrap();
+    assert!(q.children().any(|f| f.attr("var") == Some(NS_PING)));
+    let r = c.iq().request(iq(Element::new("urn:example:unknown", "query"))).await.unwrap();
+    assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
     server.shutdown(T).await;
 }
 
@@ -186,9 +188,9 @@ async fn hostile_xml_gets_a_stream_error_and_the_server_stays_healthy() {
     expect_stream_error(&site, &server, big, "policy-violation").await;
     expect_stream_error(&site, &server, "<a>".repeat(10_000).into_bytes(), "policy-violation").await;
     // Still serving.
-    let mut c = site.login(&server, "1111111").await.unwrap();
+    let c = site.login(&server, "1111111").await.unwrap().into_session();
     let ping = Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_PING, "ping"));
-    let (r, _) = c.request(ping).await.unwrap();
+    let r = c.iq().request(ping).await.unwrap();
     assert_eq!(r.attr("type"), Some("result"));
     server.shutdown(T).await;
 }
@@ -206,7 +208,7 @@ async fn a_client_that_stops_reading_is_cut_off_while_others_keep_working() {
     let mut sender = site.login(&server, "1111111").await.unwrap();
     let mut slow = site.login(&server, "2222222").await.unwrap();
     slow.send_presence().await.unwrap();
-    let mut other = site.login(&server, "3333333").await.unwrap();
+    let other = site.login(&server, "3333333").await.unwrap().into_session();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The slow client never reads again. ~64 MiB is far beyond socket buffers.
     let text = "y".repeat(64 * 1024);
@@ -227,7 +229,7 @@ async fn a_client_that_stops_reading_is_cut_off_while_others_keep_working() {
     }
     assert!(cut_off, "the slow reader is still connected ({} open)", server.open_connections());
     let ping = Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_PING, "ping"));
-    let (r, _) = other.request(ping).await.unwrap();
+    let r = other.iq().request(ping).await.unwrap();
     assert_eq!(r.attr("type"), Some("result"));
     drop(slow);
     server.shutdown(T).await;
@@ -245,7 +247,8 @@ async fn offline_messages_survive_a_restart_in_order_and_are_delivered_once() {
     }
     // A ping round trip: the messages were handled (and stored) before it.
     let ping = Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_PING, "ping"));
-    alice.request(ping).await.unwrap();
+    let alice = alice.into_session();
+    alice.iq().request(ping).await.unwrap();
     alice.close().await.unwrap();
     server.shutdown(T).await;
 
@@ -281,18 +284,19 @@ async fn presence_subscription_and_roster() {
     let a = site.add_user("1111111");
     let b = site.add_user("2222222");
     let server = site.start().await;
-    let mut alice = site.login(&server, "1111111").await.unwrap();
-    let mut bob = site.login(&server, "2222222").await.unwrap();
+    let mut alice = site.login(&server, "1111111").await.unwrap().into_session();
+    let mut bob = site.login(&server, "2222222").await.unwrap().into_session();
     let roster_get = || {
         Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(snow_xml::NS_ROSTER, "query"))
     };
-    alice.request(roster_get()).await.unwrap();
-    bob.request(roster_get()).await.unwrap();
-    alice.send_presence().await.unwrap();
-    bob.send_presence().await.unwrap();
+    alice.iq().request(roster_get()).await.unwrap();
+    bob.iq().request(roster_get()).await.unwrap();
+    alice.iq().send_presence().await.unwrap();
+    bob.iq().send_presence().await.unwrap();
 
     alice
-        .send(&Element::new(NS_CLIENT, "presence").with_attr("to", b.clone()).with_attr("type", "subscribe"))
+        .iq()
+        .send(Element::new(NS_CLIENT, "presence").with_attr("to", b.clone()).with_attr("type", "subscribe"))
         .await
         .unwrap();
     let req = loop {
@@ -302,7 +306,8 @@ async fn presence_subscription_and_roster() {
         }
     };
     assert_eq!(req.attr("from"), Some(a.as_str()));
-    bob.send(&Element::new(NS_CLIENT, "presence").with_attr("to", a.clone()).with_attr("type", "subscribed"))
+    bob.iq()
+        .send(Element::new(NS_CLIENT, "presence").with_attr("to", a.clone()).with_attr("type", "subscribed"))
         .await
         .unwrap();
     // Alice sees Bob's approval, a roster push with subscription 'to', and Bob's presence.
@@ -321,7 +326,7 @@ async fn presence_subscription_and_roster() {
             saw_presence = true;
         }
     }
-    let (r, _) = alice.request(roster_get()).await.unwrap();
+    let r = alice.iq().request(roster_get()).await.unwrap();
     let item = r.child(snow_xml::NS_ROSTER, "query").unwrap().children().next().unwrap().clone();
     assert_eq!(item.attr("subscription"), Some("to"));
     server.shutdown(T).await;

@@ -6,16 +6,14 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use snow_client::ClientError;
+use snow_client::{key_lookup, ClientError, Session, NS_KEYS};
 use snow_xml::{Element, NS_CLIENT};
 use support::{next_message, Site};
 
-const NS_KEYS: &str = "urn:snow:keys:1";
 const T: Duration = Duration::from_secs(20);
 
-async fn lookup(c: &mut snow_client::Client, jid: &str) -> Element {
-    let q = Element::new(NS_KEYS, "query").with_child(Element::new(NS_KEYS, "item").with_attr("jid", jid));
-    let (r, _) = c.request(Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(q)).await.unwrap();
+async fn lookup(c: &Session, jid: &str) -> Element {
+    let r = c.iq().request(key_lookup(&[jid])).await.unwrap();
     assert_eq!(r.attr("type"), Some("result"), "{}", r.to_xml(NS_CLIENT));
     let item = r.child(NS_KEYS, "query").unwrap().children().next().unwrap().clone();
     item
@@ -33,10 +31,10 @@ async fn directory_replication_and_revocation_propagation() {
 
     // The lab user logs in at the lab with a certificate from the PO's CA,
     // and finds the GP's certificate in the lab's directory.
-    let mut l = po.login_at(&lab_server, "lab.example", "5555555").await.unwrap();
+    let l = po.login_at(&lab_server, "lab.example", "5555555").await.unwrap().into_session();
     let deadline = Instant::now() + T;
     let item = loop {
-        let item = lookup(&mut l, &gp).await;
+        let item = lookup(&l, &gp).await;
         if item.attr("status") == Some("valid") || Instant::now() > deadline {
             break item;
         }
@@ -45,12 +43,12 @@ async fn directory_replication_and_revocation_propagation() {
     assert_eq!(item.attr("status"), Some("valid"), "{}", item.to_xml(NS_KEYS));
     let der = base64_decode(&item.child(NS_KEYS, "certificate").unwrap().text());
     assert_eq!(der, po.identity("1111111").certificate());
-    assert_eq!(lookup(&mut l, "4242424@po.example").await.attr("status"), Some("unknown"));
+    assert_eq!(lookup(&l, "4242424@po.example").await.attr("status"), Some("unknown"));
     l.close().await.unwrap();
 
     // The GP looks the lab user up at the PO.
-    let mut g = po.login(&po_server, "1111111").await.unwrap();
-    assert_eq!(lookup(&mut g, &labuser).await.attr("status"), Some("valid"));
+    let g = po.login(&po_server, "1111111").await.unwrap().into_session();
+    assert_eq!(lookup(&g, &labuser).await.attr("status"), Some("valid"));
 
     // Revoked at the PO: refused at the lab soon after.
     let revoked_at = Instant::now();
@@ -65,11 +63,8 @@ async fn directory_replication_and_revocation_propagation() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     println!("revocation propagation PO -> lab: {} ms", refused_after.as_millis());
-    assert_eq!(lookup(&mut g, &labuser).await.attr("status"), Some("revoked"));
-    assert!(
-        lookup(&mut g, &labuser).await.child(NS_KEYS, "certificate").is_none(),
-        "a revoked certificate is not served"
-    );
+    assert_eq!(lookup(&g, &labuser).await.attr("status"), Some("revoked"));
+    assert!(lookup(&g, &labuser).await.child(NS_KEYS, "certificate").is_none(), "a revoked certificate is not served");
     po_server.shutdown(T).await;
     lab_server.shutdown(T).await;
 }
@@ -88,11 +83,11 @@ async fn a_replica_that_was_offline_catches_up() {
     po.revoke("1111111");
     tokio::time::sleep(Duration::from_millis(600)).await;
     let lab_server = po.start_replica(&lab.home, &lab.domain, lab.s2s.clone()).await;
-    let mut l = po.login_at(&lab_server, "lab.example", "5555555").await.unwrap();
+    let l = po.login_at(&lab_server, "lab.example", "5555555").await.unwrap().into_session();
     let deadline = Instant::now() + T;
     loop {
-        let a = lookup(&mut l, &late).await;
-        let b = lookup(&mut l, "1111111@po.example").await;
+        let a = lookup(&l, &late).await;
+        let b = lookup(&l, "1111111@po.example").await;
         if a.attr("status") == Some("valid") && b.attr("status") == Some("revoked") {
             break;
         }
@@ -157,6 +152,7 @@ async fn three_servers() {
     let mut a = po.login_at(&a_server, "laba.example", "5555555").await.unwrap();
     a.send_presence().await.unwrap();
     assert_eq!(support::body(&next_message(&mut a).await).as_deref(), Some("etter omstart"));
+    let a = a.into_session();
 
     // Revoked at the PO: lab B refuses its login, lab A stops serving the key.
     let t0 = Instant::now();
@@ -170,7 +166,7 @@ async fn three_servers() {
     }
     let deadline = Instant::now() + T;
     loop {
-        if lookup(&mut a, &b_user).await.attr("status") == Some("revoked") {
+        if lookup(&a, &b_user).await.attr("status") == Some("revoked") {
             break;
         }
         assert!(Instant::now() < deadline, "lab A's directory never saw the revocation");

@@ -15,12 +15,12 @@ async fn announced() -> (Vec<String>, Vec<(&'static str, &'static [&'static str]
     let mut site = Site::new();
     site.add_user("1111111");
     let server = site.start().await;
-    let mut c = site.login(&server, "1111111").await.unwrap();
+    let c = site.login(&server, "1111111").await.unwrap().into_session();
     let iq = Element::new(NS_CLIENT, "iq")
         .with_attr("type", "get")
         .with_attr("to", DOMAIN)
         .with_child(Element::new(NS_DISCO_INFO, "query"));
-    let (answer, _) = c.request(iq).await.unwrap();
+    let answer = c.iq().request(iq).await.unwrap();
     assert_eq!(answer.attr("type"), Some("result"), "{}", answer.to_xml(NS_CLIENT));
     let features = answer
         .child(NS_DISCO_INFO, "query")
