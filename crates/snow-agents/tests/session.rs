@@ -24,7 +24,7 @@ async fn only_the_entity_asked_can_answer_a_request() {
     }
     let server = site.start().await;
     let mut asker = site.login(&server, "1111111").await.unwrap().into_session();
-    let mut attacker = site.login(&server, "2222222").await.unwrap();
+    let attacker = site.login(&server, "2222222").await.unwrap().into_session();
     let mut responder = site.login(&server, "3333333").await.unwrap();
     let asker_jid = asker.jid().to_owned();
     let responder_jid = responder.jid().to_owned();
@@ -51,11 +51,11 @@ async fn only_the_entity_asked_can_answer_a_request() {
         if let Some(c) = claimed {
             forged.set_attr("from", c);
         }
-        attacker.send(&forged).await.unwrap();
+        attacker.iq().send(forged).await.unwrap();
     }
     // A round trip: the server has routed both forgeries by now.
     let ping = Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_PING, "ping"));
-    attacker.request(ping).await.unwrap();
+    attacker.iq().request(ping).await.unwrap();
 
     // Both reached the asker, and neither answered its request.
     for _ in 0..2 {

@@ -314,27 +314,6 @@ impl Client {
         Ok(self.framed.next_element(timeout).await?)
     }
 
-    /// Sends one IQ and waits for its answer, reading nothing else for
-    /// anyone: the stanzas that arrive first are returned in the `Vec`.
-    /// For one request at a time on a connection nobody else reads (tests,
-    /// short tools); to make several, or to listen meanwhile, turn the
-    /// client into a [`Session`]. An answer is accepted only from the
-    /// entity asked, as in a session ([`IqClient::dispatch_reply`]).
-    pub async fn request(&mut self, mut iq: Element) -> Result<(Element, Vec<Element>), ClientError> {
-        let id = snow_crypto::one_time_password::random_hex(8)?;
-        iq.set_attr("id", id.clone());
-        let from = session::Expected::reply_to(&Origin::Client { jid: self.jid.clone() }, iq.attr("to"));
-        self.send(&iq).await?;
-        let mut other = Vec::new();
-        loop {
-            let el = self.next_stanza(self.timeout).await?;
-            if session::is_reply(&el, &id) && from.accepts(el.attr("from")) {
-                return Ok((el, other));
-            }
-            other.push(el);
-        }
-    }
-
     /// Splits into a reader and a writer that can be used from different
     /// tasks (for load tests and clients that send while they listen).
     pub fn split(self) -> (ClientReader, ClientWriter) {

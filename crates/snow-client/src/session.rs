@@ -126,11 +126,6 @@ fn same_jid(a: &str, b: &str) -> bool {
     a_bare.eq_ignore_ascii_case(b_bare) && a_res == b_res
 }
 
-/// True for an IQ result or error with id `id`.
-pub(crate) fn is_reply(el: &Element, id: &str) -> bool {
-    el.is(NS_CLIENT, "iq") && snow_xml::stanza::is_reply(el) && el.attr("id") == Some(id)
-}
-
 struct Waiter {
     from: Expected,
     tx: oneshot::Sender<Element>,
