@@ -195,7 +195,7 @@ fn registry(config: &ServerConfig, db: &Db, trust: &Arc<TrustStore>) -> (Registr
         Arc::new(services::LegacySession),
         Arc::new(services::Presence { db: db.clone() }),
         Arc::new(services::Roster { db: db.clone() }),
-        Arc::new(services::Offline { db: db.clone(), domain: config.domain.to_string() }),
+        Arc::new(services::Offline::new(db.clone(), config.domain.to_string())),
         Arc::new(services::Pubsub { db: db.clone() }),
         Arc::clone(&directory) as Arc<dyn Service>,
     ]);

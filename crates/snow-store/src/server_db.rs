@@ -139,10 +139,14 @@ impl ServerDb {
         Ok(Some(self.conn.last_insert_rowid()))
     }
 
-    /// Every stored message for `owner`, oldest first, with its id.
-    pub fn offline_for(&self, owner: &str) -> Result<Vec<(i64, String)>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT id, stanza FROM offline WHERE owner = ?1 ORDER BY id")?;
-        let rows = stmt.query_map([owner], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    /// The next `limit` stored messages for `owner` after the row `after`
+    /// (0 for the oldest), oldest first, with their ids: delivery reads a
+    /// page at a time, so a full store never sits in memory at once.
+    pub fn offline_page(&self, owner: &str, after: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, stanza FROM offline WHERE owner = ?1 AND id > ?2 ORDER BY id LIMIT ?3")?;
+        let rows = stmt.query_map(params![owner, after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -324,10 +328,12 @@ mod tests {
         let id2 = db.store_offline("a@x", "<message>2</message>", 2).unwrap().unwrap();
         drop(db);
         let db = ServerDb::open(&p).unwrap();
-        let msgs = db.offline_for("a@x").unwrap();
+        let msgs = db.offline_page("a@x", 0, 10).unwrap();
         assert_eq!(msgs, vec![(id1, "<message>1</message>".into()), (id2, "<message>2</message>".into())]);
+        assert_eq!(db.offline_page("a@x", id1, 10).unwrap(), vec![(id2, "<message>2</message>".into())]);
+        assert_eq!(db.offline_page("a@x", 0, 1).unwrap().len(), 1);
         db.delete_offline(id1).unwrap();
-        assert_eq!(db.offline_for("a@x").unwrap().len(), 1);
+        assert_eq!(db.offline_page("a@x", 0, 10).unwrap().len(), 1);
     }
 
     #[test]

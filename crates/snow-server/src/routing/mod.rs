@@ -71,7 +71,7 @@ pub(crate) enum Destination {
 /// Outgoing server-to-server links.
 pub(crate) trait RemoteLinks: Send + Sync {
     /// Queues `el` for `domain`; what cannot be delivered comes back to
-    /// its sender through [`Router::bounce`].
+    /// its sender as a stanza error, routed like any other stanza.
     fn send(&self, router: &Arc<Router>, domain: &str, el: Element);
 }
 
@@ -275,8 +275,11 @@ impl Router {
                 }
                 let bare = a.bare();
                 let delivered = self.to_available(&bare, &el, i32::MIN);
-                // Subscription requests must not be lost (RFC 6121 §3.1.3).
-                if !delivered && el.attr("type") == Some("subscribe") {
+                // A local user's subscription request must not be lost
+                // (RFC 6121 §3.1.3); other servers' and components'
+                // presence is delivered to who is online only.
+                let local = matches!(origin, Origin::Session(_));
+                if !delivered && local && el.attr("type") == Some("subscribe") {
                     if let Err((condition, text)) = self.server.undeliverable(self, &bare, el.clone()).await {
                         self.reply(&origin, error_reply(&el, condition, Some(text)));
                     }
@@ -344,15 +347,6 @@ impl Router {
             }
             Origin::Server => tracing::debug!("an error for a server-sent stanza: dropped"),
         }
-    }
-
-    /// Returns a stanza that could not be delivered to its (local) sender
-    /// as a stanza error; never for errors and results (RFC 6120 §8.3.1).
-    pub async fn bounce(self: &Arc<Self>, el: Element, condition: Condition, text: &str) {
-        if is_reply(&el) {
-            return;
-        }
-        self.route(Origin::Server, error_reply(&el, condition, Some(text))).await;
     }
 
     /// A session has ended: it leaves the table, then the services learn

@@ -90,6 +90,14 @@ impl SessionHandle {
     pub fn send_xml(&self, xml: String) -> bool {
         self.send(Outbound::Xml { xml, offline_id: None })
     }
+
+    /// Queues output, waiting while the queue is full instead of ending
+    /// the session: for output the server paces itself (stored messages),
+    /// which must not count against the client as a slow reader. False
+    /// once the session has ended.
+    pub async fn send_paced(&self, out: Outbound) -> bool {
+        self.tx.send(out).await.is_ok()
+    }
 }
 
 /// All bound sessions of this server.
@@ -106,8 +114,11 @@ impl SessionTable {
         let list = map.entry(handle.bare.clone()).or_default();
         if let Some(pos) = list.iter().position(|h| h.full == handle.full) {
             let old = list.remove(pos);
-            // A full queue makes `send` end the session at once.
+            // Ended at once: it writes nothing more (the old connection is
+            // most likely dead, and stored messages it has not written yet
+            // stay stored for the new one).
             old.send(Outbound::Close(snow_xml::stream_error_xml("conflict", "replaced by a new connection")));
+            old.kill.notify_one();
         }
         list.push(handle);
     }

@@ -2,9 +2,16 @@
 //! resource is committed to the database, stamped with XEP-0203 delay,
 //! before anything else happens, and handed to the account's first
 //! session that becomes available, oldest first. A stored row is deleted
-//! only once the session's writer has put it on the socket.
+//! only once the session has put it on the socket.
+//!
+//! Delivery is paced: a task of its own reads a page of rows at a time and
+//! waits for room in the session's queue, so however many messages are
+//! stored, the session neither overflows its queue (which would end it as
+//! a slow reader before it wrote one, at every login) nor holds them all
+//! in memory.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use snow_xml::stanza::Condition;
 use snow_xml::{Element, NS_CLIENT, NS_DELAY};
@@ -14,9 +21,18 @@ use crate::db::Db;
 use crate::routing::{BoxFuture, Outbound, SessionHandle};
 
 pub(crate) struct Offline {
-    pub db: Db,
+    db: Db,
     /// The server's domain, the `from` of the delay stamp.
-    pub domain: String,
+    domain: String,
+    /// Sessions being fed now (by handle address): one feeder each, or a
+    /// session that goes unavailable and back would get rows twice.
+    feeding: Arc<Mutex<HashSet<usize>>>,
+}
+
+impl Offline {
+    pub fn new(db: Db, domain: String) -> Self {
+        Offline { db, domain, feeding: Arc::default() }
+    }
 }
 
 impl Service for Offline {
@@ -32,7 +48,7 @@ impl Service for Offline {
             match event {
                 Event::Undeliverable { bare, stanza } => self.store(bare, (*stanza).clone()).await,
                 Event::Presence { session, initial: true, .. } => {
-                    self.deliver(session).await;
+                    self.deliver(session);
                     Handled::Done
                 }
                 _ => Handled::Ignored,
@@ -63,20 +79,46 @@ impl Offline {
         }
     }
 
-    /// Hands stored messages to a session that just became available.
-    async fn deliver(&self, me: &Arc<SessionHandle>) {
+    /// Starts handing stored messages to a session that just became
+    /// available.
+    fn deliver(&self, me: &Arc<SessionHandle>) {
+        let key = Arc::as_ptr(me) as usize;
+        if !self.feeding.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
+            return;
+        }
+        let (db, me, feeding) = (self.db.clone(), Arc::clone(me), Arc::clone(&self.feeding));
+        tokio::spawn(async move {
+            feed(db, me).await;
+            feeding.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        });
+    }
+}
+
+/// Rows read from the store at a time.
+const PAGE: usize = 64;
+
+/// Queues the stored messages of `me`'s account, a page at a time, each
+/// when the queue has room; ends with the session or the store.
+async fn feed(db: Db, me: Arc<SessionHandle>) {
+    let mut after = 0;
+    loop {
         let owner = me.bare.clone();
-        let msgs = match self.db.call(move |db| db.offline_for(&owner)).await {
-            Ok(m) => m,
+        let page = match db.call(move |db| db.offline_page(&owner, after, PAGE)).await {
+            Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read offline messages");
                 return;
             }
         };
-        for (id, xml) in msgs {
-            if !me.send(Outbound::Xml { xml, offline_id: Some(id) }) {
-                break;
+        let last = page.len() < PAGE;
+        for (id, xml) in page {
+            after = id;
+            if !me.send_paced(Outbound::Xml { xml, offline_id: Some(id) }).await {
+                return;
             }
+        }
+        if last {
+            return;
         }
     }
 }

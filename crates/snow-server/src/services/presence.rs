@@ -45,7 +45,9 @@ impl Service for Presence {
                     }
                     Handled::Done
                 }
-                Event::SessionEnded(session) if session.is_available() => {
+                // A session replaced by a new one with the same full JID
+                // is not seen going away: that JID is online.
+                Event::SessionEnded(session) if session.is_available() && !replaced(cx.router, session) => {
                     session.set_available(false, 0);
                     let el = Element::new(NS_CLIENT, "presence")
                         .with_attr("type", "unavailable")
@@ -95,4 +97,9 @@ async fn probe_contacts(router: &Arc<Router>, db: &Db, me: &Arc<SessionHandle>) 
             }
         }
     }
+}
+
+/// Whether another session now holds `s`'s full JID.
+fn replaced(router: &Router, s: &Arc<SessionHandle>) -> bool {
+    router.sessions.session(&s.bare, &s.full).is_some_and(|now| !Arc::ptr_eq(&now, s))
 }

@@ -249,12 +249,13 @@ async fn serve(
             Wake::Shutdown => return End::Close(stream_error_xml("system-shutdown", "the server is shutting down")),
             Wake::Out(None) => return End::Gone,
             Wake::Out(Some(out)) => {
-                // A client that stops reading blocks the write; its full
-                // queue then ends the session through `kill`.
+                // A client that stops reading blocks the write: its full
+                // queue ends the session through `kill`, and a write that
+                // makes no progress for the idle time ends it anyway.
                 let end = tokio::select! {
                     biased;
                     _ = handle.kill.notified() => Some(End::Killed),
-                    end = write(c2s, stream, out, rx) => end,
+                    end = tokio::time::timeout(c2s.idle, write(c2s, stream, out, rx)) => end.unwrap_or(Some(End::Gone)),
                 };
                 if let Some(end) = end {
                     return end;

@@ -196,8 +196,10 @@ async fn pump(
                         continue;
                     }
                 }
-                if f.send(&el.to_xml(NS_COMPONENT)).await.is_err() {
-                    return Err(Refused::Gone("write failed".into()));
+                // A component that stops reading is dropped after the idle time.
+                match tokio::time::timeout(port.idle, f.send(&el.to_xml(NS_COMPONENT))).await {
+                    Ok(Ok(())) => {}
+                    _ => return Err(Refused::Gone("write failed or stalled".into())),
                 }
             }
             Wake::Read(Ok(StreamEvent::Stanza(el))) => inbound(port, domain, def, el).await,
@@ -225,7 +227,7 @@ async fn pump(
 /// A stanza from the component: authenticated (if configured), its
 /// `from` in the component's domain, then routed like a local entity's.
 async fn inbound(port: &ComponentPort, domain: &str, def: &Definition, mut el: Element) {
-    if !matches!(el.name(), "message" | "presence" | "iq") {
+    if el.ns() != NS_COMPONENT || !matches!(el.name(), "message" | "presence" | "iq") {
         return;
     }
     if let Some((_, receiver, source)) = &def.auth {

@@ -27,7 +27,7 @@ use crate::config::S2sSettings;
 use crate::limits::ConnectionSlot;
 use crate::routing::{Origin, RemoteLinks, Router};
 use crate::trust::TrustStore;
-use snow_xml::stanza::Condition;
+use snow_xml::stanza::{error_reply, is_reply, Condition};
 
 /// An outgoing link's (local domain, remote domain).
 type Pair = (String, String);
@@ -109,11 +109,17 @@ impl RemoteLinks for Links {
     }
 }
 
-/// Hands an undeliverable stanza back to routing as an error for its sender.
+/// Hands an undeliverable stanza back to routing as an error for its
+/// sender (none for errors and results). The error is built here, so the
+/// task that routes it holds only the small error, not the stanza.
 fn bounce(router: &Arc<Router>, el: Element, condition: Condition, text: &str) {
+    if is_reply(&el) {
+        return;
+    }
+    let err = error_reply(&el, condition, Some(text));
+    drop(el);
     let router = Arc::clone(router);
-    let text = text.to_owned();
-    tokio::spawn(async move { router.bounce(el, condition, &text).await });
+    tokio::spawn(async move { router.route(Origin::Server, err).await });
 }
 
 /// Where to connect for `domain`, best first: the static route if there is
@@ -205,9 +211,17 @@ async fn link_task(
             while let Some(el) = pending.front() {
                 let mut copy = el.clone();
                 copy.rename_ns_deep(NS_CLIENT, NS_SERVER);
-                if let Err(e) = link.send(&copy.to_xml(NS_SERVER)).await {
-                    tracing::warn!(%domain, error = %e, "s2s link broke; reconnecting");
-                    break 'up;
+                // A peer that stops reading is left after the idle time.
+                match tokio::time::timeout(idle, link.send(&copy.to_xml(NS_SERVER))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(%domain, error = %e, "s2s link broke; reconnecting");
+                        break 'up;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%domain, "s2s peer stopped reading; reconnecting");
+                        break 'up;
+                    }
                 }
                 pending.pop_front();
             }
@@ -374,7 +388,7 @@ async fn incoming(s2s: &Incoming, tcp: TcpStream) -> Step<String> {
         };
         match ev {
             Ok(StreamEvent::Stanza(mut el)) => {
-                if !matches!(el.name(), "message" | "presence" | "iq") {
+                if el.ns() != NS_SERVER || !matches!(el.name(), "message" | "presence" | "iq") {
                     continue;
                 }
                 let from_ok = el.attr("from").and_then(crate::addr::Addr::parse).is_some_and(|a| a.domain == claimed);
