@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use snow_xml::Element;
 use tokio::sync::{mpsc, Notify};
 
 /// Something for a session's writer task.
@@ -30,7 +31,7 @@ pub struct SessionHandle {
     /// Signalled when the session must end (slow reader, replaced).
     pub kill: Notify,
     /// The last broadcast presence, for contacts who come online later.
-    last_presence: Mutex<Option<String>>,
+    last_presence: Mutex<Option<Element>>,
 }
 
 impl SessionHandle {
@@ -47,17 +48,16 @@ impl SessionHandle {
         })
     }
 
-    pub fn set_last_presence(&self, xml: Option<String>) {
-        *self.last_presence.lock().unwrap_or_else(|p| p.into_inner()) = xml;
+    pub fn set_last_presence(&self, presence: Option<Element>) {
+        *self.last_presence.lock().unwrap_or_else(|p| p.into_inner()) = presence;
     }
 
     /// The last broadcast presence, addressed to `to` (for a contact who
     /// comes online or subscribes later).
-    pub fn last_presence_to(&self, to: &str) -> Option<String> {
-        let stored = self.last_presence.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
-        let mut attr = String::new();
-        snow_xml::escape::push_escaped(&mut attr, to);
-        Some(stored.replacen("<presence", &format!("<presence to='{attr}'"), 1))
+    pub fn last_presence_to(&self, to: &str) -> Option<Element> {
+        let mut p = self.last_presence.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        p.set_attr("to", to.to_owned());
+        Some(p)
     }
 
     pub fn is_available(&self) -> bool {

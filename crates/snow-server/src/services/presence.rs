@@ -11,7 +11,7 @@ use snow_xml::{Element, NS_CLIENT};
 use super::roster::roster_of;
 use super::{Cx, Event, Handled, Service};
 use crate::db::Db;
-use crate::routing::{BoxFuture, Router, SessionHandle};
+use crate::routing::{BoxFuture, Origin, Router, SessionHandle};
 
 pub(crate) struct Presence {
     pub db: Db,
@@ -33,7 +33,7 @@ impl Service for Presence {
                             .unwrap_or(0)
                             .clamp(-128, 127);
                         session.set_available(true, priority);
-                        session.set_last_presence(Some(stanza.to_xml(NS_CLIENT)));
+                        session.set_last_presence(Some((*stanza).clone()));
                         broadcast(cx.router, &self.db, session, stanza).await;
                         if *initial {
                             probe_contacts(cx.router, &self.db, session).await;
@@ -62,26 +62,26 @@ impl Service for Presence {
 }
 
 /// Sends `el` (from `me`) to the user's other available resources and to
-/// the available resources of contacts subscribed to the user's presence.
+/// the available resources of contacts subscribed to the user's presence,
+/// each copy through routing.
 async fn broadcast(router: &Arc<Router>, db: &Db, me: &Arc<SessionHandle>, el: &Element) {
-    let send = |s: &SessionHandle| {
-        let mut copy = el.clone();
-        copy.set_attr("to", s.full.clone());
-        s.send_xml(copy.to_xml(NS_CLIENT));
-    };
-    for s in router.sessions.sessions(&me.bare) {
-        if !Arc::ptr_eq(&s, me) && s.is_available() {
-            send(&s);
-        }
-    }
+    let mut to: Vec<String> = router
+        .sessions
+        .sessions(&me.bare)
+        .iter()
+        .filter(|s| !Arc::ptr_eq(s, me) && s.is_available())
+        .map(|s| s.full.clone())
+        .collect();
     for item in roster_of(db, &me.bare).await {
         if item.subscription.from_contact() {
-            for s in router.sessions.sessions(&item.contact) {
-                if s.is_available() {
-                    send(&s);
-                }
-            }
+            let contacts = router.sessions.sessions(&item.contact);
+            to.extend(contacts.iter().filter(|s| s.is_available()).map(|s| s.full.clone()));
         }
+    }
+    for full in to {
+        let mut copy = el.clone();
+        copy.set_attr("to", full);
+        router.route(Origin::Session(Arc::clone(me)), copy).await;
     }
 }
 
@@ -92,7 +92,7 @@ async fn probe_contacts(router: &Arc<Router>, db: &Db, me: &Arc<SessionHandle>) 
         if item.subscription.to_contact() {
             for s in router.sessions.sessions(&item.contact) {
                 if let Some(p) = s.last_presence_to(&me.full) {
-                    me.send_xml(p);
+                    router.route(Origin::Session(Arc::clone(&s)), p).await;
                 }
             }
         }

@@ -134,7 +134,7 @@ impl Roster {
             let (o, c) = (owner.clone(), contact.clone());
             return match self.db.call(move |db| db.remove_roster_item(&o, &c)).await {
                 Ok(true) => {
-                    push(router, &owner, &blank(&contact), true);
+                    push(router, &owner, &blank(&contact), true).await;
                     iq_result(iq, None)
                 }
                 Ok(false) => error_reply(iq, Condition::ItemNotFound, None),
@@ -158,7 +158,7 @@ impl Roster {
             .await;
         match stored {
             Ok(it) => {
-                push(router, &owner, &it, false);
+                push(router, &owner, &it, false).await;
                 iq_result(iq, None)
             }
             Err(_) => error_reply(iq, Condition::InternalServerError, None),
@@ -214,9 +214,9 @@ impl Roster {
                 return;
             }
         };
-        push(router, &user, &mine, false);
+        push(router, &user, &mine, false).await;
         if let Some(t) = &theirs {
-            push(router, &contact, t, false);
+            push(router, &contact, t, false).await;
         }
         router.route(Origin::Session(Arc::clone(me)), el).await;
         if request == Request::Subscribed {
@@ -224,7 +224,7 @@ impl Roster {
             for s in router.sessions.sessions(&user) {
                 for c in router.sessions.sessions(&contact) {
                     if let Some(p) = s.last_presence_to(&c.full) {
-                        c.send_xml(p);
+                        router.route(Origin::Session(Arc::clone(&s)), p).await;
                     }
                 }
             }
@@ -254,21 +254,28 @@ fn item_element(item: &RosterItem) -> Element {
     e
 }
 
-/// Roster push (RFC 6121 §2.1.6) to every interested resource of `owner`.
-fn push(router: &Router, owner: &str, item: &RosterItem, removed: bool) {
+/// Roster push (RFC 6121 §2.1.6) to every interested resource of
+/// `owner`, through routing.
+async fn push(router: &Arc<Router>, owner: &str, item: &RosterItem, removed: bool) {
     let mut it = item_element(item);
     if removed {
         it.set_attr("subscription", "remove");
     }
-    for s in router.sessions.sessions(owner) {
-        if s.interested.load(std::sync::atomic::Ordering::Acquire) {
-            let id = snow_crypto::one_time_password::random_hex(6).unwrap_or_default();
-            let push = Element::new(NS_CLIENT, "iq")
-                .with_attr("type", "set")
-                .with_attr("id", format!("push-{id}"))
-                .with_attr("to", s.full.clone())
-                .with_child(Element::new(NS_ROSTER, "query").with_child(it.clone()));
-            s.send_xml(push.to_xml(NS_CLIENT));
-        }
+    let interested: Vec<String> = router
+        .sessions
+        .sessions(owner)
+        .iter()
+        .filter(|s| s.interested.load(std::sync::atomic::Ordering::Acquire))
+        .map(|s| s.full.clone())
+        .collect();
+    for full in interested {
+        let id = snow_crypto::one_time_password::random_hex(6).unwrap_or_default();
+        let push = Element::new(NS_CLIENT, "iq")
+            .with_attr("type", "set")
+            .with_attr("id", format!("push-{id}"))
+            .with_attr("from", owner.to_owned())
+            .with_attr("to", full)
+            .with_child(Element::new(NS_ROSTER, "query").with_child(it.clone()));
+        router.route(Origin::Server, push).await;
     }
 }
