@@ -42,7 +42,7 @@ impl ImporterConfig {
     /// drop directory and lab store where `SiteHome` puts them.
     pub fn for_home(home: &SiteHome, lab: &LabServerSettings) -> Self {
         ImporterConfig {
-            drop: DropDir::of(home),
+            drop: DropDir::of(home).with_settle(Duration::from_millis(lab.settle_ms)),
             lab_db: home.lab_db(),
             // A zero interval would scan in a busy loop.
             scan_interval: Duration::from_secs(lab.scan_interval_secs.max(1)),
@@ -141,9 +141,13 @@ async fn run(config: ImporterConfig, mut shutdown: watch::Receiver<bool>) {
                 None => std::future::pending().await,
             }
         };
+        // A file still settling is looked at again as soon as it may be ready.
+        let drop = config.drop.clone();
+        let settling = tokio::task::spawn_blocking(move || drop.next_ready()).await.ok().flatten();
+        let wait = settling.map_or(config.scan_interval, |s| s.min(config.scan_interval) + SETTLE);
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(config.scan_interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = changed => {}
         }
     }

@@ -54,3 +54,64 @@ async fn the_importer_imports_dropped_files() {
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), importer.join()).await.expect("the importer stops on shutdown");
 }
+
+/// An exported file of `n` synthetic rows (patients P0…, all INFA in 5401).
+fn export_rows(n: usize) -> Vec<u8> {
+    let mut raw = String::from("sample_id,patient_id,birth_date,sex,municipality,sample_date,analysis,result\n");
+    for i in 0..n {
+        raw.push_str(&format!(
+            "S{i},P{i},1990-05-05,F,5401,2026-11-16,INFA,{}\n",
+            if i % 2 == 0 { "POS" } else { "NEG" }
+        ));
+    }
+    let p = snow_lab::export::Pseudonymiser::new(b"a lab secret of 16+ bytes").unwrap();
+    let mut out = Vec::new();
+    let today = time::OffsetDateTime::now_utc().date();
+    snow_lab::export::export(raw.as_bytes(), &mut out, &p, &snow_lab::LabSettings::default(), today, |_| {}).unwrap();
+    out
+}
+
+/// A file written in place (no `.part`), with a pause mid-file longer than
+/// the importer's reaction to change notifications: nothing is imported
+/// while it is being written, then the whole file once. A file cut off
+/// mid-line (a writer that crashed) is rejected, never read as data.
+#[tokio::test]
+async fn a_file_written_in_place_with_a_pause_is_imported_once_and_whole() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let home = SiteHome::new(dir.path().join("home"));
+    let lab = LabServerSettings { import: true, scan_interval_secs: 3600, settle_ms: 1500, ..Default::default() };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let importer = Importer::start(ImporterConfig::for_home(&home, &lab), stopped);
+    let incoming = home.incoming();
+    std::fs::create_dir_all(&incoming).unwrap();
+
+    let whole = export_rows(2000);
+    let cut = whole.len() / 3;
+    let mut f = std::fs::File::create(incoming.join("w48.csv")).unwrap();
+    f.write_all(&whole[..cut]).unwrap();
+    f.flush().unwrap();
+    // The writer pauses: change notifications have fired, the file is there.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(incoming.join("w48.csv").exists(), "taken while still being written");
+    f.write_all(&whole[cut..]).unwrap();
+    drop(f);
+
+    // A writer that dies mid-line.
+    let mut crashed = export_rows(10);
+    crashed.truncate(crashed.len() - 7);
+    std::fs::write(incoming.join("crashed.csv"), &crashed).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(home.done().join("w48.csv").exists() && home.rejected().join("crashed.csv.error").exists()) {
+        assert!(Instant::now() < deadline, "the files were not processed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let db = snow_store::LabDb::open(&home.lab_db()).unwrap();
+    let w = db.weekly(&snow_store::WeeklyFilter::new("INFA", "5401", (202601, 202653))).unwrap();
+    assert_eq!((w[0].tested, w[0].positive), (2000, 1000), "every row of the paused file, once");
+    let why = std::fs::read_to_string(home.rejected().join("crashed.csv.error")).unwrap();
+    assert!(why.contains("last line is incomplete"), "{why}");
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), importer.join()).await.expect("the importer stops on shutdown");
+}

@@ -28,6 +28,9 @@ pub struct LabServerSettings {
     /// Seconds between full scans of the drop directory (the fallback to
     /// change notifications).
     pub scan_interval_secs: u64,
+    /// Milliseconds a file must have stayed unchanged before it is
+    /// imported: a file copied in place is not taken half-written.
+    pub settle_ms: u64,
     /// Analysis codes the lab reports; rows and searches with others are refused.
     pub analyses: Vec<String>,
     /// Age groups (`LOW-HIGH` or `LOW+`), in order.
@@ -207,6 +210,7 @@ impl Default for LabServerSettings {
         LabServerSettings {
             import: false,
             scan_interval_secs: 5,
+            settle_ms: 2000,
             analyses: lab.analyses,
             age_groups: lab.age_groups,
             search_agent: false,

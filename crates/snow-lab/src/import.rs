@@ -1,6 +1,13 @@
 //! Importing pushed files: the whole file in one transaction or nothing,
 //! a file already imported (same content hash) never counted twice, and
 //! the drop directory `data/in` → `data/done` | `data/rejected` (+ `.error`).
+//!
+//! Only complete files are imported (docs/architecture.md §5): writers
+//! upload `NAME.csv.part` and rename it to `NAME.csv` when done; a file
+//! written in place is taken only once it has not changed for the settle
+//! time; a file that changes while it is being imported is left for the
+//! next pass; and a last line without its line break (an upload cut off)
+//! rejects the file instead of becoming data.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -28,6 +35,10 @@ pub enum ImportError {
     Csv(#[from] csv::Error),
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("the last line is incomplete (the file does not end with a line break): was the upload cut off?")]
+    Truncated,
+    #[error("the file changed while it was being imported; it will be imported once it stops changing")]
+    Changed,
     #[error(transparent)]
     Store(#[from] snow_store::StoreError),
 }
@@ -41,7 +52,21 @@ pub enum Imported {
     Duplicate,
 }
 
-fn hash_file(path: &Path) -> Result<String, ImportError> {
+/// What a file looked like when its import began: a change before the
+/// commit means a writer is still at work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Snapshot {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+fn snapshot(path: &Path) -> Result<Snapshot, ImportError> {
+    let m = std::fs::metadata(path).map_err(|source| ImportError::Io { path: path.to_owned(), source })?;
+    Ok(Snapshot { len: m.len(), modified: m.modified().ok() })
+}
+
+/// The content hash, and whether the file ends with a line break.
+fn hash_file(path: &Path) -> Result<(String, bool), ImportError> {
     let io = |source| ImportError::Io { path: path.to_owned(), source };
     let mut f = std::fs::File::open(path).map_err(io)?;
     if f.metadata().map_err(io)?.len() > MAX_FILE_BYTES {
@@ -49,14 +74,17 @@ fn hash_file(path: &Path) -> Result<String, ImportError> {
     }
     let mut ctx = digest::Context::new(&digest::SHA256);
     let mut buf = vec![0u8; 1 << 16];
+    let mut last = None;
     loop {
         let n = f.read(&mut buf).map_err(io)?;
         if n == 0 {
             break;
         }
         ctx.update(&buf[..n]);
+        last = Some(buf[n - 1]);
     }
-    Ok(ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    let hex = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((hex, last == Some(b'\n')))
 }
 
 /// Imports one file. Every row is validated; the first bad one rolls the
@@ -68,9 +96,13 @@ pub fn import_file(
     today: Date,
     mut progress: impl FnMut(u64),
 ) -> Result<Imported, ImportError> {
-    let hash = hash_file(path)?;
+    let before = snapshot(path)?;
+    let (hash, whole_lines) = hash_file(path)?;
     if db.imported(&hash)? {
         return Ok(Imported::Duplicate);
+    }
+    if !whole_lines {
+        return Err(ImportError::Truncated);
     }
     let file = std::fs::File::open(path).map_err(|source| ImportError::Io { path: path.to_owned(), source })?;
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(file);
@@ -102,6 +134,10 @@ pub fn import_file(
             progress(n);
         }
     }
+    if snapshot(path)? != before {
+        // Rolled back with `tx`: a writer is still at work.
+        return Err(ImportError::Changed);
+    }
     let (rows, counted) = tx.counts();
     let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     tx.commit(&hash, &name, time::OffsetDateTime::now_utc().unix_timestamp())?;
@@ -114,13 +150,20 @@ pub fn import_file(
 #[derive(Debug, Clone)]
 pub struct DropDir {
     pub root: PathBuf,
+    /// How long a file must have been unchanged before it is taken.
+    pub settle: std::time::Duration,
 }
 
 impl DropDir {
     /// The drop directory under `data_dir`, wherever that is (tests and
     /// tools use directories outside a site home).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        DropDir { root: data_dir.into() }
+        DropDir { root: data_dir.into(), settle: std::time::Duration::ZERO }
+    }
+    /// The same directory, taking only files unchanged for `settle`.
+    pub fn with_settle(mut self, settle: std::time::Duration) -> Self {
+        self.settle = settle;
+        self
     }
     /// The drop directory of the site in `home`: `data/in`, `data/done`,
     /// `data/rejected`.
@@ -137,23 +180,42 @@ impl DropDir {
         self.root.join(REJECTED_DIR)
     }
 
+    /// The `*.csv` files in `in/`, each with how much longer it must stay
+    /// unchanged before it is taken (zero: ready).
+    fn candidates(&self) -> Vec<(PathBuf, std::time::Duration)> {
+        let Ok(rd) = std::fs::read_dir(self.incoming()) else { return Vec::new() };
+        let now = std::time::SystemTime::now();
+        rd.filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "csv"))
+            .filter_map(|e| {
+                let m = e.metadata().ok().filter(|m| m.is_file())?;
+                // A clock set back counts as "just changed".
+                let age = m.modified().ok().and_then(|t| now.duration_since(t).ok()).unwrap_or_default();
+                Some((e.path(), self.settle.saturating_sub(age)))
+            })
+            .collect()
+    }
+
+    /// How long until a file in `in/` that is still settling becomes
+    /// ready, if there is one: the importer looks again then.
+    pub fn next_ready(&self) -> Option<std::time::Duration> {
+        self.candidates().into_iter().map(|(_, wait)| wait).filter(|w| !w.is_zero()).min()
+    }
+
     /// Imports every complete `*.csv` in `in/` (writers upload `*.part`
-    /// and rename), oldest name first, and moves each to `done/` or to
-    /// `rejected/` with a `.error` file. A crash between commit and move
-    /// is harmless: the next pass sees the hash and moves it to `done/`.
+    /// and rename; a file written in place waits until it has not changed
+    /// for the settle time), oldest name first, and moves each to `done/`
+    /// or to `rejected/` with a `.error` file. A crash between commit and
+    /// move is harmless: the next pass sees the hash and moves it to
+    /// `done/`.
     pub fn process(
         &self,
         db: &mut LabDb,
         settings: &LabSettings,
         today: Date,
     ) -> Vec<(PathBuf, Result<Imported, String>)> {
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(self.incoming()) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "csv"))
-                .collect(),
-            Err(_) => return Vec::new(),
-        };
+        let mut files: Vec<PathBuf> =
+            self.candidates().into_iter().filter(|(_, wait)| wait.is_zero()).map(|(p, _)| p).collect();
         files.sort();
         let mut out = Vec::new();
         for path in files {
@@ -170,6 +232,10 @@ impl DropDir {
                     // Not the file's fault: leave it for the next pass.
                     tracing::error!(file = ?name, error = %e, "import failed; will retry");
                     Err(e.to_string())
+                }
+                Err(ImportError::Changed) => {
+                    tracing::info!(file = ?name, "lab file still being written; left for the next pass");
+                    Err(ImportError::Changed.to_string())
                 }
                 Err(e) => {
                     let _ = std::fs::create_dir_all(self.rejected());

@@ -132,10 +132,19 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
         }
         LabCommand::Process => {
             let mut db = LabDb::open(&ctx.paths.lab_db())?;
-            let drop = DropDir::of(&ctx.paths);
+            let settle = std::time::Duration::from_millis(ctx.config.lab.settle_ms);
+            let drop = DropDir::of(&ctx.paths).with_settle(settle);
             let results = drop.process(&mut db, &settings, today());
             if results.is_empty() {
                 println!("Nothing to import in {}", drop.incoming().display());
+            }
+            if let Some(wait) = drop.next_ready() {
+                println!(
+                    "Some files in {} are still changing; they are imported once unchanged for {} ms (in about {} ms)",
+                    drop.incoming().display(),
+                    settle.as_millis(),
+                    wait.as_millis()
+                );
             }
             let mut failed = 0;
             for (path, r) in results {
