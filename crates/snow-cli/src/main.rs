@@ -10,10 +10,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The log filter without `SNOW_LOG`.
+const DEFAULT_LOG: &str = "warn,snow_lab::import=info";
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Warnings and errors, and one line per lab file imported or refused,
+    // unless SNOW_LOG says otherwise; colours only on a terminal (a log
+    // file gets plain text).
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SNOW_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SNOW_LOG").unwrap_or_else(|_| DEFAULT_LOG.into()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     match commands::run(cli) {
@@ -22,8 +29,13 @@ fn main() -> ExitCode {
             // One sentence: the outermost context, then its causes.
             let mut msg = e.to_string();
             for cause in e.chain().skip(1) {
-                msg.push_str(": ");
-                msg.push_str(&cause.to_string());
+                // An error that already quotes its cause (an OS error,
+                // say) is not followed by it a second time.
+                let cause = cause.to_string();
+                if !msg.contains(&cause) {
+                    msg.push_str(": ");
+                    msg.push_str(&cause);
+                }
             }
             eprintln!("error: {msg}");
             ExitCode::FAILURE

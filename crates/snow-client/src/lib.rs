@@ -28,8 +28,8 @@ pub enum ClientError {
     Connect { addr: SocketAddr, source: std::io::Error },
     #[error("TLS failed: {0}")]
     Tls(String),
-    #[error("the server refused the login ({0})")]
-    AuthFailed(String),
+    #[error("the server refused the login ({condition}){}", text.as_deref().map(|t| format!(": {t}")).unwrap_or_default())]
+    AuthFailed { condition: String, text: Option<String> },
     #[error("the server closed the stream: {condition}{}", text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
     StreamError { condition: String, text: Option<String> },
     #[error("unexpected answer from the server: {0}")]
@@ -69,7 +69,7 @@ impl From<PeerError> for ClientError {
             PeerError::Restarted => ClientError::Protocol("unexpected stream header".into()),
             PeerError::Unexpected(what) => ClientError::Protocol(what),
             PeerError::TlsRefused(name) => ClientError::Protocol(format!("STARTTLS refused: <{name}>")),
-            PeerError::AuthFailed { condition, .. } => ClientError::AuthFailed(condition),
+            PeerError::AuthFailed { condition, text } => ClientError::AuthFailed { condition, text },
         }
     }
 }

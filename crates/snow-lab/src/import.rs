@@ -52,6 +52,15 @@ pub enum Imported {
     Duplicate,
 }
 
+impl std::fmt::Display for Imported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Imported::New { rows, counted } => write!(f, "{rows} rows, {counted} new samples"),
+            Imported::Duplicate => f.write_str("the same file was imported before; nothing changed"),
+        }
+    }
+}
+
 /// What a file looked like when its import began: a change before the
 /// commit means a writer is still at work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,16 +234,16 @@ impl DropDir {
                 Ok(imported) => {
                     let _ = std::fs::create_dir_all(self.done());
                     let _ = std::fs::rename(&path, self.done().join(&name));
-                    tracing::info!(file = ?name, ?imported, "lab file imported");
+                    tracing::info!(file = %name.to_string_lossy(), result = %imported, "lab file imported");
                     Ok(imported)
                 }
                 Err(ImportError::Store(e)) => {
                     // Not the file's fault: leave it for the next pass.
-                    tracing::error!(file = ?name, error = %e, "import failed; will retry");
+                    tracing::error!(file = %name.to_string_lossy(), error = %e, "import failed; will retry");
                     Err(e.to_string())
                 }
                 Err(ImportError::Changed) => {
-                    tracing::info!(file = ?name, "lab file still being written; left for the next pass");
+                    tracing::info!(file = %name.to_string_lossy(), "lab file still being written; left for the next pass");
                     Err(ImportError::Changed.to_string())
                 }
                 Err(e) => {
@@ -248,7 +257,7 @@ impl DropDir {
                         format!("{e}\n").as_bytes(),
                         snow_core::files::Mode::Private,
                     );
-                    tracing::warn!(file = ?name, reason = %e, "lab file rejected");
+                    tracing::warn!(file = %name.to_string_lossy(), reason = %e, "lab file rejected");
                     Err(e.to_string())
                 }
             };

@@ -19,6 +19,12 @@ use crate::ServerError;
 pub enum AuthError {
     #[error("no client certificate was presented")]
     NoCertificate,
+    #[error("the certificate has been revoked")]
+    Revoked,
+    #[error("the certificate has expired or is not valid yet")]
+    Expired,
+    #[error("the certificate was not issued by a trusted CA")]
+    UnknownIssuer,
     #[error("certificate rejected: {0}")]
     Invalid(String),
     #[error("the certificate names no JID (id-on-xmppAddr)")]
@@ -29,6 +35,49 @@ pub enum AuthError {
     ForeignDomain(String),
     #[error("the authorization identity {authzid} differs from the certificate's JID {jid}")]
     AuthzidMismatch { authzid: String, jid: String },
+}
+
+impl AuthError {
+    /// What the person logging in is told (in the SASL failure's text):
+    /// what happened and what to do, never more than their own
+    /// certificate's state.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            AuthError::Revoked => "your certificate has been revoked: contact the Snow administrator",
+            AuthError::Expired => "your certificate has expired: ask the Snow administrator for a new one",
+            AuthError::NoCertificate => "log in with your Snow certificate (snow key import)",
+            AuthError::UnknownIssuer | AuthError::ForeignDomain(_) => {
+                "this certificate is not for this server: check the server address or your key store"
+            }
+            _ => "the certificate was refused: contact the Snow administrator",
+        }
+    }
+
+    fn from_webpki(e: webpki::Error) -> AuthError {
+        match e {
+            webpki::Error::CertRevoked => AuthError::Revoked,
+            webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. } => AuthError::Expired,
+            // A chain to another CA of the same name fails on the signature.
+            webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => AuthError::UnknownIssuer,
+            other => AuthError::Invalid(words(&other)),
+        }
+    }
+}
+
+/// A webpki error in words (its `Display` is its debug name).
+fn words(e: &webpki::Error) -> String {
+    match e {
+        webpki::Error::BadDer | webpki::Error::BadDerTime => "the certificate is not well-formed".into(),
+        webpki::Error::RequiredEkuNotFoundContext(_) => {
+            "the certificate is not for this use (extended key usage)".into()
+        }
+        webpki::Error::CaUsedAsEndEntity => "a CA certificate was presented as a user's".into(),
+        webpki::Error::UnsupportedSignatureAlgorithmContext(_)
+        | webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            "the certificate uses an unsupported signature algorithm".into()
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 /// The site CA and its current CRL, and the CAs whose servers may federate.
@@ -73,11 +122,11 @@ impl TrustStore {
     /// domain the peer claims in its stream header.
     pub fn authenticate_peer(&self, chain: &[CertificateDer<'_>], domain: &str) -> Result<(), AuthError> {
         let leaf = chain.first().ok_or(AuthError::NoCertificate)?;
-        let ee = EndEntityCert::try_from(leaf).map_err(|e| AuthError::Invalid(format!("{e:?}")))?;
+        let ee = EndEntityCert::try_from(leaf).map_err(AuthError::from_webpki)?;
         let anchors = self
             .peer_cas
             .iter()
-            .map(|c| anchor_from_trusted_cert(c).map_err(|e| AuthError::Invalid(format!("{e:?}"))))
+            .map(|c| anchor_from_trusted_cert(c).map_err(AuthError::from_webpki))
             .collect::<Result<Vec<_>, _>>()?;
         let info = verify_client_chain(&ee, leaf, &anchors, &chain[1..], None)?;
         let names_domain = info.dns_names.iter().chain(info.xmpp_addrs.iter()).any(|n| n.eq_ignore_ascii_case(domain));
@@ -103,7 +152,7 @@ impl TrustStore {
             .map(|(_, d)| d)
             .ok_or_else(|| ServerError::Crl { path: self.crl_path.clone(), reason: "no X509 CRL block".into() })?;
         let crl = OwnedCertRevocationList::from_der(&der)
-            .map_err(|e| ServerError::Crl { path: self.crl_path.clone(), reason: format!("{e:?}") })?;
+            .map_err(|e| ServerError::Crl { path: self.crl_path.clone(), reason: words(&e) })?;
         *self.crl.write().unwrap_or_else(|p| p.into_inner()) = Some(crl);
         Ok(())
     }
@@ -116,8 +165,8 @@ impl TrustStore {
         authzid: Option<&str>,
     ) -> Result<BareJid, AuthError> {
         let leaf = chain.first().ok_or(AuthError::NoCertificate)?;
-        let ee = EndEntityCert::try_from(leaf).map_err(|e| AuthError::Invalid(format!("{e:?}")))?;
-        let anchors = [anchor_from_trusted_cert(&self.ca).map_err(|e| AuthError::Invalid(format!("{e:?}")))?];
+        let ee = EndEntityCert::try_from(leaf).map_err(AuthError::from_webpki)?;
+        let anchors = [anchor_from_trusted_cert(&self.ca).map_err(AuthError::from_webpki)?];
         let crl_guard = self.crl.read().unwrap_or_else(|p| p.into_inner());
         let crl = crl_guard.as_ref().map(|c| webpki::CertRevocationList::from(c.clone()));
         let crls: Vec<&webpki::CertRevocationList<'_>> = crl.iter().collect();
@@ -169,7 +218,7 @@ fn verify_client_chain(
         revocation,
         None,
     )
-    .map_err(|e| AuthError::Invalid(format!("{e}")))?;
+    .map_err(AuthError::from_webpki)?;
     snow_crypto::CertInfo::from_der(leaf).map_err(|e| AuthError::Invalid(e.to_string()))
 }
 

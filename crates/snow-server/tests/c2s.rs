@@ -97,7 +97,10 @@ async fn revoked_and_foreign_certificates_are_refused() {
     site.revoke("3333333");
     let server = site.start().await;
     match site.login(&server, "3333333").await {
-        Err(ClientError::AuthFailed(cond)) => assert_eq!(cond, "not-authorized"),
+        Err(ClientError::AuthFailed { condition, text }) => {
+            assert_eq!(condition, "not-authorized");
+            assert_eq!(text.as_deref(), Some("your certificate has been revoked: contact the Snow administrator"));
+        }
         other => panic!("revoked user got {:?}", other.map(|c| c.jid().to_owned())),
     }
     // Revocation while the server runs takes effect after a CRL reload.
@@ -105,14 +108,20 @@ async fn revoked_and_foreign_certificates_are_refused() {
     ok.close().await.unwrap();
     site.revoke("1111111");
     server.reload_crl().unwrap();
-    assert!(matches!(site.login(&server, "1111111").await, Err(ClientError::AuthFailed(_))));
+    assert!(matches!(site.login(&server, "1111111").await, Err(ClientError::AuthFailed { .. })));
 
     // A user of another CA, even with the same domain in the certificate.
     let mut other = Site::new();
     other.add_user("4444444");
     let foreign = other.identity("4444444");
     let r = snow_client::Client::connect(&site.options(&server, false), &foreign).await;
-    assert!(matches!(r, Err(ClientError::AuthFailed(ref c)) if c == "not-authorized"), "{:?}", r.err());
+    match r {
+        Err(ClientError::AuthFailed { condition, text }) => {
+            assert_eq!(condition, "not-authorized");
+            assert!(text.is_some_and(|t| t.contains("not for this server")));
+        }
+        other => panic!("a foreign certificate got {:?}", other.map(|c| c.jid().to_owned())),
+    }
     server.shutdown(T).await;
 }
 

@@ -149,7 +149,7 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
             let mut failed = 0;
             for (path, r) in results {
                 match r {
-                    Ok(i) => println!("imported  {} {i:?}", path.display()),
+                    Ok(i) => println!("imported  {}: {i}", path.display()),
                     Err(e) => {
                         failed += 1;
                         println!("rejected  {}: {e}", path.display());

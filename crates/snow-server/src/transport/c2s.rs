@@ -128,7 +128,11 @@ async fn login(c2s: &Arc<C2s>, tls: TlsStream<TcpStream>) -> Step<Session> {
         Ok(jid) => jid,
         Err(e) => {
             tracing::warn!(reason = %e, "certificate login refused");
-            return Err(refuse(&mut f, &failure("not-authorized"), "certificate refused").await);
+            // RFC 6120 §6.5: the failure may say why, for the person.
+            let mut xml = format!("<failure xmlns='{NS_SASL}'><not-authorized/><text xml:lang='en'>");
+            snow_xml::escape::push_escaped(&mut xml, e.advice());
+            xml.push_str("</text></failure></stream:stream>");
+            return Err(refuse(&mut f, &xml, "certificate refused").await);
         }
     };
     f.send(&format!("<success xmlns='{NS_SASL}'/>")).await.map_err(gone)?;
