@@ -16,7 +16,7 @@ use snow_client::alert;
 use snow_client::{ClientError, IqClient};
 use snow_core::alert::{Alert, AlertKind};
 use snow_core::stats::{Area, Count, IsoWeek};
-use snow_lab::detect::Detector;
+use snow_lab::detect::{Detector, Fitted};
 use snow_store::{LabDb, SentAlert, StoreError, WeeklyFilter};
 use snow_xml::Element;
 
@@ -32,6 +32,25 @@ pub struct DetectionConfig {
     pub per_analysis: HashMap<String, Detector>,
     /// How often the store is checked for new imports.
     pub poll: Duration,
+    /// What was last said about each analysis's history (said again only
+    /// when it changes, not after every import).
+    pub said: Said,
+}
+
+/// The last note logged per analysis.
+#[derive(Debug, Clone, Default)]
+pub struct Said(Arc<std::sync::Mutex<HashMap<String, String>>>);
+
+impl Said {
+    /// True if `note` is news for `analysis` (and remembers it).
+    fn is_new(&self, analysis: &str, note: &str) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.get(analysis).map(String::as_str) == Some(note) {
+            return false;
+        }
+        m.insert(analysis.to_owned(), note.to_owned());
+        true
+    }
 }
 
 impl DetectionConfig {
@@ -75,7 +94,30 @@ pub fn find_alarms(db: &LabDb, cfg: &DetectionConfig, analyses: &[String]) -> Re
             .collect();
         let index: HashMap<i32, usize> = weeks.iter().enumerate().map(|(i, w)| (w.key(), i)).collect();
         let mondays: Vec<time::Date> = weeks.iter().map(|w| w.thursday() - time::Duration::days(3)).collect();
-        let detector = cfg.detector(analysis);
+        // Every area of an analysis spans the same weeks: one choice each.
+        let substitute;
+        let detector = match cfg.detector(analysis).for_history(weeks.len()) {
+            Fitted::Configured => cfg.detector(analysis),
+            Fitted::Substitute(d, why) => {
+                // It still detects: said at the default level, not as a fault.
+                if cfg.said.is_new(analysis, &why) {
+                    tracing::info!(analysis = %analysis, "outbreak detection: {why}");
+                }
+                substitute = d;
+                &substitute
+            }
+            Fitted::TooShort { needed } => {
+                let why = format!(
+                    "outbreak detection cannot run yet: {} needs {needed} weeks of history and the series has {}",
+                    cfg.detector(analysis).label(),
+                    weeks.len()
+                );
+                if cfg.said.is_new(analysis, &why) {
+                    tracing::warn!(analysis = %analysis, "{why}");
+                }
+                continue;
+            }
+        };
         for code in db.areas(analysis)? {
             let area = if code.len() == 4 { Area::Municipality(code.clone()) } else { Area::County(code.clone()) };
             let mut y = vec![0.0; weeks.len()];

@@ -98,6 +98,7 @@ fn agent(
                 default: Detector::Ears(ears::Params::new(ears::Method::C1)),
                 per_analysis: HashMap::new(),
                 poll: Duration::from_millis(200),
+                said: Default::default(),
             }),
         },
         stopped,

@@ -11,12 +11,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// The log filter without `SNOW_LOG`.
-const DEFAULT_LOG: &str = "warn,snow_lab::import=info";
+const DEFAULT_LOG: &str = "warn,snow_lab::import=info,snow_agents::detect=info";
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    // Warnings and errors, and one line per lab file imported or refused,
-    // unless SNOW_LOG says otherwise; colours only on a terminal (a log
+    // Warnings and errors, one line per lab file imported or refused, and
+    // what outbreak detection runs with, unless SNOW_LOG says otherwise; colours only on a terminal (a log
     // file gets plain text).
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SNOW_LOG").unwrap_or_else(|_| DEFAULT_LOG.into()))

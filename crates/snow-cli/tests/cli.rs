@@ -752,3 +752,29 @@ fn the_search_agent_runs_as_a_component() {
     let summary = out.next().unwrap().unwrap();
     assert!(summary.starts_with("Took ") && !summary.starts_with("Took 0 "), "{summary}");
 }
+
+/// `snow lab detect` on a series too short for the algorithm says so, by
+/// series name, with the history needed and present (its rows would
+/// otherwise just be missing), and still writes the others.
+#[test]
+fn lab_detect_names_series_too_short_for_the_algorithm() {
+    let site = Site::new();
+    let mut csv = String::from("series,year,week,count\n");
+    for w in 1..=52 {
+        csv.push_str(&format!("short,2025,{w},{}\n", w % 3));
+    }
+    for (year, weeks) in [(2020, 53), (2021, 52), (2022, 52), (2023, 52), (2024, 52), (2025, 52)] {
+        for w in 1..=weeks {
+            csv.push_str(&format!("long,{year},{w},{}\n", w % 4));
+        }
+    }
+    std::fs::write(site.path("series.csv"), csv).unwrap();
+    let input = site.path("series.csv").display().to_string();
+    let out = site.snow(&["lab", "detect", "--input", &input, "--algorithm", "farrington"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("series short") && err.contains("264 weeks") && err.contains("has 52"), "{err}");
+    assert!(!err.contains("series long"), "{err}");
+    let rows = String::from_utf8_lossy(&out.stdout);
+    assert!(rows.lines().any(|l| l.contains(",long,")), "{rows}");
+}

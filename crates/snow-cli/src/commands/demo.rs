@@ -19,7 +19,7 @@ use snow_core::files::{self, Mode};
 use snow_core::stats::{Area, Granularity, IsoWeek, Period, StatsQuery, YearMonth};
 use snow_core::SiteHome;
 use snow_crypto::{one_time_password, pkcs12, FileKeyStore, Identity};
-use snow_lab::config::{DetectionParams, DetectionSettings, LabServerSettings};
+use snow_lab::config::{DetectionSettings, LabServerSettings};
 use snow_pki::{outbox, Ca, PkiSettings};
 use snow_server::{S2sSettings, ServerSettings};
 
@@ -172,13 +172,9 @@ async fn demo(dir: &Path, once: bool) -> anyhow::Result<()> {
             import: true,
             scan_interval_secs: 1,
             search_agent: true,
-            // Farrington-flexible with one past year: the demo has two.
-            detection: DetectionSettings {
-                enabled: true,
-                poll_secs: 1,
-                default: DetectionParams { b: 1, ..DetectionParams::default() },
-                ..DetectionSettings::default()
-            },
+            // The defaults a real lab gets (Farrington-flexible, b = 5):
+            // with the demo's two years the agent says so and uses b = 1.
+            detection: DetectionSettings { enabled: true, poll_secs: 1, ..DetectionSettings::default() },
             ..Default::default()
         },
         ..Config::default()

@@ -110,6 +110,7 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
                         min_sigma,
                         ..ears::Params::new(method)
                     };
+                    warn_short(&all, &snow_lab::detect::Detector::Ears(params));
                     series::write_ears_csv(&mut out, &all, &params)?;
                 }
                 None => {
@@ -124,6 +125,7 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
                         epoch_as_date,
                         ..d
                     };
+                    warn_short(&all, &snow_lab::detect::Detector::Farrington(params));
                     series::write_farrington_csv(&mut out, &all, &params)?;
                 }
             }
@@ -161,5 +163,19 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Says on stderr which series are too short for the algorithm to judge
+/// any week (their rows would be missing from the output, not zero).
+fn warn_short(all: &[snow_lab::detect::series::Series], detector: &snow_lab::detect::Detector) {
+    let needed = detector.history_needed();
+    for s in all.iter().filter(|s| s.counts.len() < needed) {
+        eprintln!(
+            "warning: series {}: {} needs {needed} weeks of history and the series has {}: no week of it is judged",
+            s.name,
+            detector.label(),
+            s.counts.len()
+        );
     }
 }

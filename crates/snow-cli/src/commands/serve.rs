@@ -107,6 +107,7 @@ pub fn search_agent_config(
             default: d.default.detector()?,
             per_analysis,
             poll: std::time::Duration::from_secs(d.poll_secs),
+            said: Default::default(),
         })
     } else {
         None

@@ -52,6 +52,16 @@ impl Params {
 impl Params {
     /// The reference files' label: `EARS_C1`, `EARS_C2`, `EARS_C3`, and
     /// `EARS_C3_alpha0.025` for C3 at the package's default alpha.
+    /// The first week (1-based) the method can judge: the baseline (and
+    /// C2's and C3's lag) must lie in the series.
+    pub fn first_week(&self) -> usize {
+        match self.method {
+            Method::C1 => self.baseline + 1,
+            Method::C2 => self.baseline + 3,
+            Method::C3 => self.baseline + 5,
+        }
+    }
+
     pub fn label(&self) -> String {
         match self.method {
             Method::C3 if self.alpha == 0.025 => "EARS_C3_alpha0.025".to_owned(),
@@ -124,11 +134,7 @@ pub fn ears(y: &[f64], p: &Params) -> Result<Vec<Output>, ParamError> {
         let (m, s) = stats(window2(u));
         (y[u - 1] - m) / s
     };
-    let first = match p.method {
-        Method::C1 => b + 1,
-        Method::C2 => b + 3,
-        Method::C3 => b + 5,
-    };
+    let first = p.first_week();
     let mut out = Vec::with_capacity(n.saturating_sub(first - 1));
     for t in first..=n {
         let obs = y[t - 1];

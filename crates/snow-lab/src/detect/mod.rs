@@ -16,6 +16,17 @@ pub enum Detector {
     Farrington(farrington::Params),
 }
 
+/// What can run on a series of a given length ([`Detector::for_history`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fitted {
+    /// The configured detector.
+    Configured,
+    /// A detector that needs less history, and why it is used.
+    Substitute(Detector, String),
+    /// Nothing can judge the newest week yet: `needed` weeks are needed.
+    TooShort { needed: usize },
+}
+
 /// A monitored week with an alarm.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Signal {
@@ -43,6 +54,48 @@ impl Detector {
         }
     }
 
+    /// Weeks of a series up to and including the first week this detector
+    /// can judge (Farrington: `b` years of reference windows; EARS: the
+    /// baseline and lag).
+    pub fn history_needed(&self) -> usize {
+        match self {
+            Detector::Ears(p) => p.first_week(),
+            Detector::Farrington(p) => p.first_week(),
+        }
+    }
+
+    /// What to run on a series of `weeks` weeks so that its newest week is
+    /// judged: this detector if the history suffices; else Farrington with
+    /// as many past years as there are (at least one), else EARS C2 with
+    /// its defaults; else nothing. A substitute comes with the sentence
+    /// that says so, for the log.
+    pub fn for_history(&self, weeks: usize) -> Fitted {
+        if weeks >= self.history_needed() {
+            return Fitted::Configured;
+        }
+        let needed = self.history_needed();
+        if let Detector::Farrington(p) = self {
+            let fits = (1..p.b).rev().map(|b| farrington::Params { b, ..*p }).find(|q| weeks >= q.first_week());
+            if let Some(q) = fits {
+                let why = format!(
+                    "{} needs {needed} weeks of history and the series has {weeks}: using b = {} until enough years exist",
+                    self.label(),
+                    q.b
+                );
+                return Fitted::Substitute(Detector::Farrington(q), why);
+            }
+        }
+        let c2 = ears::Params::new(ears::Method::C2);
+        if weeks >= c2.first_week() && !matches!(self, Detector::Ears(_)) {
+            let why = format!(
+                "{} needs {needed} weeks of history and the series has {weeks}: using EARS C2 until enough years exist",
+                self.label()
+            );
+            return Fitted::Substitute(Detector::Ears(c2), why);
+        }
+        Fitted::TooShort { needed }
+    }
+
     /// The alarms among the last `recent` weeks of `y` (whose weeks start
     /// on `mondays`): weeks whose alarm is TRUE (NA is no alarm) and whose
     /// upper bound is a number.
@@ -68,6 +121,25 @@ impl Detector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_history_gets_a_detector_that_fits_and_says_so() {
+        let ff = Detector::Farrington(farrington::Params::default());
+        assert_eq!(ff.history_needed(), 52 * 5 + 3 + 1);
+        assert_eq!(ff.for_history(300), Fitted::Configured);
+        match ff.for_history(2 * 52) {
+            Fitted::Substitute(Detector::Farrington(p), why) => {
+                assert_eq!(p.b, 1, "two years hold one past year and its window, not two");
+                assert!(why.contains("264 weeks") && why.contains("has 104"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(ff.for_history(20), Fitted::Substitute(Detector::Ears(_), _)));
+        assert_eq!(ff.for_history(5), Fitted::TooShort { needed: 264 });
+        let c3 = Detector::Ears(ears::Params::new(ears::Method::C3));
+        assert_eq!(c3.for_history(11), Fitted::TooShort { needed: 12 });
+        assert_eq!(c3.for_history(12), Fitted::Configured);
+    }
 
     #[test]
     fn alarms_only_in_the_recent_weeks() {
