@@ -160,3 +160,37 @@ fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
     let status = demo.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Stopped with SIGTERM (as a service manager or a closed terminal does),
+/// the demo removes its folder, with the CA passphrase and the keys in it,
+/// just as on Ctrl-C.
+#[test]
+fn the_demo_cleans_up_on_sigterm() {
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_snow"))
+        .args(["demo"])
+        .env_remove("SNOW_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut folder = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("the CA passphrase is in ").nth(1) {
+            folder = Path::new(rest.trim_end_matches('.')).parent().map(Path::to_owned);
+        }
+        if line.contains("Press Ctrl-C") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    let folder = folder.expect("the demo names its folder");
+    assert!(folder.exists(), "{}", folder.display());
+    let pid = demo.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = demo.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!folder.exists(), "{} is still there after SIGTERM", folder.display());
+}

@@ -54,7 +54,40 @@ pub fn run(_ctx: &Ctx, args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let rt = super::runtime()?;
-    rt.block_on(demo(&dir, args.once))
+    // Ctrl-C, SIGTERM and SIGHUP all end the demo the same way, at any
+    // step: the servers stop and its folder (with the CA passphrase and
+    // keys) is removed.
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = demo(&dir, args.once) => r,
+            r = stop_requested() => {
+                say("Stopping…");
+                r
+            }
+        }
+    });
+    drop(rt);
+    result
+}
+
+/// Resolves on Ctrl-C, SIGTERM or SIGHUP.
+async fn stop_requested() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (mut term, mut hup) = (signal(SignalKind::terminate())?, signal(SignalKind::hangup())?);
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
 }
 
 fn say(text: impl AsRef<str>) {
@@ -278,6 +311,14 @@ async fn run_demo(
     let pass = dir.join("gp-passphrase.txt");
     let (gp1, gp1_home, _) = &gps[0];
     let (gp2, gp2_home, _) = &gps[1];
+    if once {
+        say(format!(
+            "[6/{STEPS}] Done: the lab's files were imported, {gp1} searched them across the federation, \
+             the detection agent raised the outbreak alert, {gp1} confirmed it and {gp2} saw the confirmation. \
+             The demo's servers stop now and its folder is removed."
+        ));
+        return Ok(());
+    }
     say(format!("[6/{STEPS}] The demo is running. From another terminal, as the two GPs:"));
     say(format!(
         "\n  export SNOW_SERVER={server} SNOW_LAB={LAB}\n  \
@@ -286,7 +327,7 @@ async fn run_demo(
          {exe} --home {} --passphrase-file {} search --analysis RSV --area 54 --weeks 12\n  \
          {exe} --home {} --passphrase-file {} search --analysis INFA --area all --months 6 --format json\n  \
          {exe} --home {} --passphrase-file {} alert list\n  \
-         {exe} --home {} --passphrase-file {} alert send --analysis INFA --area 5401 --text \"Three families with influenza\"\n",
+         {exe} --home {} --passphrase-file {} alert send --analysis MYCPN --area 5401 --text \"Two more children with atypical pneumonia\"\n",
         // listen, send: GP 2 listens, GP 1 writes; then searches and alerts.
         gp2_home.display(),
         pass.display(),
@@ -307,12 +348,8 @@ async fn run_demo(
         dir.join("ca-passphrase.txt").display(),
         lab.home.incoming().display()
     ));
-    if once {
-        return Ok(());
-    }
     say("\nPress Ctrl-C to stop.");
-    tokio::signal::ctrl_c().await?;
-    Ok(())
+    std::future::pending().await
 }
 
 /// Step 5: both GPs subscribe to the cluster's alerts; the lab pushes a
