@@ -17,6 +17,18 @@ fn snow(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A running `snow demo` whose story can be read from its stdout.
+fn spawn_demo(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_snow"))
+        .args(args)
+        .env_remove("SNOW_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Every file under `dir` that contains `needle`.
 fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
@@ -38,14 +50,7 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_snow"))
-        .args(["demo", "--dir", dir.to_str().unwrap()])
-        .env_remove("SNOW_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut demo = spawn_demo(&["demo", "--dir", dir.to_str().unwrap()]);
     let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
     let mut shown = String::new();
     for line in lines.by_ref() {
@@ -166,14 +171,7 @@ fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
 /// just as on Ctrl-C.
 #[test]
 fn the_demo_cleans_up_on_sigterm() {
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_snow"))
-        .args(["demo"])
-        .env_remove("SNOW_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut demo = spawn_demo(&["demo"]);
     let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
     let mut folder = None;
     for line in lines.by_ref() {
