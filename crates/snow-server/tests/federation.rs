@@ -114,3 +114,60 @@ async fn an_untrusted_server_cannot_federate() {
     po_server.shutdown(T).await;
     lab_server.shutdown(T).await;
 }
+
+/// Another site's user, over s2s, gets what every authenticated entity
+/// gets (ping), but not this site's key directory, nor a key push (only
+/// the configured master may push), nor another user's roster; and the
+/// refused push changed nothing.
+#[tokio::test]
+async fn another_site_may_not_use_the_directory_push_keys_or_read_rosters() {
+    use snow_client::{key_entries, key_lookup, NS_KEYS};
+    use snow_xml::{Element, NS_PING, NS_ROSTER};
+
+    let mut po = Site::with_domain("po.example");
+    let mut lab = Site::with_domain("lab.example");
+    po.federate_with(&mut lab);
+    let gp = po.add_user("1111111");
+    lab.add_user("5555555");
+    let po_server = po.start().await;
+    let lab_server = lab.start().await;
+    let a = po.login(&po_server, "1111111").await.unwrap().into_session();
+    let deadline = std::time::Instant::now() + T;
+    while key_entries(&a.iq().request(key_lookup(&[&gp])).await.unwrap()).unwrap()[0].status != "valid" {
+        assert!(std::time::Instant::now() < deadline, "the PO's directory never listed its own user");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let attacker = lab.login(&lab_server, "5555555").await.unwrap().into_session();
+    let iq = |kind: &str, to: &str, payload: Element| {
+        Element::new(NS_CLIENT, "iq").with_attr("type", kind).with_attr("to", to).with_child(payload)
+    };
+    let ping = attacker.iq().request(iq("get", "po.example", Element::new(NS_PING, "ping"))).await.unwrap();
+    assert_eq!(ping.attr("type"), Some("result"), "the link works: {}", ping.to_xml(NS_CLIENT));
+
+    let mut lookup = key_lookup(&[&gp]);
+    lookup.set_attr("to", "po.example");
+    let r = attacker.iq().request(lookup).await.unwrap();
+    assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"), "{}", r.to_xml(NS_CLIENT));
+    assert!(r.child(NS_KEYS, "query").is_none(), "no certificate leaked");
+
+    let forged = Element::new(NS_KEYS, "update").with_child(
+        Element::new(NS_KEYS, "item")
+            .with_attr("seq", "999999")
+            .with_attr("jid", gp.clone())
+            .with_attr("status", "revoked")
+            .with_attr("serial", "01")
+            .with_child(Element::new(NS_KEYS, "certificate").with_text("AAAA")),
+    );
+    let r = attacker.iq().request(iq("set", "po.example", forged)).await.unwrap();
+    assert_eq!(error_condition(&r).as_deref(), Some("forbidden"), "{}", r.to_xml(NS_CLIENT));
+    let entries = key_entries(&a.iq().request(key_lookup(&[&gp])).await.unwrap()).unwrap();
+    assert_eq!(entries[0].status, "valid", "the refused push changed the directory");
+
+    let r = attacker.iq().request(iq("get", &gp, Element::new(NS_ROSTER, "query"))).await.unwrap();
+    assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"), "{}", r.to_xml(NS_CLIENT));
+    assert!(r.child(NS_ROSTER, "query").is_none());
+
+    po_server.shutdown(T).await;
+    lab_server.shutdown(T).await;
+}
