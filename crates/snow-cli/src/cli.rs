@@ -4,6 +4,25 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The environment variables, shown at the end of `snow --help`.
+const ENVIRONMENT: &str = "\
+Environment:
+  SNOW_HOME            the site's home directory (as --home)
+  SNOW_CONFIG          the configuration file (as --config)
+  SNOW_CA_PASSPHRASE   the CA's admin passphrase (as --ca-passphrase-file)
+  SNOW_P12_PASSWORD    a key file's one-time password (as --password-file)
+  SNOW_KEY_PASSPHRASE  your personal key-store passphrase (as --passphrase-file)
+  SNOW_KEYSTORE        your key store directory (as --keystore)
+  SNOW_SERVER          your server's address, host:port (as --server)
+  SNOW_LAB             the lab server to search (as --lab)
+  SNOW_ALERT_SERVICE   the pubsub service of alerts (as --service)
+  SNOW_LOG             what is logged to standard error, e.g. info, debug,
+                       or warn,snow_server=debug (default: warnings, and one
+                       line per lab file imported or refused)
+
+A secret in a variable is seen by other programs of the same user; a file
+readable by you alone is safer. At a terminal, leave both out and Snow asks.";
+
 /// Snow: secure, federated messaging for laboratory-based disease
 /// surveillance.
 ///
@@ -15,11 +34,12 @@ use clap::{Args, Parser, Subcommand};
 /// Setting up a site and a first user:
 ///
 ///   snow ca init --domain po.example
-///   snow server cert --domain po.example
-///   snow user add --hpnr 9144889 --phone +4791234567 --email gp@example.org
-///   snow key import 9144889.p12      (on the GP's computer)
+///   snow server cert
+///   snow user add --hpnr 9144889 --phone +4791234567 --email gp@example.org --p12-out 9144889.p12
+///   snow key import 9144889.p12      (on the GP's computer; the password is in the SMS)
+///   snow serve
 #[derive(Debug, Parser)]
-#[command(name = "snow", version, about, long_about, verbatim_doc_comment)]
+#[command(name = "snow", version, about, long_about, verbatim_doc_comment, after_long_help = ENVIRONMENT)]
 pub struct Cli {
     /// The site's home directory: CA, database, outbox, key store.
     #[arg(long, global = true, env = "SNOW_HOME", default_value = "snow-home")]
@@ -29,28 +49,28 @@ pub struct Cli {
     #[arg(long, global = true, env = "SNOW_CONFIG")]
     pub config: Option<PathBuf>,
 
-    #[command(flatten)]
-    pub secrets: SecretArgs,
-
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Where secrets come from when there is no one at a terminal. The first
-/// line of the file is the secret. The environment variables
-/// SNOW_CA_PASSPHRASE, SNOW_P12_PASSWORD and SNOW_KEY_PASSPHRASE work too.
+/// The CA's admin passphrase, for the commands that sign with the CA.
 #[derive(Debug, Args)]
-pub struct SecretArgs {
-    /// File holding the CA's admin passphrase.
-    #[arg(long, global = true, value_name = "PATH")]
+pub struct CaSecret {
+    /// File whose first line is the CA's admin passphrase (else
+    /// SNOW_CA_PASSPHRASE, else asked at the terminal).
+    #[arg(long, value_name = "PATH")]
     pub ca_passphrase_file: Option<PathBuf>,
+}
 
-    /// File holding the one-time password of a key file being imported.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub password_file: Option<PathBuf>,
-
-    /// File holding your personal key-store passphrase.
-    #[arg(long, global = true, value_name = "PATH")]
+/// Your key store and the passphrase that unlocks it.
+#[derive(Debug, Args)]
+pub struct KeyStoreArgs {
+    /// Key store directory (default: SNOW_HOME/keystore).
+    #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
+    pub keystore: Option<PathBuf>,
+    /// File whose first line is your personal key-store passphrase (else
+    /// SNOW_KEY_PASSPHRASE, else asked at the terminal).
+    #[arg(long, value_name = "PATH")]
     pub passphrase_file: Option<PathBuf>,
 }
 
@@ -135,9 +155,8 @@ pub struct ConnArgs {
     /// Connect with direct TLS (XEP-0368) instead of STARTTLS.
     #[arg(long)]
     pub direct_tls: bool,
-    /// Key store directory (default: SNOW_HOME/keystore).
-    #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
-    pub keystore: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeyStoreArgs,
     /// Resource name for this connection.
     #[arg(long)]
     pub resource: Option<String>,
@@ -156,12 +175,16 @@ pub enum LabCommand {
         /// leaves the lab).
         #[arg(long, value_name = "PATH")]
         secret_file: PathBuf,
+        /// Where to write the pseudonymised file (then push it to the lab server's data/in).
         #[arg(long, value_name = "OUT.csv")]
         out: PathBuf,
     },
     /// At the lab server: import one pushed file by hand (as the drop
     /// directory does).
-    Import { file: PathBuf },
+    Import {
+        /// The pushed file (the output of `snow lab export`).
+        file: PathBuf,
+    },
     /// At the lab server: import every complete file in SNOW_HOME/data/in.
     Process,
     /// Run an outbreak-detection algorithm over weekly series, exactly as
@@ -170,6 +193,7 @@ pub enum LabCommand {
     /// algorithm,series,year,week,t,observed,upperbound,alarm (Farrington
     /// adds expected,phi,trend_used,trend_coef,score,pvalue,mu0_quantile).
     Detect {
+        /// The weekly series (CSV: series,year,week,count).
         #[arg(long, value_name = "SERIES.csv")]
         input: PathBuf,
         /// C1, C2 or C3 (EARS), or farrington (Farrington-flexible).
@@ -230,17 +254,18 @@ pub enum CryptCommand {
         /// Output file (default: standard output).
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
+        /// The file to encrypt.
         file: PathBuf,
     },
     /// Decrypt the first xenc:EncryptedData in FILE with your key store's
     /// key; writes the plaintext.
     Decrypt {
-        /// Key store directory (default: SNOW_HOME/keystore).
-        #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
-        keystore: Option<PathBuf>,
+        #[command(flatten)]
+        key: KeyStoreArgs,
         /// Output file (default: standard output).
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
+        /// The file holding the xenc:EncryptedData.
         file: PathBuf,
     },
 }
@@ -296,12 +321,16 @@ pub enum CaCommand {
         /// The site's XMPP domain, e.g. po.example.
         #[arg(long)]
         domain: String,
+        #[command(flatten)]
+        ca: CaSecret,
     },
     /// Write the current signed CRL (PEM) listing every revoked certificate.
     Crl {
         /// Also copy the CRL here (it is always written to SNOW_HOME/ca/crl.pem).
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        ca: CaSecret,
     },
 }
 
@@ -317,6 +346,8 @@ pub enum ServerCommand {
         /// sites reach over s2s, e.g. search.lab.example (repeatable).
         #[arg(long = "component", value_name = "DOMAIN")]
         components: Vec<String>,
+        #[command(flatten)]
+        ca: CaSecret,
     },
 }
 
@@ -332,6 +363,8 @@ pub enum AgentCommand {
         /// as a component.
         #[arg(long)]
         jid: String,
+        #[command(flatten)]
+        ca: CaSecret,
     },
     /// Run an agent as an external component (XEP-0114) of a server,
     /// until Ctrl-C: `echo` returns every message it gets; `search` is the
@@ -375,6 +408,7 @@ pub enum MsgauthCommand {
     /// Add a new random key for a source to the key file ([msgauth] keys,
     /// created owner-only). The key itself is never printed.
     Keygen {
+        /// The source the key belongs to (a component or server name, e.g. echo).
         #[arg(long)]
         source: String,
         /// Key id (default: the current year and month).
@@ -389,6 +423,7 @@ pub enum MsgauthCommand {
     },
     /// Sign a message as SOURCE; writes the tagged message.
     Sign {
+        /// The source to sign as (its key must be in the key file).
         #[arg(long)]
         source: String,
         /// text, xml, stanza or shim.
@@ -402,6 +437,7 @@ pub enum MsgauthCommand {
     /// or XML document: what the stanza and XML carriers sign. For finding
     /// why a MAC does not match.
     Canonical {
+        /// The stanza or XML document (default: standard input).
         #[arg(long = "in", value_name = "FILE")]
         input: Option<PathBuf>,
     },
@@ -411,6 +447,7 @@ pub enum MsgauthCommand {
         /// text, xml, stanza or shim.
         #[arg(long, default_value = "text")]
         carrier: String,
+        /// The tagged message (default: standard input).
         #[arg(long = "in", value_name = "FILE")]
         input: Option<PathBuf>,
     },
@@ -453,6 +490,7 @@ pub enum AlertCommand {
     Confirm {
         #[command(flatten)]
         at: AlertService,
+        /// The alert's ID, e.g. INFA-5401-2026W47.
         id: String,
         /// A comment for the other GPs.
         #[arg(long)]
@@ -463,6 +501,7 @@ pub enum AlertCommand {
     Send {
         #[command(flatten)]
         at: AlertService,
+        /// Analysis code, e.g. INFA.
         #[arg(long)]
         analysis: String,
         /// A municipality (4 digits) or a county (2 digits).
@@ -550,6 +589,8 @@ pub enum UserCommand {
         /// this CA): the JID becomes HPNR@DOMAIN.
         #[arg(long)]
         domain: Option<String>,
+        #[command(flatten)]
+        ca: CaSecret,
     },
     /// List users and the state of their certificates.
     List,
@@ -557,20 +598,26 @@ pub enum UserCommand {
     /// expiry), delivered like a new user's; the old certificate is revoked
     /// as superseded.
     Rekey {
+        /// The user's Health Personnel Number.
         #[arg(long)]
         hpnr: String,
         /// Also write the new PKCS#12 file here.
         #[arg(long, value_name = "PATH")]
         p12_out: Option<PathBuf>,
+        #[command(flatten)]
+        ca: CaSecret,
     },
     /// Revoke a user's certificate and publish a new CRL.
     Revoke {
+        /// The user's Health Personnel Number.
         #[arg(long)]
         hpnr: String,
         /// unspecified, key-compromise, affiliation-changed, superseded,
         /// cessation-of-operation or privilege-withdrawn.
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        ca: CaSecret,
     },
 }
 
@@ -584,9 +631,14 @@ pub enum KeyCommand {
         /// The certificate (PEM) for a PKCS#8 key; a .p12 carries its own.
         #[arg(long, value_name = "PATH")]
         cert: Option<PathBuf>,
-        /// Key store directory (default: SNOW_HOME/keystore).
-        #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
-        keystore: Option<PathBuf>,
+        /// File whose first line is the key file's one-time password (from
+        /// the SMS; else SNOW_P12_PASSWORD, else asked at the terminal).
+        #[arg(long, value_name = "PATH")]
+        password_file: Option<PathBuf>,
+        /// Where to keep the key, and the personal passphrase you choose
+        /// for it (at a terminal you type it twice).
+        #[command(flatten)]
+        key: KeyStoreArgs,
         /// Replace an existing key store.
         #[arg(long)]
         force: bool,
@@ -594,9 +646,8 @@ pub enum KeyCommand {
     /// Show the certificate in your key store: subject, JID, issuer,
     /// validity, fingerprint.
     Show {
-        /// Key store directory (default: SNOW_HOME/keystore).
-        #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
-        keystore: Option<PathBuf>,
+        #[command(flatten)]
+        key: KeyStoreArgs,
     },
 }
 
@@ -620,6 +671,7 @@ pub struct BenchS2sArgs {
     /// The receivers' server.
     #[arg(long, default_value = "127.0.0.1")]
     pub to_host: String,
+    /// The receivers' server port.
     #[arg(long)]
     pub to_port: u16,
     /// The receivers' domain (default: from --to-keystore's JID).
@@ -632,8 +684,10 @@ pub struct BenchS2sArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchC2sArgs {
+    /// The server's host name or address.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// The server's client port.
     #[arg(long, default_value_t = 5222)]
     pub port: u16,
     /// The server's XMPP domain (default: the domain of the key store's JID).
@@ -659,9 +713,10 @@ pub struct BenchC2sArgs {
     /// the CA in the key store).
     #[arg(long, value_name = "PATH")]
     pub ca: Option<PathBuf>,
-    /// Key store for --auth external (default: SNOW_HOME/keystore).
-    #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
-    pub keystore: Option<PathBuf>,
+    /// Key store for --auth external, and its passphrase (for --auth
+    /// plain: the password).
+    #[command(flatten)]
+    pub key: KeyStoreArgs,
     /// The server's process id, to report its peak memory and CPU time.
     #[arg(long)]
     pub server_pid: Option<u32>,

@@ -17,7 +17,32 @@ pub struct Source<'a> {
     pub flag: &'static str,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    /// The CA's admin passphrase.
+    pub fn ca_passphrase(args: &'a crate::cli::CaSecret) -> Self {
+        Source {
+            what: "the CA passphrase",
+            file: args.ca_passphrase_file.as_deref(),
+            env: "SNOW_CA_PASSPHRASE",
+            flag: "--ca-passphrase-file",
+        }
+    }
+
+    /// The one-time password of a key file being imported (from the SMS).
+    pub fn one_time_password(file: Option<&'a Path>) -> Self {
+        Source { what: "the key file's one-time password", file, env: "SNOW_P12_PASSWORD", flag: "--password-file" }
+    }
+
+    /// The personal passphrase of the user's key store.
+    pub fn personal_passphrase(args: &'a crate::cli::KeyStoreArgs) -> Self {
+        Source {
+            what: "your personal passphrase",
+            file: args.passphrase_file.as_deref(),
+            env: "SNOW_KEY_PASSPHRASE",
+            flag: "--passphrase-file",
+        }
+    }
+
     /// The secret, asked once at a prompt.
     pub fn get(&self) -> anyhow::Result<Zeroizing<String>> {
         self.obtain(false)

@@ -169,10 +169,24 @@ fn full_walk_through() {
         site.path("gp.pass").to_str().unwrap(),
     ]);
     assert!(out.contains("9144889@po.example"), "{out}");
-    let show = site.ok(&["key", "show", "--keystore", ks.to_str().unwrap()]);
+    let gp_pass = site.path("gp.pass");
+    let show =
+        site.ok(&["key", "show", "--keystore", ks.to_str().unwrap(), "--passphrase-file", gp_pass.to_str().unwrap()]);
     for needle in ["CN=9144889", "9144889@po.example", "Snow CA po.example", "Valid until", "SHA-256"] {
         assert!(show.contains(needle), "{needle} missing in {show}");
     }
+    // `key show` checks the passphrase, and says which secret was wrong.
+    std::fs::write(site.path("not-mine.pass"), "somebody else's passphrase\n").unwrap();
+    let e = site.fails(&[
+        "key",
+        "show",
+        "--keystore",
+        ks.to_str().unwrap(),
+        "--passphrase-file",
+        site.path("not-mine.pass").to_str().unwrap(),
+    ]);
+    assert!(e.contains("your personal passphrase does not open the key store"), "{e}");
+    assert!(!e.contains("CN=9144889"), "{e}");
     // Nothing secret on stdout or in the key store's certificate file.
     assert!(!out.contains(&password) && !show.contains(&password));
 
@@ -325,7 +339,7 @@ fn import_errors() {
     std::fs::write(site.path("bad.otp"), "WRONGPASSWORD1234567\n").unwrap();
     let v = import(&p12, &site.path("bad.otp"));
     let e = site.fails(&args(&v));
-    assert!(e.contains("wrong password"), "{e}");
+    assert!(e.contains("wrong password") && e.contains("one-time password"), "{e}");
     // Corrupt file: flip bytes in the middle.
     let mut bytes = std::fs::read(&p12).unwrap();
     let mid = bytes.len() / 2;
@@ -524,7 +538,7 @@ fn serve_and_chat() {
         site.path("wrong.pass").to_str().unwrap(),
         &["--to", "2222222@po.example", "x"],
     ));
-    assert!(e.contains("wrong password"), "{e}");
+    assert!(e.contains("your personal passphrase does not open the key store"), "{e}");
 
     let out = site.ok(&client(&["keys", "lookup"], &addr, &ks1, &gp, &["2222222@po.example", "3333333@po.example"]));
     assert!(out.contains("2222222@po.example: valid") && out.contains("CN=2222222"), "{out}");

@@ -92,9 +92,9 @@ fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
         let mut args = vec![
             "--home",
             home.to_str().unwrap(),
+            "search",
             "--passphrase-file",
             pass.to_str().unwrap(),
-            "search",
             "--server",
             &server,
             "--lab",
@@ -132,9 +132,9 @@ fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
     // still holds the demo's alert with its confirmation.
     let as_gp = |hpnr: &str, extra: &[&str]| {
         let home = dir.join(format!("gp-{hpnr}"));
-        let mut args = vec!["--home", home.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap(), "alert"];
+        let mut args = vec!["--home", home.to_str().unwrap(), "alert"];
         args.extend_from_slice(extra);
-        args.extend_from_slice(&["--server", &server]);
+        args.extend_from_slice(&["--server", &server, "--passphrase-file", pass.to_str().unwrap()]);
         let out = snow(&args);
         assert!(out.status.success(), "alert {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()

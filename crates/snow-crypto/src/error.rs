@@ -4,8 +4,12 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
-    #[error("wrong password, or the file is damaged")]
+    #[error("wrong password (or the file is damaged)")]
     WrongPassword,
+    /// The personal passphrase does not open a key store: named apart from
+    /// a key file's one-time password, so the person knows which secret to retype.
+    #[error("your personal passphrase does not open the key store at {0} (or its key file is damaged)")]
+    WrongPassphrase(PathBuf),
     #[error("{what} is not a {expected} file (or it is damaged)")]
     Format { what: String, expected: &'static str },
     #[error("{what} demands too much work to open: {reason}")]

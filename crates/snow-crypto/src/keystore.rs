@@ -109,7 +109,11 @@ impl KeyStore for FileKeyStore {
     fn unlock(&self, passphrase: &str) -> Result<Identity, CryptoError> {
         let chain = self.certificate_chain()?;
         let key_text = self.read(Self::KEY_FILE)?;
-        let key = pkcs8_file::decrypt(&key_text, passphrase, &self.dir.join(Self::KEY_FILE).display().to_string())?;
+        let key = pkcs8_file::decrypt(&key_text, passphrase, &self.dir.join(Self::KEY_FILE).display().to_string())
+            .map_err(|e| match e {
+                CryptoError::WrongPassword => CryptoError::WrongPassphrase(self.dir.clone()),
+                other => other,
+            })?;
         Identity::new(key, chain)
     }
 }

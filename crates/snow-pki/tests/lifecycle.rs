@@ -47,7 +47,7 @@ fn issue_import_sign_verify_revoke() {
     let store = FileKeyStore::new(dir.path().join("gp-keys"));
     store.save(&identity, "my personal passphrase", false).unwrap();
     assert!(matches!(store.save(&identity, "my personal passphrase", false), Err(CryptoError::KeyStoreExists(_))));
-    assert!(matches!(store.unlock("not my passphrase"), Err(CryptoError::WrongPassword)));
+    assert!(matches!(store.unlock("not my passphrase"), Err(CryptoError::WrongPassphrase(_))));
     let identity = store.unlock("my personal passphrase").unwrap();
 
     // The imported key signs; the certificate verifies against the CA.

@@ -14,9 +14,9 @@ use crate::cli::AgentCommand;
 
 pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
     match cmd {
-        AgentCommand::Cert { jid } => {
+        AgentCommand::Cert { jid, ca } => {
             let jid: AgentJid = jid.parse()?;
-            let mut ca = ctx.open_ca()?;
+            let mut ca = ctx.open_ca(&ca)?;
             let issued = ca.issue_agent(&jid)?;
             println!("Issued the agent certificate for {jid}");
             println!("  certificate  {}", issued.cert_path.display());

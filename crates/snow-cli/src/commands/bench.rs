@@ -62,7 +62,7 @@ async fn target(ctx: &Ctx, a: &BenchC2sArgs, e: Endpoint<'_>) -> anyhow::Result<
     let (auth, mut dom, mut ca_der) = match a.auth.as_str() {
         "external" => {
             let store = FileKeyStore::new(keystore.map(|k| k.to_owned()).unwrap_or_else(|| ctx.paths.keystore()));
-            let identity = store.unlock(&ctx.personal_passphrase().get()?)?;
+            let identity = store.unlock(&crate::secrets::Source::personal_passphrase(&a.key).get()?)?;
             let jid = identity.info().jid().context("the certificate names no JID")?.to_owned();
             let ca = identity.chain().iter().skip(1).find(|c| CertInfo::from_der(c).is_ok_and(|i| i.is_ca)).cloned();
             let d = jid.split_once('@').map(|(_, d)| d.to_owned());
@@ -70,7 +70,7 @@ async fn target(ctx: &Ctx, a: &BenchC2sArgs, e: Endpoint<'_>) -> anyhow::Result<
         }
         "plain" => {
             let user = username.context("--auth plain needs --username")?.to_owned();
-            let pass = ctx.personal_passphrase().get()?.to_string();
+            let pass = crate::secrets::Source::personal_passphrase(&a.key).get()?.to_string();
             (Auth::Plain { user, pass }, None, None)
         }
         other => bail!("--auth must be external or plain, not {other:?}"),
@@ -131,7 +131,8 @@ pub fn c2s(ctx: &Ctx, a: BenchC2sArgs) -> anyhow::Result<()> {
     }
     let rt = super::runtime()?;
     rt.block_on(async {
-        let e = Endpoint { host: &a.host, port: a.port, domain: a.domain.as_deref(), keystore: a.keystore.as_deref() };
+        let e =
+            Endpoint { host: &a.host, port: a.port, domain: a.domain.as_deref(), keystore: a.key.keystore.as_deref() };
         let t = target(ctx, &a, e).await?;
         let before = a.server_pid.and_then(proc_stats);
         let started = Instant::now();
@@ -161,7 +162,8 @@ pub fn s2s(ctx: &Ctx, a: crate::cli::BenchS2sArgs) -> anyhow::Result<()> {
     let b = &a.base;
     let rt = super::runtime()?;
     rt.block_on(async {
-        let e = Endpoint { host: &b.host, port: b.port, domain: b.domain.as_deref(), keystore: b.keystore.as_deref() };
+        let e =
+            Endpoint { host: &b.host, port: b.port, domain: b.domain.as_deref(), keystore: b.key.keystore.as_deref() };
         let from = target(ctx, b, e).await?;
         let e = Endpoint {
             host: &a.to_host,

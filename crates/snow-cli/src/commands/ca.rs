@@ -9,12 +9,12 @@ use crate::cli::CaCommand;
 
 pub fn run(ctx: &Ctx, cmd: CaCommand) -> anyhow::Result<()> {
     match cmd {
-        CaCommand::Init { domain } => {
+        CaCommand::Init { domain, ca } => {
             let domain: Domain = domain.parse()?;
             if ctx.paths.ca_cert().exists() {
                 return Err(snow_pki::PkiError::CaExists(ctx.paths.ca_dir()).into());
             }
-            let pass = ctx.ca_passphrase().get_new()?;
+            let pass = crate::secrets::Source::ca_passphrase(&ca).get_new()?;
             let ca = Ca::init(&ctx.paths, &domain, &pass, &ctx.config.pki)?;
             let info = snow_crypto::CertInfo::from_der(ca.cert_der())?;
             println!("Created the CA for {domain} in {}", ctx.paths.ca_dir().display());
@@ -24,8 +24,8 @@ pub fn run(ctx: &Ctx, cmd: CaCommand) -> anyhow::Result<()> {
             println!("Keep the CA passphrase safe: without it no user can be added or revoked.");
             Ok(())
         }
-        CaCommand::Crl { out } => {
-            let mut ca = ctx.open_ca()?;
+        CaCommand::Crl { out, ca } => {
+            let mut ca = ctx.open_ca(&ca)?;
             let path = ca.write_crl()?;
             if let Some(out) = out {
                 let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;

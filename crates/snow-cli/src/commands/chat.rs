@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use snow_client::{Client, ConnectOptions};
-use snow_crypto::{CertInfo, FileKeyStore, KeyStore};
+use snow_crypto::{CertInfo, KeyStore};
 use snow_xml::{Element, NS_CLIENT, NS_PING, NS_ROSTER};
 
 use super::Ctx;
@@ -195,7 +195,7 @@ pub(super) async fn connect_with_identity(
     ctx: &Ctx,
     conn: &ConnArgs,
 ) -> anyhow::Result<(Client, snow_crypto::Identity, Vec<u8>)> {
-    let store = FileKeyStore::new(conn.keystore.clone().unwrap_or_else(|| ctx.paths.keystore()));
+    let store = ctx.key_store(&conn.key);
     let chain = store.certificate_chain()?;
     let info = CertInfo::from_der(&chain[0])?;
     let jid: snow_core::BareJid =
@@ -203,7 +203,7 @@ pub(super) async fn connect_with_identity(
     let Some(ca_der) = chain.iter().skip(1).find(|c| CertInfo::from_der(c).is_ok_and(|i| i.is_ca)).cloned() else {
         bail!("the key store holds no CA certificate to check the server with (re-import your .p12)");
     };
-    let pass = ctx.personal_passphrase().get()?;
+    let pass = crate::secrets::Source::personal_passphrase(&conn.key).get()?;
     let identity = store.unlock(&pass)?;
     let addr: SocketAddr = match conn.server.parse() {
         Ok(a) => a,

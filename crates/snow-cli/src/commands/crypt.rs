@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use snow_crypto::e2e::{self, KeyTransport};
-use snow_crypto::{pem, FileKeyStore, KeyStore};
+use snow_crypto::{pem, KeyStore};
 use snow_xml::{Element, Limits};
 
 use super::Ctx;
@@ -41,13 +41,13 @@ pub fn run(ctx: &Ctx, cmd: CryptCommand) -> anyhow::Result<()> {
             let doc = format!("<?xml version='1.0' encoding='UTF-8'?>\n{}\n", enc.to_xml(""));
             write_out(out.as_deref(), doc.as_bytes())
         }
-        CryptCommand::Decrypt { keystore, out, file } => {
+        CryptCommand::Decrypt { key, out, file } => {
             let limits = Limits { max_stanza_bytes: MAX_FILE as usize, max_depth: 64, ..Limits::default() };
             let doc = snow_xml::parse_document(&read(&file)?, limits)
                 .with_context(|| format!("{} is not a well-formed XML document", file.display()))?;
             let enc = find(&doc).with_context(|| format!("{} holds no xenc:EncryptedData", file.display()))?;
-            let store = FileKeyStore::new(keystore.unwrap_or_else(|| ctx.paths.keystore()));
-            let identity = store.unlock(&ctx.personal_passphrase().get()?)?;
+            let store = ctx.key_store(&key);
+            let identity = store.unlock(&crate::secrets::Source::personal_passphrase(&key).get()?)?;
             let plain = e2e::decrypt(enc, identity.key_pkcs8(), identity.certificate())
                 .with_context(|| format!("cannot decrypt {}", file.display()))?;
             write_out(out.as_deref(), &plain)

@@ -322,12 +322,12 @@ async fn run_demo(
     say(format!("[6/{STEPS}] The demo is running. From another terminal, as the two GPs:"));
     say(format!(
         "\n  export SNOW_SERVER={server} SNOW_LAB={LAB}\n  \
-         {exe} --home {} --passphrase-file {} chat listen\n  \
-         {exe} --home {} --passphrase-file {} chat send --to {gp2} \"Seeing influenza A in Tromsø?\"\n  \
-         {exe} --home {} --passphrase-file {} search --analysis RSV --area 54 --weeks 12\n  \
-         {exe} --home {} --passphrase-file {} search --analysis INFA --area all --months 6 --format json\n  \
-         {exe} --home {} --passphrase-file {} alert list\n  \
-         {exe} --home {} --passphrase-file {} alert send --analysis MYCPN --area 5401 --text \"Two more children with atypical pneumonia\"\n",
+         {exe} --home {} chat listen --passphrase-file {}\n  \
+         {exe} --home {} chat send --passphrase-file {} --to {gp2} \"Seeing influenza A in Tromsø?\"\n  \
+         {exe} --home {} search --passphrase-file {} --analysis RSV --area 54 --weeks 12\n  \
+         {exe} --home {} search --passphrase-file {} --analysis INFA --area all --months 6 --format json\n  \
+         {exe} --home {} alert list --passphrase-file {}\n  \
+         {exe} --home {} alert send --passphrase-file {} --analysis MYCPN --area 5401 --text \"Two more children with atypical pneumonia\"\n",
         // listen, send: GP 2 listens, GP 1 writes; then searches and alerts.
         gp2_home.display(),
         pass.display(),

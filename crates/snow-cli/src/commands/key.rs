@@ -3,21 +3,22 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use snow_crypto::{pem, pkcs12, pkcs8_file, CertInfo, FileKeyStore, Identity, KeyStore, MAX_KEY_FILE_BYTES};
+use snow_crypto::{pem, pkcs12, pkcs8_file, CertInfo, Identity, KeyStore, MAX_KEY_FILE_BYTES};
 
 use super::{show_time, Ctx};
 use crate::cli::KeyCommand;
+use crate::secrets::Source;
 
 pub fn run(ctx: &Ctx, cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
-        KeyCommand::Import { file, cert, keystore, force } => {
-            let store = FileKeyStore::new(keystore.unwrap_or_else(|| ctx.paths.keystore()));
+        KeyCommand::Import { file, cert, password_file, key, force } => {
+            let store = ctx.key_store(&key);
             if store.exists() && !force {
                 return Err(snow_crypto::CryptoError::KeyStoreExists(store.dir().to_owned()).into());
             }
-            let identity = open_key_file(ctx, &file, cert.as_deref())?;
+            let identity = open_key_file(&file, cert.as_deref(), password_file.as_deref())?;
             let min = ctx.config.pki.min_passphrase_length;
-            let pass = ctx.personal_passphrase().get_new()?;
+            let pass = Source::personal_passphrase(&key).get_new()?;
             if pass.chars().count() < min {
                 bail!("your personal passphrase is too short: use at least {min} characters");
             }
@@ -33,10 +34,13 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        KeyCommand::Show { keystore } => {
-            let store = FileKeyStore::new(keystore.unwrap_or_else(|| ctx.paths.keystore()));
-            let chain = store.certificate_chain()?;
-            let info = CertInfo::from_der(&chain[0])?;
+        KeyCommand::Show { key } => {
+            let store = ctx.key_store(&key);
+            // The passphrase is checked, so `key show` also answers "is this
+            // still my passphrase?" before a login fails on it.
+            store.certificate_chain()?;
+            let identity = store.unlock(&Source::personal_passphrase(&key).get()?)?;
+            let info = identity.info();
             println!("Key store    {}", store.dir().display());
             println!("Subject      {}", info.subject);
             println!("JID          {}", info.jid().unwrap_or("(none)"));
@@ -51,7 +55,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> anyhow::Result<()> {
 }
 
 /// Opens a .p12 or an encrypted PKCS#8 key (+ `--cert`) with its password.
-fn open_key_file(ctx: &Ctx, file: &Path, cert: Option<&Path>) -> anyhow::Result<Identity> {
+fn open_key_file(file: &Path, cert: Option<&Path>, password_file: Option<&Path>) -> anyhow::Result<Identity> {
     let what = file.display().to_string();
     let bytes =
         snow_core::files::read_limited(file, MAX_KEY_FILE_BYTES).with_context(|| format!("cannot read {what}"))?;
@@ -59,8 +63,9 @@ fn open_key_file(ctx: &Ctx, file: &Path, cert: Option<&Path>) -> anyhow::Result<
         if cert.is_some() {
             bail!("{what} is a PKCS#12 file, which carries its own certificate: leave out --cert");
         }
-        let password = ctx.one_time_password().get()?;
-        let contents = pkcs12::read(&bytes, &password, &what).with_context(|| format!("cannot open {what}"))?;
+        let password = Source::one_time_password(password_file).get()?;
+        let contents = pkcs12::read(&bytes, &password, &what)
+            .with_context(|| format!("cannot open {what} with the one-time password (the one in the SMS)"))?;
         return Identity::new(contents.key_pkcs8, contents.chain).with_context(|| format!("cannot use {what}"));
     }
     if pkcs8_file::looks_like(&bytes) {
@@ -76,8 +81,9 @@ fn open_key_file(ctx: &Ctx, file: &Path, cert: Option<&Path>) -> anyhow::Result<
             CertInfo::from_der(&cert_bytes).with_context(|| format!("cannot read {cert_what}"))?;
             vec![cert_bytes]
         };
-        let password = ctx.one_time_password().get()?;
-        let key = pkcs8_file::decrypt(&bytes, &password, &what).with_context(|| format!("cannot open {what}"))?;
+        let password = Source::one_time_password(password_file).get()?;
+        let key = pkcs8_file::decrypt(&bytes, &password, &what)
+            .with_context(|| format!("cannot open {what} with the key file's password"))?;
         return Identity::new(key, chain).with_context(|| format!("cannot use {what} with {cert_what}"));
     }
     bail!("{what} is neither a PKCS#12 (.p12) file nor an encrypted PKCS#8 key")

@@ -16,56 +16,32 @@ mod serve;
 mod server;
 mod user;
 
-use crate::cli::{Cli, Command, SecretArgs};
+use crate::cli::{CaSecret, Cli, Command};
 use crate::config::Config;
 use crate::secrets::Source;
 
-/// What every command gets: the site's paths, its configuration and the
-/// secret sources.
+/// What every command gets: the site's paths and its configuration.
 pub struct Ctx {
     pub paths: snow_core::SiteHome,
     pub config: Config,
-    pub secrets: SecretArgs,
 }
 
 impl Ctx {
-    pub fn ca_passphrase(&self) -> Source<'_> {
-        Source {
-            what: "the CA passphrase",
-            file: self.secrets.ca_passphrase_file.as_deref(),
-            env: "SNOW_CA_PASSPHRASE",
-            flag: "--ca-passphrase-file",
-        }
-    }
-
-    pub fn one_time_password(&self) -> Source<'_> {
-        Source {
-            what: "the password of the key file",
-            file: self.secrets.password_file.as_deref(),
-            env: "SNOW_P12_PASSWORD",
-            flag: "--password-file",
-        }
-    }
-
-    pub fn personal_passphrase(&self) -> Source<'_> {
-        Source {
-            what: "your personal passphrase",
-            file: self.secrets.passphrase_file.as_deref(),
-            env: "SNOW_KEY_PASSPHRASE",
-            flag: "--passphrase-file",
-        }
-    }
-
     /// A path from the configuration: under SNOW_HOME unless absolute.
     pub fn resolve(&self, p: &std::path::Path) -> std::path::PathBuf {
         self.paths.resolve(p)
     }
 
+    /// The key store these arguments name (default: SNOW_HOME/keystore).
+    pub fn key_store(&self, args: &crate::cli::KeyStoreArgs) -> snow_crypto::FileKeyStore {
+        snow_crypto::FileKeyStore::new(args.keystore.clone().unwrap_or_else(|| self.paths.keystore()))
+    }
+
     /// Opens the CA with the admin passphrase.
-    pub fn open_ca(&self) -> anyhow::Result<snow_pki::Ca> {
+    pub fn open_ca(&self, secret: &CaSecret) -> anyhow::Result<snow_pki::Ca> {
         // Fail on a missing CA before asking for a passphrase.
         snow_pki::ca_certificate(&self.paths)?;
-        let pass = self.ca_passphrase().get()?;
+        let pass = Source::ca_passphrase(secret).get()?;
         Ok(snow_pki::Ca::open(&self.paths, &pass, &self.config.pki)?)
     }
 }
@@ -73,7 +49,7 @@ impl Ctx {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let paths = snow_core::SiteHome::new(&cli.home);
     let config = Config::load(cli.config.as_deref(), &paths)?;
-    let ctx = Ctx { paths, config, secrets: cli.secrets };
+    let ctx = Ctx { paths, config };
     match cli.command {
         Command::Ca(c) => ca::run(&ctx, c),
         Command::Server(c) => server::run(&ctx, c),

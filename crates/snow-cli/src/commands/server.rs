@@ -7,8 +7,8 @@ use crate::cli::ServerCommand;
 
 pub fn run(ctx: &Ctx, cmd: ServerCommand) -> anyhow::Result<()> {
     match cmd {
-        ServerCommand::Cert { domain, components } => {
-            let mut ca = ctx.open_ca()?;
+        ServerCommand::Cert { domain, components, ca } => {
+            let mut ca = ctx.open_ca(&ca)?;
             let domain: Domain = match domain {
                 Some(d) => d.parse()?,
                 None => ca.domain().clone(),

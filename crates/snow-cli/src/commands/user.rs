@@ -9,13 +9,13 @@ use crate::cli::UserCommand;
 
 pub fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
-        UserCommand::Add { hpnr, phone, email, p12_out, domain } => {
+        UserCommand::Add { hpnr, phone, email, p12_out, domain, ca } => {
             // Validate everything before asking for the passphrase.
             let hpnr: Hpnr = hpnr.parse()?;
             let phone: Phone = phone.parse()?;
             let email: Email = email.parse()?;
             let domain: Option<snow_core::Domain> = domain.map(|d| d.parse()).transpose()?;
-            let mut ca = ctx.open_ca()?;
+            let mut ca = ctx.open_ca(&ca)?;
             let issued = match &domain {
                 Some(d) => ca.add_user_at(&hpnr, &phone, &email, d)?,
                 None => ca.add_user(&hpnr, &phone, &email)?,
@@ -48,9 +48,9 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        UserCommand::Rekey { hpnr, p12_out } => {
+        UserCommand::Rekey { hpnr, p12_out, ca } => {
             let hpnr: Hpnr = hpnr.parse()?;
-            let mut ca = ctx.open_ca()?;
+            let mut ca = ctx.open_ca(&ca)?;
             let issued = ca.rekey_user(&hpnr)?;
             println!(
                 "Re-keyed {} (new certificate {}, valid until {}); the old one is revoked as superseded",
@@ -60,10 +60,10 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<()> {
             );
             report_delivery(&issued, p12_out.as_deref(), "re-keyed")
         }
-        UserCommand::Revoke { hpnr, reason } => {
+        UserCommand::Revoke { hpnr, reason, ca } => {
             let hpnr: Hpnr = hpnr.parse()?;
             let reason: RevocationReason = reason.parse().map_err(anyhow::Error::msg)?;
-            let mut ca = ctx.open_ca()?;
+            let mut ca = ctx.open_ca(&ca)?;
             let crl = ca.revoke_user(&hpnr, reason)?;
             println!("Revoked {hpnr}@{} ({reason}); the new CRL is {}", ca.domain(), crl.display());
             Ok(())
