@@ -1,8 +1,23 @@
 //! The search agent's work: check a GP's query against the lab's
-//! enumerations, sum the weekly aggregates with prepared statements, and
-//! apply disclosure control. No I/O but the lab store.
+//! enumerations and the areas it has data for, sum the weekly aggregates
+//! with prepared statements, mark what lies outside its data, and apply
+//! disclosure control. No I/O but the lab store.
+//!
+//! Two things the lab knows about its data as a whole, in any analysis
+//! (`LabDb::knows_area`, `LabDb::coverage`; docs/architecture.md §5):
+//!
+//! - which municipalities and counties it has ever had a row for. An
+//!   area it never had one for is refused by name
+//!   ([`StatsError::no_data_for`]), so a mistyped municipality does not
+//!   look like a quiet one. "Known" is overall, not per analysis: the
+//!   refusal then says only that the lab has no data at all for the area,
+//!   and an analysis never tested in a known area answers zeros;
+//! - the weeks its data covers, from the earliest to the latest week of
+//!   a sample imported. A bucket entirely outside them is "no data"
+//!   (`Bucket::counts` is `None`); inside them, a bucket without rows is a
+//!   real zero.
 
-use snow_core::stats::{Bucket, Count, StatsAnswer, StatsError, StatsQuery};
+use snow_core::stats::{Area, Bucket, Count, Counts, StatsAnswer, StatsError, StatsQuery};
 use snow_lab::LabSettings;
 use snow_store::{LabDb, StoreError, WeeklyFilter};
 
@@ -53,9 +68,14 @@ pub fn validate(settings: &SearchSettings, q: &StatsQuery) -> Result<(), StatsEr
 }
 
 /// Answers `q` from the weekly aggregates: every bucket of the period,
-/// zeros included, small counts suppressed.
+/// zeros included, "no data" outside the weeks the lab has data for, small
+/// counts suppressed. An area the lab never had a row for is refused.
 pub fn answer(db: &LabDb, settings: &SearchSettings, q: &StatsQuery) -> Result<StatsAnswer, SearchError> {
     validate(settings, q)?;
+    if q.area != Area::All && !db.knows_area(q.area.code())? {
+        return Err(StatsError::no_data_for(&q.area).into());
+    }
+    let coverage = db.coverage()?;
     let (first, last) = q.period.weeks();
     let filter = WeeklyFilter {
         analysis: &q.analysis,
@@ -81,13 +101,129 @@ pub fn answer(db: &LabDb, settings: &SearchSettings, q: &StatsQuery) -> Result<S
             }
             rows.next();
         }
+        let inside = coverage.is_some_and(|(a, b)| from.key() <= b && to.key() >= a);
         let disclose = |n: i64| Count::disclose(n.max(0) as u64, settings.threshold);
-        buckets.push(Bucket {
-            label,
+        let counts = inside.then(|| Counts {
             tested: disclose(tested),
             positive: disclose(positive),
             persons: disclose(persons),
         });
+        buckets.push(Bucket { label, counts });
     }
     Ok(StatsAnswer { query: q.clone(), threshold: settings.threshold, buckets })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snow_core::stats::{Granularity, Period};
+    use snow_store::AggRow;
+
+    /// INFA in 5401 in 2026-W10 (3 tests) and W13 (6); RSV in 1804 in W12.
+    fn lab() -> (tempfile::TempDir, LabDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = LabDb::open(&dir.path().join("lab.db")).unwrap();
+        let mut imp = db.begin().unwrap();
+        let mut n = 0;
+        for (analysis, muni, week, tests) in [("INFA", "5401", 10, 3), ("INFA", "5401", 13, 6), ("RSV", "1804", 12, 9)]
+        {
+            for i in 0..tests {
+                n += 1;
+                let sample = format!("{n:032x}");
+                imp.add(&AggRow {
+                    sample_id: &sample,
+                    patient: "p",
+                    analysis,
+                    municipality: muni,
+                    year: 2026,
+                    week,
+                    age_group: "0-4",
+                    sex: "F",
+                    positive: i == 0,
+                })
+                .unwrap();
+            }
+        }
+        imp.commit("h", "f.csv", 0).unwrap();
+        (dir, db)
+    }
+
+    fn query(area: Area, from: &str, to: &str, granularity: Granularity) -> StatsQuery {
+        StatsQuery {
+            analysis: "INFA".into(),
+            period: Period::parse(from, to).unwrap(),
+            area,
+            age_group: None,
+            sex: None,
+            granularity,
+        }
+    }
+
+    fn shown(a: &StatsAnswer) -> Vec<(String, Option<String>)> {
+        a.buckets.iter().map(|b| (b.label.clone(), b.counts.map(|c| c.tested.to_string()))).collect()
+    }
+
+    #[test]
+    fn unknown_areas_are_refused_by_name() {
+        let (_dir, db) = lab();
+        let settings = SearchSettings::default();
+        for (area, words) in [
+            (Area::Municipality("9999".into()), "area: no data for municipality 9999"),
+            (Area::County("99".into()), "area: no data for county 99"),
+            (Area::Municipality("5402".into()), "area: no data for municipality 5402"),
+        ] {
+            match answer(&db, &settings, &query(area, "2026-W10", "2026-W13", Granularity::Week)) {
+                Err(SearchError::Invalid(e)) => assert_eq!(e.to_string(), words),
+                other => panic!("{words}: {other:?}"),
+            }
+        }
+        // Known overall: 1804 and 18 have RSV rows only; INFA there is zero.
+        for area in [Area::Municipality("1804".into()), Area::County("18".into()), Area::County("54".into())] {
+            let a = answer(&db, &settings, &query(area.clone(), "2026-W12", "2026-W12", Granularity::Week)).unwrap();
+            assert_eq!(shown(&a), [("2026-W12".to_owned(), Some("0".to_owned()))], "{area:?}");
+        }
+    }
+
+    #[test]
+    fn periods_outside_the_data_are_no_data() {
+        let (_dir, db) = lab();
+        let settings = SearchSettings::default();
+        let muni = || Area::Municipality("5401".into());
+        let a = answer(&db, &settings, &query(muni(), "2026-W08", "2026-W15", Granularity::Week)).unwrap();
+        let some = |s: &str| Some(s.to_owned());
+        let want: Vec<(String, Option<String>)> = [
+            ("2026-W08", None),
+            ("2026-W09", None),
+            ("2026-W10", some("<5")),
+            // Inside the lab's weeks, no INFA rows: a real zero.
+            ("2026-W11", some("0")),
+            ("2026-W12", some("0")),
+            ("2026-W13", some("6")),
+            ("2026-W14", None),
+            ("2026-W15", None),
+        ]
+        .into_iter()
+        .map(|(l, c)| (l.to_owned(), c))
+        .collect();
+        assert_eq!(shown(&a), want);
+        // Months: February (W06–W09) is outside, March (W10–W13) inside;
+        // a total over both counts what there is.
+        let a = answer(&db, &settings, &query(muni(), "2026-02", "2026-04", Granularity::Month)).unwrap();
+        assert_eq!(shown(&a), [("2026-02".into(), None), ("2026-03".into(), some("9")), ("2026-04".into(), None)]);
+        let a = answer(&db, &settings, &query(muni(), "2025-01", "2026-02", Granularity::Total)).unwrap();
+        assert_eq!(shown(&a), [("2025-01/2026-02".to_owned(), None)]);
+        let a = answer(&db, &settings, &query(Area::All, "2026-02", "2026-03", Granularity::Total)).unwrap();
+        assert_eq!(shown(&a), [("2026-02/2026-03".to_owned(), some("9"))]);
+    }
+
+    #[test]
+    fn an_empty_lab_has_no_data_anywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LabDb::open(&dir.path().join("lab.db")).unwrap();
+        let settings = SearchSettings::default();
+        let a = answer(&db, &settings, &query(Area::All, "2026-W01", "2026-W02", Granularity::Week)).unwrap();
+        assert!(a.buckets.len() == 2 && a.buckets.iter().all(Bucket::no_data));
+        let q = query(Area::Municipality("5401".into()), "2026-W01", "2026-W02", Granularity::Week);
+        assert!(matches!(answer(&db, &settings, &q), Err(SearchError::Invalid(e)) if e.field == "area"));
+    }
 }

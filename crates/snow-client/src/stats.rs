@@ -14,25 +14,34 @@
 //!          granularity='week' age-group='25-44' sex='F'/>
 //!   (from/to: ISO weeks 2026-W01 or months 2026-01, both the same kind;
 //!    area: all | county:NN | municipality:NNNN; age-group and sex optional;
-//!    granularity: week | month | total)
+//!    granularity: week | month | total. Codes are read in any case — infa,
+//!    f, Week — and written in this one.)
 //!
 //! <iq type='result'><search xmlns='urn:snow:stats:1'><EncryptedData …/></search></iq>
 //!
 //! decrypted answer content:
 //!   <answer threshold='5'>
 //!     <query …the query answered…/>
+//!     <bucket period='2025-W52' no-data='true'/>
 //!     <bucket period='2026-W01' tested='120' positive='14' persons='13'/>
 //!     <bucket period='2026-W02' tested='97' positive='<5' persons='<5'/> …
 //!   </answer>
 //! ```
 //!
 //! Counts from 1 to threshold − 1 are never sent, only `<threshold`. A
-//! refused search is an IQ error: `bad-request` with the parameter and the
-//! reason in the text (never the value), `resource-constraint` when the
+//! bucket whose weeks all lie outside the weeks the lab has data for (in
+//! any analysis and area) is `no-data='true'` with no counts; inside them,
+//! a bucket without rows counts `0`. A refused search is an IQ error:
+//! `bad-request` with the parameter and the reason in the text (never the
+//! value) — for an area the lab has never had a row for, in any analysis,
+//! the text `area: no data for municipality 9999` (or `county 99`; read
+//! back with [`StatsError::no_data_area`]) — `resource-constraint` when the
 //! agent's queue is full, `not-acceptable` for a request that is not
 //! encrypted to the agent.
 
-use snow_core::stats::{Area, Bucket, Count, Granularity, Period, Sex, StatsAnswer, StatsError, StatsQuery};
+use snow_core::stats::{
+    normalize_analysis, Area, Bucket, Count, Counts, Granularity, Period, Sex, StatsAnswer, StatsError, StatsQuery,
+};
 use snow_crypto::Identity;
 use snow_xml::{Element, NS_CLIENT};
 
@@ -87,7 +96,8 @@ pub fn query_element(q: &StatsQuery) -> Element {
     el
 }
 
-/// Reads and checks a `<query/>`: every parameter has its closed type.
+/// Reads and checks a `<query/>`: every parameter has its closed type;
+/// codes in any case come out in the one form (`infa` → `INFA`).
 pub fn parse_query(el: &Element) -> Result<StatsQuery, StatsError> {
     if !el.is(NS_STATS, "query") {
         return Err(bad("query", "expected <query xmlns='urn:snow:stats:1'/>"));
@@ -97,7 +107,7 @@ pub fn parse_query(el: &Element) -> Result<StatsQuery, StatsError> {
     }
     let need = |name: &'static str| el.attr(name).ok_or_else(|| bad(name, "is missing"));
     let q = StatsQuery {
-        analysis: need("analysis")?.to_owned(),
+        analysis: normalize_analysis(need("analysis")?)?,
         period: Period::parse(need("from")?, need("to")?)?,
         area: need("area")?.parse::<Area>()?,
         age_group: el.attr("age-group").map(str::to_owned),
@@ -114,13 +124,16 @@ pub fn answer_element(a: &StatsAnswer) -> Element {
         .with_attr("threshold", a.threshold.to_string())
         .with_child(query_element(&a.query));
     for b in &a.buckets {
-        el.push_child(
-            Element::new(NS_STATS, "bucket")
-                .with_attr("period", b.label.clone())
-                .with_attr("tested", b.tested.to_string())
-                .with_attr("positive", b.positive.to_string())
-                .with_attr("persons", b.persons.to_string()),
-        );
+        let mut bucket = Element::new(NS_STATS, "bucket").with_attr("period", b.label.clone());
+        match &b.counts {
+            Some(c) => {
+                for (name, count) in c.named() {
+                    bucket.set_attr(name, count.to_string());
+                }
+            }
+            None => bucket.set_attr("no-data", "true"),
+        }
+        el.push_child(bucket);
     }
     el
 }
@@ -145,12 +158,13 @@ pub fn parse_answer(el: &Element) -> Result<StatsAnswer, StatsError> {
             b.attr(name).ok_or_else(|| bad(name, "is missing"))?.parse()
         };
         let label = b.attr("period").filter(|p| p.len() <= 32).ok_or_else(|| bad("period", "is missing"))?;
-        buckets.push(Bucket {
-            label: label.to_owned(),
-            tested: count("tested")?,
-            positive: count("positive")?,
-            persons: count("persons")?,
-        });
+        let counts = match b.attr("no-data") {
+            None => Some(Counts { tested: count("tested")?, positive: count("positive")?, persons: count("persons")? }),
+            Some("true") if ["tested", "positive", "persons"].iter().all(|n| b.attr(n).is_none()) => None,
+            Some("true") => return Err(bad("bucket", "with no data has no counts")),
+            Some(_) => return Err(bad("no-data", "must be true when present")),
+        };
+        buckets.push(Bucket { label: label.to_owned(), counts });
     }
     Ok(StatsAnswer { query, threshold, buckets })
 }
@@ -177,16 +191,61 @@ mod tests {
         let a = StatsAnswer {
             query: q,
             threshold: 5,
-            buckets: vec![Bucket {
-                label: "2026-W01".into(),
-                tested: Count::Exact(12),
-                positive: Count::Below(5),
-                persons: Count::Exact(0),
-            }],
+            buckets: vec![
+                Bucket { label: "2025-W52".into(), counts: None },
+                Bucket {
+                    label: "2026-W01".into(),
+                    counts: Some(Counts {
+                        tested: Count::Exact(12),
+                        positive: Count::Below(5),
+                        persons: Count::Exact(0),
+                    }),
+                },
+            ],
         };
         let xml = answer_element(&a).to_xml("");
+        assert!(xml.contains("<bucket period='2025-W52' no-data='true'/>"), "{xml}");
         let back = snow_xml::parse_document(xml.as_bytes(), snow_xml::Limits::default()).unwrap();
         assert_eq!(parse_answer(&back).unwrap(), a);
+    }
+
+    /// "No data" is its own mark, never mixed with counts.
+    #[test]
+    fn a_bucket_is_counts_or_no_data() {
+        let answer = |bucket: &str| {
+            let xml = format!(
+                "<answer xmlns='{NS_STATS}' threshold='5'>{}{bucket}</answer>",
+                query_element(&query()).to_xml(NS_STATS)
+            );
+            parse_answer(&snow_xml::parse_document(xml.as_bytes(), snow_xml::Limits::default()).unwrap())
+        };
+        assert_eq!(answer("<bucket period='2026-W01' no-data='true'/>").unwrap().buckets[0].counts, None);
+        for bad in [
+            "<bucket period='2026-W01' no-data='true' tested='0'/>",
+            "<bucket period='2026-W01' no-data='false' tested='0' positive='0' persons='0'/>",
+            "<bucket period='2026-W01' no-data='yes'/>",
+            "<bucket period='2026-W01'/>",
+            "<bucket period='2026-W01' tested='' positive='0' persons='0'/>",
+        ] {
+            assert!(answer(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The agent reads codes in any case; the query it answers is in the
+    /// one form.
+    #[test]
+    fn codes_are_read_in_any_case() {
+        let mut el = query_element(&query());
+        for (attr, value) in [
+            ("analysis", "infa"),
+            ("sex", "f"),
+            ("granularity", "Week"),
+            ("area", "Municipality:5401"),
+            ("from", "2026-w01"),
+        ] {
+            el.set_attr(attr, value);
+        }
+        assert_eq!(parse_query(&el).unwrap(), query());
     }
 
     #[test]

@@ -114,7 +114,10 @@ impl fmt::Display for IsoWeek {
 impl FromStr for IsoWeek {
     type Err = StatsError;
     fn from_str(s: &str) -> Result<Self, StatsError> {
-        let (y, w) = s.split_once("-W").ok_or(StatsError { field: "period", reason: "a week is YYYY-Www".into() })?;
+        let (y, w) = s
+            .split_once("-W")
+            .or_else(|| s.split_once("-w"))
+            .ok_or(StatsError { field: "period", reason: "a week is YYYY-Www".into() })?;
         match (digits(y, 4), digits(w, 2)) {
             (Some(y), Some(w)) => IsoWeek::new(y as i32, w as u8),
             _ => None,
@@ -206,7 +209,8 @@ impl Period {
     /// Parses `from` and `to`, both weeks (`2026-W01`) or both months
     /// (`2026-01`), in order and not longer than about ten years.
     pub fn parse(from: &str, to: &str) -> Result<Period, StatsError> {
-        let p = if from.contains("-W") || to.contains("-W") {
+        let is_week = |s: &str| s.contains("-W") || s.contains("-w");
+        let p = if is_week(from) || is_week(to) {
             Period::Weeks { from: from.parse()?, to: to.parse()? }
         } else {
             Period::Months { from: from.parse()?, to: to.parse()? }
@@ -255,7 +259,8 @@ pub enum Area {
 }
 
 impl Area {
-    /// How the lab's store names it: `5401`, `54` or `all`.
+    /// How the lab's store names it, and how the GP types it: `5401`, `54`
+    /// or `all`.
     pub fn code(&self) -> &str {
         match self {
             Area::All => "all",
@@ -263,8 +268,18 @@ impl Area {
         }
     }
 
-    /// Accepts the wire form and the short form people type: `5401` is a
-    /// municipality, `54` a county, `all` everything.
+    /// In words for the GP: `municipality 5401`, `county 54`, `all areas`.
+    pub fn describe(&self) -> String {
+        match self {
+            Area::All => "all areas".to_owned(),
+            Area::County(c) => format!("county {c}"),
+            Area::Municipality(m) => format!("municipality {m}"),
+        }
+    }
+
+    /// Accepts the short form people type, in any case: `5401` is a
+    /// municipality, `54` a county, `all` everything (the wire form
+    /// `county:54` too). The error speaks the short form only.
     pub fn parse_loose(s: &str) -> Result<Area, StatsError> {
         if digits(s, 4).is_some() {
             return Ok(Area::Municipality(s.to_owned()));
@@ -272,10 +287,16 @@ impl Area {
         if digits(s, 2).is_some() {
             return Ok(Area::County(s.to_owned()));
         }
-        s.parse()
+        s.parse().map_err(|_| StatsError { field: "area", reason: AREA_WORDS.into() })
     }
 }
 
+/// How an area is written, in the GP's words (help, errors).
+pub const AREA_WORDS: &str = "must be a municipality (4 digits, e.g. 5401), a county (2 digits, e.g. 54) or all";
+
+/// The wire form (`urn:snow:stats:1`, `urn:snow:alert:1`): `all`,
+/// `county:NN`, `municipality:NNNN`. Shown to nobody: the GP sees
+/// [`Area::code`] or [`Area::describe`].
 impl fmt::Display for Area {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -286,14 +307,17 @@ impl fmt::Display for Area {
     }
 }
 
+/// Reads the wire form, in any case. A refusal names the area in the GP's
+/// words, not the wire form (it may reach the GP in an agent's answer).
 impl FromStr for Area {
     type Err = StatsError;
     fn from_str(s: &str) -> Result<Self, StatsError> {
+        let kind = |k: &str, want: &str| k.eq_ignore_ascii_case(want);
         match s.split_once(':') {
-            None if s == "all" => Ok(Area::All),
-            Some(("county", c)) if digits(c, 2).is_some() => Ok(Area::County(c.to_owned())),
-            Some(("municipality", m)) if digits(m, 4).is_some() => Ok(Area::Municipality(m.to_owned())),
-            _ => refuse("area", "must be all, county:NN or municipality:NNNN"),
+            None if s.eq_ignore_ascii_case("all") => Ok(Area::All),
+            Some((k, c)) if kind(k, "county") && digits(c, 2).is_some() => Ok(Area::County(c.to_owned())),
+            Some((k, m)) if kind(k, "municipality") && digits(m, 4).is_some() => Ok(Area::Municipality(m.to_owned())),
+            _ => refuse("area", AREA_WORDS),
         }
     }
 }
@@ -316,13 +340,14 @@ impl Sex {
     }
 }
 
+/// `M`, `F` or `U`, in any case.
 impl FromStr for Sex {
     type Err = StatsError;
     fn from_str(s: &str) -> Result<Self, StatsError> {
         match s {
-            "M" => Ok(Sex::Male),
-            "F" => Ok(Sex::Female),
-            "U" => Ok(Sex::Unknown),
+            "M" | "m" => Ok(Sex::Male),
+            "F" | "f" => Ok(Sex::Female),
+            "U" | "u" => Ok(Sex::Unknown),
             _ => refuse("sex", "must be M, F or U"),
         }
     }
@@ -347,15 +372,14 @@ impl Granularity {
     }
 }
 
+/// `week`, `month` or `total`, in any case.
 impl FromStr for Granularity {
     type Err = StatsError;
     fn from_str(s: &str) -> Result<Self, StatsError> {
-        match s {
-            "week" => Ok(Granularity::Week),
-            "month" => Ok(Granularity::Month),
-            "total" => Ok(Granularity::Total),
-            _ => refuse("granularity", "must be week, month or total"),
-        }
+        [Granularity::Week, Granularity::Month, Granularity::Total]
+            .into_iter()
+            .find(|g| g.as_str().eq_ignore_ascii_case(s))
+            .map_or_else(|| refuse("granularity", "must be week, month or total"), Ok)
     }
 }
 
@@ -367,6 +391,17 @@ pub fn check_analysis(code: &str) -> Result<(), StatsError> {
     } else {
         refuse("analysis", "must be a code of 1 to 16 upper-case letters and digits")
     }
+}
+
+/// An analysis code as a GP may type it, in any case (`infa`): the code
+/// in upper case, checked with [`check_analysis`].
+pub fn normalize_analysis(code: &str) -> Result<String, StatsError> {
+    let upper = code.to_ascii_uppercase();
+    check_analysis(&upper).map_err(|_| StatsError {
+        field: "analysis",
+        reason: "must be a code of 1 to 16 letters and digits, e.g. INFA".into(),
+    })?;
+    Ok(upper)
 }
 
 /// An age group: `LOW-HIGH` or `LOW+`, at most 8 characters.
@@ -476,24 +511,77 @@ impl FromStr for Count {
     }
 }
 
-/// One bucket of an answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bucket {
-    /// `2026-W05`, `2026-01`, or `FROM/TO` for a total.
-    pub label: String,
+/// The three counts of a bucket the lab has data for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
     pub tested: Count,
     pub positive: Count,
     /// Distinct positive persons per week, summed over the bucket's weeks.
     pub persons: Count,
 }
 
+impl Counts {
+    /// Each count with its name (`tested`, `positive`, `persons`: the
+    /// names on the wire and in the GP's CSV and JSON).
+    pub fn named(&self) -> [(&'static str, Count); 3] {
+        [("tested", self.tested), ("positive", self.positive), ("persons", self.persons)]
+    }
+
+    /// The names of the counts hidden by disclosure control, in order.
+    pub fn suppressed(&self) -> Vec<&'static str> {
+        self.named().into_iter().filter(|(_, c)| matches!(c, Count::Below(_))).map(|(n, _)| n).collect()
+    }
+}
+
+/// One bucket of an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// `2026-W05`, `2026-01`, or `FROM/TO` for a total.
+    pub label: String,
+    /// `None`: no data. Every week of the bucket lies outside the weeks
+    /// the lab has data for (before its first import's earliest week or
+    /// after the latest), which is not the same as zero. A bucket inside
+    /// them with no rows counts zeros.
+    pub counts: Option<Counts>,
+}
+
+impl Bucket {
+    pub fn no_data(&self) -> bool {
+        self.counts.is_none()
+    }
+}
+
 /// What the agent answers: the query it answered, the threshold it
-/// applied, and every bucket of the period (zeros included).
+/// applied, and every bucket of the period (zeros and no data included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsAnswer {
     pub query: StatsQuery,
     pub threshold: u32,
     pub buckets: Vec<Bucket>,
+}
+
+/// How the agent's refusal of an unknown area begins (after `area: `).
+const NO_DATA_FOR: &str = "no data for ";
+
+impl StatsError {
+    /// The agent's refusal of an area the lab has never had a row for, in
+    /// any analysis: `area: no data for municipality 9999`. It says no
+    /// more than that.
+    pub fn no_data_for(area: &Area) -> StatsError {
+        StatsError { field: "area", reason: format!("{NO_DATA_FOR}{}", area.describe()) }
+    }
+
+    /// The area of a [`no_data_for`](Self::no_data_for) refusal, read back
+    /// from an agent's error text; `None` for any other text. Only a
+    /// well-formed area comes back, never the peer's text.
+    pub fn no_data_area(text: &str) -> Option<Area> {
+        let rest = text.strip_prefix("area: ")?.strip_prefix(NO_DATA_FOR)?;
+        match rest.split_once(' ')? {
+            ("municipality", m) if digits(m, 4).is_some() => Some(Area::Municipality(m.to_owned())),
+            ("county", c) if digits(c, 2).is_some() => Some(Area::County(c.to_owned())),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -533,13 +621,85 @@ mod tests {
 
     #[test]
     fn parameters_refuse_anything_else() {
-        for bad in ["5401' OR 1=1 --", "municipality:54O1", "county:5", "ALL", ""] {
+        for bad in ["5401' OR 1=1 --", "municipality:54O1", "county:5", "county:", "al", "5401", ""] {
             assert!(bad.parse::<Area>().is_err(), "{bad}");
         }
+        for bad in ["5401' OR 1=1 --", "540", "5", "54010", "county:5", "alle", ""] {
+            assert!(Area::parse_loose(bad).is_err(), "{bad}");
+        }
         assert!(check_analysis("INFA; DROP TABLE weekly").is_err());
+        assert!(normalize_analysis("infa; drop table weekly").is_err());
+        assert!(normalize_analysis("").is_err() && normalize_analysis("ABCDEFGHIJKLMNOPQ").is_err());
         assert!(check_age_group("0-4' --").is_err());
         assert_eq!(Area::parse_loose("54").unwrap(), Area::County("54".into()));
         assert_eq!(Area::parse_loose("5401").unwrap().code(), "5401");
+    }
+
+    /// Codes are understood in any case and come out in one form.
+    #[test]
+    fn codes_in_any_case() {
+        assert_eq!(normalize_analysis("infa").unwrap(), "INFA");
+        assert_eq!(normalize_analysis("Sars2").unwrap(), "SARS2");
+        assert!(check_analysis("infa").is_err(), "the canonical form stays upper case");
+        assert_eq!(["m", "F", "u"].map(|s| s.parse::<Sex>().unwrap()), [Sex::Male, Sex::Female, Sex::Unknown]);
+        assert!("x".parse::<Sex>().is_err() && "Male".parse::<Sex>().is_err());
+        for (s, g) in [("Week", Granularity::Week), ("MONTH", Granularity::Month), ("total", Granularity::Total)] {
+            assert_eq!(s.parse::<Granularity>().unwrap(), g);
+        }
+        assert!("weekly".parse::<Granularity>().is_err());
+        for (s, a) in [
+            ("ALL", Area::All),
+            ("All", Area::All),
+            ("County:54", Area::County("54".into())),
+            ("MUNICIPALITY:5401", Area::Municipality("5401".into())),
+        ] {
+            assert_eq!(s.parse::<Area>().unwrap(), a, "{s}");
+            assert_eq!(Area::parse_loose(s).unwrap(), a, "{s}");
+        }
+        assert_eq!(Period::parse("2026-w01", "2026-w03").unwrap(), Period::parse("2026-W01", "2026-W03").unwrap());
+    }
+
+    /// What the GP reads names areas as they type them, never the wire
+    /// form `county:NN` / `municipality:NNNN`.
+    #[test]
+    fn areas_in_the_gps_words() {
+        for bad in ["9", "county:5", "municipality:54O1", "x"] {
+            for e in [Area::parse_loose(bad).unwrap_err(), bad.parse::<Area>().unwrap_err()] {
+                let text = e.to_string();
+                assert!(text.contains("5401") && text.contains("54") && text.contains("all"), "{text}");
+                assert!(!text.contains("county:") && !text.contains("municipality:"), "{text}");
+            }
+        }
+        assert_eq!(Area::Municipality("5401".into()).describe(), "municipality 5401");
+        assert_eq!(Area::County("54".into()).describe(), "county 54");
+        assert_eq!(Area::All.describe(), "all areas");
+    }
+
+    #[test]
+    fn the_unknown_area_refusal_reads_back() {
+        for area in [Area::Municipality("9999".into()), Area::County("99".into())] {
+            let e = StatsError::no_data_for(&area);
+            assert_eq!(e.to_string(), format!("area: no data for {}", area.describe()));
+            assert_eq!(StatsError::no_data_area(&e.to_string()), Some(area));
+        }
+        for other in [
+            "area: no data for municipality 99999",
+            "area: no data for county 9x",
+            "area: no data for all areas",
+            "analysis: no data for county 99",
+            "no data for county 99",
+        ] {
+            assert_eq!(StatsError::no_data_area(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn suppressed_counts_are_named() {
+        let c = Counts { tested: Count::Exact(12), positive: Count::Below(5), persons: Count::Below(5) };
+        assert_eq!(c.suppressed(), ["positive", "persons"]);
+        let c = Counts { tested: Count::Exact(0), positive: Count::Exact(0), persons: Count::Exact(0) };
+        assert!(c.suppressed().is_empty());
+        assert!(Bucket { label: "2026-W01".into(), counts: None }.no_data());
     }
 
     #[test]

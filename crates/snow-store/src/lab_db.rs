@@ -87,6 +87,24 @@ CREATE TABLE alerts_sent (
     PRIMARY KEY (analysis, area, yw)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Searches: the areas the lab has ever had a row for, in any analysis
+-- (municipalities 'NNNN' and their counties 'NN'), so an area it knows
+-- nothing of is refused by name; and the weeks its data covers, in any
+-- analysis (first and last `yw`), so a period outside them is answered
+-- "no data", not zero. Both only grow, at each import.
+CREATE TABLE known_areas (
+    area TEXT PRIMARY KEY
+) WITHOUT ROWID;
+INSERT INTO known_areas
+    SELECT DISTINCT municipality FROM weekly UNION SELECT DISTINCT substr(municipality, 1, 2) FROM weekly;
+CREATE TABLE coverage (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),  -- one row, once there is data
+    first_yw INTEGER NOT NULL,
+    last_yw  INTEGER NOT NULL
+);
+INSERT INTO coverage SELECT 1, min(yw), max(yw) FROM weekly HAVING count(*) > 0;
+"#,
 ];
 
 /// An alert the detection agent sent.
@@ -185,6 +203,30 @@ impl LabDb {
         )?;
         let rows = stmt.query_map([analysis], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The lab has had a row for this municipality (`5401`) or county
+    /// (`54`), in any analysis; `all` is always known.
+    pub fn knows_area(&self, area: &str) -> Result<bool, StoreError> {
+        if area == "all" {
+            return Ok(true);
+        }
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM known_areas WHERE area = ?1")?
+            .query_row([area], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// The first and last week (`year * 100 + week`) the lab has data for,
+    /// in any analysis and area; `None` before the first import with rows.
+    pub fn coverage(&self) -> Result<Option<(i32, i32)>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT first_yw, last_yw FROM coverage WHERE id = 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
     }
 
     pub fn alert_sent(&self, analysis: &str, area: &str, yw: i32) -> Result<bool, StoreError> {
@@ -354,6 +396,26 @@ impl LabImport<'_> {
             for ((a, area, yw, g, s), (t, p, pp)) in areas {
                 stmt.execute(params![a, area, yw, g, s, t, p, pp])?;
             }
+            // The areas and weeks the lab now has data for.
+            let mut known = std::collections::HashSet::new();
+            let mut span: Option<(i32, i32)> = None;
+            for (_, m, y, w, _, _) in self.weekly.keys() {
+                known.extend([m.as_str(), m.get(..2).unwrap_or(m)]);
+                let yw = y * 100 + i32::from(*w);
+                span = Some(span.map_or((yw, yw), |(a, b)| (a.min(yw), b.max(yw))));
+            }
+            let mut stmt = self.tx.prepare_cached("INSERT OR IGNORE INTO known_areas (area) VALUES (?1)")?;
+            for area in known {
+                stmt.execute([area])?;
+            }
+            if let Some((first, last)) = span {
+                self.tx.execute(
+                    "INSERT INTO coverage (id, first_yw, last_yw) VALUES (1, ?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET first_yw = min(first_yw, excluded.first_yw),
+                         last_yw = max(last_yw, excluded.last_yw)",
+                    params![first, last],
+                )?;
+            }
         }
         self.tx.execute(
             "INSERT INTO imports (hash, file, rows, imported_at) VALUES (?1, ?2, ?3, ?4)",
@@ -388,6 +450,50 @@ mod tests {
         assert_eq!(sums("54"), [(3, 15, 5, 4)]);
         assert_eq!(sums("all"), [(3, 22, 7, 6)]);
         assert_eq!(sums("1804"), [(3, 7, 2, 2)]);
+        // The later migration knows the areas and weeks of the old rows.
+        for (area, known) in [("5401", true), ("54", true), ("18", true), ("all", true), ("5403", false), ("55", false)]
+        {
+            assert_eq!(db.knows_area(area).unwrap(), known, "{area}");
+        }
+        assert_eq!(db.coverage().unwrap(), Some((202603, 202603)));
+    }
+
+    /// Imports grow the known areas (of any analysis) and the weeks the
+    /// data covers; a file of samples seen before changes neither.
+    #[test]
+    fn imports_record_known_areas_and_coverage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = LabDb::open(&dir.path().join("lab.db")).unwrap();
+        assert_eq!(db.coverage().unwrap(), None);
+        assert!(!db.knows_area("5401").unwrap() && db.knows_area("all").unwrap());
+        let row = |sample: &'static str, analysis: &'static str, municipality: &'static str, year, week| AggRow {
+            sample_id: sample,
+            patient: "p",
+            analysis,
+            municipality,
+            year,
+            week,
+            age_group: "0-4",
+            sex: "F",
+            positive: false,
+        };
+        let mut import = |hash: &str, rows: &[AggRow<'_>]| {
+            let mut imp = db.begin().unwrap();
+            for r in rows {
+                imp.add(r).unwrap();
+            }
+            imp.commit(hash, "f.csv", 0).unwrap();
+        };
+        import("a", &[row("s1", "INFA", "5401", 2026, 10), row("s2", "RSV", "1804", 2026, 12)]);
+        import("b", &[row("s3", "INFA", "5402", 2025, 50)]);
+        // Samples seen before: nothing new is counted, nothing changes.
+        import("c", &[row("s1", "INFA", "1860", 2027, 2)]);
+        for (area, known) in
+            [("5401", true), ("5402", true), ("54", true), ("1804", true), ("18", true), ("1860", false), ("99", false)]
+        {
+            assert_eq!(db.knows_area(area).unwrap(), known, "{area}");
+        }
+        assert_eq!(db.coverage().unwrap(), Some((202550, 202612)));
     }
 
     /// The per-area sums and the detailed rows give the same answers.

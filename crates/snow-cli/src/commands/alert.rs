@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use snow_client::alert::{self, Item};
 use snow_client::Session;
 use snow_core::alert::{Alert, AlertKind, MAX_TEXT};
-use snow_core::stats::{check_analysis, Area, IsoWeek};
+use snow_core::stats::{normalize_analysis, Area, IsoWeek};
 
 use super::Ctx;
 use crate::cli::{AlertCommand, AlertService};
@@ -16,7 +16,7 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
     rt.block_on(async {
         match cmd {
             AlertCommand::Subscribe { at, analysis, area } => {
-                let area = area_of(&analysis, &area)?;
+                let (analysis, area) = series_of(&analysis, &area)?;
                 let (session, _, _, service) = connect(ctx, &at).await?;
                 let me = bare(&session);
                 let mut nodes = vec![Alert::node(&analysis, &area)];
@@ -74,7 +74,7 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
                 report(&confirmation, &published, &me);
             }
             AlertCommand::Send { at, analysis, area, text } => {
-                let area = area_of(&analysis, &area)?;
+                let (analysis, area) = series_of(&analysis, &area)?;
                 check_text(Some(&text))?;
                 let (session, _, ca_der, service) = connect(ctx, &at).await?;
                 let me = bare(&session);
@@ -125,11 +125,14 @@ fn random_id(prefix: &str) -> anyhow::Result<String> {
     Ok(format!("{prefix}-{}", snow_crypto::one_time_password::random_hex(8)?))
 }
 
-fn area_of(analysis: &str, area: &str) -> anyhow::Result<Area> {
-    check_analysis(analysis).map_err(|e| anyhow::anyhow!("--analysis: {e}"))?;
+/// The analysis (in any case: `infa` is INFA) and the area of an alert
+/// series, in the words `snow search` takes: `5401` or `54` (alerts are per
+/// municipality or county, not `all`).
+fn series_of(analysis: &str, area: &str) -> anyhow::Result<(String, Area)> {
+    let analysis = normalize_analysis(analysis)?;
     match Area::parse_loose(area) {
-        Ok(a @ (Area::Municipality(_) | Area::County(_))) => Ok(a),
-        _ => bail!("--area must be a municipality (4 digits) or a county (2 digits)"),
+        Ok(a @ (Area::Municipality(_) | Area::County(_))) => Ok((analysis, a)),
+        _ => bail!("area: must be a municipality (4 digits, e.g. 5401) or a county (2 digits, e.g. 54); alerts are not sent for all"),
     }
 }
 
@@ -178,7 +181,7 @@ pub(super) fn table(alerts: &[(Item, Alert)]) -> String {
             when(a.issued),
             a.id,
             a.analysis,
-            a.area,
+            a.area.code(),
             a.kind,
             a.author
         ));
@@ -199,4 +202,52 @@ pub(super) fn table(alerts: &[(Item, Alert)]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_read_as_snow_search_reads_them() {
+        assert_eq!(series_of("infa", "5401").unwrap(), ("INFA".to_owned(), Area::Municipality("5401".into())));
+        assert_eq!(series_of("Mycpn", "54").unwrap(), ("MYCPN".to_owned(), Area::County("54".into())));
+        for (analysis, area, field) in [
+            ("INFA", "all", "area"),
+            ("INFA", "540", "area"),
+            ("INFA", "54' OR 1=1", "area"),
+            ("IN FA", "5401", "analysis"),
+        ] {
+            let e = series_of(analysis, area).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{field}:")), "{e}");
+            assert!(!e.contains("county:") && !e.contains("municipality:") && !e.contains("OR 1=1"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_list_names_areas_as_typed() {
+        let a = Alert {
+            id: "gp-1".into(),
+            kind: AlertKind::Gp,
+            analysis: "INFA".into(),
+            area: Area::Municipality("5401".into()),
+            week: IsoWeek::new(2026, 5).unwrap(),
+            observed: None,
+            threshold: None,
+            algorithm: None,
+            series: None,
+            author: "1@po.example".into(),
+            issued: 0,
+            confirms: None,
+            text: Some("cluster".into()),
+        };
+        let item = Item {
+            node: "alerts/INFA/5401".into(),
+            id: "gp-1".into(),
+            publisher: "1@po.example".into(),
+            payload: snow_xml::Element::new("x", "y"),
+        };
+        let shown = table(&[(item, a)]);
+        assert!(shown.contains(" INFA 5401 ") && !shown.contains("municipality:"), "{shown}");
+    }
 }

@@ -1,23 +1,58 @@
 //! `snow search`: a GP asks a lab's search agent for statistics and sees a
 //! table with a sparkline, or CSV / JSON for scripts.
+//!
+//! Codes are read in any case (`--analysis infa`, `--sex f`,
+//! `--granularity Week`, `--format JSON`) and sent in one form; areas are
+//! written as the GP types them (`5401`, `54`, `all`) in every error and
+//! output. What each format shows:
+//!
+//! - table: counts, `<5` for a count hidden by disclosure control, `no
+//!   data` for a period outside the weeks the lab has data for;
+//! - CSV: `period,tested,positive,persons,note`; `<5` as in the table; a
+//!   period with no data has empty counts and the note `no data`;
+//! - JSON: every count a number, or `null` when it cannot be published
+//!   (suppressed, or no data); per bucket `"no_data"` and `"suppressed"`
+//!   (the names of the hidden counts), and once at the top
+//!   `"suppression_threshold"`.
 
 use anyhow::{bail, Context};
-use snow_core::stats::{Area, Count, Granularity, IsoWeek, Period, Sex, StatsAnswer, StatsQuery, YearMonth};
+use snow_client::ClientError;
+use snow_core::stats::{
+    normalize_analysis, Area, Bucket, Count, Granularity, IsoWeek, Period, Sex, StatsAnswer, StatsError, StatsQuery,
+    YearMonth,
+};
 
 use super::Ctx;
 use crate::cli::SearchArgs;
 
+/// An output format of `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+fn format_of(s: &str) -> anyhow::Result<Format> {
+    match s.to_ascii_lowercase().as_str() {
+        "table" => Ok(Format::Table),
+        "csv" => Ok(Format::Csv),
+        "json" => Ok(Format::Json),
+        _ => bail!("--format must be table, csv or json"),
+    }
+}
+
 pub fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<()> {
     let query = query_of(&args, time::OffsetDateTime::now_utc().date())?;
-    let format = args.format.as_str();
-    if !matches!(format, "table" | "csv" | "json") {
-        bail!("--format must be table, csv or json");
-    }
-    let agent = match (&args.agent, &args.lab) {
-        (Some(a), _) => a.clone(),
+    let format = format_of(&args.format)?;
+    let (agent, lab) = match (&args.agent, &args.lab) {
+        (Some(a), _) => {
+            let bare = a.split('/').next().unwrap_or(a);
+            (a.clone(), bare.split_once('@').map_or(bare, |(_, d)| d).to_owned())
+        }
         (None, Some(lab)) => {
             let lab: snow_core::Domain = lab.parse().context("--lab is not a domain name")?;
-            format!("search@{lab}/{}", snow_agents::AGENT_RESOURCE)
+            (format!("search@{lab}/{}", snow_agents::AGENT_RESOURCE), lab.to_string())
         }
         (None, None) => bail!("say which lab to ask: --lab lab.example (or SNOW_LAB, or --agent JID)"),
     };
@@ -25,18 +60,32 @@ pub fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<()> {
     let answer = rt.block_on(async {
         let (client, identity, ca_der) = super::chat::connect_with_identity(ctx, &args.conn).await?;
         let session = client.into_session();
-        let answer = session.iq().search(&agent, &query, &identity, &ca_der).await?;
+        let answer = session.iq().search(&agent, &query, &identity, &ca_der).await;
         session.close().await?;
         anyhow::Ok(answer)
     })?;
+    let answer = answer.map_err(|e| match unknown_area(&e) {
+        Some(area) => anyhow::anyhow!("the lab {lab} has no data for {}", area.describe()),
+        None => e.into(),
+    })?;
     let agent_bare = agent.split('/').next().unwrap_or(&agent);
     let text = match format {
-        "csv" => csv(&answer),
-        "json" => json(&answer, agent_bare)?,
-        _ => table(&answer, agent_bare),
+        Format::Csv => csv(&answer),
+        Format::Json => json(&answer, agent_bare)?,
+        Format::Table => table(&answer, agent_bare),
     };
     print!("{text}");
     Ok(())
+}
+
+/// The area of the agent's refusal of an area it has no data for.
+fn unknown_area(e: &ClientError) -> Option<Area> {
+    match e {
+        ClientError::Refused { condition, text: Some(text), .. } if condition == "bad-request" => {
+            StatsError::no_data_area(text)
+        }
+        _ => None,
+    }
 }
 
 /// Turns the command line into a query; `today` fixes "the last N weeks".
@@ -72,7 +121,7 @@ pub fn query_of(args: &SearchArgs, today: time::Date) -> anyhow::Result<StatsQue
         None => Granularity::Week,
     };
     let q = StatsQuery {
-        analysis: args.analysis.clone(),
+        analysis: normalize_analysis(&args.analysis)?,
         period,
         area: Area::parse_loose(&args.area)?,
         age_group: args.age_group.clone(),
@@ -85,11 +134,6 @@ pub fn query_of(args: &SearchArgs, today: time::Date) -> anyhow::Result<StatsQue
 
 fn describe(a: &StatsAnswer) -> String {
     let q = &a.query;
-    let area = match &q.area {
-        Area::All => "all areas".to_owned(),
-        Area::County(c) => format!("county {c}"),
-        Area::Municipality(m) => format!("municipality {m}"),
-    };
     let (from, to) = q.period.bounds();
     let mut who = String::new();
     if let Some(g) = &q.age_group {
@@ -98,21 +142,27 @@ fn describe(a: &StatsAnswer) -> String {
     if let Some(s) = q.sex {
         who.push_str(&format!(", sex {}", s.code()));
     }
-    format!("{} tests, {area}{who}, {from} to {to}", q.analysis)
+    format!("{} tests, {}{who}, {from} to {to}", q.analysis, q.area.describe())
 }
 
-/// Eight levels; a suppressed count is drawn at the bottom.
-pub fn sparkline(counts: &[Count]) -> String {
+/// Eight levels; a suppressed count is drawn at the bottom, a period with
+/// no data as a gap.
+pub fn sparkline(counts: &[Option<Count>]) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    let max = counts.iter().filter_map(|c| if let Count::Exact(n) = c { Some(*n) } else { None }).max().unwrap_or(0);
+    let max =
+        counts.iter().filter_map(|c| if let Some(Count::Exact(n)) = c { Some(*n) } else { None }).max().unwrap_or(0);
     counts
         .iter()
         .map(|c| match c {
-            Count::Exact(n) if max > 0 => BARS[((n * 7 + max / 2) / max).min(7) as usize],
-            _ => BARS[0],
+            None => ' ',
+            Some(Count::Exact(n)) if max > 0 => BARS[((n * 7 + max / 2) / max).min(7) as usize],
+            Some(_) => BARS[0],
         })
         .collect()
 }
+
+/// What a GP reads for a period outside the lab's data.
+const NO_DATA: &str = "no data";
 
 pub(super) fn table(a: &StatsAnswer, agent: &str) -> String {
     let mut out = format!("{} (from {agent})\n", describe(a));
@@ -124,16 +174,14 @@ pub(super) fn table(a: &StatsAnswer, agent: &str) -> String {
     let w = a.buckets.iter().map(|b| b.label.len()).max().unwrap_or(0).max(head.len());
     out.push_str(&format!("{head:<w$}  {:>8}  {:>8}  {:>8}\n", "tested", "positive", "persons"));
     for b in &a.buckets {
-        out.push_str(&format!(
-            "{:<w$}  {:>8}  {:>8}  {:>8}\n",
-            b.label,
-            b.tested.to_string(),
-            b.positive.to_string(),
-            b.persons.to_string()
-        ));
+        let [t, p, n] = match &b.counts {
+            Some(c) => c.named().map(|(_, c)| c.to_string()),
+            None => [NO_DATA; 3].map(str::to_owned),
+        };
+        out.push_str(&format!("{:<w$}  {t:>8}  {p:>8}  {n:>8}\n", b.label));
     }
     if a.buckets.len() > 1 {
-        let pos: Vec<Count> = a.buckets.iter().map(|b| b.positive).collect();
+        let pos: Vec<Option<Count>> = a.buckets.iter().map(|b| b.counts.map(|c| c.positive)).collect();
         out.push_str(&format!("positive  {}\n", sparkline(&pos)));
     }
     out.push_str(&format!(
@@ -141,40 +189,183 @@ pub(super) fn table(a: &StatsAnswer, agent: &str) -> String {
         a.threshold.saturating_sub(1),
         a.threshold
     ));
-    out
-}
-
-fn csv(a: &StatsAnswer) -> String {
-    let mut out = String::from("period,tested,positive,persons\n");
-    for b in &a.buckets {
-        out.push_str(&format!("{},{},{},{}\n", b.label, b.tested, b.positive, b.persons));
+    if a.buckets.iter().any(Bucket::no_data) {
+        out.push_str("\"no data\": outside the weeks the lab has data for (not the same as 0).\n");
     }
     out
 }
 
+/// `period,tested,positive,persons,note`: counts or `<5`; a period with
+/// no data has empty counts and the note `no data`.
+fn csv(a: &StatsAnswer) -> String {
+    let mut out = String::from("period,tested,positive,persons,note\n");
+    for b in &a.buckets {
+        match &b.counts {
+            Some(c) => out.push_str(&format!("{},{},{},{},\n", b.label, c.tested, c.positive, c.persons)),
+            None => out.push_str(&format!("{},,,,{NO_DATA}\n", b.label)),
+        }
+    }
+    out
+}
+
+/// Every count is a number, or null when it cannot be published: hidden by
+/// disclosure control (named in the bucket's `suppressed`) or no data (the
+/// bucket's `no_data`). The threshold is stated once.
 fn json(a: &StatsAnswer, agent: &str) -> anyhow::Result<String> {
-    // A suppressed count is a string ("<5"), an exact one a number.
-    let count = |c: Count| match c {
+    let number = |c: Count| match c {
         Count::Exact(n) => serde_json::Value::from(n),
-        Count::Below(_) => serde_json::Value::from(c.to_string()),
+        Count::Below(_) => serde_json::Value::Null,
+    };
+    let bucket = |b: &Bucket| {
+        let mut v = serde_json::json!({ "period": b.label, "no_data": b.no_data() });
+        let suppressed = b.counts.map(|c| c.suppressed()).unwrap_or_default();
+        for (name, count) in b.counts.map(|c| c.named().map(|(n, c)| (n, number(c)))).unwrap_or([
+            ("tested", serde_json::Value::Null),
+            ("positive", serde_json::Value::Null),
+            ("persons", serde_json::Value::Null),
+        ]) {
+            v[name] = count;
+        }
+        v["suppressed"] = serde_json::Value::from(suppressed);
+        v
     };
     let (from, to) = a.query.period.bounds();
     let v = serde_json::json!({
         "agent": agent,
         "analysis": a.query.analysis,
-        "area": a.query.area.to_string(),
+        "area": a.query.area.code(),
         "from": from,
         "to": to,
         "age_group": a.query.age_group,
         "sex": a.query.sex.map(|s| s.code()),
         "granularity": a.query.granularity.as_str(),
-        "threshold": a.threshold,
-        "buckets": a.buckets.iter().map(|b| serde_json::json!({
-            "period": b.label,
-            "tested": count(b.tested),
-            "positive": count(b.positive),
-            "persons": count(b.persons),
-        })).collect::<Vec<_>>(),
+        "suppression_threshold": a.threshold,
+        "buckets": a.buckets.iter().map(bucket).collect::<Vec<_>>(),
     });
     Ok(serde_json::to_string_pretty(&v)? + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use snow_core::stats::Counts;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(extra: &[&str]) -> SearchArgs {
+        let cli = Cli::try_parse_from([&["snow", "search"][..], extra].concat()).unwrap();
+        match cli.command {
+            Command::Search(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn today() -> time::Date {
+        time::Date::from_calendar_date(2026, time::Month::March, 5).unwrap()
+    }
+
+    #[test]
+    fn codes_are_understood_in_any_case() {
+        let q = query_of(
+            &args(&["--analysis", "infa", "--sex", "f", "--granularity", "Week", "--area", "ALL", "--weeks", "2"]),
+            today(),
+        )
+        .unwrap();
+        assert_eq!(
+            (q.analysis.as_str(), q.sex, q.granularity, &q.area),
+            ("INFA", Some(Sex::Female), Granularity::Week, &Area::All)
+        );
+        assert_eq!(format_of("JSON").unwrap(), Format::Json);
+        assert_eq!(format_of("Csv").unwrap(), Format::Csv);
+        assert!(format_of("xml").is_err());
+    }
+
+    #[test]
+    fn bad_areas_are_refused_in_the_words_the_cli_takes() {
+        for bad in ["540", "54' OR 1=1", "county:5", "everywhere"] {
+            let e = query_of(&args(&["--analysis", "INFA", "--area", bad]), today()).unwrap_err().to_string();
+            assert!(e.starts_with("area:") && e.contains("5401") && e.contains("54") && e.contains("all"), "{e}");
+            assert!(!e.contains("county:") && !e.contains("municipality:") && !e.contains("OR 1=1"), "{e}");
+        }
+        let e = query_of(&args(&["--analysis", "IN FA"]), today()).unwrap_err().to_string();
+        assert!(e.starts_with("analysis:"), "{e}");
+        let e = query_of(&args(&["--analysis", "INFA", "--sex", "x"]), today()).unwrap_err().to_string();
+        assert!(e.starts_with("sex:"), "{e}");
+    }
+
+    #[test]
+    fn the_unknown_area_refusal_is_recognised() {
+        let refused = |condition: &str, text: &str| ClientError::Refused {
+            who: "search@lab.example/agent".into(),
+            condition: condition.into(),
+            text: Some(text.into()),
+        };
+        assert_eq!(
+            unknown_area(&refused("bad-request", "area: no data for county 99")),
+            Some(Area::County("99".into()))
+        );
+        assert_eq!(unknown_area(&refused("bad-request", "analysis: not an analysis of this lab")), None);
+        assert_eq!(unknown_area(&refused("forbidden", "area: no data for county 99")), None);
+    }
+
+    /// 2026-W01 no data; W02 counts with two suppressed; W03 real zeros.
+    fn answer() -> StatsAnswer {
+        let counts = |t, p, n| Some(Counts { tested: t, positive: p, persons: n });
+        StatsAnswer {
+            query: query_of(
+                &args(&["--analysis", "infa", "--area", "5401", "--from", "2026-W01", "--to", "2026-W03"]),
+                today(),
+            )
+            .unwrap(),
+            threshold: 5,
+            buckets: vec![
+                Bucket { label: "2026-W01".into(), counts: None },
+                Bucket { label: "2026-W02".into(), counts: counts(Count::Exact(12), Count::Below(5), Count::Below(5)) },
+                Bucket { label: "2026-W03".into(), counts: counts(Count::Exact(0), Count::Exact(0), Count::Exact(0)) },
+            ],
+        }
+    }
+
+    #[test]
+    fn json_counts_are_numbers_or_null() {
+        let v: serde_json::Value = serde_json::from_str(&json(&answer(), "search@lab.example").unwrap()).unwrap();
+        assert_eq!(v["suppression_threshold"], 5);
+        assert_eq!(v["area"], "5401");
+        assert_eq!(v["analysis"], "INFA");
+        let buckets = v["buckets"].as_array().unwrap();
+        for b in buckets {
+            for name in ["tested", "positive", "persons"] {
+                assert!(b[name].is_u64() || b[name].is_null(), "{name} in {b}");
+            }
+            assert!(b["no_data"].is_boolean() && b["suppressed"].is_array(), "{b}");
+        }
+        assert_eq!(buckets[0]["no_data"], true);
+        assert!(buckets[0]["tested"].is_null() && buckets[0]["suppressed"].as_array().unwrap().is_empty());
+        assert_eq!(buckets[1]["no_data"], false);
+        assert_eq!(buckets[1]["tested"], 12);
+        assert!(buckets[1]["positive"].is_null() && buckets[1]["persons"].is_null());
+        assert_eq!(buckets[1]["suppressed"], serde_json::json!(["positive", "persons"]));
+        assert_eq!((buckets[2]["tested"].as_u64(), buckets[2]["no_data"].as_bool()), (Some(0), Some(false)));
+    }
+
+    #[test]
+    fn csv_and_table_mark_no_data_apart_from_zero() {
+        let a = answer();
+        assert_eq!(
+            csv(&a),
+            "period,tested,positive,persons,note\n2026-W01,,,,no data\n2026-W02,12,<5,<5,\n2026-W03,0,0,0,\n"
+        );
+        let t = table(&a, "search@lab.example");
+        assert!(t.starts_with("INFA tests, municipality 5401, 2026-W01 to 2026-W03"), "{t}");
+        let rows: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            rows[2].split_whitespace().collect::<Vec<_>>(),
+            ["2026-W01", "no", "data", "no", "data", "no", "data"]
+        );
+        assert_eq!(rows[3].split_whitespace().collect::<Vec<_>>(), ["2026-W02", "12", "<5", "<5"]);
+        assert_eq!(rows[4].split_whitespace().collect::<Vec<_>>(), ["2026-W03", "0", "0", "0"]);
+        assert!(t.contains("shown as <5") && t.contains("\"no data\": outside the weeks"), "{t}");
+        assert_eq!(sparkline(&[None, Some(Count::Exact(4)), Some(Count::Below(5)), Some(Count::Exact(0))]), " █▁▁");
+    }
 }
