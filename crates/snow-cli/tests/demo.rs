@@ -107,22 +107,60 @@ fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let csv = String::from_utf8(out.stdout).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
-    assert_eq!(rows[0], "period,tested,positive,persons");
+    assert_eq!(rows[0], "period,tested,positive,persons,note");
     assert_eq!(rows.len(), 11, "{csv}");
-    assert!(rows[1].starts_with("2026-W01,"), "{csv}");
+    assert!(rows[1].starts_with("2026-W01,") && rows[1].ends_with(','), "{csv}");
 
+    // Before the lab's data (two seasons up to now): no data, not zero.
+    let out = gp(&["--analysis", "INFA", "--area", "54", "--from", "2020-W01", "--to", "2020-W02", "--format", "csv"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(csv, "period,tested,positive,persons,note\n2020-W01,,,,no data\n2020-W02,,,,no data\n");
+
+    // JSON: every count a number or null; what is hidden is named.
     let out = gp(&["--analysis", "RSV", "--area", "all", "--months", "3", "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["analysis"], "RSV");
+    assert_eq!(v["area"], "all");
     assert_eq!(v["granularity"], "month");
+    assert_eq!(v["suppression_threshold"], 5);
     assert_eq!(v["buckets"].as_array().unwrap().len(), 3);
+    let out = gp(&["--analysis", "INFA", "--area", "1860", "--weeks", "104", "--format", "JSON"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let small: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut suppressed = 0;
+    for b in v["buckets"].as_array().unwrap().iter().chain(small["buckets"].as_array().unwrap()) {
+        let hidden: Vec<&str> = b["suppressed"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+        for name in ["tested", "positive", "persons"] {
+            let c = &b[name];
+            assert!(c.is_u64() || c.is_null(), "{name} is neither a number nor null: {b}");
+            assert_eq!(c.is_null(), hidden.contains(&name) || b["no_data"] == true, "{name} in {b}");
+        }
+        suppressed += hidden.len();
+    }
+    assert!(suppressed > 0, "no small counts in {small}");
+
+    // Codes in any case; areas as typed.
+    let out = gp(&["--analysis", "infa", "--area", "5401", "--weeks", "4", "--granularity", "Week", "--sex", "f"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.starts_with("INFA tests, municipality 5401, sex F"), "{table}");
+
+    // An area the lab has no data for is refused by name.
+    for (area, words) in [("9999", "municipality 9999"), ("99", "county 99")] {
+        let out = gp(&["--analysis", "INFA", "--area", area, "--weeks", "8"]);
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(&format!("the lab lab.example has no data for {words}")), "{err}");
+    }
 
     // Bad parameters: refused on the GP's side with one clear sentence,
     // or by the agent, never echoed.
     let out = gp(&["--analysis", "INFA", "--area", "54' OR 1=1", "--weeks", "8"]);
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(!out.status.success() && err.contains("area:") && !err.contains("OR 1=1"), "{err}");
+    assert!(err.contains("5401") && !err.contains("county:") && !err.contains("municipality:"), "{err}");
     let out = gp(&["--analysis", "EBOLA", "--weeks", "8"]);
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(!out.status.success() && err.contains("bad-request") && err.contains("analysis"), "{err}");
