@@ -7,6 +7,15 @@
 //! the lab's configuration: the agent checks membership; this module checks
 //! shape.
 //!
+//! Codes are read in any case (`infa`, `f`, `Week`, `ALL`) and kept in one
+//! form. An area is shown to the GP as they type it (`5401`, `54`, `all`:
+//! [`Area::code`], [`Area::describe`]); `county:NN` / `municipality:NNNN`
+//! is the wire form only, and no error speaks it.
+//!
+//! An answer has a bucket for every period asked: its counts, or no data
+//! when the whole bucket lies outside the weeks the lab has data for (a
+//! real zero is a count of 0).
+//!
 //! Months are made of ISO weeks: a week belongs to the month of its
 //! Thursday (the same rule that puts a week in an ISO year), because the
 //! lab keeps weekly aggregates only.
