@@ -51,12 +51,12 @@ impl Server {
         let connector = tokio_rustls::TlsConnector::from(tls::client_config(&config, trust.peer_cas())?);
         let db = open_database(&config)?;
         let components = Components::load(&config)?;
-        let c2s_listener = bind(&config.settings.c2s_bind).await?;
-        let direct = bind_optional(&config.settings.direct_tls_bind).await?;
-        let s2s_listener = bind_optional(&config.s2s.bind).await?;
+        let c2s_listener = bind("[server] c2s_bind", &config.settings.c2s_bind).await?;
+        let direct = bind_optional("[server] direct_tls_bind", &config.settings.direct_tls_bind).await?;
+        let s2s_listener = bind_optional("[s2s] bind", &config.s2s.bind).await?;
         let component_listener = match components.is_empty() {
             true => None,
-            false => bind_optional(&config.settings.component_bind).await?,
+            false => bind_optional("[server] component_bind", &config.settings.component_bind).await?,
         };
 
         let (shutdown_tx, shutdown) = watch::channel(false);
@@ -141,7 +141,12 @@ impl Server {
             Box::new(move |tcp, peer, slot| Box::pin(component::run(Arc::clone(&port), tcp, peer, slot))),
         )?;
         listeners.push(tokio::spawn(directory.replicate(Arc::clone(&router), shutdown.clone())));
-        tracing::info!(%domain, %c2s_addr, ?direct_tls_addr, ?s2s_addr, "server listening");
+        let or_off = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        tracing::info!(
+            "server {domain} listening: c2s {c2s_addr}, direct TLS {}, s2s {}",
+            or_off(direct_tls_addr),
+            or_off(s2s_addr)
+        );
         Ok(ServerHandle {
             c2s_addr,
             direct_tls_addr,
@@ -202,20 +207,22 @@ fn registry(config: &ServerConfig, db: &Db, trust: &Arc<TrustStore>) -> (Registr
     (registry, directory)
 }
 
-async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr: addr.to_owned(), source })
+/// Listens on `addr`, the value of the configuration key `setting` (named
+/// in the error, so a port already taken says what to change).
+async fn bind(setting: &'static str, addr: &str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { setting, addr: addr.to_owned(), source })
 }
 
 /// Binds `addr` unless it is empty (the listener is disabled).
-async fn bind_optional(addr: &str) -> Result<Option<TcpListener>, ServerError> {
+async fn bind_optional(setting: &'static str, addr: &str) -> Result<Option<TcpListener>, ServerError> {
     match addr.trim() {
         "" => Ok(None),
-        a => bind(a).await.map(Some),
+        a => bind(setting, a).await.map(Some),
     }
 }
 
 fn local_addr(l: &TcpListener, what: &str) -> Result<SocketAddr, ServerError> {
-    l.local_addr().map_err(|source| ServerError::Bind { addr: what.into(), source })
+    l.local_addr().map_err(|source| ServerError::Bind { setting: "the listening addresses", addr: what.into(), source })
 }
 
 /// Serves one accepted connection.

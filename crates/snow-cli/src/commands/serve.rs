@@ -62,9 +62,24 @@ pub struct Site {
 /// defaults, the domain from it or from the CA certificate.
 pub fn server_config(paths: &SiteHome, config: &Config) -> anyhow::Result<ServerConfig> {
     let domain: Domain = match &config.server.domain {
-        Some(d) => d.parse().context("bad server.domain in the configuration")?,
+        Some(d) => d.parse().context("bad [server] domain in the configuration")?,
+        None if !paths.ca_db().exists() => bail!(
+            "{home} has no CA and its configuration names no [server] domain, so this server does not know \
+             which site it is. At the PO: create the site's CA with `snow ca init --domain DOMAIN`. On a lab \
+             server: make its home at the PO with `snow site add-lab --domain DOMAIN --lab-home DIR` and use \
+             that directory here, or set [server] domain in {config}",
+            home = paths.home().display(),
+            config = paths.config_file().display()
+        ),
         None => snow_pki::ca_certificate(paths)?.0,
     };
+    if !paths.ca_cert().exists() {
+        bail!(
+            "no CA certificate at {}: a lab server needs the PO's ca/ca.pem and ca/crl.pem (`snow site add-lab` \
+             at the PO copies them)",
+            paths.ca_cert().display()
+        );
+    }
     let mut sc = ServerConfig::for_home(paths, domain, config.server.clone(), config.s2s.clone());
     sc.msgauth = config.msgauth.clone();
     sc.components = config.components.clone();
