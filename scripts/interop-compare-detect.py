@@ -3,7 +3,7 @@
 
 usage: interop-compare-detect.py REFERENCE.csv OURS.csv [OURS.csv ...]
 Alarms must be identical, upper bounds equal to 1e-9 relative for EARS
-and 1e-7 for Farrington (SURVEILLANCE.md §3), Farrington's expected
+and 1e-7 for Farrington (docs/detection-algorithms.md §3), Farrington's expected
 values too, NA exactly where R has NA. Prints a summary; exits 1 on any
 difference.
 """

@@ -1,7 +1,7 @@
 # Reference vectors from the R package surveillance (Debian r-cran-surveillance)
 # for `snow lab detect --algorithm farrington`: deterministic series of six
 # years and more (and one too short), farringtonFlexible with index-based
-# and date-based reference weeks in the configurations of SURVEILLANCE.md
+# and date-based reference weeks in the configurations of docs/detection-algorithms.md
 # §2.1 (FF_default, FF_b3, FF_noufaily_b3, FF_default_dates), written in §3's
 # format with the diagnostics.
 # usage: Rscript interop-farrington.R OUT_DIR [N_RANDOM_SERIES]

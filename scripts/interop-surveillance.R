@@ -1,6 +1,6 @@
 # Reference vectors from the R package surveillance (Debian r-cran-surveillance)
 # for `snow lab detect`: deterministic series, earsC for C1/C2/C3 (alpha 0.001)
-# and C3 with alpha 0.025, written in SURVEILLANCE.md §3's format.
+# and C3 with alpha 0.025, written in docs/detection-algorithms.md §3's format.
 # usage: Rscript interop-surveillance.R OUT_DIR
 suppressMessages(library(surveillance))
 out <- commandArgs(trailingOnly = TRUE)[1]

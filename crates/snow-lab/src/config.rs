@@ -84,7 +84,7 @@ impl Default for DetectionSettings {
 }
 
 /// One analysis's algorithm and parameters, with the R package's
-/// defaults (SURVEILLANCE.md).
+/// defaults (docs/detection-algorithms.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectionParams {

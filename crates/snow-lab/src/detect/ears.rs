@@ -1,5 +1,5 @@
 //! EARS C1, C2 and C3 exactly as the R package `surveillance` 1.20.3
-//! computes them (`earsC`), following `SURVEILLANCE.md` §1, quirks
+//! computes them (`earsC`), following `docs/detection-algorithms.md` §1, quirks
 //! included: C3 is the package's own construction, NaN propagates through
 //! `max(0, ·)` like R's `pmax`, and the alarm is a strict comparison.
 
@@ -159,7 +159,7 @@ pub fn ears(y: &[f64], p: &Params) -> Result<Vec<Output>, ParamError> {
     Ok(out)
 }
 
-// SURVEILLANCE.md quotes z with 17 digits; the tests use them as written.
+// docs/detection-algorithms.md quotes z with 17 digits; the tests use them as written.
 #[allow(clippy::excessive_precision)]
 #[cfg(test)]
 mod tests {

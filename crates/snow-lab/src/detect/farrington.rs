@@ -1,5 +1,5 @@
 //! Farrington-flexible exactly as the R package `surveillance` 1.20.3
-//! computes it (`farringtonFlexible`), following `SURVEILLANCE.md` §2,
+//! computes it (`farringtonFlexible`), following `docs/detection-algorithms.md` §2,
 //! quirks included: index-based reference weeks (one year is 52 weeks) or
 //! date-based ones (`epochAsDate`, the same calendar date a year back moved
 //! to the nearest Monday),
@@ -154,7 +154,7 @@ pub struct Output {
 }
 
 /// The reference weeks r_1 … r_b of week `k` (1-based), newest first:
-/// 52·i positions back, or by date (SURVEILLANCE.md §2.2b) when `mondays`
+/// 52·i positions back, or by date (docs/detection-algorithms.md §2.2b) when `mondays`
 /// (the Monday of every week of the series) are given. `None` if a date
 /// falls outside the series.
 fn reference_weeks(k: usize, p: &Params, mondays: Option<&[time::Date]>) -> Option<Vec<usize>> {
@@ -254,7 +254,7 @@ struct Model {
     disp_post: f64,
 }
 
-/// `fit(trend)` of SURVEILLANCE.md §2.4.
+/// `fit(trend)` of docs/detection-algorithms.md §2.4.
 fn fit_model(y: &[f64], weeks: &[usize], labels: &[usize], k: usize, p: &Params, trend: bool) -> Option<Model> {
     let ones = vec![1.0; y.len()];
     let mut trend = trend;

@@ -1,6 +1,6 @@
 //! The Poisson (and quasi-Poisson) GLM with log link, fitted by iteratively
 //! reweighted least squares exactly as R's `glm.fit` does it
-//! (SURVEILLANCE.md §2.3): start at `μ = y + 0.1`, at most 25 iterations,
+//! (docs/detection-algorithms.md §2.3): start at `μ = y + 0.1`, at most 25 iterations,
 //! the relative deviance change below 1e-8 for convergence, and the
 //! working weights of the *last* iteration kept for the dispersion, the
 //! covariance and the hat values. Replicating that path, rather than

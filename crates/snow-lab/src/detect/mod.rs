@@ -1,4 +1,4 @@
-//! Outbreak detection over weekly series (docs/architecture.md §5, SURVEILLANCE.md):
+//! Outbreak detection over weekly series (docs/architecture.md §5, docs/detection-algorithms.md):
 //! the algorithms of the R package `surveillance`, reproduced exactly:
 //! EARS C1–C3 and Farrington-flexible.
 

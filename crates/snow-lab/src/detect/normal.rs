@@ -95,7 +95,7 @@ pub fn qnorm(p: f64) -> f64 {
     }
 }
 
-// SURVEILLANCE.md quotes z with 17 digits; the tests use them as written.
+// docs/detection-algorithms.md quotes z with 17 digits; the tests use them as written.
 #[allow(clippy::excessive_precision)]
 #[cfg(test)]
 mod tests {
@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn the_values_surveillance_md_quotes() {
-        // SURVEILLANCE.md §1: z for alpha 0.001 and 0.025 (R's qnorm).
+        // docs/detection-algorithms.md §1: z for alpha 0.001 and 0.025 (R's qnorm).
         assert_eq!(qnorm(1.0 - 0.001), 3.0902323061678132);
         assert_eq!(qnorm(1.0 - 0.025), 1.9599639845400536);
         assert_eq!(qnorm(0.5), 0.0);

@@ -1,5 +1,5 @@
 //! Weekly series in and detection results out, in the formats of
-//! `SURVEILLANCE.md` §3: input `series,year,week,count` (ISO weeks, in
+//! `docs/detection-algorithms.md` §3: input `series,year,week,count` (ISO weeks, in
 //! time order, no gaps), output
 //! `algorithm,series,year,week,t,observed,upperbound,alarm` with numbers
 //! as C's `%.17g`, `NA` for missing values and `TRUE`/`FALSE`/`NA` alarms;
