@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use aws_lc_rs::hmac;
 use time::Date;
 
-use crate::row::{parse_date, LabSettings, Row, RowError, HEADER};
+use crate::row::{parse_date, LabSettings, ReadError, Records, Row, RowError, HEADER};
 
 /// The input columns, in the order the exporter uses them.
 pub const RAW_COLUMNS: [&str; 8] =
@@ -28,10 +28,17 @@ pub enum ExportError {
     WeakSecret,
     #[error("the input has no {0:?} column")]
     MissingColumn(&'static str),
-    #[error("input row {row}: {reason}")]
-    Input { row: u64, reason: String },
+    #[error("the input is empty: it needs a header")]
+    NoHeader,
+    /// `line` is the line of the input file (1-based; the header is line 1).
+    #[error("input line {line}: {reason}")]
+    Input { line: u64, reason: String },
+    /// The row exported from an input line would be refused by the lab
+    /// server (the error names the input line).
     #[error("the exported row would be refused: {0}")]
     Invalid(RowError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("CSV error: {0}")]
     Csv(#[from] csv::Error),
     #[error("writing failed: {0}")]
@@ -84,21 +91,36 @@ pub fn export(
     today: Date,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, ExportError> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
-    let headers = reader.headers()?.clone();
+    let mut records = Records::new(input);
+    let mut headers = csv::ByteRecord::new();
+    if records.read(&mut headers)?.is_none() {
+        return Err(ExportError::NoHeader);
+    }
     let mut idx = [0usize; 8];
     for (i, name) in RAW_COLUMNS.iter().enumerate() {
-        idx[i] =
-            headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name)).ok_or(ExportError::MissingColumn(name))?;
+        idx[i] = headers
+            .iter()
+            .position(|h| std::str::from_utf8(h).is_ok_and(|h| h.trim().eq_ignore_ascii_case(name)))
+            .ok_or(ExportError::MissingColumn(name))?;
     }
     let mut writer = csv::Writer::from_writer(output);
     writer.write_record(HEADER)?;
-    let mut record = csv::StringRecord::new();
+    let mut record = csv::ByteRecord::new();
     let mut n = 0u64;
-    while reader.read_record(&mut record)? {
+    while let Some(line) = records.read(&mut record)? {
         n += 1;
-        let f = |i: usize| record.get(idx[i]).unwrap_or("").trim();
-        let bad = |reason: &str| ExportError::Input { row: n, reason: reason.to_owned() };
+        let bad = |reason: &str| ExportError::Input { line, reason: reason.to_owned() };
+        if record.len() != headers.len() {
+            return Err(bad(&format!("{} fields, the header has {}", record.len(), headers.len())));
+        }
+        let mut fields = [""; 8];
+        for (i, &at) in idx.iter().enumerate() {
+            let field = record.get(at).unwrap_or_default();
+            fields[i] = std::str::from_utf8(field)
+                .map_err(|_| bad(&format!("column {} is not UTF-8 text", RAW_COLUMNS[i])))?
+                .trim();
+        }
+        let f = |i: usize| fields[i];
         let birth = parse_date(f(2)).ok_or_else(|| bad("birth_date is not YYYY-MM-DD"))?;
         let sampled = parse_date(f(5)).ok_or_else(|| bad("sample_date is not YYYY-MM-DD"))?;
         let age = age(birth, sampled).ok_or_else(|| bad("birth_date is after sample_date"))?;
@@ -123,7 +145,7 @@ pub fn export(
         ];
         // Exactly what the lab server will accept, or nothing.
         let refs: Vec<&str> = out.iter().map(String::as_str).collect();
-        Row::parse(&refs, n, settings, today).map_err(ExportError::Invalid)?;
+        Row::parse(&refs, line, settings, today).map_err(ExportError::Invalid)?;
         writer.write_record(&out)?;
         if n % 10_000 == 0 {
             progress(n);

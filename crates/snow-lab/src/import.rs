@@ -2,6 +2,9 @@
 //! a file already imported (same content hash) never counted twice, and
 //! the drop directory `data/in` → `data/done` | `data/rejected` (+ `.error`).
 //!
+//! Errors name the file's own line numbers (`row::Records`), so a refused
+//! file can be opened in an editor at the line.
+//!
 //! Only complete files are imported (docs/architecture.md §5): writers
 //! upload `NAME.csv.part` and rename it to `NAME.csv` when done; a file
 //! written in place is taken only once it has not changed for the settle
@@ -9,6 +12,7 @@
 //! next pass; and a last line without its line break (an upload cut off)
 //! rejects the file instead of becoming data.
 
+use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -18,29 +22,110 @@ use snow_core::SiteHome;
 use snow_store::{AggRow, LabDb};
 use time::Date;
 
-use crate::row::{LabSettings, Row, RowError, HEADER};
+use crate::row::{LabSettings, ReadError, Records, Row, RowError, HEADER};
 
 /// Largest file accepted (a year of a big lab is far below).
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
+/// A refused file lists this many of its errors; the rest are counted.
+pub const MAX_LISTED_ERRORS: usize = 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// Rows with errors: the whole file is refused.
     #[error("{0}")]
-    Rejected(RowError),
-    #[error("the header must be exactly {}", HEADER.join(","))]
+    Rejected(RowErrors),
+    #[error("line 1: the header must be exactly {}", HEADER.join(","))]
     BadHeader,
     #[error("the file is larger than {MAX_FILE_BYTES} bytes")]
     TooLarge,
-    #[error("CSV error: {0}")]
-    Csv(#[from] csv::Error),
+    #[error("the file is empty")]
+    Empty,
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("the last line is incomplete (the file does not end with a line break): was the upload cut off?")]
-    Truncated,
+    #[error(
+        "line {line}: the last line is incomplete (the file does not end with a line break): was the upload cut off?"
+    )]
+    Truncated { line: u64 },
     #[error("the file changed while it was being imported; it will be imported once it stops changing")]
     Changed,
     #[error(transparent)]
     Store(#[from] snow_store::StoreError),
+}
+
+/// The errors of a file: the first `MAX_LISTED_ERRORS` in file order, and
+/// how many there were in all (memory stays bounded however bad the file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowErrors {
+    pub listed: Vec<RowError>,
+    pub total: u64,
+}
+
+impl RowErrors {
+    pub fn push(&mut self, e: RowError) {
+        self.total += 1;
+        if self.listed.len() < MAX_LISTED_ERRORS {
+            self.listed.push(e);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Errors counted but not listed.
+    pub fn unlisted(&self) -> u64 {
+        self.total - self.listed.len() as u64
+    }
+
+    /// "1 error", "2,345 errors".
+    pub fn count(&self) -> String {
+        errors(self.total)
+    }
+
+    /// One line for a log: the count and the first `first` errors.
+    pub fn summary(&self, first: usize) -> String {
+        let shown: Vec<String> = self.listed.iter().take(first).map(ToString::to_string).collect();
+        let rest = self.total - shown.len() as u64;
+        if rest == 0 {
+            format!("{}: {}", self.count(), shown.join("; "))
+        } else {
+            format!("{}, first: {}; and {} more", self.count(), shown.join("; "), grouped(rest))
+        }
+    }
+}
+
+/// The count, then one error a line, then how many more there were:
+/// what the `.error` file holds.
+impl fmt::Display for RowErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; nothing in the file was imported:", self.count())?;
+        for e in &self.listed {
+            write!(f, "\n{e}")?;
+        }
+        if self.unlisted() > 0 {
+            let n = self.unlisted();
+            write!(f, "\n… and {} more {}", grouped(n), if n == 1 { "error" } else { "errors" })?;
+        }
+        Ok(())
+    }
+}
+
+/// `n` with thousands separated: 1,987.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn errors(n: u64) -> String {
+    format!("{} {}", grouped(n), if n == 1 { "error" } else { "errors" })
 }
 
 /// What happened to a file.
@@ -52,10 +137,12 @@ pub enum Imported {
     Duplicate,
 }
 
-impl std::fmt::Display for Imported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Imported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Imported::New { rows, counted } => write!(f, "{rows} rows, {counted} new samples"),
+            Imported::New { rows, counted } => {
+                write!(f, "{} rows ({} new samples)", grouped(*rows), grouped(*counted))
+            }
             Imported::Duplicate => f.write_str("the same file was imported before; nothing changed"),
         }
     }
@@ -74,8 +161,17 @@ fn snapshot(path: &Path) -> Result<Snapshot, ImportError> {
     Ok(Snapshot { len: m.len(), modified: m.modified().ok() })
 }
 
-/// The content hash, and whether the file ends with a line break.
-fn hash_file(path: &Path) -> Result<(String, bool), ImportError> {
+/// A file's content hash and shape, from one pass over it.
+struct Scanned {
+    hash: String,
+    len: u64,
+    /// The file ends with a line break.
+    whole_lines: bool,
+    /// Line breaks (LF) in the file.
+    line_breaks: u64,
+}
+
+fn scan_file(path: &Path) -> Result<Scanned, ImportError> {
     let io = |source| ImportError::Io { path: path.to_owned(), source };
     let mut f = std::fs::File::open(path).map_err(io)?;
     if f.metadata().map_err(io)?.len() > MAX_FILE_BYTES {
@@ -83,21 +179,41 @@ fn hash_file(path: &Path) -> Result<(String, bool), ImportError> {
     }
     let mut ctx = digest::Context::new(&digest::SHA256);
     let mut buf = vec![0u8; 1 << 16];
-    let mut last = None;
+    let (mut len, mut line_breaks, mut last) = (0u64, 0u64, None);
     loop {
         let n = f.read(&mut buf).map_err(io)?;
         if n == 0 {
             break;
         }
         ctx.update(&buf[..n]);
+        len += n as u64;
+        line_breaks += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
         last = Some(buf[n - 1]);
     }
-    let hex = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, last == Some(b'\n')))
+    let hash = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Scanned { hash, len, whole_lines: last == Some(b'\n'), line_breaks })
 }
 
-/// Imports one file. Every row is validated; the first bad one rolls the
-/// whole file back. `progress` gets rows read every 10,000 rows.
+/// The row on `line` from its CSV fields.
+fn parse_record(record: &csv::ByteRecord, line: u64, settings: &LabSettings, today: Date) -> Result<Row, RowError> {
+    let mut fields = Vec::with_capacity(HEADER.len());
+    for (i, f) in record.iter().enumerate() {
+        match std::str::from_utf8(f) {
+            Ok(f) => fields.push(f),
+            // The field count comes first: with the wrong count, the
+            // column name would be a guess.
+            Err(_) if record.len() == HEADER.len() => {
+                return Err(RowError { line, column: HEADER.get(i).copied(), reason: "is not UTF-8 text".into() })
+            }
+            Err(_) => fields.push(""),
+        }
+    }
+    Row::parse(&fields, line, settings, today)
+}
+
+/// Imports one file. Every row is validated; a file with any bad row is
+/// refused whole, with the first `MAX_LISTED_ERRORS` errors (by line) and
+/// the count of all. `progress` gets rows read every 10,000 rows.
 pub fn import_file(
     db: &mut LabDb,
     path: &Path,
@@ -105,40 +221,70 @@ pub fn import_file(
     today: Date,
     mut progress: impl FnMut(u64),
 ) -> Result<Imported, ImportError> {
+    let io = |source| ImportError::Io { path: path.to_owned(), source };
     let before = snapshot(path)?;
-    let (hash, whole_lines) = hash_file(path)?;
-    if db.imported(&hash)? {
+    let scanned = scan_file(path)?;
+    if db.imported(&scanned.hash)? {
         return Ok(Imported::Duplicate);
     }
-    if !whole_lines {
-        return Err(ImportError::Truncated);
+    if scanned.len == 0 {
+        return Err(ImportError::Empty);
     }
-    let file = std::fs::File::open(path).map_err(|source| ImportError::Io { path: path.to_owned(), source })?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(file);
-    let header: Vec<String> = reader.headers()?.iter().map(|h| h.trim().to_owned()).collect();
-    if header != HEADER {
+    if !scanned.whole_lines {
+        return Err(ImportError::Truncated { line: scanned.line_breaks + 1 });
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut records = Records::new(file);
+    let mut record = csv::ByteRecord::new();
+    match records.read(&mut record) {
+        Ok(Some(_)) => {}
+        Ok(None) | Err(ReadError::TooLong { .. }) => return Err(ImportError::BadHeader),
+        Err(ReadError::Io(e)) => return Err(io(e)),
+    }
+    let header_ok = record.len() == HEADER.len()
+        && record.iter().zip(HEADER).all(|(f, h)| std::str::from_utf8(f).is_ok_and(|f| f.trim() == h));
+    if !header_ok {
         return Err(ImportError::BadHeader);
     }
-    let mut tx = db.begin()?;
-    let mut record = csv::StringRecord::new();
+    // Rows are added until the first error; after it, the transaction is
+    // rolled back and the rest of the file only checked.
+    let mut tx = Some(db.begin()?);
+    let mut errors = RowErrors::default();
     let mut n = 0u64;
-    while reader.read_record(&mut record)? {
+    loop {
+        let line = match records.read(&mut record) {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(ReadError::TooLong { line }) => {
+                errors.push(RowError::too_long(line));
+                break;
+            }
+            Err(ReadError::Io(e)) => return Err(io(e)),
+        };
         n += 1;
-        let fields: Vec<&str> = record.iter().collect();
-        let row = Row::parse(&fields, n, settings, today).map_err(ImportError::Rejected)?;
-        let (year, week, _) = row.sample_date.to_iso_week_date();
-        let sex = row.sex.to_string();
-        tx.add(&AggRow {
-            sample_id: &row.sample_id,
-            patient: &row.patient,
-            analysis: &row.analysis,
-            municipality: &row.municipality,
-            year,
-            week,
-            age_group: &row.age_group,
-            sex: &sex,
-            positive: row.result == crate::row::Outcome::Positive,
-        })?;
+        match parse_record(&record, line, settings, today) {
+            Ok(row) => {
+                if let Some(tx) = tx.as_mut() {
+                    let (year, week, _) = row.sample_date.to_iso_week_date();
+                    let sex = row.sex.to_string();
+                    tx.add(&AggRow {
+                        sample_id: &row.sample_id,
+                        patient: &row.patient,
+                        analysis: &row.analysis,
+                        municipality: &row.municipality,
+                        year,
+                        week,
+                        age_group: &row.age_group,
+                        sex: &sex,
+                        positive: row.result == crate::row::Outcome::Positive,
+                    })?;
+                }
+            }
+            Err(e) => {
+                errors.push(e);
+                tx = None;
+            }
+        }
         if n % 10_000 == 0 {
             progress(n);
         }
@@ -147,9 +293,12 @@ pub fn import_file(
         // Rolled back with `tx`: a writer is still at work.
         return Err(ImportError::Changed);
     }
+    let Some(tx) = tx.filter(|_| errors.is_empty()) else {
+        return Err(ImportError::Rejected(errors));
+    };
     let (rows, counted) = tx.counts();
     let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    tx.commit(&hash, &name, time::OffsetDateTime::now_utc().unix_timestamp())?;
+    tx.commit(&scanned.hash, &name, time::OffsetDateTime::now_utc().unix_timestamp())?;
     progress(n);
     Ok(Imported::New { rows, counted })
 }
@@ -214,9 +363,12 @@ impl DropDir {
     /// Imports every complete `*.csv` in `in/` (writers upload `*.part`
     /// and rename; a file written in place waits until it has not changed
     /// for the settle time), oldest name first, and moves each to `done/`
-    /// or to `rejected/` with a `.error` file. A crash between commit and
-    /// move is harmless: the next pass sees the hash and moves it to
-    /// `done/`.
+    /// or to `rejected/` with `NAME.error`: the reason, or for bad rows the
+    /// count, then up to `MAX_LISTED_ERRORS` errors a line (`line N,
+    /// column C: reason`), then `… and M more errors`. Each file gets one
+    /// line in the log (info when imported, warning when rejected). A
+    /// crash between commit and move is harmless: the next pass sees the
+    /// hash and moves it to `done/`.
     pub fn process(
         &self,
         db: &mut LabDb,
@@ -229,21 +381,26 @@ impl DropDir {
         let mut out = Vec::new();
         for path in files {
             let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+            let shown = name.to_string_lossy().into_owned();
             let result = import_file(db, &path, settings, today, |_| {});
+            // One line a file at the default log level (docs/architecture.md §5).
             let outcome = match result {
                 Ok(imported) => {
                     let _ = std::fs::create_dir_all(self.done());
                     let _ = std::fs::rename(&path, self.done().join(&name));
-                    tracing::info!(file = %name.to_string_lossy(), result = %imported, "lab file imported");
+                    match &imported {
+                        Imported::New { .. } => tracing::info!("imported {shown}: {imported}"),
+                        Imported::Duplicate => tracing::info!("skipped {shown}: {imported}"),
+                    }
                     Ok(imported)
                 }
                 Err(ImportError::Store(e)) => {
                     // Not the file's fault: leave it for the next pass.
-                    tracing::error!(file = %name.to_string_lossy(), error = %e, "import failed; will retry");
+                    tracing::error!("cannot import {shown} now (it stays in {INCOMING_DIR}/ for the next pass): {e}");
                     Err(e.to_string())
                 }
                 Err(ImportError::Changed) => {
-                    tracing::info!(file = %name.to_string_lossy(), "lab file still being written; left for the next pass");
+                    tracing::info!("left {shown} for the next pass: it is still being written");
                     Err(ImportError::Changed.to_string())
                 }
                 Err(e) => {
@@ -253,11 +410,15 @@ impl DropDir {
                     let mut err_name = name.clone();
                     err_name.push(".error");
                     let _ = snow_core::files::write(
-                        &self.rejected().join(err_name),
+                        &self.rejected().join(&err_name),
                         format!("{e}\n").as_bytes(),
                         snow_core::files::Mode::Private,
                     );
-                    tracing::warn!(file = %name.to_string_lossy(), reason = %e, "lab file rejected");
+                    let why = match &e {
+                        ImportError::Rejected(errors) => errors.summary(3),
+                        other => other.to_string(),
+                    };
+                    tracing::warn!("rejected {shown}: {why} (see {REJECTED_DIR}/{})", err_name.to_string_lossy());
                     Err(e.to_string())
                 }
             };

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use snow_lab::export::{export, Pseudonymiser};
-use snow_lab::import::{import_file, DropDir, Imported};
+use snow_lab::import::{import_file, DropDir, ImportError, Imported};
 use snow_store::LabDb;
 
 use super::Ctx;
@@ -66,11 +66,15 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
             let pb = progress("importing");
             let r = import_file(&mut db, &file, &settings, today(), |n| pb.set_position(n));
             pb.finish_and_clear();
-            match r.with_context(|| format!("{} was not imported", file.display()))? {
-                Imported::New { rows, counted } => {
-                    println!("Imported {} ({rows} rows, {counted} new samples)", file.display())
+            match r {
+                Ok(i @ Imported::New { .. }) => println!("Imported {}: {i}", file.display()),
+                Ok(Imported::Duplicate) => println!("{} was imported before; nothing changed", file.display()),
+                Err(ImportError::Rejected(errors)) => {
+                    // The list on stderr, then the one-line error.
+                    eprintln!("{}: {}", file.display(), indented(&errors.to_string(), "  "));
+                    bail!("{} was not imported: {} (listed above)", file.display(), errors.count());
                 }
-                Imported::Duplicate => println!("{} was imported before; nothing changed", file.display()),
+                Err(e) => return Err(e).with_context(|| format!("{} was not imported", file.display())),
             }
             Ok(())
         }
@@ -152,18 +156,31 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
             for (path, r) in results {
                 match r {
                     Ok(i) => println!("imported  {}: {i}", path.display()),
+                    // A database error, or a file still being written: it stays in in/.
+                    Err(e) if path.exists() => {
+                        failed += 1;
+                        println!("left      {}: {e}", path.display());
+                    }
                     Err(e) => {
                         failed += 1;
-                        println!("rejected  {}: {e}", path.display());
+                        println!("rejected  {}: {}", path.display(), indented(&e, "          "));
                     }
                 }
             }
             if failed > 0 {
-                bail!("{failed} file(s) rejected; see {}", drop.rejected().display());
+                bail!(
+                    "{failed} file(s) not imported; the rejected ones are in {}, each with NAME.error",
+                    drop.rejected().display()
+                );
             }
             Ok(())
         }
     }
+}
+
+/// `text` with every line after the first indented by `by`.
+fn indented(text: &str, by: &str) -> String {
+    text.lines().collect::<Vec<_>>().join(&format!("\n{by}"))
 }
 
 /// Says on stderr which series are too short for the algorithm to judge

@@ -1,0 +1,159 @@
+//! `snow lab import` and `snow lab process` on refused files, as the lab
+//! server's operator sees them: every error by the file's line number (the
+//! first 20, then how many more), and one log line in words per file at
+//! the default log level.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A site home and its `snow.toml` in a temporary directory.
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        let site = Site { dir: tempfile::tempdir().unwrap() };
+        // Files written just now are taken at once by `snow lab process`.
+        std::fs::write(site.path("snow.toml"), "[lab]\nsettle_ms = 0\n").unwrap();
+        std::fs::create_dir_all(site.home().join("data")).unwrap();
+        site
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn home(&self) -> PathBuf {
+        self.path("home")
+    }
+
+    /// Runs `snow` with the default log filter.
+    fn snow(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_snow"))
+            .args(args)
+            .env("SNOW_HOME", self.home())
+            .env("SNOW_CONFIG", self.path("snow.toml"))
+            .env_remove("SNOW_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.snow(args);
+        assert!(out.status.success(), "snow {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A pushed row (synthetic pseudonyms) with the given sex.
+fn lab_row(i: u32, sex: &str) -> String {
+    format!("{i:032x},{:064x},2024-01-15,INFA,POS,5401,15-24,{sex}", 0xfeed_0000_u64 + u64::from(i))
+}
+
+const LAB_HEADER: &str = "sample_id,patient,sample_date,analysis,result,municipality,age_group,sex";
+
+/// `snow lab import` of a file with 25 bad rows among good ones: nothing
+/// imported, a non-zero exit, and the first 20 errors by the file's line
+/// number (a blank line and a quoted line break on the way), then how many
+/// more.
+#[test]
+fn lab_import_lists_the_first_20_errors_by_line() {
+    let site = Site::new();
+    let mut text = format!("{LAB_HEADER}\n");
+    let mut expected = Vec::new();
+    for k in 0..25u32 {
+        text.push_str(&lab_row(100 + k, "F"));
+        text.push('\n');
+        if k == 2 {
+            text.push('\n');
+        }
+        let line = text.matches('\n').count() + 1;
+        let (row, error) = match k % 4 {
+            0 => (lab_row(200 + k, "X"), format!("line {line}, column sex: must be M, F or U, not \"X\"")),
+            1 => (
+                lab_row(200 + k, "F").replace(",INFA,", ",\"IN\nFA\","),
+                format!("line {line}, column analysis: must be one of INFA, INFB, RSV, SARS2, MPV, MYCPN"),
+            ),
+            2 => (
+                lab_row(200 + k, "F").replace("2024-01-15", "2024-02-30"),
+                format!("line {line}, column sample_date: must be a date YYYY-MM-DD"),
+            ),
+            _ => (format!("{},extra", lab_row(200 + k, "F")), format!("line {line}: 9 fields, expected 8")),
+        };
+        text.push_str(&row);
+        text.push_str("\r\n");
+        expected.push(error);
+    }
+    let file = site.path("w47.csv");
+    std::fs::write(&file, &text).unwrap();
+    let out = site.snow(&["lab", "import", arg(&file)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].ends_with("w47.csv: 25 errors; nothing in the file was imported:"), "{err}");
+    for (i, e) in expected.iter().take(20).enumerate() {
+        assert!(lines[1 + i].trim_start().starts_with(e.as_str()), "error {i}: expected {e}\n{err}");
+    }
+    assert_eq!(lines[21].trim(), "… and 5 more errors", "{err}");
+    assert!(
+        lines[22].starts_with("error: ") && lines[22].ends_with("was not imported: 25 errors (listed above)"),
+        "{err}"
+    );
+    assert_eq!(lines.len(), 23, "{err}");
+    assert!(!err.contains(&format!("{:064x}", 0xfeed_0000_u64 + 200)), "no pseudonym in the errors: {err}");
+    // Nothing was counted: a good file imports all its rows as new.
+    let good = site.path("good.csv");
+    std::fs::write(&good, format!("{LAB_HEADER}\n{}\n{}\n", lab_row(100, "F"), lab_row(101, "M"))).unwrap();
+    let imported = site.ok(&["lab", "import", arg(&good)]);
+    assert!(imported.contains("good.csv: 2 rows (2 new samples)"), "{imported}");
+}
+
+/// At the default log level, `snow lab process` logs one line in words
+/// for each file: imported (rows, new samples) or rejected (the count and
+/// the first errors).
+#[test]
+fn lab_process_logs_each_file_in_words_at_the_default_level() {
+    let site = Site::new();
+    let incoming = site.home().join("data").join("in");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let mut good = format!("{LAB_HEADER}\n");
+    for i in 0..1200 {
+        good.push_str(&lab_row(i, "F"));
+        good.push('\n');
+    }
+    std::fs::write(incoming.join("w47.csv"), &good).unwrap();
+    let bad = format!("{LAB_HEADER}\n{}\n{}\n{}\n", lab_row(5000, "F"), lab_row(5001, "X"), lab_row(5002, "?"));
+    std::fs::write(incoming.join("w48.csv"), bad).unwrap();
+    let out = site.snow(&["lab", "process"]);
+    assert!(!out.status.success(), "a file was rejected");
+    let log = String::from_utf8(out.stderr).unwrap();
+    let line = |needle: &str| log.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}: {log}"));
+    let imported = line("imported w47.csv");
+    assert!(
+        imported.contains("INFO") && imported.ends_with("imported w47.csv: 1,200 rows (1,200 new samples)"),
+        "{log}"
+    );
+    let rejected = line("rejected w48.csv");
+    assert!(rejected.contains("WARN"), "{log}");
+    assert!(
+        rejected.contains(
+            "rejected w48.csv: 2 errors: line 3, column sex: must be M, F or U, not \"X\"; \
+             line 4, column sex: must be M, F or U (see rejected/w48.csv.error)"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("Some(") && !log.contains("Imported") && !log.contains("RowError"), "{log}");
+    let report = std::fs::read_to_string(site.home().join("data/rejected/w48.csv.error")).unwrap();
+    assert!(report.starts_with("2 errors; nothing in the file was imported:\nline 3, column sex:"), "{report}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("w47.csv: 1,200 rows (1,200 new samples)") && stdout.contains("w48.csv: 2 errors"),
+        "{stdout}"
+    );
+}
