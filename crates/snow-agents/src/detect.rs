@@ -251,8 +251,13 @@ pub(crate) async fn run_loop(
                             let (path, rec) = (lab_db.clone(), sent(p, n));
                             let stored =
                                 tokio::task::spawn_blocking(move || LabDb::open(&path)?.record_alert(&rec)).await;
-                            if !matches!(stored, Ok(Ok(_))) {
-                                tracing::error!("cannot record a sent alert; it may be sent again");
+                            let failed = match stored {
+                                Ok(Ok(_)) => None,
+                                Ok(Err(e)) => Some(e.to_string()),
+                                Err(e) => Some(e.to_string()),
+                            };
+                            if let Some(e) = failed {
+                                tracing::error!(error = %e, "cannot record a sent alert; it may be sent again");
                                 all_sent = false;
                             }
                         }
