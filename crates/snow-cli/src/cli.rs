@@ -130,7 +130,8 @@ pub enum Command {
     /// Load tests of a running server (Snow or any XMPP server).
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Announce your presence and show your contacts' presence.
+    /// Announce your presence and show your contacts' presence, and the
+    /// requests to see yours that wait for your answer.
     Presence {
         #[command(flatten)]
         conn: ConnArgs,
@@ -140,9 +141,42 @@ pub enum Command {
         /// A short status text.
         #[arg(long)]
         status: Option<String>,
-        /// Seconds to wait for contacts' presence.
-        #[arg(long, default_value_t = 2)]
-        wait: u64,
+        /// Seconds to listen for your contacts' presence.
+        #[arg(long, value_name = "SECS", default_value_t = 2)]
+        listen: u64,
+    },
+    /// Your contacts: who sees whose presence. Adding someone asks to see
+    /// their presence (and lets them see yours); removing them stops it
+    /// both ways.
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Your contacts, each with its name and who sees whose presence,
+    /// and the requests waiting for your answer.
+    List {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Add a contact (or rename one): asks to see their presence, and if
+    /// they asked to see yours, accepts.
+    Add {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The contact, e.g. 9144889@po.example.
+        jid: String,
+        /// A name to show for them.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Remove a contact: neither of you sees the other's presence any more.
+    Remove {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The contact, e.g. 9144889@po.example.
+        jid: String,
     },
 }
 
@@ -160,6 +194,10 @@ pub struct ConnArgs {
     /// Resource name for this connection.
     #[arg(long)]
     pub resource: Option<String>,
+    /// Seconds to wait for the server while it refuses connections (it
+    /// may be starting); 0 tries once.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub wait: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,6 +430,10 @@ pub enum AgentCommand {
         /// The source the server signs with (default: the parent domain).
         #[arg(long)]
         server_source: Option<String>,
+        /// Seconds to wait for the component port while it refuses
+        /// connections (the server may be starting); 0 tries once.
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        wait: u64,
     },
 }
 

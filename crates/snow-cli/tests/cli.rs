@@ -516,7 +516,7 @@ fn serve_and_chat() {
     let out = site.ok(&client(&["chat", "listen"], &addr, &ks2, &gp, &["--count", "1", "--timeout", "20"]));
     assert!(out.contains("1111111@po.example") && out.contains(": [encrypted] God morgen"), "{out}");
     let e = site.fails(&client(&["chat", "send"], &addr, &ks1, &gp, &["--to", "7777777@po.example", "hallo"]));
-    assert!(e.contains("cannot encrypt for 7777777@po.example") && e.contains("unknown"), "{e}");
+    assert!(e.contains("no such user in the key directory: 7777777@po.example"), "{e}");
     let e =
         site.fails(&client(&["chat", "send", "--plain"], &addr, &ks1, &gp, &["--to", "7777777@po.example", "hallo"]));
     assert!(e.contains("not delivered") && e.contains("service-unavailable"), "{e}");
@@ -543,7 +543,7 @@ fn serve_and_chat() {
     let out = site.ok(&client(&["keys", "lookup"], &addr, &ks1, &gp, &["2222222@po.example", "3333333@po.example"]));
     assert!(out.contains("2222222@po.example: valid") && out.contains("CN=2222222"), "{out}");
     assert!(out.contains("3333333@po.example: unknown"), "{out}");
-    let out = site.ok(&client(&["presence"], &addr, &ks1, &gp, &["--wait", "0"]));
+    let out = site.ok(&client(&["presence"], &addr, &ks1, &gp, &["--listen", "0"]));
     assert!(out.contains("You are online as 1111111@po.example/"), "{out}");
 
     // SIGTERM: the server says goodbye and exits cleanly.
@@ -791,4 +791,252 @@ fn lab_detect_names_series_too_short_for_the_algorithm() {
     assert!(!err.contains("series long"), "{err}");
     let rows = String::from_utf8_lossy(&out.stdout);
     assert!(rows.lines().any(|l| l.contains(",long,")), "{rows}");
+}
+
+/// `snow contacts` and `snow presence` between two GPs over a real server:
+/// a request shown as pending, adding each other, both seeing the other
+/// online, and removal ending it; errors in words.
+#[test]
+fn contacts_add_list_remove_and_presence() {
+    let site = chat_site();
+    let gp = site.path("gp.pass").display().to_string();
+    let (mut server, addr) = start_server(&site);
+    let ks1 = site.path("ks-1111111").display().to_string();
+    let ks2 = site.path("ks-2222222").display().to_string();
+    let (one, two) = ("1111111@po.example", "2222222@po.example");
+
+    let out = site.ok(&client(&["contacts", "list"], &addr, &ks1, &gp, &[]));
+    assert!(out.contains("No contacts yet: add one with `snow contacts add JID`."), "{out}");
+    let out = site.ok(&client(&["contacts", "add"], &addr, &ks1, &gp, &[two, "--name", "Dr To"]));
+    assert!(out.contains("Added 2222222@po.example (Dr To)") && out.contains("waiting for them to accept"), "{out}");
+    let out = site.ok(&client(&["contacts", "list"], &addr, &ks1, &gp, &[]));
+    assert!(out.contains("2222222@po.example (Dr To): waiting for them to accept"), "{out}");
+
+    // The other GP sees the request, in `presence` and in `contacts list`.
+    let out = site.ok(&client(&["presence"], &addr, &ks2, &gp, &["--listen", "0"]));
+    assert!(
+        out.contains(
+            "1111111@po.example asked to see your presence — accept with `snow contacts add 1111111@po.example`"
+        ),
+        "{out}"
+    );
+    let out = site.ok(&client(&["contacts", "list"], &addr, &ks2, &gp, &[]));
+    assert!(out.contains("1111111@po.example: they asked to see your presence"), "{out}");
+    let out = site.ok(&client(&["contacts", "add"], &addr, &ks2, &gp, &[one]));
+    assert!(out.contains("You accepted their request"), "{out}");
+    assert!(out.contains("Now: you see each other's presence"), "{out}");
+    let out = site.ok(&client(&["contacts", "list"], &addr, &ks1, &gp, &[]));
+    assert!(out.contains("2222222@po.example (Dr To): you see each other's presence"), "{out}");
+
+    // Each sees the other online while the other listens.
+    let online_line = |out: &str, jid: &str| -> String {
+        out.lines().find(|l| l.contains(jid) && !l.contains("asked")).unwrap_or_default().to_owned()
+    };
+    let listen = |ks: &str| {
+        let (child, _) = spawn_snow(&site, &client(&["chat", "listen"], &addr, ks, &gp, &["--timeout", "60"]));
+        child
+    };
+    let seen_online = |ks: &str, jid: &str| -> String {
+        // The listener logs in in the background: ask until it is there.
+        let mut last = String::new();
+        for _ in 0..20 {
+            last = site.ok(&client(&["presence"], &addr, ks, &gp, &["--listen", "1"]));
+            if online_line(&last, jid).contains(" online ") {
+                break;
+            }
+        }
+        last
+    };
+    let mut two_listening = listen(&ks2);
+    let out = seen_online(&ks1, two);
+    assert!(online_line(&out, two).contains(" online "), "{out}");
+    assert!(online_line(&out, two).contains("you see each other's presence"), "{out}");
+    let mut one_listening = listen(&ks1);
+    let out = seen_online(&ks2, one);
+    assert!(online_line(&out, one).contains(" online "), "{out}");
+
+    // Removal: the first GP's list is empty, and neither sees the other.
+    let out = site.ok(&client(&["contacts", "remove"], &addr, &ks1, &gp, &[two]));
+    assert!(out.contains("Removed 2222222@po.example"), "{out}");
+    let out = site.ok(&client(&["presence"], &addr, &ks1, &gp, &["--listen", "1"]));
+    assert!(out.contains("No contacts yet") && !out.contains(two), "{out}");
+    let out = site.ok(&client(&["presence"], &addr, &ks2, &gp, &["--listen", "1"]));
+    let line = online_line(&out, one);
+    assert!(line.contains("neither of you sees the other's presence") && !line.contains(" online "), "{out}");
+    one_listening.kill().unwrap();
+    one_listening.wait().unwrap();
+    two_listening.kill().unwrap();
+    two_listening.wait().unwrap();
+
+    // Errors, each one sentence.
+    let e = site.fails(&client(&["contacts", "add"], &addr, &ks1, &gp, &["not a jid"]));
+    assert!(e.contains("\"not a jid\" is not a JID like 9144889@po.example"), "{e}");
+    let e = site.fails(&client(&["contacts", "add"], &addr, &ks1, &gp, &["2222222@po.example/laptop"]));
+    assert!(e.contains("without a resource"), "{e}");
+    let e = site.fails(&client(&["contacts", "add"], &addr, &ks1, &gp, &["7777777@po.example"]));
+    assert_eq!(e.trim(), "error: no such user in the key directory: 7777777@po.example");
+    let e = site.fails(&client(&["contacts", "add"], &addr, &ks1, &gp, &[one]));
+    assert!(e.contains("is you"), "{e}");
+    let e = site.fails(&client(&["contacts", "remove"], &addr, &ks1, &gp, &["7777777@po.example"]));
+    assert!(e.contains("7777777@po.example is not one of your contacts"), "{e}");
+    terminate(&mut server);
+}
+
+/// Revoking or re-keying a user withdraws their unsent key e-mail and SMS
+/// from the outbox and says how many; a mailed e-mail stays as the record;
+/// `snow outbox send` has nothing left to send.
+#[test]
+fn revocation_withdraws_queued_key_deliveries() {
+    let site = Site::new();
+    site.init();
+    let pass = site.ca_pass_arg();
+    site.add_user("9144889");
+    site.add_user("1234567");
+    let waiting = |hpnr: &str| -> Vec<PathBuf> {
+        ["outbox/email", "outbox/sms"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(site.home().join(d)).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .filter(|p| std::fs::read_to_string(p).unwrap().contains(&format!("X-Snow-User: {hpnr}@po.example")))
+            .collect()
+    };
+    assert_eq!(waiting("9144889").len(), 2, "an e-mail and an SMS, each naming the user");
+
+    let out =
+        site.ok(&["user", "revoke", "--hpnr", "9144889", "--reason", "key-compromise", "--ca-passphrase-file", &pass]);
+    assert!(out.contains("Revoked 9144889@po.example (key-compromise)"), "{out}");
+    assert!(out.contains("Withdrew 2 unsent key delivery files from the outbox (1 e-mail and 1 SMS)"), "{out}");
+    assert!(waiting("9144889").is_empty());
+    assert!(files_under(&site.home().join("outbox")).iter().all(|p| !p.to_string_lossy().contains("9144889")));
+    assert_eq!(waiting("1234567").len(), 2, "another user's delivery was touched");
+
+    // Re-key: the old certificate's files go, the new ones wait.
+    let before = waiting("1234567");
+    let out = site.ok(&["user", "rekey", "--hpnr", "1234567", "--ca-passphrase-file", &pass]);
+    assert!(out.contains("Withdrew 2 unsent key delivery files from the outbox (1 e-mail and 1 SMS)"), "{out}");
+    let after = waiting("1234567");
+    assert_eq!(after.len(), 2);
+    assert!(before.iter().all(|p| !p.exists()));
+    // The new e-mail is mailed (as `snow outbox send` does), then the user
+    // is revoked: only the SMS is left to withdraw, the sent e-mail stays.
+    let eml = after.iter().find(|p| p.extension().is_some_and(|e| e == "eml")).unwrap();
+    let sent = site.home().join("outbox/email/sent").join(eml.file_name().unwrap());
+    std::fs::create_dir_all(sent.parent().unwrap()).unwrap();
+    std::fs::rename(eml, &sent).unwrap();
+    let out =
+        site.ok(&["user", "revoke", "--hpnr", "1234567", "--reason", "superseded", "--ca-passphrase-file", &pass]);
+    assert!(out.contains("Withdrew 1 unsent key delivery file from the outbox (0 e-mails and 1 SMS)"), "{out}");
+    assert!(sent.exists(), "the record of a mailed e-mail was removed");
+    let out = site.ok(&["outbox", "send"]);
+    assert!(out.contains("No e-mail waiting"), "{out}");
+    assert!(std::fs::read_dir(site.home().join("outbox/sms")).unwrap().next().is_none());
+}
+
+/// The GP's client commands say what went wrong in words: a revoked
+/// user's login, an unknown recipient or lab, a server that is not there.
+#[test]
+fn client_errors_in_words() {
+    let site = chat_site();
+    let pass = site.ca_pass_arg();
+    let gp = site.path("gp.pass").display().to_string();
+    let ks1 = site.path("ks-1111111").display().to_string();
+    let ks2 = site.path("ks-2222222").display().to_string();
+    site.ok(&["user", "revoke", "--hpnr", "2222222", "--reason", "key-compromise", "--ca-passphrase-file", &pass]);
+    let (mut server, addr) = start_server(&site);
+
+    for cmd in [&["chat", "send", "--to", "1111111@po.example", "hei"][..], &["presence"], &["contacts", "list"]] {
+        let e = site.fails(&client(cmd, &addr, &ks2, &gp, &[]));
+        assert_eq!(e.trim(), "error: your certificate has been revoked — contact the Snow administrator", "{cmd:?}");
+    }
+    let e = site.fails(&client(&["chat", "send"], &addr, &ks1, &gp, &["--to", "7777777@po.example", "hallo"]));
+    assert_eq!(e.trim(), "error: no such user in the key directory: 7777777@po.example");
+    let e = site.fails(&client(
+        &["search"],
+        &addr,
+        &ks1,
+        &gp,
+        &["--lab", "nolab.example", "--analysis", "INFA", "--weeks", "4"],
+    ));
+    assert!(
+        e.contains(
+            "no such lab in the key directory: nolab.example \
+             (its search agent search@nolab.example/agent has no certificate)"
+        ),
+        "{e}"
+    );
+    let out = site.ok(&client(&["keys", "lookup"], &addr, &ks1, &gp, &["2222222@po.example", "7777777@po.example"]));
+    assert!(out.contains("2222222@po.example: revoked — the certificate has been revoked"), "{out}");
+    assert!(out.contains("7777777@po.example: unknown — no such user in the key directory"), "{out}");
+    terminate(&mut server);
+
+    // Nothing listens: said at once with --wait 0, in words.
+    let e =
+        site.fails(&client(&["chat", "send", "--wait", "0"], &addr, &ks1, &gp, &["--to", "2222222@po.example", "x"]));
+    assert_eq!(
+        e.trim(),
+        format!("error: no Snow server answers at {addr}: start it with `snow serve`, or give --server")
+    );
+    let secret = site.path("echo.secret");
+    std::fs::write(&secret, "a shared secret\n").unwrap();
+    let e = site.fails(&[
+        "agent",
+        "run",
+        "echo",
+        "--server",
+        &addr,
+        "--domain",
+        "echo.po.example",
+        "--secret-file",
+        secret.to_str().unwrap(),
+        "--wait",
+        "0",
+    ]);
+    assert!(e.contains(&format!("no Snow server answers at the component port {addr}")), "{e}");
+    assert!(e.contains("[[components]]") && e.contains("component_bind"), "{e}");
+}
+
+/// `snow chat listen --wait 20` started before `snow serve` (the copy-paste
+/// race of `snow serve &` and a client): it says once that it waits, then
+/// logs in when the server is up and gets a message.
+#[test]
+fn a_client_started_before_the_server_waits_for_it() {
+    use std::io::{BufRead, BufReader};
+    let site = chat_site();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        site.path("snow.toml"),
+        format!(
+            "[pki]\nca_key_bits = 2048\n[server]\nc2s_bind = \"127.0.0.1:{port}\"\ndirect_tls_bind = \"\"\n[s2s]\nbind = \"\"\n"
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let gp = site.path("gp.pass").display().to_string();
+    let ks1 = site.path("ks-1111111").display().to_string();
+    let ks2 = site.path("ks-2222222").display().to_string();
+    let mut listen = Command::new(env!("CARGO_BIN_EXE_snow"))
+        .args(client(&["chat", "listen"], &addr, &ks2, &gp, &["--wait", "20", "--count", "1", "--timeout", "30"]))
+        .env("SNOW_HOME", site.home())
+        .env("SNOW_CONFIG", site.path("snow.toml"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(listen.stderr.take().unwrap()).lines();
+    let first = err.next().unwrap().unwrap();
+    assert_eq!(first, format!("waiting for the Snow server at {addr}…"));
+    let (mut server, server_addr) = start_server(&site);
+    assert_eq!(server_addr, addr);
+    let next = err.next().unwrap().unwrap();
+    assert!(next.starts_with("Listening as 2222222@po.example/"), "{next}");
+    site.ok(&client(&["chat", "send"], &addr, &ks1, &gp, &["--to", "2222222@po.example", "God morgen"]));
+    let got = listen.wait_with_output().unwrap();
+    assert!(got.status.success());
+    let got = String::from_utf8_lossy(&got.stdout);
+    assert!(got.contains(": [encrypted] God morgen"), "{got}");
+    let rest: Vec<String> = err.map_while(Result::ok).collect();
+    assert!(rest.iter().all(|l| !l.contains("waiting for")), "said more than once: {rest:?}");
+    terminate(&mut server);
 }

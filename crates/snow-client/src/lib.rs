@@ -13,9 +13,11 @@ pub mod alert;
 pub mod session;
 pub mod smtp;
 pub mod stats;
-pub use session::{IqClient, Origin, Session, StanzaReader, StanzaWriter};
+pub use session::{ContactAdded, IqClient, Origin, Session, StanzaReader, StanzaWriter};
 use snow_xml::initiator::{self, PeerError};
-use snow_xml::{Element, Framed, FramedError, FramedReader, FramedWriter, Limits, StreamHeader, NS_BIND, NS_CLIENT};
+use snow_xml::{
+    Element, Framed, FramedError, FramedReader, FramedWriter, Limits, StreamHeader, NS_BIND, NS_CLIENT, NS_ROSTER,
+};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -28,7 +30,10 @@ pub enum ClientError {
     Connect { addr: SocketAddr, source: std::io::Error },
     #[error("TLS failed: {0}")]
     Tls(String),
-    #[error("the server refused the login ({condition}){}", text.as_deref().map(|t| format!(": {t}")).unwrap_or_default())]
+    /// The server's text, when it gives one, is the whole message: a Snow
+    /// server says what happened and what to do ("your certificate has
+    /// been revoked — contact the Snow administrator").
+    #[error("{}", match text { Some(t) => t.clone(), None => format!("the server refused the login ({condition})") })]
     AuthFailed { condition: String, text: Option<String> },
     #[error("the server closed the stream: {condition}{}", text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
     StreamError { condition: String, text: Option<String> },
@@ -38,8 +43,15 @@ pub enum ClientError {
     Framed(#[from] FramedError),
     #[error(transparent)]
     Crypto(#[from] snow_crypto::CryptoError),
-    #[error("cannot encrypt for {jid}: its certificate is {status} in the key directory")]
+    /// `status` is the key directory's: `unknown` (no such user) or
+    /// `revoked`.
+    #[error("{}", no_key(jid, status))]
     NoKey { jid: String, status: String },
+    /// The search agent a lab is asked through has no certificate in the
+    /// key directory: the lab is not one of this CA's sites (or its agent
+    /// was never issued one).
+    #[error("no such lab in the key directory: {lab} (its search agent {agent} has no certificate)")]
+    UnknownLab { lab: String, agent: String },
     #[error("the key directory returned a certificate for {jid} that is not valid: {why}")]
     BadKey { jid: String, why: String },
     #[error(transparent)]
@@ -57,6 +69,15 @@ pub enum ClientError {
     /// A transport of another crate (an agent's component link) failed.
     #[error(transparent)]
     Transport(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// [`ClientError::NoKey`] in words.
+fn no_key(jid: &str, status: &str) -> String {
+    match status {
+        "unknown" => format!("no such user in the key directory: {jid}"),
+        "revoked" => format!("{jid}'s certificate has been revoked: nothing can be encrypted for them"),
+        other => format!("cannot encrypt for {jid}: its certificate is {other} in the key directory"),
+    }
 }
 
 /// The negotiation's errors in the words users have always seen.
@@ -132,6 +153,76 @@ pub fn checked_certificate(entries: &[KeyEntry], bare: &str, ca_der: &[u8]) -> R
         return Err(bad(format!("it names {:?}", info.jid())));
     }
     Ok(cert)
+}
+
+/// Snow's mark on a roster item (`<pending-in xmlns='urn:snow:roster:1'/>`
+/// inside `<item/>`): the contact asked to see your presence and you have
+/// not answered. RFC 6121 keeps this "Pending In" state on the server
+/// only; a Snow server shows it in the roster so a client that is not
+/// online (`snow contacts list`) can show and approve the request.
+pub const NS_SNOW_ROSTER: &str = "urn:snow:roster:1";
+
+/// One contact of your roster (RFC 6121 §2.1.2), as your server keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub jid: String,
+    pub name: Option<String>,
+    /// You receive their presence (subscription `to` or `both`).
+    pub you_see_them: bool,
+    /// They receive yours (subscription `from` or `both`).
+    pub they_see_you: bool,
+    /// You asked to see their presence and they have not answered
+    /// (`ask='subscribe'`).
+    pub you_asked: bool,
+    /// They asked to see your presence and you have not answered.
+    pub they_asked: bool,
+}
+
+/// The roster get (RFC 6121 §2.1.3).
+pub fn roster_get() -> Element {
+    Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_ROSTER, "query"))
+}
+
+/// The roster set that adds `jid` or renames it (RFC 6121 §2.3), or with
+/// `remove` takes it off the roster (§2.5).
+pub fn roster_set(jid: &str, name: Option<&str>, remove: bool) -> Element {
+    let mut item = Element::new(NS_ROSTER, "item").with_attr("jid", jid);
+    if let Some(n) = name {
+        item.set_attr("name", n);
+    }
+    if remove {
+        item.set_attr("subscription", "remove");
+    }
+    Element::new(NS_CLIENT, "iq").with_attr("type", "set").with_child(Element::new(NS_ROSTER, "query").with_child(item))
+}
+
+/// A presence subscription stanza (RFC 6121 §3): `kind` is `subscribe`,
+/// `subscribed`, `unsubscribe` or `unsubscribed`.
+pub fn subscription(to: &str, kind: &str) -> Element {
+    Element::new(NS_CLIENT, "presence").with_attr("to", to).with_attr("type", kind)
+}
+
+/// The contacts of a roster result, or of a roster push.
+pub fn roster_contacts(answer: &Element) -> Result<Vec<Contact>, ClientError> {
+    if answer.attr("type") == Some("error") {
+        let (condition, text) = snow_xml::stanza::error_of(answer);
+        return Err(ClientError::Refused { who: "your server".into(), condition, text });
+    }
+    let Some(q) = answer.child(NS_ROSTER, "query") else { return Ok(Vec::new()) };
+    Ok(q.children()
+        .filter(|i| i.is(NS_ROSTER, "item"))
+        .filter_map(|i| {
+            let sub = i.attr("subscription").unwrap_or("none");
+            Some(Contact {
+                jid: i.attr("jid")?.to_owned(),
+                name: i.attr("name").filter(|n| !n.is_empty()).map(str::to_owned),
+                you_see_them: matches!(sub, "to" | "both"),
+                they_see_you: matches!(sub, "from" | "both"),
+                you_asked: i.attr("ask") == Some("subscribe"),
+                they_asked: i.child(NS_SNOW_ROSTER, "pending-in").is_some(),
+            })
+        })
+        .collect())
 }
 
 /// A one-to-one chat message in clear text.

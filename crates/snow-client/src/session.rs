@@ -29,7 +29,10 @@ use snow_xml::{Element, FramedError, NS_CLIENT};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::{checked_certificate, key_entries, key_lookup, stats, ClientError, KeyEntry};
+use crate::{
+    checked_certificate, key_entries, key_lookup, roster_contacts, roster_get, roster_set, stats, subscription,
+    ClientError, Contact, KeyEntry,
+};
 
 /// Most requests waiting for answers on one connection.
 pub const MAX_PENDING: usize = 1024;
@@ -303,9 +306,64 @@ impl IqClient {
         self.send(msg).await
     }
 
+    /// Your contacts (RFC 6121 roster), with the state of the presence
+    /// subscriptions both ways and the requests waiting for an answer.
+    pub async fn contacts(&self) -> Result<Vec<Contact>, ClientError> {
+        roster_contacts(&self.request(roster_get()).await?)
+    }
+
+    /// Adds `jid` (a bare JID) to your contacts, or renames it: the roster
+    /// item is set (`name`, else the name it had), a request to see their
+    /// presence is sent unless you see it already, and their request to
+    /// see yours, if they made one, is approved. A JID without a
+    /// certificate in the key directory is no Snow user:
+    /// [`ClientError::NoKey`] (`unknown`), nothing changed. A server
+    /// refusal (a full contact list) is [`ClientError::Refused`].
+    pub async fn add_contact(&self, jid: &str, name: Option<&str>) -> Result<ContactAdded, ClientError> {
+        let known = self.lookup_keys(&[jid]).await?.iter().any(|e| same_jid(&e.jid, jid) && e.status != "unknown");
+        if !known {
+            return Err(ClientError::NoKey { jid: jid.to_owned(), status: "unknown".into() });
+        }
+        let before = self.contacts().await?.into_iter().find(|c| same_jid(&c.jid, jid));
+        let name = name.map(str::to_owned).or_else(|| before.as_ref().and_then(|c| c.name.clone()));
+        roster_contacts(&self.request(roster_set(jid, name.as_deref(), false)).await?)?;
+        let approved = before.as_ref().is_some_and(|c| c.they_asked);
+        if approved {
+            self.send(subscription(jid, "subscribed")).await?;
+        }
+        let asked = !before.as_ref().is_some_and(|c| c.you_see_them);
+        if asked {
+            self.send(subscription(jid, "subscribe")).await?;
+        }
+        // The server takes a session's stanzas in order: this answer comes
+        // after the requests above took effect.
+        let contact = self
+            .contacts()
+            .await?
+            .into_iter()
+            .find(|c| same_jid(&c.jid, jid))
+            .ok_or_else(|| ClientError::Protocol(format!("{jid} is not in the roster after adding it")))?;
+        // An item that only held their request was no contact of yours.
+        let was_contact = before
+            .is_some_and(|c| c.you_see_them || c.they_see_you || c.you_asked || c.name.is_some() || !c.they_asked);
+        Ok(ContactAdded { contact, approved, asked, was_contact })
+    }
+
+    /// Removes `jid` from your contacts; the server cancels the presence
+    /// subscriptions both ways (RFC 6121 §2.5.2). Returns whether it was a
+    /// contact.
+    pub async fn remove_contact(&self, jid: &str) -> Result<bool, ClientError> {
+        match roster_contacts(&self.request(roster_set(jid, None, true)).await?) {
+            Ok(_) => Ok(true),
+            Err(ClientError::Refused { condition, .. }) if condition == "item-not-found" => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Asks a lab's search agent (`agent`: its full JID, or a component's
     /// domain) for statistics, end-to-end encrypted both ways (see
-    /// [`stats`]).
+    /// [`stats`]). An agent with no certificate in the key directory is
+    /// [`ClientError::UnknownLab`].
     pub async fn search(
         &self,
         agent: &str,
@@ -314,9 +372,40 @@ impl IqClient {
         ca_der: &[u8],
     ) -> Result<snow_core::stats::StatsAnswer, ClientError> {
         let bare = agent.split('/').next().unwrap_or(agent);
-        let cert = self.certificate_of(bare, ca_der).await?;
+        let cert = match self.certificate_of(bare, ca_der).await {
+            Err(ClientError::NoKey { status, .. }) if status == "unknown" => {
+                return Err(ClientError::UnknownLab { lab: lab_of(bare).to_owned(), agent: agent.to_owned() })
+            }
+            other => other?,
+        };
         let answer = self.request(stats::search_request(agent, query, &cert)?).await?;
         stats::read_search_answer(agent, &answer, identity)
+    }
+}
+
+/// What [`IqClient::add_contact`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactAdded {
+    /// The contact as your server now keeps it.
+    pub contact: Contact,
+    /// Their request to see your presence was approved.
+    pub approved: bool,
+    /// A request to see their presence was sent.
+    pub asked: bool,
+    /// They were a contact already (the name was set again), not only a
+    /// request.
+    pub was_contact: bool,
+}
+
+/// The lab a search agent serves: the domain of `search@lab.example`, or
+/// the parent of a component's domain (`search.lab.example`).
+fn lab_of(agent_bare: &str) -> &str {
+    match agent_bare.split_once('@') {
+        Some((_, domain)) => domain,
+        None => match agent_bare.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => parent,
+            _ => agent_bare,
+        },
     }
 }
 
@@ -469,6 +558,13 @@ mod tests {
             el.set_attr("from", f);
         }
         el
+    }
+
+    #[test]
+    fn the_lab_of_an_agent() {
+        assert_eq!(lab_of("search@lab.example"), "lab.example");
+        assert_eq!(lab_of("search.lab.example"), "lab.example");
+        assert_eq!(lab_of("lab.example"), "lab.example");
     }
 
     #[test]

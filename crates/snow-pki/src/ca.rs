@@ -12,7 +12,7 @@ use snow_store::{CaDb, CertKind, CertRecord, UserRecord};
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
-use crate::outbox::{self, Delivery, Letter};
+use crate::outbox::{self, Delivery, Letter, Withdrawn};
 use crate::{PkiError, PkiSettings, RevocationReason};
 
 /// Metadata key under which the CA remembers its domain.
@@ -37,6 +37,23 @@ pub struct IssuedUser {
     /// The PKCS#12 file, also inside the delivery e-mail.
     pub p12: Vec<u8>,
     pub delivery: Delivery,
+    /// After a re-key: the old certificate's deliveries taken out of the
+    /// outbox unsent (none for a new user).
+    pub withdrawn: Withdrawn,
+}
+
+/// What [`Ca::revoke_user`] did.
+#[derive(Debug)]
+pub struct Revoked {
+    pub jid: BareJid,
+    /// The new CRL (`ca/crl.pem`).
+    pub crl: std::path::PathBuf,
+    /// The user's key deliveries taken out of the outbox unsent.
+    pub withdrawn: Withdrawn,
+    /// The certificate was revoked before (a revocation cut short, say by
+    /// a crash, before its deliveries were withdrawn): only the
+    /// withdrawal happened now.
+    pub already_revoked: bool,
 }
 
 /// A server certificate just issued and where it was written.
@@ -207,14 +224,24 @@ impl Ca {
             return Err(e.into());
         }
         tracing::info!(%jid, serial = %rec.serial_hex, "user certificate issued, delivery in outbox");
-        Ok(IssuedUser { jid, serial_hex: rec.serial_hex, not_after: ts(rec.not_after), p12, delivery })
+        Ok(IssuedUser {
+            jid,
+            serial_hex: rec.serial_hex,
+            not_after: ts(rec.not_after),
+            p12,
+            delivery,
+            withdrawn: Withdrawn::default(),
+        })
     }
 
     /// Gives an existing user a new key and certificate (lost or
     /// compromised key, or the old one expiring), delivered like a new
     /// user's. The old certificate is revoked as superseded (unless already
     /// revoked), the CRL is rewritten, and the key feed carries both changes
-    /// to the federated servers.
+    /// to the federated servers. Then, and only then, the deliveries of the
+    /// user's older certificates still waiting in the outbox are withdrawn
+    /// (a crash in between leaves them for the next re-key or revocation,
+    /// never a valid certificate without its delivery).
     pub fn rekey_user(&mut self, hpnr: &Hpnr) -> Result<IssuedUser, PkiError> {
         let user = self.db.user(hpnr.as_str())?.ok_or_else(|| snow_store::StoreError::UnknownUser(hpnr.to_string()))?;
         let jid: BareJid = user.jid.parse()?;
@@ -227,7 +254,8 @@ impl Ca {
         }
         self.write_crl()?;
         tracing::info!(%jid, serial = %rec.serial_hex, "user re-keyed, old certificate superseded");
-        Ok(IssuedUser { jid, serial_hex: rec.serial_hex, not_after: ts(rec.not_after), p12, delivery })
+        let withdrawn = outbox::withdraw_user(&self.paths, &jid, hpnr, Some(&rec.serial_hex))?;
+        Ok(IssuedUser { jid, serial_hex: rec.serial_hex, not_after: ts(rec.not_after), p12, delivery, withdrawn })
     }
 
     /// Key, certificate, PKCS#12 and outbox delivery for a user; the caller
@@ -257,17 +285,46 @@ impl Ca {
             Some(f) => f.clone(),
             None => format!("snow-admin@{}", self.domain),
         };
-        let letter = Letter { from: &from, to: email, phone, hpnr, jid: &jid, p12: &p12, password: &password, now };
+        let letter = Letter {
+            from: &from,
+            to: email,
+            phone,
+            hpnr,
+            jid: &jid,
+            serial: &rec.serial_hex,
+            p12: &p12,
+            password: &password,
+            now,
+        };
         let delivery = outbox::deliver(&self.paths, &letter)?;
         Ok((jid, rec, p12, delivery))
     }
 
-    /// Revokes a user's certificate and writes the new CRL.
-    pub fn revoke_user(&mut self, hpnr: &Hpnr, reason: RevocationReason) -> Result<std::path::PathBuf, PkiError> {
+    /// Revokes a user's certificate, writes the new CRL, and then withdraws
+    /// the user's key deliveries still waiting in the outbox, so a revoked
+    /// key is never sent. Revocation comes first: a crash in between leaves
+    /// a revoked certificate whose files are still queued, and revoking
+    /// again finishes the withdrawal (`already_revoked`); a user already
+    /// revoked with nothing left to withdraw is an error, as before.
+    pub fn revoke_user(&mut self, hpnr: &Hpnr, reason: RevocationReason) -> Result<Revoked, PkiError> {
+        let user = self.db.user(hpnr.as_str())?.ok_or_else(|| snow_store::StoreError::UnknownUser(hpnr.to_string()))?;
+        let jid: BareJid = user.jid.parse()?;
         let now = OffsetDateTime::now_utc();
-        self.db.revoke_user(hpnr.as_str(), reason.code(), now.unix_timestamp())?;
+        match self.db.revoke_user(hpnr.as_str(), reason.code(), now.unix_timestamp()) {
+            Ok(()) => {}
+            Err(snow_store::StoreError::AlreadyRevoked(h)) => {
+                let withdrawn = outbox::withdraw_user(&self.paths, &jid, hpnr, None)?;
+                if withdrawn.is_empty() {
+                    return Err(snow_store::StoreError::AlreadyRevoked(h).into());
+                }
+                return Ok(Revoked { jid, crl: self.paths.crl(), withdrawn, already_revoked: true });
+            }
+            Err(e) => return Err(e.into()),
+        }
         tracing::info!(user = %hpnr, %reason, "user certificate revoked");
-        self.write_crl()
+        let crl = self.write_crl()?;
+        let withdrawn = outbox::withdraw_user(&self.paths, &jid, hpnr, None)?;
+        Ok(Revoked { jid, crl, withdrawn, already_revoked: false })
     }
 
     /// Signs a fresh CRL listing every revoked certificate with its reason,

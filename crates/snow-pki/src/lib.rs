@@ -8,7 +8,8 @@ pub mod outbox;
 pub mod reason;
 pub mod settings;
 
-pub use ca::{ca_certificate, list_users, Ca, IssuedServer, IssuedUser};
+pub use ca::{ca_certificate, list_users, Ca, IssuedServer, IssuedUser, Revoked};
 pub use error::PkiError;
+pub use outbox::Withdrawn;
 pub use reason::RevocationReason;
 pub use settings::PkiSettings;

@@ -2,6 +2,12 @@
 //! an SMS carrying its one-time password, as files an operator's mail and
 //! SMS gateways pick up. The two travel by separate channels so neither
 //! alone opens the key.
+//!
+//! Each file records whose key it carries, in two header lines:
+//! `X-Snow-User: JID` and `X-Snow-Certificate: SERIAL` (hex). When the
+//! certificate is revoked or superseded, [`withdraw_user`] removes the
+//! user's files still waiting, found by those headers, so a key that no
+//! longer counts is never sent. Mailed e-mails (`email/sent/`) stay.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +32,8 @@ pub(crate) struct Letter<'a> {
     pub phone: &'a Phone,
     pub hpnr: &'a Hpnr,
     pub jid: &'a BareJid,
+    /// The serial number (hex) of the certificate inside `p12`.
+    pub serial: &'a str,
     pub p12: &'a [u8],
     pub password: &'a str,
     pub now: OffsetDateTime,
@@ -46,6 +54,11 @@ pub(crate) fn deliver(paths: &SiteHome, letter: &Letter<'_>) -> Result<Delivery,
     Ok(Delivery { email, sms })
 }
 
+/// The header naming the user whose key a file carries.
+pub const HEADER_USER: &str = "X-Snow-User";
+/// The header naming the certificate (serial, hex) whose key a file carries.
+pub const HEADER_CERTIFICATE: &str = "X-Snow-Certificate";
+
 /// Removes a delivery's files (used when the database write after it fails).
 pub(crate) fn withdraw(d: &Delivery) {
     let _ = std::fs::remove_file(&d.email);
@@ -53,7 +66,11 @@ pub(crate) fn withdraw(d: &Delivery) {
 }
 
 fn render_sms(l: &Letter<'_>) -> String {
-    format!("To: {}\n\nSnow: the one-time password for the key file sent to your e-mail is {}\n", l.phone, l.password)
+    format!(
+        "To: {}\n{HEADER_USER}: {}\n{HEADER_CERTIFICATE}: {}\n\n\
+         Snow: the one-time password for the key file sent to your e-mail is {}\n",
+        l.phone, l.jid, l.serial, l.password
+    )
 }
 
 /// A MIME message (RFC 5322 + RFC 2045/2046) with CRLF line ends: a short
@@ -89,6 +106,8 @@ fn render_email(l: &Letter<'_>) -> Result<String, PkiError> {
          Subject: Your Snow certificate\r\n\
          Date: {date}\r\n\
          Message-ID: <{message_id}>\r\n\
+         {HEADER_USER}: {jid}\r\n\
+         {HEADER_CERTIFICATE}: {serial}\r\n\
          MIME-Version: 1.0\r\n\
          Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\
          \r\n\
@@ -108,6 +127,8 @@ fn render_email(l: &Letter<'_>) -> Result<String, PkiError> {
         from = l.from,
         to = l.to,
         hpnr = l.hpnr,
+        jid = l.jid,
+        serial = l.serial,
     ))
 }
 
@@ -136,4 +157,148 @@ pub fn newest(dir: &Path, prefix: &str) -> Option<PathBuf> {
         .collect();
     found.sort();
     found.pop()
+}
+
+/// The files [`withdraw_user`] removed from the outbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Withdrawn {
+    pub emails: Vec<PathBuf>,
+    pub sms: Vec<PathBuf>,
+}
+
+impl Withdrawn {
+    /// How many files were removed.
+    pub fn count(&self) -> usize {
+        self.emails.len() + self.sms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count() == 0
+    }
+}
+
+/// Whose key an outbox file carries, as its headers say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub user: String,
+    pub certificate: String,
+}
+
+/// Most bytes of a file read for its headers (they come first).
+const HEAD_BYTES: u64 = 16 * 1024;
+
+/// The `X-Snow-User` and `X-Snow-Certificate` headers of an outbox file's
+/// text; `None` for a file without them (written before they existed).
+pub fn recorded(text: &str) -> Option<Recorded> {
+    let mut user = None;
+    let mut certificate = None;
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else { continue };
+        if name.trim().eq_ignore_ascii_case(HEADER_USER) {
+            user = Some(value.trim().to_owned());
+        } else if name.trim().eq_ignore_ascii_case(HEADER_CERTIFICATE) {
+            certificate = Some(value.trim().to_ascii_lowercase());
+        }
+    }
+    Some(Recorded { user: user?, certificate: certificate? })
+}
+
+/// Removes the e-mails and SMS waiting in the outbox that carry a key of
+/// `jid` other than the certificate `keep` (serial, hex): after a
+/// revocation (`keep` = `None`: all of the user's) or a re-key (`keep` =
+/// the new certificate). A file is matched by the user and certificate
+/// its headers record; only a file without them (written by an older
+/// version) is matched by its name, `<time>-<HPNR>.eml|txt`. Mailed
+/// e-mails in `email/sent/` are the record of what went out and stay.
+pub fn withdraw_user(paths: &SiteHome, jid: &BareJid, hpnr: &Hpnr, keep: Option<&str>) -> Result<Withdrawn, PkiError> {
+    let jid_text = jid.to_string();
+    let keep = keep.map(str::to_ascii_lowercase);
+    let mut out = Withdrawn::default();
+    for (dir, ext, list) in [(paths.email_outbox(), "eml", &mut out.emails), (paths.sms_outbox(), "txt", &mut out.sms)]
+    {
+        for path in waiting(&dir, ext)? {
+            let Some(head) = read_head(&path)? else { continue };
+            let matches = match recorded(&head) {
+                Some(r) => r.user.eq_ignore_ascii_case(&jid_text) && keep.as_deref() != Some(r.certificate.as_str()),
+                None => legacy_name_matches(&path, hpnr),
+            };
+            if !matches {
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => list.push(path),
+                // Taken meanwhile (`snow outbox send` mailed it): not ours to count.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(PkiError::io("remove", &path)(e)),
+            }
+        }
+    }
+    if !out.is_empty() {
+        tracing::info!(user = %jid, emails = out.emails.len(), sms = out.sms.len(), "key deliveries withdrawn");
+    }
+    Ok(out)
+}
+
+/// The files with extension `ext` directly in `dir` (not its `sent/`), by
+/// name; none if the folder does not exist.
+fn waiting(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, PkiError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(PkiError::io("read", dir)(e)),
+    };
+    let mut found: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == ext))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// The first bytes of a file, as text; `None` if it is gone already.
+fn read_head(path: &Path) -> Result<Option<String>, PkiError> {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(PkiError::io("read", path)(e)),
+    };
+    let mut buf = Vec::new();
+    file.take(HEAD_BYTES).read_to_end(&mut buf).map_err(PkiError::io("read", path))?;
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+/// `<digits>-<HPNR>.<ext>`: the name [`deliver`] gives a user's files.
+fn legacy_name_matches(path: &Path, hpnr: &Hpnr) -> bool {
+    let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { return false };
+    match stem.split_once('-') {
+        Some((time, who)) => !time.is_empty() && time.bytes().all(|b| b.is_ascii_digit()) && who == hpnr.as_str(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_read_until_the_blank_line() {
+        let eml = "From: a\r\nX-Snow-User: 9144889@po.example\r\nX-Snow-Certificate: 0A1b\r\n\r\nX-Snow-User: x@y\r\n";
+        assert_eq!(recorded(eml), Some(Recorded { user: "9144889@po.example".into(), certificate: "0a1b".into() }));
+        let sms = "To: +4791234567\n\nX-Snow-User: 9144889@po.example\nX-Snow-Certificate: 01\n";
+        assert_eq!(recorded(sms), None, "headers after the blank line are body");
+    }
+
+    #[test]
+    fn old_file_names_match_the_hpnr_exactly() {
+        let h: Hpnr = "9144889".parse().unwrap();
+        assert!(legacy_name_matches(Path::new("/o/1700000000000-9144889.eml"), &h));
+        assert!(!legacy_name_matches(Path::new("/o/1700000000000-19144889.eml"), &h));
+        assert!(!legacy_name_matches(Path::new("/o/x-9144889.eml"), &h));
+        assert!(!legacy_name_matches(Path::new("/o/9144889.eml"), &h));
+    }
 }

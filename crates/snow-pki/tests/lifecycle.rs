@@ -76,8 +76,8 @@ fn issue_import_sign_verify_revoke() {
     ));
 
     // Revocation reaches the CRL with its reason code.
-    let crl_path = ca.revoke_user(&hpnr, RevocationReason::KeyCompromise).unwrap();
-    let crl = crl_entries(&std::fs::read(crl_path).unwrap());
+    let revoked = ca.revoke_user(&hpnr, RevocationReason::KeyCompromise).unwrap();
+    let crl = crl_entries(&std::fs::read(revoked.crl).unwrap());
     assert_eq!(crl, vec![(info.serial_hex.clone(), Some(1))]);
     let users = snow_pki::list_users(&paths).unwrap();
     assert_eq!(users.len(), 1);
@@ -98,6 +98,68 @@ fn issue_import_sign_verify_revoke() {
     assert!(crl.contains(&(info.serial_hex.clone(), Some(1))), "{crl:?}");
     assert!(crl.contains(&(rekeyed.serial_hex.clone(), Some(4))), "superseded: {crl:?}");
     assert!(!crl.iter().any(|(s, _)| *s == again.serial_hex));
+}
+
+/// Revoking or re-keying takes the user's unsent e-mail and SMS out of the
+/// outbox, found by the user and certificate the files record; mailed
+/// e-mails stay, and other users' deliveries are untouched.
+#[test]
+fn revocation_and_rekey_withdraw_unsent_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, mut ca) = new_ca(dir.path());
+    let (phone, email) = ("+4791234567".parse().unwrap(), "gp@legekontor.example".parse().unwrap());
+    let a: Hpnr = "1111111".parse().unwrap();
+    let b: Hpnr = "2222222".parse().unwrap();
+    let first = ca.add_user(&a, &phone, &email).unwrap();
+    let other = ca.add_user(&b, &phone, &email).unwrap();
+    let eml = std::fs::read_to_string(&first.delivery.email).unwrap();
+    assert_eq!(
+        outbox::recorded(&eml),
+        Some(outbox::Recorded { user: "1111111@po.example".into(), certificate: first.serial_hex.clone() })
+    );
+    let sms = std::fs::read_to_string(&first.delivery.sms).unwrap();
+    assert_eq!(outbox::recorded(&sms).unwrap().certificate, first.serial_hex);
+
+    // Re-key: the old certificate's files go, the new ones stay.
+    let second = ca.rekey_user(&a).unwrap();
+    assert_eq!(second.withdrawn.emails, vec![first.delivery.email.clone()]);
+    assert_eq!(second.withdrawn.sms, vec![first.delivery.sms.clone()]);
+    assert!(!first.delivery.email.exists() && !first.delivery.sms.exists());
+    assert!(second.delivery.email.exists() && second.delivery.sms.exists());
+
+    // The new e-mail was mailed (moved to sent/); a file from an older
+    // version, without the headers, is matched by its name.
+    std::fs::create_dir_all(paths.email_sent()).unwrap();
+    let sent = paths.email_sent().join(second.delivery.email.file_name().unwrap());
+    std::fs::rename(&second.delivery.email, &sent).unwrap();
+    let old = paths.sms_outbox().join("1000-1111111.txt");
+    std::fs::write(
+        &old,
+        "To: +4791234567
+
+Snow: the one-time password for the key file sent to your e-mail is X
+",
+    )
+    .unwrap();
+
+    let revoked = ca.revoke_user(&a, RevocationReason::AffiliationChanged).unwrap();
+    assert!(!revoked.already_revoked);
+    assert!(revoked.withdrawn.emails.is_empty(), "a mailed e-mail is the record: {:?}", revoked.withdrawn);
+    assert_eq!(revoked.withdrawn.sms, vec![old.clone(), second.delivery.sms.clone()]);
+    assert!(sent.exists());
+    assert!(other.delivery.email.exists() && other.delivery.sms.exists(), "another user's delivery was touched");
+
+    // A revocation cut short before its withdrawal: revoking again finishes
+    // it; with nothing left, it is the old error.
+    let late = paths.email_outbox().join("2000-1111111.eml");
+    std::fs::write(&late, "From: x\r\nX-Snow-User: 1111111@po.example\r\nX-Snow-Certificate: 01\r\n\r\n").unwrap();
+    let again = ca.revoke_user(&a, RevocationReason::AffiliationChanged).unwrap();
+    assert!(again.already_revoked);
+    assert_eq!(again.withdrawn.emails, vec![late]);
+    assert!(matches!(
+        ca.revoke_user(&a, RevocationReason::AffiliationChanged),
+        Err(PkiError::Store(snow_store::StoreError::AlreadyRevoked(_)))
+    ));
 }
 
 /// `(serial hex, reason code)` of each CRL entry, read with x509-parser,

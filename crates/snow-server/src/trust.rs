@@ -21,8 +21,10 @@ pub enum AuthError {
     NoCertificate,
     #[error("the certificate has been revoked")]
     Revoked,
-    #[error("the certificate has expired or is not valid yet")]
+    #[error("the certificate has expired")]
     Expired,
+    #[error("the certificate is not valid yet")]
+    NotYetValid,
     #[error("the certificate was not issued by a trusted CA")]
     UnknownIssuer,
     #[error("certificate rejected: {0}")]
@@ -38,25 +40,35 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// What the person logging in is told (in the SASL failure's text):
-    /// what happened and what to do, never more than their own
-    /// certificate's state.
+    /// What the person logging in is told (in the SASL failure's text,
+    /// which the `snow` client shows as it is): one sentence, what
+    /// happened and what to do, never more than their own certificate's
+    /// state.
     pub fn advice(&self) -> &'static str {
         match self {
-            AuthError::Revoked => "your certificate has been revoked: contact the Snow administrator",
-            AuthError::Expired => "your certificate has expired: ask the Snow administrator for a new one",
-            AuthError::NoCertificate => "log in with your Snow certificate (snow key import)",
-            AuthError::UnknownIssuer | AuthError::ForeignDomain(_) => {
-                "this certificate is not for this server: check the server address or your key store"
+            AuthError::Revoked => "your certificate has been revoked — contact the Snow administrator",
+            AuthError::Expired => "your certificate has expired — ask the Snow administrator for a new one",
+            AuthError::NotYetValid => {
+                "your certificate is not valid yet — check the computer's clock, or contact the Snow administrator"
             }
-            _ => "the certificate was refused: contact the Snow administrator",
+            AuthError::NoCertificate => "log in with your Snow certificate (snow key import)",
+            AuthError::UnknownIssuer => {
+                "your certificate is not for this server (another CA issued it) — \
+                 check the server address (--server) or your key store (--keystore)"
+            }
+            AuthError::ForeignDomain(_) => {
+                "your certificate is not for this server (it names another domain) — \
+                 check the server address (--server) or your key store (--keystore)"
+            }
+            _ => "your certificate was refused — contact the Snow administrator",
         }
     }
 
     fn from_webpki(e: webpki::Error) -> AuthError {
         match e {
             webpki::Error::CertRevoked => AuthError::Revoked,
-            webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. } => AuthError::Expired,
+            webpki::Error::CertExpired { .. } => AuthError::Expired,
+            webpki::Error::CertNotValidYet { .. } => AuthError::NotYetValid,
             // A chain to another CA of the same name fails on the signature.
             webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => AuthError::UnknownIssuer,
             other => AuthError::Invalid(words(&other)),

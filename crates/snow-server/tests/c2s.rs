@@ -99,7 +99,7 @@ async fn revoked_and_foreign_certificates_are_refused() {
     match site.login(&server, "3333333").await {
         Err(ClientError::AuthFailed { condition, text }) => {
             assert_eq!(condition, "not-authorized");
-            assert_eq!(text.as_deref(), Some("your certificate has been revoked: contact the Snow administrator"));
+            assert_eq!(text.as_deref(), Some("your certificate has been revoked — contact the Snow administrator"));
         }
         other => panic!("revoked user got {:?}", other.map(|c| c.jid().to_owned())),
     }

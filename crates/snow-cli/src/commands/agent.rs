@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use snow_agents::component::{ComponentLink, ComponentOptions, LinkAuth};
+use snow_agents::component::{ComponentLink, ComponentOptions, LinkAuth, LinkError};
 use snow_agents::{Attach, SearchAgent};
 use snow_core::AgentJid;
 use snow_crypto::msgauth::{Receiver, Sender};
@@ -25,7 +25,7 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
             println!("  valid until  {}", super::show_time(issued.not_after));
             Ok(())
         }
-        AgentCommand::Run { agent, server, domain, secret_file, hmac, source, server_source } => {
+        AgentCommand::Run { agent, server, domain, secret_file, hmac, source, server_source, wait } => {
             if agent != "echo" && agent != "search" {
                 bail!("unknown agent {agent:?}: the agents that run as components are echo and search");
             }
@@ -57,13 +57,21 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
                 auth,
                 timeout: Duration::from_secs(15),
             };
+            let wait = Duration::from_secs(wait);
             if agent == "search" {
-                return run_search(ctx, opts);
+                return run_search(ctx, opts, wait);
             }
             let rt = super::runtime()?;
             rt.block_on(async move {
                 let hmac = opts.auth.is_some();
-                let link = ComponentLink::connect(opts).await?;
+                let link = super::retry_refused(
+                    &waiting_for(addr),
+                    wait,
+                    |e: &LinkError| matches!(e, LinkError::Connect { source, .. } if super::is_refused(source)),
+                    || ComponentLink::connect(opts.clone()),
+                )
+                .await?;
+                let Some(link) = link else { bail!("{}", nobody_at(addr, &domain)) };
                 println!(
                     "Echo agent {domain} attached to {addr}{} (Ctrl-C to stop)",
                     if hmac { " with message authentication" } else { "" }
@@ -83,10 +91,25 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
     }
 }
 
+/// What `snow agent run` says while the component port refuses.
+fn waiting_for(addr: std::net::SocketAddr) -> String {
+    format!("the Snow server's component port at {addr}")
+}
+
+/// What `snow agent run` says when the component port still refuses.
+fn nobody_at(addr: std::net::SocketAddr, domain: &snow_core::Domain) -> String {
+    format!(
+        "no Snow server answers at the component port {addr}: start `snow serve` on a site whose snow.toml \
+         lists {domain} in [[components]] and has [server] component_bind = \"{addr}\", or give --server"
+    )
+}
+
 /// The search agent as a component of the lab server: it answers at its
 /// domain (`search.lab.example`) with the certificate issued for that
-/// domain, from this site's lab store, until Ctrl-C.
-fn run_search(ctx: &Ctx, opts: ComponentOptions) -> anyhow::Result<()> {
+/// domain, from this site's lab store, until Ctrl-C. It waits up to
+/// `wait` for the component port to accept connections; after that the
+/// agent reconnects by itself whenever the link drops.
+fn run_search(ctx: &Ctx, opts: ComponentOptions, wait: Duration) -> anyhow::Result<()> {
     let sc = super::serve::server_config(&ctx.paths, &ctx.config)?;
     let server_domain = sc.domain.to_string();
     let (domain, addr, hmac) = (opts.domain.clone(), opts.server, opts.auth.is_some());
@@ -94,6 +117,17 @@ fn run_search(ctx: &Ctx, opts: ComponentOptions) -> anyhow::Result<()> {
     let config = super::serve::search_agent_config(&ctx.paths, &sc, &ctx.config, &domain, attach)?;
     let rt = super::runtime()?;
     rt.block_on(async move {
+        // Only a look at the port (the agent logs in by itself): a
+        // connection opened and closed at once, which the server ignores.
+        let port =
+            super::retry_refused(&waiting_for(addr), wait, super::is_refused, || tokio::net::TcpStream::connect(addr))
+                .await
+                .with_context(|| format!("cannot connect to {addr}"))?;
+        if port.is_none() {
+            let domain: snow_core::Domain = domain.parse()?;
+            bail!("{}", nobody_at(addr, &domain));
+        }
+        drop(port);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let agent = SearchAgent::start(config, stopped);
         println!(

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use snow_client::{Client, ConnectOptions};
+use snow_client::{Client, ClientError, ConnectOptions, Contact};
 use snow_crypto::{CertInfo, KeyStore};
-use snow_xml::{Element, NS_CLIENT, NS_PING, NS_ROSTER};
+use snow_xml::{Element, NS_CLIENT, NS_PING};
 
 use super::Ctx;
 use crate::cli::{ChatCommand, ConnArgs};
@@ -65,26 +65,12 @@ pub fn run(ctx: &Ctx, cmd: ChatCommand) -> anyhow::Result<()> {
                         _ = tokio::signal::ctrl_c() => break,
                         r = client.next_stanza(left) => match r {
                             Ok(el) => el,
-                            Err(snow_client::ClientError::Framed(snow_xml::FramedError::Timeout(_))) => continue,
+                            Err(ClientError::Framed(snow_xml::FramedError::Timeout(_))) => continue,
                             Err(e) => return Err(e.into()),
                         },
                     };
-                    if el.name() != "message" || el.attr("type") == Some("error") {
-                        continue;
-                    }
-                    let Some(body) = snow_client::read_body(&el, &identity) else { continue };
-                    let body = match body {
-                        snow_client::Body::Encrypted(t) => format!("[encrypted] {t}"),
-                        snow_client::Body::Clear(t) => format!("[NOT encrypted] {t}"),
-                        snow_client::Body::Unreadable(why) => format!("[encrypted, cannot read: {why}]"),
-                    };
-                    let from = el.attr("from").unwrap_or("?");
-                    let when = el
-                        .child(snow_xml::NS_DELAY, "delay")
-                        .and_then(|d| d.attr("stamp"))
-                        .map(|s| format!(" (sent {s})"))
-                        .unwrap_or_default();
-                    println!("{from}{when}: {body}");
+                    let Some(line) = message_line(&el, &identity) else { continue };
+                    println!("{line}");
                     seen += 1;
                 }
                 client.close().await?;
@@ -99,7 +85,7 @@ pub fn presence(
     conn: ConnArgs,
     show: Option<String>,
     status: Option<String>,
-    wait: u64,
+    listen: u64,
 ) -> anyhow::Result<()> {
     if let Some(s) = &show {
         if !matches!(s.as_str(), "away" | "chat" | "dnd" | "xa") {
@@ -108,10 +94,9 @@ pub fn presence(
     }
     let rt = super::runtime()?;
     rt.block_on(async {
-        let mut session = connect(ctx, &conn).await?.into_session();
-        let roster_get =
-            Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_ROSTER, "query"));
-        let roster = session.iq().request(roster_get).await?;
+        let (client, identity, _) = connect_with_identity(ctx, &conn).await?;
+        let mut session = client.into_session();
+        let contacts = session.iq().contacts().await?;
         let mut p = Element::new(NS_CLIENT, "presence");
         if let Some(s) = show {
             p.push_child(Element::new(NS_CLIENT, "show").with_text(s));
@@ -120,36 +105,77 @@ pub fn presence(
             p.push_child(Element::new(NS_CLIENT, "status").with_text(s));
         }
         session.iq().send(p).await?;
+        // Bare JID → how they are, as their latest presence says.
         let mut online: Vec<(String, String)> = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+        // Requests that arrive while we listen (the roster was read before).
+        let mut asking: Vec<String> = Vec::new();
+        let mut messages: Vec<String> = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(listen);
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 break;
             }
-            match session.next_stanza(left).await {
-                Ok(el) if el.name() == "presence" && el.attr("type").is_none() => {
-                    let show = el.child(NS_CLIENT, "show").map(|s| s.text()).unwrap_or_else(|| "available".into());
-                    online.push((el.attr("from").unwrap_or("?").to_owned(), show));
-                }
-                Ok(_) => {}
+            let el = match session.next_stanza(left).await {
+                Ok(el) => el,
                 Err(_) => break,
+            };
+            let from = el.attr("from").unwrap_or("?");
+            let bare = from.split('/').next().unwrap_or(from).to_owned();
+            match (el.name(), el.attr("type")) {
+                ("presence", None) => {
+                    let show = el.child(NS_CLIENT, "show").map(|s| s.text()).unwrap_or_else(|| "online".into());
+                    let show = match el.child(NS_CLIENT, "status").map(|s| s.text()) {
+                        Some(st) if !st.is_empty() => format!("{show} ({st})"),
+                        _ => show,
+                    };
+                    online.retain(|(b, _)| *b != bare);
+                    online.push((bare, show));
+                }
+                ("presence", Some("unavailable")) => online.retain(|(b, _)| *b != bare),
+                ("presence", Some("subscribe")) if !asking.contains(&bare) => asking.push(bare),
+                // Stored messages come with the first presence: shown, not lost.
+                ("message", _) => messages.extend(message_line(&el, &identity)),
+                _ => {}
             }
         }
         println!("You are online as {}", session.jid());
-        let items: Vec<Element> =
-            roster.child(NS_ROSTER, "query").map(|q| q.children().cloned().collect()).unwrap_or_default();
-        if items.is_empty() {
-            println!("No contacts yet.");
+        // A contact that is only a request is listed with the requests.
+        let listed: Vec<&Contact> = contacts.iter().filter(|c| !super::contacts::only_a_request(c)).collect();
+        if listed.is_empty() {
+            println!("No contacts yet: add one with `snow contacts add JID`.");
         }
-        for item in items {
-            let jid = item.attr("jid").unwrap_or("?").to_owned();
-            let state = online
-                .iter()
-                .find(|(from, _)| from.split('/').next() == Some(jid.as_str()))
-                .map(|(_, s)| s.clone())
-                .unwrap_or_else(|| "offline".into());
-            println!("  {jid:<32} {state}");
+        for c in &listed {
+            let state = if c.you_see_them {
+                online
+                    .iter()
+                    .find(|(b, _)| b.eq_ignore_ascii_case(&c.jid))
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_else(|| "offline".into())
+            } else {
+                "-".into()
+            };
+            println!("  {:<40} {:<16} {}", super::contacts::label(c), state, super::contacts::state(c));
+        }
+        // The requests the roster shows, and any that came while we
+        // listened; not one already accepted (a stored copy of an old one).
+        for c in contacts.iter().filter(|c| c.they_asked) {
+            if !asking.iter().any(|a| a.eq_ignore_ascii_case(&c.jid)) {
+                asking.push(c.jid.clone());
+            }
+        }
+        asking.retain(|a| !contacts.iter().any(|c| c.jid.eq_ignore_ascii_case(a) && c.they_see_you));
+        if !asking.is_empty() {
+            println!("Waiting for your answer:");
+            for a in &asking {
+                println!("  {a} asked to see your presence — accept with `snow contacts add {a}`");
+            }
+        }
+        if !messages.is_empty() {
+            println!("Messages that waited for you:");
+            for m in messages {
+                println!("  {m}");
+            }
         }
         session.close().await?;
         Ok(())
@@ -166,7 +192,12 @@ pub fn lookup(ctx: &Ctx, conn: ConnArgs, jids: Vec<String>) -> anyhow::Result<()
         let session = connect(ctx, &conn).await?.into_session();
         let asked: Vec<&str> = jids.iter().map(String::as_str).collect();
         for entry in session.iq().lookup_keys(&asked).await? {
-            println!("{}: {}", entry.jid, entry.status);
+            let words = match entry.status.as_str() {
+                "unknown" => " — no such user in the key directory",
+                "revoked" => " — the certificate has been revoked",
+                _ => "",
+            };
+            println!("{}: {}{words}", entry.jid, entry.status);
             if let Some(der) = entry.certificate {
                 let info = CertInfo::from_der(&der).context("the server sent a malformed certificate")?;
                 println!("  subject      {}", info.subject);
@@ -180,12 +211,32 @@ pub fn lookup(ctx: &Ctx, conn: ConnArgs, jids: Vec<String>) -> anyhow::Result<()
     })
 }
 
+/// A received chat message as `FROM (sent STAMP): [encrypted] TEXT`; `None`
+/// for anything else.
+fn message_line(el: &Element, identity: &snow_crypto::Identity) -> Option<String> {
+    if el.name() != "message" || el.attr("type") == Some("error") {
+        return None;
+    }
+    let body = match snow_client::read_body(el, identity)? {
+        snow_client::Body::Encrypted(t) => format!("[encrypted] {t}"),
+        snow_client::Body::Clear(t) => format!("[NOT encrypted] {t}"),
+        snow_client::Body::Unreadable(why) => format!("[encrypted, cannot read: {why}]"),
+    };
+    let from = el.attr("from").unwrap_or("?");
+    let when = el
+        .child(snow_xml::NS_DELAY, "delay")
+        .and_then(|d| d.attr("stamp"))
+        .map(|s| format!(" (sent {s})"))
+        .unwrap_or_default();
+    Some(format!("{from}{when}: {body}"))
+}
+
 fn condition(el: &Element) -> String {
     snow_xml::stanza::error_of(el).0
 }
 
 /// Unlocks the key store and logs in.
-async fn connect(ctx: &Ctx, conn: &ConnArgs) -> anyhow::Result<Client> {
+pub(super) async fn connect(ctx: &Ctx, conn: &ConnArgs) -> anyhow::Result<Client> {
     Ok(connect_with_identity(ctx, conn).await?.0)
 }
 
@@ -221,6 +272,16 @@ pub(super) async fn connect_with_identity(
         resource: conn.resource.clone(),
         timeout: Duration::from_secs(15),
     };
-    let client = Client::connect(&opts, &identity).await?;
+    // `snow serve &` and a client right after: wait while it starts.
+    let client = super::retry_refused(
+        &format!("the Snow server at {}", conn.server),
+        Duration::from_secs(conn.wait),
+        |e: &ClientError| matches!(e, ClientError::Connect { source, .. } if super::is_refused(source)),
+        || Client::connect(&opts, &identity),
+    )
+    .await?;
+    let Some(client) = client else {
+        bail!("no Snow server answers at {}: start it with `snow serve`, or give --server", conn.server);
+    };
     Ok((client, identity, ca_der))
 }

@@ -5,6 +5,7 @@ mod alert;
 mod bench;
 mod ca;
 mod chat;
+mod contacts;
 mod crypt;
 mod demo;
 mod key;
@@ -68,13 +69,58 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(crate::cli::KeysCommand::Lookup { conn, jids }) => chat::lookup(&ctx, conn, jids),
         Command::Crypt(c) => crypt::run(&ctx, c),
         Command::Lab(c) => lab::run(&ctx, c),
-        Command::Presence { conn, show, status, wait } => chat::presence(&ctx, conn, show, status, wait),
+        Command::Presence { conn, show, status, listen } => chat::presence(&ctx, conn, show, status, listen),
+        Command::Contacts(c) => contacts::run(&ctx, c),
     }
 }
 
 /// A multi-threaded tokio runtime for the commands that do network I/O.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Makes a connection with `attempt` while the peer refuses it (`refused`
+/// says which errors are a refused connection), for up to `wait`: `snow
+/// serve &` followed at once by a client is a race the client should win.
+/// If that takes more than a second, says once on standard error that it
+/// is waiting for `what`. `Ok(None)`: still refused when `wait` was over
+/// (a zero `wait` tries once). Any other error ends it at once.
+pub async fn retry_refused<T, E, F, Fut>(
+    what: &str,
+    wait: std::time::Duration,
+    refused: impl Fn(&E) -> bool,
+    mut attempt: F,
+) -> Result<Option<T>, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    use std::time::Duration;
+    let start = tokio::time::Instant::now();
+    let mut told = false;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match attempt().await {
+            Ok(t) => return Ok(Some(t)),
+            Err(e) if refused(&e) => {}
+            Err(e) => return Err(e),
+        }
+        let waited = start.elapsed();
+        if waited >= wait {
+            return Ok(None);
+        }
+        if !told && waited >= Duration::from_secs(1) {
+            eprintln!("waiting for {what}…");
+            told = true;
+        }
+        tokio::time::sleep(pause.min(wait - waited)).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Whether a connection failed because nothing listens there (yet).
+pub fn is_refused(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::ConnectionRefused
 }
 
 /// A date as people read it: `2026-11-22 14:03 UTC`.

@@ -58,17 +58,38 @@ pub fn run(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<()> {
                 issued.serial_hex,
                 show_time(issued.not_after)
             );
-            report_delivery(&issued, p12_out.as_deref(), "re-keyed")
+            report_delivery(&issued, p12_out.as_deref(), "re-keyed")?;
+            println!("{}", withdrawn_line(&issued.withdrawn, "the old certificate"));
+            Ok(())
         }
         UserCommand::Revoke { hpnr, reason, ca } => {
             let hpnr: Hpnr = hpnr.parse()?;
             let reason: RevocationReason = reason.parse().map_err(anyhow::Error::msg)?;
             let mut ca = ctx.open_ca(&ca)?;
-            let crl = ca.revoke_user(&hpnr, reason)?;
-            println!("Revoked {hpnr}@{} ({reason}); the new CRL is {}", ca.domain(), crl.display());
+            let done = ca.revoke_user(&hpnr, reason)?;
+            if done.already_revoked {
+                println!("{} was already revoked; its key deliveries were still in the outbox", done.jid);
+            } else {
+                println!("Revoked {} ({reason}); the new CRL is {}", done.jid, done.crl.display());
+            }
+            println!("{}", withdrawn_line(&done.withdrawn, "this user"));
             Ok(())
         }
     }
+}
+
+/// How many unsent key deliveries were taken out of the outbox, in words.
+fn withdrawn_line(w: &snow_pki::Withdrawn, whose: &str) -> String {
+    if w.is_empty() {
+        return format!("  Nothing for {whose} was waiting in the outbox.");
+    }
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "  Withdrew {} from the outbox ({} and {}): they will not be sent.",
+        plural(w.count(), "unsent key delivery file", "unsent key delivery files"),
+        plural(w.emails.len(), "e-mail", "e-mails"),
+        plural(w.sms.len(), "SMS", "SMS"),
+    )
 }
 
 /// Writes the optional hand-delivery copy of the key file and lists where

@@ -1,14 +1,16 @@
 //! Presence (RFC 6121 §4): a session's available and unavailable presence
 //! goes to the user's other resources and to the contacts subscribed to
 //! it; on initial presence the user gets the current presence of the
-//! contacts they are subscribed to; a session that ends is seen going
-//! unavailable. Directed presence needs no service: routing delivers it.
+//! contacts they are subscribed to, and the subscription requests still
+//! waiting for their answer (RFC 6121 §3.1.3: delivered again until
+//! approved or denied); a session that ends is seen going unavailable.
+//! Directed presence needs no service: routing delivers it.
 
 use std::sync::Arc;
 
 use snow_xml::{Element, NS_CLIENT};
 
-use super::roster::roster_of;
+use super::roster::{pending_requests, roster_of};
 use super::{Cx, Event, Handled, Service};
 use crate::db::Db;
 use crate::routing::{BoxFuture, Origin, Router, SessionHandle};
@@ -37,6 +39,7 @@ impl Service for Presence {
                         broadcast(cx.router, &self.db, session, stanza).await;
                         if *initial {
                             probe_contacts(cx.router, &self.db, session).await;
+                            requests_again(cx.router, &self.db, session).await;
                         }
                     } else {
                         session.set_available(false, 0);
@@ -96,6 +99,18 @@ async fn probe_contacts(router: &Arc<Router>, db: &Db, me: &Arc<SessionHandle>) 
                 }
             }
         }
+    }
+}
+
+/// On initial presence: each request to see the user's presence that is
+/// not answered yet, as the requester sent it.
+async fn requests_again(router: &Arc<Router>, db: &Db, me: &Arc<SessionHandle>) {
+    for contact in pending_requests(db, &me.bare).await {
+        let request = Element::new(NS_CLIENT, "presence")
+            .with_attr("type", "subscribe")
+            .with_attr("from", contact)
+            .with_attr("to", me.full.clone());
+        router.route(Origin::Server, request).await;
     }
 }
 
