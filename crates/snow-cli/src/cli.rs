@@ -121,6 +121,9 @@ pub enum Command {
     /// Lab data: pseudonymising export (in the lab), import (at the lab server).
     #[command(subcommand)]
     Lab(LabCommand),
+    /// At the PO: set up another site of this CA, such as a lab server.
+    #[command(subcommand)]
+    Site(SiteCommand),
     /// XML Encryption for files: the envelope Snow puts around messages.
     #[command(subcommand)]
     Crypt(CryptCommand),
@@ -218,13 +221,25 @@ pub enum LabCommand {
         out: PathBuf,
     },
     /// At the lab server: import one pushed file by hand (as the drop
-    /// directory does).
+    /// directory does). A file with a bad row is not imported at all; its
+    /// first 20 errors are listed by line number.
     Import {
         /// The pushed file (the output of `snow lab export`).
         file: PathBuf,
     },
-    /// At the lab server: import every complete file in SNOW_HOME/data/in.
+    /// At the lab server: import every complete file in SNOW_HOME/data/in;
+    /// a refused file goes to data/rejected with NAME.error, which lists its
+    /// errors by line.
     Process,
+    /// Inside the lab: make the pseudonymisation secret `snow lab export`
+    /// keys its pseudonyms with (32 random bytes, written readable by you
+    /// only). Make it once and keep it: the same secret gives the same
+    /// pseudonyms, so a patient tested twice is counted once.
+    Secret {
+        /// The new secret's file (it must not exist yet).
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+    },
     /// Run an outbreak-detection algorithm over weekly series, exactly as
     /// the R package surveillance does. Input columns series,year,week,count
     /// (ISO weeks, no gaps); output one row per monitored week:
@@ -267,9 +282,34 @@ pub enum LabCommand {
         /// Floor for the standard deviation (EARS minSigma; default 0).
         #[arg(long, default_value_t = 0.0)]
         min_sigma: f64,
-        /// csv (the reference-file format of SURVEILLANCE.md §3).
+        /// csv (the reference-file format of docs/detection-algorithms.md §3).
         #[arg(long, default_value = "csv")]
         format: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// Make a lab server's home directory: its server and search-agent
+    /// certificates, the CA certificate and CRL, and a snow.toml with the
+    /// import, the search agent and outbreak detection on and this PO as
+    /// its master; and add it to this PO's [s2s] replicas. Copy the
+    /// directory to the lab server (it holds private keys), or use it here
+    /// with --same-host.
+    AddLab {
+        /// The lab server's XMPP domain, e.g. lab.example.
+        #[arg(long)]
+        domain: String,
+        /// The new (or empty) directory to make the lab server's home in.
+        #[arg(long, value_name = "DIR")]
+        lab_home: PathBuf,
+        /// Both sites run on this computer: the lab server listens on
+        /// 127.0.0.1:5322 (clients), 5369 (servers) and 5447 (components),
+        /// and each site gets a route to the other in [s2s.routes].
+        #[arg(long)]
+        same_host: bool,
+        #[command(flatten)]
+        ca: CaSecret,
     },
 }
 
@@ -512,10 +552,10 @@ pub enum AlertCommand {
     Subscribe {
         #[command(flatten)]
         at: AlertService,
-        /// Analysis code, e.g. INFA.
+        /// Analysis code, e.g. INFA (any case).
         #[arg(long)]
         analysis: String,
-        /// A municipality (4 digits) or a county (2 digits).
+        /// A municipality (4 digits, e.g. 5401) or a county (2 digits, e.g. 54).
         #[arg(long)]
         area: String,
     },
@@ -543,10 +583,10 @@ pub enum AlertCommand {
     Send {
         #[command(flatten)]
         at: AlertService,
-        /// Analysis code, e.g. INFA.
+        /// Analysis code, e.g. INFA (any case).
         #[arg(long)]
         analysis: String,
-        /// A municipality (4 digits) or a county (2 digits).
+        /// A municipality (4 digits, e.g. 5401) or a county (2 digits, e.g. 54).
         #[arg(long)]
         area: String,
         /// What you saw (at most 2000 bytes).
@@ -566,10 +606,10 @@ pub struct SearchArgs {
     /// The agent's full JID, if not search@LAB/agent.
     #[arg(long)]
     pub agent: Option<String>,
-    /// Analysis code, e.g. INFA (influenza A), INFB, RSV, SARS2.
+    /// Analysis code, e.g. INFA (influenza A), INFB, RSV, SARS2 (any case).
     #[arg(long)]
     pub analysis: String,
-    /// A municipality (4 digits), a county (2 digits), or "all".
+    /// A municipality (4 digits, e.g. 5401), a county (2 digits, e.g. 54), or all.
     #[arg(long, default_value = "all")]
     pub area: String,
     /// The last N ISO weeks, this one included.
@@ -587,13 +627,15 @@ pub struct SearchArgs {
     /// Only this age group, e.g. 25-44 or 80+.
     #[arg(long)]
     pub age_group: Option<String>,
-    /// Only this sex: M, F or U.
+    /// Only this sex: M, F or U (any case).
     #[arg(long)]
     pub sex: Option<String>,
-    /// week, month or total (default: week for weeks, month for months).
+    /// week, month or total, any case (default: week for weeks, month for months).
     #[arg(long)]
     pub granularity: Option<String>,
-    /// table (with a sparkline), csv or json.
+    /// table (with a sparkline), csv or json. A period outside the lab's
+    /// data is "no data", not 0; in JSON every count is a number, or null
+    /// when suppressed or no data.
     #[arg(long, default_value = "table")]
     pub format: String,
 }

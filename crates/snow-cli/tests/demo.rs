@@ -181,7 +181,7 @@ fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
     assert!(out.contains("alerts/INFA/5401") && out.contains("alerts/INFA/54 "), "{out}");
     let out =
         as_gp("1000002", &["send", "--analysis", "INFA", "--area", "5401", "--text", "Three families with influenza"]);
-    assert!(out.contains("to 1 other(s) on alerts/INFA/5401"), "{out}");
+    assert!(out.contains("to alerts/INFA/5401: 1 other GP subscribes to it"), "{out}");
     let list = as_gp("1000001", &["list"]);
     let id = list
         .lines()
@@ -191,7 +191,7 @@ fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
         .to_owned();
     assert!(list.contains("Three families with influenza"), "{list}");
     let out = as_gp("1000001", &["confirm", &id, "--comment", "Two more here"]);
-    assert!(out.contains("Sent confirmation"), "{out}");
+    assert!(out.contains("Sent your confirmation"), "{out}");
     let list = as_gp("1000001", &["list"]);
     assert!(list.contains("confirmed by 1000001@po.example") && list.contains("Two more here"), "{list}");
     let list = as_gp("1000002", &["list"]);

@@ -148,7 +148,18 @@ fn report(a: &Alert, published: &alert::Published, me: &str) {
     if published.recipients.is_empty() {
         println!("Nobody can receive {} yet: no subscriber has a valid certificate.", a.id);
     } else {
-        println!("Sent {} {} to {others} other(s) on {}", a.kind, a.id, Alert::node(&a.analysis, &a.area));
+        let what = match a.kind {
+            AlertKind::Signal => "the outbreak signal",
+            AlertKind::Confirmation => "your confirmation",
+            AlertKind::Gp => "your alert",
+        };
+        let whom = match others {
+            0 => "no other GP subscribes to it yet".to_owned(),
+            1 => "1 other GP subscribes to it".to_owned(),
+            n => format!("{n} other GPs subscribe to it"),
+        };
+        let node = Alert::node(&a.analysis, &a.area);
+        println!("Sent {what} {} ({} {}) to {node}: {whom}", a.id, a.analysis, a.area.code());
     }
     for (jid, why) in &published.skipped {
         println!("  left out {jid}: {why}");

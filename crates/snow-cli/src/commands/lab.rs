@@ -58,7 +58,25 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
             pb.finish_and_clear();
             tmp.as_file().sync_all()?;
             tmp.persist(&out).map_err(|e| e.error).with_context(|| format!("cannot write {}", out.display()))?;
-            println!("Exported {rows} rows to {} (copy it to the lab server's data/in)", out.display());
+            println!(
+                "Exported {rows} rows to {}. Upload it to the lab server's data/in as NAME.csv.part and rename it \
+                 to NAME.csv when the upload is complete.",
+                out.display()
+            );
+            Ok(())
+        }
+        LabCommand::Secret { out } => {
+            // 32 random bytes as hex: the key of the lab's pseudonyms. It
+            // stays in the lab; losing it only means new pseudonyms.
+            let secret = snow_crypto::one_time_password::random_hex(32)?;
+            snow_core::files::write_new(&out, format!("{secret}\n").as_bytes(), snow_core::files::Mode::Private)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "Wrote a new pseudonymisation secret to {} (readable by you only). Keep it inside the lab, with \
+                 the export job, and back it up: the same secret gives the same pseudonyms, so a patient tested \
+                 twice is counted once.",
+                out.display()
+            );
             Ok(())
         }
         LabCommand::Import { file } => {

@@ -15,6 +15,7 @@ mod outbox;
 mod search;
 mod serve;
 mod server;
+mod site;
 mod user;
 
 use crate::cli::{CaSecret, Cli, Command};
@@ -25,6 +26,9 @@ use crate::secrets::Source;
 pub struct Ctx {
     pub paths: snow_core::SiteHome,
     pub config: Config,
+    /// Where the configuration is read from (it may not exist yet):
+    /// --config, else SNOW_HOME/snow.toml.
+    pub config_path: std::path::PathBuf,
 }
 
 impl Ctx {
@@ -50,7 +54,8 @@ impl Ctx {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let paths = snow_core::SiteHome::new(&cli.home);
     let config = Config::load(cli.config.as_deref(), &paths)?;
-    let ctx = Ctx { paths, config };
+    let config_path = cli.config.clone().unwrap_or_else(|| paths.config_file());
+    let ctx = Ctx { paths, config, config_path };
     match cli.command {
         Command::Ca(c) => ca::run(&ctx, c),
         Command::Server(c) => server::run(&ctx, c),
@@ -69,6 +74,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(crate::cli::KeysCommand::Lookup { conn, jids }) => chat::lookup(&ctx, conn, jids),
         Command::Crypt(c) => crypt::run(&ctx, c),
         Command::Lab(c) => lab::run(&ctx, c),
+        Command::Site(crate::cli::SiteCommand::AddLab { domain, lab_home, same_host, ca }) => site::add_lab(
+            &ctx,
+            &ca,
+            site::AddLab { domain: &domain, lab_home: &lab_home, same_host, po_config: &ctx.config_path },
+        ),
         Command::Presence { conn, show, status, listen } => chat::presence(&ctx, conn, show, status, listen),
         Command::Contacts(c) => contacts::run(&ctx, c),
     }

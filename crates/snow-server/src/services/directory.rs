@@ -44,8 +44,16 @@ pub const NS_KEYS: &str = "urn:snow:keys:1";
 /// Most JIDs in one lookup, most changes in one push.
 const MAX_LOOKUP: usize = 50;
 const MAX_PUSH: usize = 200;
-/// A push not acknowledged within this time is sent again.
-const PUSH_RETRY: Duration = Duration::from_secs(5);
+/// A push not acknowledged is sent again after 1 s, then after twice as
+/// long each time, up to this: a replica that starts a moment after its
+/// master gets its keys within a second or two, and one that is down is
+/// not called every second.
+const PUSH_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// How long to wait for the acknowledgement of a push sent `attempts` times.
+fn push_retry(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.saturating_sub(1).min(5)).min(PUSH_RETRY_MAX)
+}
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
@@ -66,8 +74,9 @@ pub(crate) struct Directory {
     pub replicas: Vec<String>,
     /// How often the CA database is checked for new changes.
     pub interval: Duration,
-    /// Pushes in flight, by peer: (acknowledges up to, sent at).
-    in_flight: Mutex<HashMap<String, (i64, Instant)>>,
+    /// Pushes in flight, by peer: (acknowledges up to, last sent at, times
+    /// sent without an acknowledgement).
+    in_flight: Mutex<HashMap<String, (i64, Instant, u32)>>,
 }
 
 impl Service for Directory {
@@ -281,7 +290,7 @@ impl Directory {
             }
             {
                 let flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                if flight.get(peer).is_some_and(|(_, at)| at.elapsed() < PUSH_RETRY) {
+                if flight.get(peer).is_some_and(|(_, at, attempts)| at.elapsed() < push_retry(*attempts)) {
                     continue;
                 }
             }
@@ -317,9 +326,24 @@ impl Directory {
                 .with_attr("from", router.domain().to_owned())
                 .with_attr("to", peer.clone())
                 .with_child(update);
-            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(peer.clone(), (upto, Instant::now()));
+            {
+                let mut flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                let attempts = flight.get(peer).map_or(0, |f| f.2) + 1;
+                flight.insert(peer.clone(), (upto, Instant::now(), attempts));
+            }
             router.route(Origin::Server, iq).await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn pushes_are_retried_soon_then_less_often() {
+        let waits: Vec<u64> = (1..=8).map(|n| push_retry(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
 }
