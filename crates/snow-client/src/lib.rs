@@ -342,7 +342,10 @@ impl Client {
         let tls = tokio::time::timeout(t, tls_connector(opts, login)?.connect(name, tcp))
             .await
             .map_err(|_| ClientError::Tls("handshake timed out".into()))?
-            .map_err(|e| ClientError::Tls(e.to_string()))?;
+            .map_err(|e| {
+                let peer = snow_crypto::tls_words::Peer { name: "the server", trusted: "the CA in your key store" };
+                ClientError::Tls(snow_crypto::tls_words::handshake_failure(&e, &peer))
+            })?;
         let mut f = Framed::new(tls, Limits::default());
         let (_, features) = initiator::open(&mut f, &header, NS_CLIENT, t).await?;
         let (mechanism, initial) = match login {

@@ -17,6 +17,7 @@ pub mod pem;
 pub mod pkcs12;
 pub mod pkcs8_file;
 pub mod rsa_key;
+pub mod tls_words;
 
 pub use cert::CertInfo;
 pub use error::CryptoError;

@@ -88,7 +88,10 @@ fn words(e: &webpki::Error) -> String {
         | webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
             "the certificate uses an unsupported signature algorithm".into()
         }
-        other => format!("{other:?}"),
+        other => {
+            tracing::debug!(error = ?other, "certificate refused");
+            "the certificate cannot be verified".into()
+        }
     }
 }
 

@@ -122,6 +122,17 @@ async fn revoked_and_foreign_certificates_are_refused() {
         }
         other => panic!("a foreign certificate got {:?}", other.map(|c| c.jid().to_owned())),
     }
+    // A client whose key store trusts another CA: the refused server
+    // certificate in words, not rustls' debug name.
+    let mut opts = site.options(&server, false);
+    opts.ca_der = other.ca.cert_der().to_vec();
+    match snow_client::Client::connect(&opts, &foreign).await {
+        Err(ClientError::Tls(text)) => {
+            assert!(text.contains("the server's certificate was not issued by the CA in your key store"), "{text}");
+            assert!(!text.contains("UnknownIssuer") && !text.contains("BadSignature"), "{text}");
+        }
+        other => panic!("a server of another CA was accepted: {:?}", other.map(|c| c.jid().to_owned())),
+    }
     server.shutdown(T).await;
 }
 

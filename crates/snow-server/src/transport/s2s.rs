@@ -319,49 +319,13 @@ async fn connect(cx: &Outgoing, local: &str, domain: &str) -> Result<Link, Strin
     Ok(f)
 }
 
-/// A failed TLS handshake in words, for the log and the bounce: rustls
-/// names certificate problems by their debug names ("invalid peer
-/// certificate: Revoked", "received fatal alert: UnknownCA").
+/// A failed TLS handshake in words, for the log and the bounce.
 fn tls_words(e: &std::io::Error) -> String {
-    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
-    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) else {
-        return format!("TLS handshake failed: {e}");
+    let peer = snow_crypto::tls_words::Peer {
+        name: "the remote server",
+        trusted: "a CA this server trusts ([s2s] trusted_cas)",
     };
-    match tls {
-        E::InvalidCertificate(c) => {
-            let what = match c {
-                C::Revoked => "has been revoked",
-                C::Expired | C::ExpiredContext { .. } => "has expired",
-                C::NotValidYet | C::NotValidYetContext { .. } => "is not valid yet",
-                C::UnknownIssuer => "was not issued by a CA this server trusts ([s2s] trusted_cas)",
-                C::BadSignature => "does not verify against the trusted CA (another CA of the same name?)",
-                C::NotValidForName | C::NotValidForNameContext { .. } => "does not name its domain",
-                C::BadEncoding => "is not well-formed",
-                C::InvalidPurpose | C::InvalidPurposeContext { .. } => "is not for a server (extended key usage)",
-                C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => {
-                    "could not be checked: the CRL has expired"
-                }
-                _ => "was refused",
-            };
-            format!("the remote server's certificate {what}")
-        }
-        E::AlertReceived(alert) => {
-            let what = match alert {
-                A::CertificateRevoked => "says our certificate has been revoked",
-                A::CertificateExpired => "says our certificate has expired",
-                A::UnknownCA => "does not trust our CA",
-                A::BadCertificate | A::UnsupportedCertificate | A::CertificateUnknown | A::AccessDenied => {
-                    "refused our certificate"
-                }
-                A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity => {
-                    "has no TLS version or cipher suite in common with us"
-                }
-                _ => "ended the TLS handshake with an alert",
-            };
-            format!("the remote server {what}")
-        }
-        other => format!("TLS handshake failed: {other}"),
-    }
+    snow_crypto::tls_words::handshake_failure(e, &peer)
 }
 
 /// What incoming links need.
