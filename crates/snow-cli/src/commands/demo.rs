@@ -344,7 +344,8 @@ async fn run_demo(
     ));
     say(format!(
         "  {gp1} and {gp2} are users of {PO}; the CA passphrase is in {}.\n  \
-         Drop more lab files into {} and they are imported within a second.",
+         Push more lab files to {} (write NAME.csv.part, then rename it to NAME.csv: only whole files are imported);\n  \
+         they are imported within a second.",
         dir.join("ca-passphrase.txt").display(),
         lab.home.incoming().display()
     ));
