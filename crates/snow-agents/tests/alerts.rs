@@ -3,58 +3,38 @@
 //! of that analysis and area, encrypted to each subscribed GP; a restart of
 //! the agent sends nothing again; a GP's confirmation reaches the other GP.
 
-#[path = "../../snow-server/tests/support/mod.rs"]
-mod support;
+mod lab_federation;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use lab_federation::support::Site;
+use lab_federation::{import_rows, sites, start_agent, start_servers, wait_for_key};
 use snow_agents::detect::DetectionConfig;
-use snow_agents::{AgentConfig, Attach, SearchAgent, SearchSettings};
+use snow_agents::{Attach, SearchAgent};
 use snow_client::alert;
 use snow_client::Session;
 use snow_core::alert::{Alert, AlertKind};
 use snow_core::stats::{Area, Count};
 use snow_core::SiteHome;
 use snow_lab::detect::{ears, Detector};
-use snow_store::{AggRow, LabDb};
-use support::Site;
+use snow_store::LabDb;
 
 const NODE: &str = "alerts/INFA/5401";
 
 /// Weeks 2026-W01..W20 in 5401: 2 positive tests a week, then 30 in W20.
 fn import_outbreak(db_path: &std::path::Path) {
-    let mut db = LabDb::open(db_path).unwrap();
-    let mut imp = db.begin().unwrap();
+    let mut rows = Vec::new();
     let mut n = 0u32;
     for week in 1..=20u8 {
         let positives = if week == 20 { 30 } else { 2 };
         for _ in 0..positives + 3 {
+            // Sample n, patient n.
             n += 1;
-            let (sample, patient) = (format!("{n:032x}"), format!("{n:064x}"));
-            imp.add(&AggRow {
-                sample_id: &sample,
-                patient: &patient,
-                analysis: "INFA",
-                municipality: "5401",
-                year: 2026,
-                week,
-                age_group: "25-44",
-                sex: "F",
-                positive: n % (positives + 3) < positives,
-            })
-            .unwrap();
+            rows.push(("INFA", "5401", week, n, n % (positives + 3) < positives));
         }
     }
-    imp.commit("outbreak", "outbreak.csv", 0).unwrap();
-}
-
-async fn wait_for_key(c: &Session, jid: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while c.iq().lookup_keys(&[jid]).await.unwrap().first().is_none_or(|e| e.status != "valid") {
-        assert!(tokio::time::Instant::now() < deadline, "{jid} never reached the key directory");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    import_rows(db_path, "outbreak", "outbreak.csv", rows);
 }
 
 /// The next alert notification within `wait`, decrypted.
@@ -82,46 +62,30 @@ fn agent(
     let identity =
         snow_agents::load_identity(&home.agent_cert("search@lab.example"), &home.agent_key("search@lab.example"))
             .unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let agent = SearchAgent::start(
-        AgentConfig {
-            attach: Attach::Client { server, domain: "lab.example".into() },
-            ca_der: po.ca.cert_der().to_vec(),
-            identity,
-            lab_db: home.lab_db(),
-            settings: SearchSettings::default(),
-            workers: 1,
-            queue: 4,
-            detection: Some(DetectionConfig {
-                service: "po.example".into(),
-                recent_weeks: 1,
-                default: Detector::Ears(ears::Params::new(ears::Method::C1)),
-                per_analysis: HashMap::new(),
-                poll: Duration::from_millis(200),
-                said: Default::default(),
-            }),
-        },
-        stopped,
-    );
-    (agent, stop)
+    let detection = DetectionConfig {
+        service: "po.example".into(),
+        recent_weeks: 1,
+        default: Detector::Ears(ears::Params::new(ears::Method::C1)),
+        per_analysis: HashMap::new(),
+        poll: Duration::from_millis(200),
+        said: Default::default(),
+    };
+    let attach = Attach::Client { server, domain: "lab.example".into() };
+    start_agent(po, lab_home, attach, identity, 4, Some(detection))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches_the_others() {
-    let mut po = Site::with_domain("po.example");
-    po.settings.require_e2e = true;
-    let lab = po.replica("lab.example");
-    for gp in ["1111111", "3333333", "4444444"] {
+    let (mut po, lab) = sites(&[]);
+    for gp in ["3333333", "4444444"] {
         po.add_user(gp);
     }
-    po.add_user_at("2222222", "lab.example");
     let issued = po.ca.issue_agent(&"search@lab.example".parse().unwrap()).unwrap();
     let lab_home = SiteHome::new(&lab.home);
     std::fs::create_dir_all(lab_home.agents_dir()).unwrap();
     std::fs::copy(&issued.cert_path, lab_home.agent_cert("search@lab.example")).unwrap();
     std::fs::copy(&issued.key_path, lab_home.agent_key("search@lab.example")).unwrap();
-    let po_server = po.start().await;
-    let lab_server = po.start_replica(&lab.home, "lab.example", lab.s2s.clone()).await;
+    let (po_server, lab_server) = start_servers(&po, &lab).await;
 
     // Two GPs subscribe to INFA in 5401; a third subscribes to nothing.
     let (id1, id3) = (po.identity("1111111"), po.identity("3333333"));

@@ -2,63 +2,23 @@
 //! and every failure is one clear sentence with a non-zero exit and no
 //! half-written file left behind.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use support::Site;
 
 const CA_PASS: &str = "admin passphrase 1";
 const GP_PASS: &str = "gp personal pass";
 
-struct Site {
-    dir: tempfile::TempDir,
-}
-
 impl Site {
     fn new() -> Site {
-        let site = Site { dir: tempfile::tempdir().unwrap() };
+        // A 2048-bit CA keeps the tests quick.
+        let site = Site::with_config("[pki]\nca_key_bits = 2048\n");
         std::fs::write(site.path("ca.pass"), format!("{CA_PASS}\n")).unwrap();
         std::fs::write(site.path("gp.pass"), format!("{GP_PASS}\n")).unwrap();
-        // A 2048-bit CA keeps the tests quick.
-        std::fs::write(site.path("snow.toml"), "[pki]\nca_key_bits = 2048\n").unwrap();
         site
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn home(&self) -> PathBuf {
-        self.path("home")
-    }
-
-    /// Runs `snow` with no terminal and a clean secret environment.
-    fn snow(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_snow"))
-            .args(args)
-            .env("SNOW_HOME", self.home())
-            .env("SNOW_CONFIG", self.path("snow.toml"))
-            .env_remove("SNOW_CA_PASSPHRASE")
-            .env_remove("SNOW_P12_PASSWORD")
-            .env_remove("SNOW_KEY_PASSPHRASE")
-            .env_remove("SNOW_KEYSTORE")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.snow(args);
-        assert!(out.status.success(), "snow {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs a command that must fail; returns its one-line error.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.snow(args);
-        assert!(!out.status.success(), "snow {args:?} succeeded");
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert!(err.starts_with("error: "), "{err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-        err
     }
 
     fn ca_pass_arg(&self) -> String {

@@ -3,47 +3,18 @@
 //! first 20, then how many more), and one log line in words per file at
 //! the default log level.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-/// A site home and its `snow.toml` in a temporary directory.
-struct Site {
-    dir: tempfile::TempDir,
-}
+use std::path::Path;
+
+use support::Site;
 
 impl Site {
     fn new() -> Site {
-        let site = Site { dir: tempfile::tempdir().unwrap() };
         // Files written just now are taken at once by `snow lab process`.
-        std::fs::write(site.path("snow.toml"), "[lab]\nsettle_ms = 0\n").unwrap();
+        let site = Site::with_config("[lab]\nsettle_ms = 0\n");
         std::fs::create_dir_all(site.home().join("data")).unwrap();
         site
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn home(&self) -> PathBuf {
-        self.path("home")
-    }
-
-    /// Runs `snow` with the default log filter.
-    fn snow(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_snow"))
-            .args(args)
-            .env("SNOW_HOME", self.home())
-            .env("SNOW_CONFIG", self.path("snow.toml"))
-            .env_remove("SNOW_LOG")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.snow(args);
-        assert!(out.status.success(), "snow {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
     }
 }
 
