@@ -63,6 +63,19 @@ pub struct IssuedServer {
     pub not_after: OffsetDateTime,
     pub cert_path: std::path::PathBuf,
     pub key_path: std::path::PathBuf,
+    /// The serials of the same server's or agent's earlier certificates,
+    /// revoked now as superseded (the new CRL lists them).
+    pub superseded: Vec<String>,
+}
+
+/// What [`Ca::revoke_server`] and [`Ca::revoke_agent`] did.
+#[derive(Debug)]
+pub struct RevokedCerts {
+    /// The serials revoked (every certificate of that server or agent that
+    /// was not revoked yet).
+    pub serials: Vec<String>,
+    /// The new CRL (`ca/crl.pem`).
+    pub crl: std::path::PathBuf,
 }
 
 impl Ca {
@@ -138,7 +151,14 @@ impl Ca {
     /// server is the TLS client on outgoing s2s links). `components` are
     /// the domains of the server's external components (an agent such as
     /// `search.lab.example`): the server answers s2s links for them and
-    /// opens links from them, so the certificate names them too.
+    /// opens links from them, so the certificate names them too. The
+    /// server's earlier certificates (same domain) are revoked as
+    /// superseded and the CRL is rewritten: restart a running server with
+    /// the new one.
+    ///
+    /// Roles are told apart by extended key usage: only a server's
+    /// certificate has serverAuth (snow-server's `trust.rs` refuses a
+    /// server link without it, and a client login with it).
     pub fn issue_server(&mut self, domain: &Domain, components: &[Domain]) -> Result<IssuedServer, PkiError> {
         let now = OffsetDateTime::now_utc();
         let key = rsa_key::generate(PkiSettings::bits("pki.server_key_bits", self.settings.server_key_bits)?)?;
@@ -160,9 +180,43 @@ impl Ca {
         let cert_path = self.paths.server_cert(domain.as_str());
         let key_path = self.paths.server_key(domain.as_str());
         self.write_unattended(&cert_path, &key_path, &cert_der, &key)?;
-        self.db.insert_certificate(&rec)?;
+        let superseded = self.db.add_server_certificate(&rec, RevocationReason::Superseded.code())?;
+        if !superseded.is_empty() {
+            self.write_crl()?;
+            tracing::info!(%domain, serials = ?superseded, "earlier server certificates revoked as superseded");
+        }
         tracing::info!(%domain, serial = %rec.serial_hex, "server certificate issued");
-        Ok(IssuedServer { serial_hex: rec.serial_hex, not_after: ts(rec.not_after), cert_path, key_path })
+        Ok(IssuedServer { serial_hex: rec.serial_hex, not_after: ts(rec.not_after), cert_path, key_path, superseded })
+    }
+
+    /// Revokes the certificates of the server `domain` (every one not
+    /// revoked yet) and writes the new CRL. A running server at this site
+    /// reads it within a second and closes the server's links; the PO's
+    /// server pushes it to its replicas, which do the same.
+    pub fn revoke_server(&mut self, domain: &Domain, reason: RevocationReason) -> Result<RevokedCerts, PkiError> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let serials = self.db.revoke_server(domain.as_str(), reason.code(), now)?;
+        if serials.is_empty() {
+            return Err(PkiError::NothingToRevoke(format!("the server {domain}")));
+        }
+        let crl = self.write_crl()?;
+        tracing::info!(%domain, %reason, serials = ?serials, "server certificate revoked");
+        Ok(RevokedCerts { serials, crl })
+    }
+
+    /// Revokes the certificates of the agent `jid` (every one not revoked
+    /// yet), puts the revocation in the key feed (its key directory entry
+    /// becomes revoked everywhere) and writes the new CRL (an agent that
+    /// logs in with it is refused, and its live session closed).
+    pub fn revoke_agent(&mut self, jid: &AgentJid, reason: RevocationReason) -> Result<RevokedCerts, PkiError> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let serials = self.db.revoke_agent(&jid.to_string(), reason.code(), now)?;
+        if serials.is_empty() {
+            return Err(PkiError::NothingToRevoke(format!("the agent {jid}")));
+        }
+        let crl = self.write_crl()?;
+        tracing::info!(%jid, %reason, serials = ?serials, "agent certificate revoked");
+        Ok(RevokedCerts { serials, crl })
     }
 
     /// Issues the certificate of an agent (the lab's search agent, …): an
@@ -190,11 +244,11 @@ impl Ca {
         let rec = record(&cert_der, CertKind::Agent, &jid.to_string(), Some(jid.to_string()), now)?;
         let cert_path = self.paths.agent_cert(&jid.to_string());
         let key_path = self.paths.agent_key(&jid.to_string());
-        self.db.add_agent_certificate(&rec, RevocationReason::Superseded.code())?;
+        let superseded = self.db.add_agent_certificate(&rec, RevocationReason::Superseded.code())?;
         self.write_unattended(&cert_path, &key_path, &cert_der, &key)?;
         self.write_crl()?;
         tracing::info!(%jid, serial = %rec.serial_hex, "agent certificate issued");
-        Ok(IssuedServer { serial_hex: rec.serial_hex, not_after: ts(rec.not_after), cert_path, key_path })
+        Ok(IssuedServer { serial_hex: rec.serial_hex, not_after: ts(rec.not_after), cert_path, key_path, superseded })
     }
 
     /// Creates a user: key, certificate (subject CN = HPNR, SAN xmppAddr
@@ -331,6 +385,29 @@ impl Ca {
     /// and writes it as PEM to `ca/crl.pem`. Returns the path.
     pub fn write_crl(&mut self) -> Result<std::path::PathBuf, PkiError> {
         let now = OffsetDateTime::now_utc();
+        let next = now + Duration::days(self.settings.crl_validity_days.into());
+        let crl = self.sign_crl(now - Duration::minutes(5), next)?;
+        let path = self.paths.crl();
+        files::write(&path, crl.pem()?.as_bytes(), Mode::Public).map_err(PkiError::io("write", &path))?;
+        Ok(path)
+    }
+
+    /// A CRL (DER) of every revocation so far, with the next CRL number and
+    /// the given thisUpdate and nextUpdate, written nowhere: to check how
+    /// servers treat a CRL that is out of date.
+    pub fn signed_crl(
+        &mut self,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<Vec<u8>, PkiError> {
+        Ok(self.sign_crl(this_update, next_update)?.der().to_vec())
+    }
+
+    fn sign_crl(
+        &mut self,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<rcgen::CertificateRevocationList, PkiError> {
         let revoked = self
             .db
             .revocations()?
@@ -346,18 +423,16 @@ impl Ca {
             .collect::<Result<Vec<_>, PkiError>>()?;
         let number = self.db.next_crl_number()?;
         let params = CertificateRevocationListParams {
-            this_update: now - Duration::minutes(5),
-            next_update: now + Duration::days(self.settings.crl_validity_days.into()),
+            this_update,
+            next_update,
             crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
             issuing_distribution_point: None,
             revoked_certs: revoked,
             key_identifier_method: KeyIdMethod::Sha256,
         };
         let crl = params.signed_by(&self.issuer()?)?;
-        let path = self.paths.crl();
-        files::write(&path, crl.pem()?.as_bytes(), Mode::Public).map_err(PkiError::io("write", &path))?;
-        tracing::info!(crl_number = number, "CRL published");
-        Ok(path)
+        tracing::info!(crl_number = number, "CRL signed");
+        Ok(crl)
     }
 
     /// Writes the files of something that starts unattended (a server, an

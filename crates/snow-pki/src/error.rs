@@ -22,6 +22,8 @@ pub enum PkiError {
     Setting(String),
     #[error("could not {action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{0} has no valid certificate to revoke (revoked already, or never issued)")]
+    NothingToRevoke(String),
     #[error("certificate generation failed: {0}")]
     Cert(#[from] rcgen::Error),
 }

@@ -1,5 +1,5 @@
 //! The site's certificate authority (docs/architecture.md §1, §6): it lives at the PO
-//! server, issues user and server certificates, revokes them and signs the
+//! server, issues user, server and agent certificates, revokes them and signs the
 //! CRL, and delivers new users' keys through the outbox.
 
 pub mod ca;
@@ -8,7 +8,7 @@ pub mod outbox;
 pub mod reason;
 pub mod settings;
 
-pub use ca::{ca_certificate, list_users, Ca, IssuedServer, IssuedUser, Revoked};
+pub use ca::{ca_certificate, list_users, Ca, IssuedServer, IssuedUser, Revoked, RevokedCerts};
 pub use error::PkiError;
 pub use outbox::Withdrawn;
 pub use reason::RevocationReason;

@@ -1,5 +1,5 @@
 //! The server's sections of `snow.toml` — `[server]`, `[s2s]`,
-//! `[[components]]` and `[msgauth]` — and the resolved configuration
+//! `[[components]]`, `[msgauth]` and `[pubsub]` — and the resolved configuration
 //! (docs/architecture.md §6).
 
 use std::path::{Path, PathBuf};
@@ -88,6 +88,10 @@ pub struct S2sSettings {
     /// CA certificates (PEM files) whose servers are trusted as peers.
     /// Empty: only servers of this site's own CA.
     pub trusted_cas: Vec<PathBuf>,
+    /// The CRLs (PEM files) of the CAs in `trusted_cas` other than this
+    /// site's: a peer certificate of a CA without a current CRL here has
+    /// unknown revocation status and is refused.
+    pub trusted_crls: Vec<PathBuf>,
     /// Seconds to establish a link before queued stanzas are bounced.
     pub connect_timeout_secs: u64,
     /// Stanzas that may wait for one remote domain.
@@ -101,6 +105,25 @@ pub struct S2sSettings {
     pub master: Option<String>,
     /// Milliseconds between checks of the CA database for new changes.
     pub replication_interval_ms: u64,
+    /// Other domains this server federates with, besides `master` and
+    /// `replicas` (a listed domain covers its subdomains). Stanzas for any
+    /// other domain are refused with `remote-server-not-found` and no
+    /// connection is attempted; a route in `routes` does not list a domain.
+    pub federate_with: Vec<String>,
+    /// Outgoing links being connected at once; more wait their turn.
+    pub max_outbound_attempts: usize,
+}
+
+impl S2sSettings {
+    /// The domains this server federates with: `master`, `replicas` and
+    /// `federate_with`.
+    pub fn federation(&self) -> Vec<String> {
+        let mut all: Vec<String> =
+            self.master.iter().chain(&self.replicas).chain(&self.federate_with).cloned().collect();
+        all.sort();
+        all.dedup();
+        all
+    }
 }
 
 impl Default for S2sSettings {
@@ -109,12 +132,15 @@ impl Default for S2sSettings {
             bind: "127.0.0.1:5269".into(),
             routes: Default::default(),
             trusted_cas: Vec::new(),
+            trusted_crls: Vec::new(),
             connect_timeout_secs: 10,
             queue: 1000,
             idle_timeout_secs: 600,
             replicas: Vec::new(),
             master: None,
             replication_interval_ms: 1000,
+            federate_with: Vec::new(),
+            max_outbound_attempts: 8,
         }
     }
 }
@@ -158,6 +184,127 @@ impl Default for MsgAuthSettings {
     }
 }
 
+/// The analysis codes with alert nodes when `[pubsub] analyses` is not set
+/// and nothing else filled it in (`snow serve` uses `[lab] analyses`,
+/// whose default this is).
+pub const DEFAULT_ALERT_ANALYSES: &[&str] = &["INFA", "INFB", "RSV", "SARS2", "MPV", "MYCPN"];
+
+/// The `[pubsub]` section: which alert nodes exist, who publishes what on
+/// them, and the caps (docs/architecture.md §3, §6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PubsubSettings {
+    /// Analysis codes that have alert nodes (`alerts/ANALYSIS/AREA`).
+    /// Unset: `[lab] analyses` (by `snow serve`), else
+    /// [`DEFAULT_ALERT_ANALYSES`].
+    pub analyses: Option<Vec<String>>,
+    /// Area codes that have alert nodes: counties (`54`) and
+    /// municipalities (`5401`; a listed municipality brings its county).
+    /// `all` always has one. Empty: every well-formed code.
+    pub areas: Vec<String>,
+    /// The detection agents that publish outbreak signals, each with the
+    /// analyses it may signal (empty: every analysis):
+    /// `"search@lab.example" = ["INFA"]`. Unset: `search@R` for every
+    /// `[s2s] replicas` R, for every analysis. Nobody else publishes
+    /// signals, and these agents publish nothing else.
+    pub signal_publishers: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Bare JIDs that own every alert node: they may change anyone's
+    /// subscription (pubsub#owner). Empty: subscriptions change only by
+    /// their subscriber.
+    pub owners: Vec<String>,
+    /// Items a node keeps in all; the oldest expire.
+    pub max_items_per_node: u32,
+    /// Items one publisher keeps on one node; its own oldest expire, so a
+    /// flood never pushes out another publisher's items.
+    pub max_items_per_publisher: u32,
+    /// Publications a GP may make in a burst (then `publish_per_hour`).
+    pub publish_burst: u32,
+    /// Publications per hour a GP may make, sustained.
+    pub publish_per_hour: u32,
+    /// The same two for a signal publisher (an import may raise many).
+    pub signal_publish_burst: u32,
+    pub signal_publish_per_hour: u32,
+}
+
+impl Default for PubsubSettings {
+    fn default() -> Self {
+        PubsubSettings {
+            analyses: None,
+            areas: Vec::new(),
+            signal_publishers: None,
+            owners: Vec::new(),
+            max_items_per_node: 1000,
+            max_items_per_publisher: 100,
+            publish_burst: 10,
+            publish_per_hour: 60,
+            signal_publish_burst: 500,
+            signal_publish_per_hour: 5000,
+        }
+    }
+}
+
+impl PubsubSettings {
+    /// The analyses with alert nodes.
+    pub fn node_analyses(&self) -> Vec<String> {
+        match &self.analyses {
+            Some(a) => a.clone(),
+            None => DEFAULT_ALERT_ANALYSES.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    /// Each signal publisher (a bare JID) and the analyses it may signal:
+    /// the configured ones, or `search@R` for every replica R.
+    pub fn signal_publishers(&self, replicas: &[String]) -> Vec<(String, Vec<String>)> {
+        let every = self.node_analyses();
+        let of = |list: &Vec<String>| if list.is_empty() { every.clone() } else { list.clone() };
+        match &self.signal_publishers {
+            Some(map) => map.iter().map(|(jid, list)| (jid.clone(), of(list))).collect(),
+            None => replicas.iter().map(|r| (format!("search@{r}"), every.clone())).collect(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ServerError> {
+        let bad = |m: String| Err(ServerError::Config(m));
+        let analyses = self.node_analyses();
+        for a in &analyses {
+            if snow_core::stats::check_analysis(a).is_err() {
+                return bad(format!("pubsub.analyses: {a:?} is not an analysis code (1 to 16 of A-Z 0-9)"));
+            }
+        }
+        for a in &self.areas {
+            if !(a.len() == 2 || a.len() == 4) || !a.bytes().all(|b| b.is_ascii_digit()) {
+                return bad(format!("pubsub.areas: {a:?} is not a county (2 digits) or municipality (4 digits)"));
+            }
+        }
+        let is_bare = |j: &str| {
+            j.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !l.contains('/') && d.parse::<Domain>().is_ok())
+                || j.parse::<Domain>().is_ok()
+        };
+        for (jid, list) in self.signal_publishers.iter().flatten() {
+            if !is_bare(jid) {
+                return bad(format!("pubsub.signal_publishers: {jid:?} is not a bare JID"));
+            }
+            if let Some(a) = list.iter().find(|a| !analyses.contains(a)) {
+                return bad(format!("pubsub.signal_publishers: {jid}: {a:?} is not one of the alert analyses"));
+            }
+        }
+        if let Some(o) = self.owners.iter().find(|o| !is_bare(o)) {
+            return bad(format!("pubsub.owners: {o:?} is not a bare JID"));
+        }
+        if self.max_items_per_publisher == 0 || self.max_items_per_node < self.max_items_per_publisher {
+            return bad("pubsub.max_items_per_publisher must be positive and at most max_items_per_node".into());
+        }
+        if self.publish_burst == 0
+            || self.publish_per_hour == 0
+            || self.signal_publish_burst == 0
+            || self.signal_publish_per_hour == 0
+        {
+            return bad("pubsub: the publish bursts and rates must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 /// The settings plus where the site's files are, resolved and checked.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -176,6 +323,7 @@ pub struct ServerConfig {
     pub home: PathBuf,
     pub components: Vec<ComponentSettings>,
     pub msgauth: MsgAuthSettings,
+    pub pubsub: PubsubSettings,
 }
 
 impl ServerConfig {
@@ -195,6 +343,7 @@ impl ServerConfig {
             home: home.home().to_owned(),
             components: Vec::new(),
             msgauth: MsgAuthSettings::default(),
+            pubsub: PubsubSettings::default(),
         }
     }
 
@@ -244,8 +393,12 @@ impl ServerConfig {
                 return bad(&format!("components: {}: source must be 1 to 64 of A-Z a-z 0-9 . _ @ -", c.domain));
             }
         }
-        if self.s2s.queue == 0 || self.s2s.connect_timeout_secs == 0 {
-            return bad("s2s.queue and s2s.connect_timeout_secs must be positive");
+        self.pubsub.validate()?;
+        if self.s2s.queue == 0 || self.s2s.connect_timeout_secs == 0 || self.s2s.max_outbound_attempts == 0 {
+            return bad("s2s.queue, s2s.connect_timeout_secs and s2s.max_outbound_attempts must be positive");
+        }
+        if let Some(d) = self.s2s.federate_with.iter().find(|d| d.parse::<Domain>().is_err()) {
+            return bad(&format!("s2s.federate_with: {d:?} is not a domain"));
         }
         for (domain, addr) in &self.s2s.routes {
             if domain.parse::<Domain>().is_err()

@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::db::Db;
 use crate::limits::{ConnectionLimits, ConnectionSlot};
-use crate::routing::{ComponentTable, Outbound, Router};
+use crate::routing::{ComponentTable, Federation, Outbound, Policy, Router};
 use crate::services::{self, Registry, Service};
 use crate::transport::c2s::{self, C2s};
 use crate::transport::component::{self, ComponentPort, Components};
@@ -46,7 +46,8 @@ impl Server {
     /// Loads certificates, opens the database and starts listening.
     pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         config.validate()?;
-        let trust = Arc::new(TrustStore::load(&config.ca_cert, &config.crl, &config.s2s.trusted_cas)?);
+        let (cas, crls) = (&config.s2s.trusted_cas, &config.s2s.trusted_crls);
+        let trust = Arc::new(TrustStore::load(&config.ca_cert, &config.crl, cas, crls)?);
         let acceptor = TlsAcceptor::from(tls::server_config(&config)?);
         let connector = tokio_rustls::TlsConnector::from(tls::client_config(&config, trust.peer_cas())?);
         let db = open_database(&config)?;
@@ -72,11 +73,21 @@ impl Server {
         };
         let (registry, directory) = registry(&config, &db, &trust);
         let listing = registry.listing();
-        let links =
-            Links::new(connector, config.s2s.clone(), config.limits(), config.negotiation_timeout(), shutdown.clone());
+        let links = Links::new(
+            connector,
+            Arc::clone(&trust),
+            config.s2s.clone(),
+            config.limits(),
+            config.negotiation_timeout(),
+            shutdown.clone(),
+        );
+        let federation = Federation::new(config.s2s.federation(), config.s2s.max_outbound_attempts);
+        for d in config.s2s.routes.keys().filter(|d| !federation.allows(d)) {
+            tracing::warn!(domain = %d, "[s2s.routes] names a domain outside the federation ([s2s] master, replicas, federate_with): no link to it");
+        }
         let router = Arc::new(Router::new(
             domain.clone(),
-            settings.require_e2e,
+            Policy { require_e2e: settings.require_e2e, federation },
             ComponentTable::new(components.domains()),
             Arc::new(links),
             Arc::new(registry),
@@ -122,6 +133,7 @@ impl Server {
             trust: Arc::clone(&trust),
             router: Arc::clone(&router),
             idle: Duration::from_secs(config.s2s.idle_timeout_secs.max(1) * 2),
+            master: config.s2s.master.clone(),
         });
         let s2s_addr = listen(
             s2s_listener,
@@ -141,6 +153,7 @@ impl Server {
             Box::new(move |tcp, peer, slot| Box::pin(component::run(Arc::clone(&port), tcp, peer, slot))),
         )?;
         listeners.push(tokio::spawn(directory.replicate(Arc::clone(&router), shutdown.clone())));
+        listeners.push(tokio::spawn(Arc::clone(&trust).watch(shutdown.clone())));
         let or_off = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
         tracing::info!(
             "server {domain} listening: c2s {c2s_addr}, direct TLS {}, s2s {}",
@@ -201,7 +214,7 @@ fn registry(config: &ServerConfig, db: &Db, trust: &Arc<TrustStore>) -> (Registr
         Arc::new(services::Presence { db: db.clone() }),
         Arc::new(services::Roster { db: db.clone() }),
         Arc::new(services::Offline::new(db.clone(), config.domain.to_string())),
-        Arc::new(services::Pubsub { db: db.clone() }),
+        Arc::new(services::Pubsub::new(db.clone(), &config.pubsub, &config.s2s.replicas)),
         Arc::clone(&directory) as Arc<dyn Service>,
     ]);
     (registry, directory)
@@ -263,8 +276,21 @@ async fn accept_loop(
 
 impl ServerHandle {
     /// Re-reads the CRL: revoked certificates can no longer log in.
+    /// Sessions and links whose certificate it revokes are closed.
     pub fn reload_crl(&self) -> Result<(), ServerError> {
-        self.trust.reload_crl()
+        self.trust.reload_crl().map(|_| ())
+    }
+
+    /// The revocation status this server works with (unknown: every login
+    /// and server link is refused).
+    pub fn revocation_status(&self) -> crate::trust::RevocationStatus {
+        self.trust.status()
+    }
+
+    /// Refused CRLs and key pushes, sessions and links closed on
+    /// revocation, … since start.
+    pub fn trust_stats(&self) -> crate::trust::TrustStats {
+        self.trust.stats()
     }
 
     pub fn open_connections(&self) -> usize {

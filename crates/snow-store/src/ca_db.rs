@@ -336,7 +336,8 @@ impl CaDb {
     /// agent has one valid certificate at a time: an earlier one that is
     /// not revoked is revoked with `reason` (superseded), in the same
     /// transaction.
-    pub fn add_agent_certificate(&mut self, cert: &CertRecord, reason: u8) -> Result<(), StoreError> {
+    /// Returns the serials it revoked.
+    pub fn add_agent_certificate(&mut self, cert: &CertRecord, reason: u8) -> Result<Vec<String>, StoreError> {
         let jid = cert.jid.as_deref().ok_or_else(|| StoreError::Invalid("an agent certificate needs a JID".into()))?;
         let tx = self.conn.transaction()?;
         let is_user = tx.query_row("SELECT 1 FROM users WHERE jid = ?1", [jid], |_| Ok(())).optional()?.is_some();
@@ -347,7 +348,7 @@ impl CaDb {
             .prepare("SELECT serial FROM certificates WHERE kind = 'agent' AND jid = ?1 AND revoked_at IS NULL")?
             .query_map([jid], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        for serial in old {
+        for serial in &old {
             tx.execute(
                 "UPDATE certificates SET revoked_at = ?1, revocation_reason = ?2 WHERE serial = ?3",
                 params![cert.issued_at, reason, serial],
@@ -364,7 +365,39 @@ impl CaDb {
             params![jid, cert.serial_hex, cert.der, cert.issued_at],
         )?;
         tx.commit()?;
-        Ok(())
+        Ok(old)
+    }
+
+    /// Records a server's new certificate. A server has one valid
+    /// certificate at a time: earlier ones for the same domain that are
+    /// not revoked are revoked with `reason` (superseded), in the same
+    /// transaction. Returns their serials.
+    pub fn add_server_certificate(&mut self, cert: &CertRecord, reason: u8) -> Result<Vec<String>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let old = revoke_valid(&tx, "server", "name", &cert.name, reason, cert.issued_at, false)?;
+        insert_cert(&tx, cert)?;
+        tx.commit()?;
+        Ok(old)
+    }
+
+    /// Revokes every certificate of the server `domain` that is not revoked
+    /// yet, with `reason`, at `at`; returns their serials (none: nothing
+    /// to revoke).
+    pub fn revoke_server(&mut self, domain: &str, reason: u8, at: i64) -> Result<Vec<String>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let revoked = revoke_valid(&tx, "server", "name", domain, reason, at, false)?;
+        tx.commit()?;
+        Ok(revoked)
+    }
+
+    /// Revokes every certificate of the agent `jid` that is not revoked yet,
+    /// with `reason`, at `at`, and puts the revocations in the key feed;
+    /// returns their serials (none: nothing to revoke).
+    pub fn revoke_agent(&mut self, jid: &str, reason: u8, at: i64) -> Result<Vec<String>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let revoked = revoke_valid(&tx, "agent", "jid", jid, reason, at, true)?;
+        tx.commit()?;
+        Ok(revoked)
     }
 
     /// Every revoked certificate, oldest revocation first.
@@ -382,6 +415,41 @@ impl CaDb {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Revokes the certificates of `kind` whose `column` (name or jid) is
+/// `key` and that are not revoked yet; with `feed`, each revocation enters
+/// the key feed under the certificate's JID. Returns their serials.
+fn revoke_valid(
+    tx: &rusqlite::Transaction<'_>,
+    kind: &str,
+    column: &str,
+    key: &str,
+    reason: u8,
+    at: i64,
+    feed: bool,
+) -> Result<Vec<String>, StoreError> {
+    let column = if column == "jid" { "jid" } else { "name" };
+    let serials: Vec<String> = tx
+        .prepare(&format!(
+            "SELECT serial FROM certificates WHERE kind = ?1 AND {column} = ?2 AND revoked_at IS NULL ORDER BY serial"
+        ))?
+        .query_map(params![kind, key], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for serial in &serials {
+        tx.execute(
+            "UPDATE certificates SET revoked_at = ?1, revocation_reason = ?2 WHERE serial = ?3",
+            params![at, reason, serial],
+        )?;
+        if feed {
+            tx.execute(
+                "INSERT INTO key_changes (jid, status, serial, der, at)
+                 SELECT jid, 'revoked', serial, der, ?2 FROM certificates WHERE serial = ?1 AND jid IS NOT NULL",
+                params![serial, at],
+            )?;
+        }
+    }
+    Ok(serials)
 }
 
 fn insert_cert(conn: &Connection, c: &CertRecord) -> Result<(), StoreError> {
@@ -463,5 +531,34 @@ mod tests {
         assert_eq!(got, [("0c", "valid"), ("0c", "revoked"), ("0d", "valid")]);
         assert!(db.add_agent_certificate(&cert("0e", CertKind::Agent, "1234567"), 4).is_err());
         assert_eq!(db.users().unwrap().len(), 1, "the rebuilt certificates table still joins users");
+    }
+
+    #[test]
+    fn servers_are_superseded_and_servers_and_agents_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = CaDb::open(&dir.path().join("ca.db")).unwrap();
+        let server = |serial: &str, domain: &str| CertRecord {
+            jid: Some(domain.into()),
+            ..cert(serial, CertKind::Server, domain)
+        };
+        assert!(db.add_server_certificate(&server("01", "lab.example"), 4).unwrap().is_empty());
+        assert!(db.add_server_certificate(&server("02", "other.example"), 4).unwrap().is_empty());
+        // A new certificate for lab.example supersedes the first only.
+        assert_eq!(db.add_server_certificate(&server("03", "lab.example"), 4).unwrap(), ["01"]);
+        let revoked =
+            |db: &CaDb| db.revocations().unwrap().into_iter().map(|r| (r.serial_hex, r.reason)).collect::<Vec<_>>();
+        assert_eq!(revoked(&db), [("01".to_owned(), 4)]);
+        assert_eq!(db.revoke_server("lab.example", 1, 60).unwrap(), ["03"]);
+        assert!(db.revoke_server("lab.example", 1, 61).unwrap().is_empty(), "nothing left to revoke");
+        assert!(db.revoke_server("nowhere.example", 1, 61).unwrap().is_empty());
+        // Servers are not in the key feed; agents are.
+        assert_eq!(db.last_key_change().unwrap(), 0);
+        db.add_agent_certificate(&cert("04", CertKind::Agent, "search"), 4).unwrap();
+        assert_eq!(db.revoke_agent("search@po.example", 9, 70).unwrap(), ["04"]);
+        assert!(db.revoke_agent("search@po.example", 9, 71).unwrap().is_empty());
+        let feed: Vec<_> =
+            db.key_changes_since(0, 10).unwrap().into_iter().map(|c| (c.serial_hex, c.status.as_str())).collect();
+        assert_eq!(feed, [("04".to_owned(), "valid"), ("04".to_owned(), "revoked")]);
+        assert_eq!(revoked(&db).len(), 3);
     }
 }

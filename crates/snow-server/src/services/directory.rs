@@ -8,8 +8,12 @@
 //! <iq type='get'><query xmlns='urn:snow:keys:1'><item jid='9144889@po.example'/></query></iq>
 //! <iq type='result'><query xmlns='urn:snow:keys:1'>
 //!   <item jid='9144889@po.example' status='valid|revoked|unknown' serial='hex'>
-//!     <certificate>base64 DER</certificate></item></query></iq>
+//!     <certificate>base64 DER</certificate></item>
+//!   <crl>base64 DER</crl></query></iq>
 //! ```
+//!
+//! `<crl>` is this server's current CRL, when it has one: the client
+//! checks each certificate against it and its CA before it encrypts.
 //!
 //! Push (PO → replica, over s2s), acknowledged by an IQ result:
 //!
@@ -23,6 +27,19 @@
 //! Each change has the sequence number of the PO's feed; a replica applies
 //! only changes beyond its position, so a push may repeat after a lost
 //! acknowledgement and a replica that was offline catches up in order.
+//! The id is `keys-DOMAIN-SEQ-CRL`: the last change it carries (or the
+//! replica's position) and the CRL number of the CRL it carries (0: none).
+//! A new CRL alone (a server or agent revoked, `snow ca crl`) is pushed
+//! too, without changes.
+//!
+//! A replica takes a push only from its `[s2s] master`, over an
+//! authenticated s2s link (`Origin::Remote`), and only whole: every
+//! certificate must be issued by the site CA, be a user's or an agent's,
+//! and name exactly the entry's JID with the entry's serial; the CRL must
+//! pass `TrustStore::install_crl` (signed by the site CA, its issuer, a
+//! greater CRL number, current). Anything else refuses the whole push
+//! (nothing applied), logged with the count of refusals so far
+//! (`TrustStats::pushes_refused`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,7 +55,7 @@ use tokio::sync::watch;
 use super::{Access, Cx, Event, Handled, IqRequest, IqRoute, Service};
 use crate::db::Db;
 use crate::routing::{BoxFuture, Origin, Router};
-use crate::trust::TrustStore;
+use crate::trust::{Count, CrlChange, TrustStore};
 
 pub const NS_KEYS: &str = "urn:snow:keys:1";
 /// Most JIDs in one lookup, most changes in one push.
@@ -74,9 +91,33 @@ pub(crate) struct Directory {
     pub replicas: Vec<String>,
     /// How often the CA database is checked for new changes.
     pub interval: Duration,
-    /// Pushes in flight, by peer: (acknowledges up to, last sent at, times
-    /// sent without an acknowledgement).
-    in_flight: Mutex<HashMap<String, (i64, Instant, u32)>>,
+    /// Pushes in flight, by peer.
+    in_flight: Mutex<HashMap<String, InFlight>>,
+}
+
+/// A push not acknowledged yet.
+struct InFlight {
+    /// The CRL number it carries.
+    crl: i64,
+    /// Last sent at, and how many times without an acknowledgement.
+    at: Instant,
+    attempts: u32,
+}
+
+/// Where a replica's acknowledged CRL number is kept: a replication
+/// cursor of its own (a domain has no ':').
+fn crl_cursor(peer: &str) -> ReplicationCursor {
+    ReplicationCursor::AckedBy(format!("crl:{peer}"))
+}
+
+/// A CRL number as a replication position (our CA counts from 1; a larger
+/// number than fits counts as the largest).
+fn crl_position(n: &x509_parser::num_bigint::BigUint) -> i64 {
+    match n.to_u64_digits().as_slice() {
+        [] => 0,
+        [one] => i64::try_from(*one).unwrap_or(i64::MAX),
+        _ => i64::MAX,
+    }
 }
 
 impl Service for Directory {
@@ -111,6 +152,22 @@ impl Service for Directory {
                         _ => Handled::Ignored,
                     }
                 }
+                Event::IqReply { origin: Origin::Remote(domain), stanza }
+                    if stanza.attr("id").is_some_and(|id| id.starts_with(&format!("keys-{domain}-"))) =>
+                {
+                    // The replica refused a push: it is sent again later;
+                    // the administrator learns why.
+                    let error = stanza.children().find(|c| c.name() == "error");
+                    let condition = error.and_then(|e| e.children().find(|c| c.name() != "text")).map(|c| c.name());
+                    let text = error.and_then(|e| e.children().find(|c| c.name() == "text")).map(|t| t.text());
+                    tracing::warn!(
+                        replica = %domain,
+                        condition = condition.unwrap_or("?"),
+                        text = text.as_deref().unwrap_or(""),
+                        "the replica refused a key directory push"
+                    );
+                    Handled::Done
+                }
                 _ => Handled::Ignored,
             }
         })
@@ -137,20 +194,30 @@ impl Directory {
         if jids.is_empty() || jids.len() > MAX_LOOKUP {
             return error_reply(iq, Condition::BadRequest, Some("ask for 1 to 50 JIDs"));
         }
+        // The CRL goes with the answer: clients check revocation
+        // themselves against their CA (issue 17 item 6). Read on the
+        // blocking pool with the entries.
+        let crl_path = self.crl.clone();
         let found = self
             .db
-            .call(move |db| jids.iter().map(|j| Ok((j.clone(), db.directory_entry(j)?))).collect::<Result<Vec<_>, _>>())
+            .call(move |db| {
+                let found = jids.iter().map(|j| Ok((j.clone(), db.directory_entry(j)?))).collect::<Result<Vec<_>, _>>();
+                found.map(|f| (f, crl_der(&crl_path)))
+            })
             .await;
-        let Ok(found) = found else { return error_reply(iq, Condition::InternalServerError, None) };
+        let Ok((found, crl)) = found else { return error_reply(iq, Condition::InternalServerError, None) };
         let mut q = Element::new(NS_KEYS, "query");
         for (jid, entry) in found {
             let mut item = Element::new(NS_KEYS, "item").with_attr("jid", jid);
             match entry {
                 Some(e) => {
-                    item.set_attr("status", e.status.as_str());
+                    // The CRL in force has the last word: a certificate it
+                    // revokes is revoked, whatever the feed said so far.
+                    let revoked = e.status.is_valid() && self.trust.site_revokes_serial_hex(&e.serial_hex);
+                    item.set_attr("status", if revoked { "revoked" } else { e.status.as_str() });
                     item.set_attr("serial", e.serial_hex.clone());
                     // A revoked certificate is reported, not served.
-                    if e.status.is_valid() {
+                    if e.status.is_valid() && !revoked {
                         item.push_child(Element::new(NS_KEYS, "certificate").with_text(b64().encode(&e.der)));
                     }
                 }
@@ -158,13 +225,26 @@ impl Directory {
             }
             q.push_child(item);
         }
+        if let Some(der) = crl {
+            q.push_child(Element::new(NS_KEYS, "crl").with_text(b64().encode(der)));
+        }
         iq_result(iq, Some(q))
     }
 
-    /// Replica side: applies a push from the master.
+    /// Replica side: applies a push from the master, whole or not at all.
     async fn apply_push(&self, from_domain: &str, iq: &Element, update: &Element) -> Element {
         if self.master.as_deref() != Some(from_domain) {
-            return error_reply(iq, Condition::Forbidden, Some("this server does not replicate keys from you"));
+            let why = format!(
+                "{from_domain} is not this server's master ([s2s] master = {})",
+                self.master.as_deref().unwrap_or("none")
+            );
+            return self.refuse(
+                iq,
+                from_domain,
+                Condition::Forbidden,
+                "this server does not replicate keys from you",
+                &why,
+            );
         }
         let mut changes = Vec::new();
         for item in update.children().filter(|c| c.name() == "item") {
@@ -179,34 +259,46 @@ impl Directory {
             })();
             match parsed {
                 Some(c) => changes.push(c),
-                None => return error_reply(iq, Condition::BadRequest, Some("malformed key change")),
+                None => {
+                    return self.refuse(
+                        iq,
+                        from_domain,
+                        Condition::BadRequest,
+                        "malformed key change",
+                        "a malformed item",
+                    )
+                }
             }
             if changes.len() > MAX_PUSH {
-                return error_reply(iq, Condition::BadRequest, Some("too many key changes in one push"));
+                let text = "too many key changes in one push";
+                return self.refuse(iq, from_domain, Condition::BadRequest, text, text);
+            }
+        }
+        // Every certificate is checked against the CA before anything is applied.
+        for c in &changes {
+            if let Err(why) = self.trust.check_directory_certificate(&c.der, &c.jid, &c.serial_hex) {
+                let why = format!("the certificate for {} (change {}): {why}", c.jid, c.seq);
+                return self.refuse(iq, from_domain, Condition::NotAcceptable, &why, &why);
             }
         }
         changes.sort_by_key(|c| c.seq);
         let crl = match update.child(NS_KEYS, "crl").map(|c| b64().decode(c.text().trim())) {
             Some(Ok(der)) => Some(der),
-            Some(Err(_)) => return error_reply(iq, Condition::BadRequest, Some("malformed CRL")),
+            Some(Err(_)) => {
+                return self.refuse(iq, from_domain, Condition::BadRequest, "malformed CRL", "a malformed CRL")
+            }
             None => None,
         };
         if let Some(der) = crl {
-            // Checked before it replaces the file: a CRL that does not parse
-            // would leave the old one in force anyway.
-            if webpki::OwnedCertRevocationList::from_der(&der).is_err() {
-                return error_reply(iq, Condition::BadRequest, Some("the CRL does not parse"));
-            }
-            let pem = match snow_crypto::pem::encode("X509 CRL", &der) {
-                Ok(p) => p,
-                Err(_) => return error_reply(iq, Condition::InternalServerError, None),
-            };
-            if let Err(e) = snow_core::files::write(&self.crl, pem.as_bytes(), snow_core::files::Mode::Public) {
-                tracing::error!(error = %e, "cannot write the pushed CRL");
-                return error_reply(iq, Condition::InternalServerError, None);
-            }
-            if let Err(e) = self.trust.reload_crl() {
-                tracing::error!(error = %e, "cannot load the pushed CRL");
+            match self.trust.install_crl(&der) {
+                Ok(CrlChange::Installed(n)) => {
+                    tracing::info!(master = from_domain, crl_number = %n, "pushed CRL in force")
+                }
+                Ok(CrlChange::Unchanged) => {}
+                Err(e) => {
+                    let why = format!("the CRL is refused: {e}");
+                    return self.refuse(iq, from_domain, Condition::NotAcceptable, &why, &why);
+                }
             }
         }
         let cursor = ReplicationCursor::AppliedFrom(from_domain.to_owned());
@@ -223,14 +315,31 @@ impl Directory {
         }
     }
 
+    /// A refused push: counted, logged with the count so far, answered.
+    fn refuse(&self, iq: &Element, from: &str, condition: Condition, text: &str, why: &str) -> Element {
+        let n = self.trust.count(Count::PushRefused);
+        tracing::warn!(from, refused = n, "key directory push refused (nothing applied): {why}");
+        error_reply(iq, condition, Some(text))
+    }
+
     /// Master side: an IQ result for one of our pushes (true if it was one).
     async fn acknowledged(&self, from_domain: &str, id: &str) -> bool {
-        let Some(upto) = id.strip_prefix(&format!("keys-{from_domain}-")).and_then(|n| n.parse::<i64>().ok()) else {
-            return false;
-        };
+        let Some(rest) = id.strip_prefix(&format!("keys-{from_domain}-")) else { return false };
+        let (upto, crl) = rest.split_once('-').unwrap_or((rest, "0"));
+        let (Ok(upto), Ok(crl)) = (upto.parse::<i64>(), crl.parse::<i64>()) else { return false };
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(from_domain);
-        let cursor = ReplicationCursor::AckedBy(from_domain.to_owned());
-        if let Err(e) = self.db.call(move |db| db.set_replication_seq(&cursor, upto)).await {
+        let (cursor, crl_cursor) = (ReplicationCursor::AckedBy(from_domain.to_owned()), crl_cursor(from_domain));
+        let saved = self
+            .db
+            .call(move |db| {
+                db.set_replication_seq(&cursor, upto)?;
+                if crl > db.replication_seq(&crl_cursor)? {
+                    db.set_replication_seq(&crl_cursor, crl)?;
+                }
+                Ok::<_, snow_store::StoreError>(())
+            })
+            .await;
+        if let Err(e) = saved {
             tracing::error!(error = %e, "cannot record acknowledgement");
         }
         true
@@ -278,19 +387,30 @@ impl Directory {
                 .await
                 .map_err(|e| e.to_string())?;
             if revoked {
-                // `snow user revoke` wrote the new CRL before the change was visible.
+                // The revocation's CRL, written before or soon after the
+                // change (the file watcher catches a later one).
                 self.trust.reload_crl().map_err(|e| e.to_string())?;
             }
         }
+        // The CRL in force goes with every push; a new one is pushed alone.
+        let crl = self.trust.site_crl();
+        let crl_number = crl.as_ref().map_or(0, |(_, n)| crl_position(n));
         for peer in &self.replicas {
-            let cursor = ReplicationCursor::AckedBy(peer.clone());
-            let acked = self.db.call(move |db| db.replication_seq(&cursor)).await.map_err(|e| e.to_string())?;
-            if acked >= last {
+            let (cursor, crl_cursor) = (ReplicationCursor::AckedBy(peer.clone()), crl_cursor(peer));
+            let (acked, crl_acked) = self
+                .db
+                .call(move |db| {
+                    Ok::<_, snow_store::StoreError>((db.replication_seq(&cursor)?, db.replication_seq(&crl_cursor)?))
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            if acked >= last && crl_acked >= crl_number {
                 continue;
             }
             {
                 let flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                if flight.get(peer).is_some_and(|(_, at, attempts)| at.elapsed() < push_retry(*attempts)) {
+                // Waiting for an acknowledgement, unless a newer CRL is to go.
+                if flight.get(peer).is_some_and(|f| f.at.elapsed() < push_retry(f.attempts) && f.crl >= crl_number) {
                     continue;
                 }
             }
@@ -301,7 +421,7 @@ impl Directory {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-            let Some(upto) = changes.last().map(|c| c.seq) else { continue };
+            let upto = changes.last().map_or(acked, |c| c.seq);
             let mut update = Element::new(NS_KEYS, "update");
             for c in &changes {
                 update.push_child(
@@ -313,28 +433,32 @@ impl Directory {
                         .with_child(Element::new(NS_KEYS, "certificate").with_text(b64().encode(&c.der))),
                 );
             }
-            if let Ok(text) = std::fs::read(&self.crl) {
-                if let Ok(blocks) = snow_crypto::pem::decode_all(&text, "crl") {
-                    if let Some((_, der)) = blocks.into_iter().find(|(l, _)| l == "X509 CRL") {
-                        update.push_child(Element::new(NS_KEYS, "crl").with_text(b64().encode(der)));
-                    }
-                }
+            if let Some((der, _)) = &crl {
+                update.push_child(Element::new(NS_KEYS, "crl").with_text(b64().encode(der)));
             }
             let iq = Element::new(NS_CLIENT, "iq")
                 .with_attr("type", "set")
-                .with_attr("id", format!("keys-{peer}-{upto}"))
+                .with_attr("id", format!("keys-{peer}-{upto}-{crl_number}"))
                 .with_attr("from", router.domain().to_owned())
                 .with_attr("to", peer.clone())
                 .with_child(update);
             {
                 let mut flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                let attempts = flight.get(peer).map_or(0, |f| f.2) + 1;
-                flight.insert(peer.clone(), (upto, Instant::now(), attempts));
+                let attempts = flight.get(peer).map_or(0, |f| f.attempts) + 1;
+                flight.insert(peer.clone(), InFlight { crl: crl_number, at: Instant::now(), attempts });
             }
             router.route(Origin::Server, iq).await;
         }
         Ok(())
     }
+}
+
+/// The DER of the CRL in the PEM file at `path` (the one this server
+/// uses), if there is one.
+fn crl_der(path: &std::path::Path) -> Option<Vec<u8>> {
+    let text = std::fs::read(path).ok()?;
+    let blocks = snow_crypto::pem::decode_all(&text, "crl").ok()?;
+    blocks.into_iter().find(|(l, _)| l == "X509 CRL").map(|(_, der)| der)
 }
 
 #[cfg(test)]

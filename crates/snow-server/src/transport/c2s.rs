@@ -25,7 +25,7 @@ use super::{gone, refuse, Accepting, Step};
 use crate::db::Db;
 use crate::limits::{ConnectionSlot, TokenBucket};
 use crate::routing::{Origin, Outbound, Router, SessionHandle};
-use crate::trust::TrustStore;
+use crate::trust::{CertRef, Count, TrustStore};
 
 /// What client sessions need.
 pub(crate) struct C2s {
@@ -71,11 +71,14 @@ fn log(peer: SocketAddr, refused: super::Refused) {
     super::log_end("client connection", peer, Err(refused));
 }
 
-/// A logged-in session, ready to run: its stream and its bare and full JID.
+/// A logged-in session, ready to run: its stream, its bare and full JID,
+/// and the certificate it logged in with (matched against every CRL that
+/// arrives while it runs).
 struct Session {
     stream: Framed<TlsStream<TcpStream>>,
     bare: String,
     full: String,
+    cert: CertRef,
 }
 
 async fn starttls_then_login(c2s: &Arc<C2s>, tcp: TcpStream) -> Step<Session> {
@@ -124,8 +127,8 @@ async fn login(c2s: &Arc<C2s>, tls: TlsStream<TcpStream>) -> Step<Session> {
             None => return Err(refuse(&mut f, &failure("incorrect-encoding"), "bad base64 authzid").await),
         }
     };
-    let jid = match c2s.trust.authenticate(&certs, &c2s.domain, authzid.as_deref()) {
-        Ok(jid) => jid,
+    let (jid, cert) = match c2s.trust.authenticate(&certs, &c2s.domain, authzid.as_deref()) {
+        Ok(ok) => ok,
         Err(e) => {
             tracing::warn!(reason = %e, "certificate login refused");
             // RFC 6120 §6.5: the failure may say why, for the person.
@@ -181,7 +184,7 @@ async fn login(c2s: &Arc<C2s>, tls: TlsStream<TcpStream>) -> Step<Session> {
     result.push_child(Element::new(NS_BIND, "bind").with_child(Element::new(NS_BIND, "jid").with_text(full.clone())));
     f.send(&result.to_xml(NS_CLIENT)).await.map_err(gone)?;
     tracing::info!(jid = %full, "session bound");
-    Ok(Session { stream: f, bare, full })
+    Ok(Session { stream: f, bare, full, cert })
 }
 
 /// Why a bound session ends.
@@ -192,6 +195,9 @@ enum End {
     Killed,
     /// Close with this stream error (or closing tag).
     Close(String),
+    /// Close with this stream error, without writing anything queued: the
+    /// certificate is revoked.
+    Revoked(String),
 }
 
 /// The bound session: reads, parses and hands stanzas to routing, and
@@ -199,24 +205,34 @@ enum End {
 /// connection's place in the limits until then.
 async fn bound(c2s: Arc<C2s>, session: Session, slot: ConnectionSlot) {
     let _slot = slot;
-    let Session { mut stream, bare, full } = session;
+    let Session { mut stream, bare, full, cert } = session;
     let (tx, mut rx) = mpsc::channel(c2s.outbound_queue);
     let handle = SessionHandle::new(bare, full, tx);
     c2s.router.sessions.register(Arc::clone(&handle));
-    let end = serve(&c2s, &handle, &mut stream, &mut rx).await;
+    let end = serve(&c2s, &handle, &cert, &mut stream, &mut rx).await;
     c2s.router.session_ended(&handle).await;
-    if let End::Close(xml) = end {
-        // Flush what is queued, then the goodbye; but not forever.
-        let goodbye = async {
-            while let Ok(out) = rx.try_recv() {
-                if let Outbound::Xml { xml, .. } = out {
-                    stream.write(&xml).await?;
+    match end {
+        End::Close(xml) => {
+            // Flush what is queued, then the goodbye; but not forever.
+            let goodbye = async {
+                while let Ok(out) = rx.try_recv() {
+                    if let Outbound::Xml { xml, .. } = out {
+                        stream.write(&xml).await?;
+                    }
                 }
-            }
-            stream.send(&xml).await?;
-            stream.get_mut().shutdown().await
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(5), goodbye).await;
+                stream.send(&xml).await?;
+                stream.get_mut().shutdown().await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), goodbye).await;
+        }
+        End::Revoked(xml) => {
+            let goodbye = async {
+                stream.send(&xml).await?;
+                stream.get_mut().shutdown().await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), goodbye).await;
+        }
+        End::Gone | End::Killed => {}
     }
     tracing::info!(jid = %handle.full, "session ended");
 }
@@ -225,6 +241,8 @@ async fn bound(c2s: Arc<C2s>, session: Session, slot: ConnectionSlot) {
 enum Wake {
     Killed,
     Shutdown,
+    /// A new CRL is in force.
+    Crl,
     Out(Option<Outbound>),
     Read(Result<StreamEvent, FramedError>),
 }
@@ -232,11 +250,15 @@ enum Wake {
 async fn serve(
     c2s: &Arc<C2s>,
     handle: &Arc<SessionHandle>,
+    cert: &CertRef,
     stream: &mut Framed<TlsStream<TcpStream>>,
     rx: &mut mpsc::Receiver<Outbound>,
 ) -> End {
     let mut bucket = TokenBucket::new(c2s.rate.0, c2s.rate.1);
     let mut shutdown = c2s.accepting.shutdown.clone();
+    let mut crls = c2s.trust.subscribe();
+    // A CRL put in force between the login and here.
+    crls.mark_changed();
     loop {
         if *shutdown.borrow() {
             return End::Close(stream_error_xml("system-shutdown", "the server is shutting down"));
@@ -245,12 +267,24 @@ async fn serve(
             biased;
             _ = handle.kill.notified() => Wake::Killed,
             _ = shutdown.changed() => Wake::Shutdown,
+            Ok(()) = crls.changed() => Wake::Crl,
             out = rx.recv() => Wake::Out(out),
             ev = stream.next_event(c2s.idle) => Wake::Read(ev),
         };
         match wake {
             Wake::Killed => return End::Killed,
             Wake::Shutdown => return End::Close(stream_error_xml("system-shutdown", "the server is shutting down")),
+            Wake::Crl => {
+                if c2s.trust.is_revoked(cert) {
+                    let n = c2s.trust.count(Count::ClosedC2s);
+                    tracing::warn!(
+                        jid = %handle.full, serial = %cert.serial_hex(), closed = n,
+                        "session closed: its certificate is revoked in the new CRL"
+                    );
+                    // RFC 6120 §4.9.3.16, §13.7.2.3.
+                    return End::Revoked(stream_error_xml("reset", "your certificate has been revoked"));
+                }
+            }
             Wake::Out(None) => return End::Gone,
             Wake::Out(Some(out)) => {
                 // A client that stops reading blocks the write: its full

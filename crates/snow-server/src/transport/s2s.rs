@@ -6,6 +6,15 @@
 //! those of its external components (a component's stanzas to another site
 //! travel on a link from the component's domain, as in RFC 6120 §4.2, so
 //! the certificate names the component domains too).
+//!
+//! The peer's certificate is checked by `trust::TrustStore::authenticate_server`
+//! in both directions: a server's certificate (serverAuth) of a trusted CA,
+//! naming the peer's domain, not revoked in a current CRL of its CA. No
+//! peer may claim one of our own domains. When a new CRL is put in force,
+//! every link checks its peer again and a revoked one is closed with
+//! `<reset/>`. A replica whose revocation status is unknown (no current
+//! CRL) still takes its master's link, for key directory pushes only, so
+//! that the master's next push can bring it a current CRL.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -26,7 +35,7 @@ use super::{gone, refuse, Accepting, Step};
 use crate::config::S2sSettings;
 use crate::limits::ConnectionSlot;
 use crate::routing::{Origin, RemoteLinks, Router};
-use crate::trust::TrustStore;
+use crate::trust::{AuthError, CertRef, Count, PeerSide, TrustStore};
 use snow_xml::stanza::{error_reply, is_reply, Condition};
 
 /// An outgoing link's (local domain, remote domain).
@@ -40,9 +49,14 @@ pub(crate) struct Links {
 
 type Queues = Mutex<HashMap<Pair, mpsc::Sender<Element>>>;
 
+/// The key directory's namespace (docs/architecture.md §6): all a
+/// provisional link from the master may carry.
+const NS_KEYS: &str = "urn:snow:keys:1";
+
 /// What an outgoing link needs.
 struct Outgoing {
     connector: TlsConnector,
+    trust: Arc<TrustStore>,
     /// For `_xmpp-server._tcp` SRV records; `None` if the system's DNS
     /// configuration could not be read (then only routes and A/AAAA work).
     resolver: Option<hickory_resolver::TokioResolver>,
@@ -56,6 +70,7 @@ struct Outgoing {
 impl Links {
     pub fn new(
         connector: TlsConnector,
+        trust: Arc<TrustStore>,
         settings: S2sSettings,
         limits: Limits,
         timeout: Duration,
@@ -68,7 +83,7 @@ impl Links {
                 None
             }
         };
-        let cx = Arc::new(Outgoing { connector, resolver, settings, limits, timeout, shutdown });
+        let cx = Arc::new(Outgoing { connector, trust, resolver, settings, limits, timeout, shutdown });
         Links { cx, queues: Arc::default() }
     }
 }
@@ -166,6 +181,7 @@ async fn link_task(
 ) {
     let (local, domain) = (&pair.0, &pair.1);
     let mut shutdown = cx.shutdown.clone();
+    let mut crls = cx.trust.subscribe();
     let s2s = &cx.settings;
     let connect_timeout = Duration::from_secs(s2s.connect_timeout_secs);
     let idle = Duration::from_secs(s2s.idle_timeout_secs.max(1));
@@ -186,7 +202,7 @@ async fn link_task(
                 }
             }
         }
-        let mut link = match tokio::time::timeout(connect_timeout, connect(&cx, local, domain)).await {
+        let (mut link, cert) = match tokio::time::timeout(connect_timeout, connect(&cx, local, domain)).await {
             Ok(Ok(link)) => link,
             Ok(Err(why)) => {
                 tracing::warn!(%domain, why, "s2s link failed");
@@ -206,6 +222,7 @@ async fn link_task(
             }
         };
         tracing::info!(%local, %domain, "s2s link up");
+        crls.borrow_and_update();
         // Send until the link breaks or goes idle.
         'up: loop {
             while let Some(el) = pending.front() {
@@ -234,6 +251,18 @@ async fn link_task(
                     Some(el) => pending.push_back(el),
                     None => { let _ = link.send("</stream:stream>").await; return; }
                 },
+                Ok(()) = crls.changed() => {
+                    if cx.trust.is_revoked(&cert) {
+                        let n = cx.trust.count(Count::ClosedS2s);
+                        tracing::warn!(
+                            %domain, serial = %cert.serial_hex(), closed = n,
+                            "outgoing s2s link closed: the peer's certificate is revoked in the new CRL"
+                        );
+                        let _ = link.send(&stream_error_xml("reset", "your certificate has been revoked")).await;
+                        let _ = tokio::io::AsyncWriteExt::shutdown(link.get_mut()).await;
+                        break 'up;
+                    }
+                }
                 ev = link.next_event(idle) => match ev {
                     // The peer sends nothing on our link but errors or the close.
                     Ok(StreamEvent::Stanza(_)) => {}
@@ -266,8 +295,8 @@ fn drain_and_bounce(
 type Link = Framed<tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// Opens and authenticates an outgoing link from `local` (our domain or a
-/// component's) to `domain`.
-async fn connect(cx: &Outgoing, local: &str, domain: &str) -> Result<Link, String> {
+/// component's) to `domain`; returns it with the peer's certificate.
+async fn connect(cx: &Outgoing, local: &str, domain: &str) -> Result<(Link, CertRef), String> {
     let ours = local.to_owned();
     let t = cx.timeout;
     let mut tcp = None;
@@ -302,6 +331,13 @@ async fn connect(cx: &Outgoing, local: &str, domain: &str) -> Result<Link, Strin
     initiator::starttls(&mut f, t).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from(domain.to_owned()).map_err(|e| e.to_string())?;
     let tls = cx.connector.connect(name, f.into_inner()).await.map_err(|e| tls_words(&e))?;
+    // rustls checked the chain and the name; the role and revocation (the
+    // CRL in force now) are checked here.
+    let certs: Vec<_> = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
+    let cert = cx
+        .trust
+        .authenticate_server(&certs, domain, PeerSide::Receiving)
+        .map_err(|e| format!("the remote server's certificate is refused: {e}"))?;
     let mut f = Framed::new(tls, limits);
     let (_, features) = initiator::open(&mut f, &header, NS_SERVER, t).await.map_err(|e| e.to_string())?;
     if !features.offers_mechanism("EXTERNAL") {
@@ -316,7 +352,7 @@ async fn connect(cx: &Outgoing, local: &str, domain: &str) -> Result<Link, Strin
         Err(e) => return Err(e.to_string()),
     }
     initiator::open(&mut f, &header, NS_SERVER, t).await.map_err(|e| e.to_string())?;
-    Ok(f)
+    Ok((f, cert))
 }
 
 /// A failed TLS handshake in words, for the log and the bounce.
@@ -335,6 +371,9 @@ pub(crate) struct Incoming {
     pub router: Arc<Router>,
     /// Seconds an incoming link may stay silent (twice the peer's idle time).
     pub idle: Duration,
+    /// On a replica: the master, whose link is taken for key pushes only
+    /// while revocation status is unknown.
+    pub master: Option<String>,
 }
 
 /// An incoming link from another server.
@@ -347,7 +386,12 @@ async fn incoming(s2s: &Incoming, tcp: TcpStream) -> Step<String> {
     let a = &s2s.accepting;
     let components = Some(&s2s.router.components);
     let mut f = Framed::new(tcp, a.limits);
-    a.open_stream(&mut f, NS_SERVER, &format!("<starttls xmlns='{NS_TLS}'><required/></starttls>"), components).await?;
+    let first = a
+        .open_stream(&mut f, NS_SERVER, &format!("<starttls xmlns='{NS_TLS}'><required/></starttls>"), components)
+        .await?;
+    if let Some(ours) = first.from.as_deref().filter(|d| is_ours(s2s, d)) {
+        return Err(claims_ours(&mut f, ours).await);
+    }
     let el = a.next_element(&mut f).await?;
     if !el.is(NS_TLS, "starttls") {
         return Err(refuse(&mut f, &stream_error_xml("policy-violation", "STARTTLS is required"), "no STARTTLS").await);
@@ -363,6 +407,9 @@ async fn incoming(s2s: &Incoming, tcp: TcpStream) -> Step<String> {
             refuse(&mut f, &stream_error_xml("invalid-from", "a server stream needs a 'from'"), "no from").await
         );
     };
+    if is_ours(s2s, &claimed) {
+        return Err(claims_ours(&mut f, &claimed).await);
+    }
     let failure = |cond: &str| format!("<failure xmlns='{NS_SASL}'><{cond}/></failure></stream:stream>");
     let auth = a.next_element(&mut f).await?;
     if !auth.is(NS_SASL, "auth") || auth.attr("mechanism") != Some("EXTERNAL") {
@@ -376,15 +423,31 @@ async fn incoming(s2s: &Incoming, tcp: TcpStream) -> Step<String> {
     if authzid.as_deref().is_some_and(|a| !a.eq_ignore_ascii_case(&claimed)) {
         return Err(refuse(&mut f, &failure("invalid-authzid"), "authzid differs from 'from'").await);
     }
-    if let Err(e) = s2s.trust.authenticate_peer(&certs, &claimed) {
-        tracing::warn!(domain = %claimed, reason = %e, "s2s peer refused");
-        return Err(refuse(&mut f, &failure("not-authorized"), "peer certificate refused").await);
-    }
+    let mut provisional = false;
+    let mut cert = match s2s.trust.authenticate_server(&certs, &claimed, PeerSide::Initiating) {
+        Ok(cert) => Some(cert),
+        Err(AuthError::StatusUnknown(p)) if s2s.master.as_deref() == Some(claimed.as_str()) => {
+            tracing::warn!(
+                domain = %claimed,
+                "revocation status unknown ({p}): the master's link is taken for key directory pushes only, \
+                 until its push brings a current CRL"
+            );
+            provisional = true;
+            None
+        }
+        Err(e) => {
+            tracing::warn!(domain = %claimed, reason = %e, "s2s peer refused");
+            return Err(refuse(&mut f, &failure("not-authorized"), "peer certificate refused").await);
+        }
+    };
     f.send(&format!("<success xmlns='{NS_SASL}'/>")).await.map_err(gone)?;
     f.reset();
     a.open_stream(&mut f, NS_SERVER, "", components).await?;
     tracing::info!(domain = %claimed, "incoming s2s link authenticated");
     let mut shutdown = a.shutdown.clone();
+    let mut crls = s2s.trust.subscribe();
+    // A CRL put in force since the check above.
+    crls.mark_changed();
     loop {
         if *shutdown.borrow() {
             let _ =
@@ -393,11 +456,44 @@ async fn incoming(s2s: &Incoming, tcp: TcpStream) -> Step<String> {
         }
         let ev = tokio::select! {
             _ = shutdown.changed() => continue,
+            Ok(()) = crls.changed() => {
+                let revoked = cert.as_ref().is_some_and(|c| s2s.trust.is_revoked(c));
+                let now = if revoked {
+                    Err(AuthError::Revoked)
+                } else if provisional {
+                    s2s.trust.authenticate_server(&certs, &claimed, PeerSide::Initiating).map(Some)
+                } else {
+                    Ok(cert.clone())
+                };
+                match now {
+                    Ok(c) => {
+                        if provisional {
+                            tracing::info!(domain = %claimed, "the master's link is fully authenticated now");
+                        }
+                        provisional = false;
+                        cert = c;
+                    }
+                    Err(AuthError::StatusUnknown(_)) if provisional => {}
+                    Err(e) => {
+                        let n = s2s.trust.count(Count::ClosedS2s);
+                        tracing::warn!(domain = %claimed, reason = %e, closed = n, "incoming s2s link closed");
+                        let xml = stream_error_xml("reset", "your certificate has been revoked");
+                        return Err(refuse(&mut f, &xml, "peer certificate revoked").await);
+                    }
+                }
+                continue;
+            }
             ev = f.next_event(s2s.idle) => ev,
         };
         match ev {
             Ok(StreamEvent::Stanza(mut el)) => {
                 if el.ns() != NS_SERVER || !matches!(el.name(), "message" | "presence" | "iq") {
+                    continue;
+                }
+                let key_push =
+                    el.name() == "iq" && el.attr("type") == Some("set") && el.child(NS_KEYS, "update").is_some();
+                if provisional && !key_push {
+                    tracing::debug!(domain = %claimed, "stanza dropped: the link takes key directory pushes only");
                     continue;
                 }
                 let from_ok = el.attr("from").and_then(crate::addr::Addr::parse).is_some_and(|a| a.domain == claimed);
@@ -425,4 +521,19 @@ async fn incoming(s2s: &Incoming, tcp: TcpStream) -> Step<String> {
             Err(e) => return Err(gone(e)),
         }
     }
+}
+
+/// True if `domain` is ours: this server's or one of its components'.
+fn is_ours(s2s: &Incoming, domain: &str) -> bool {
+    let d = domain.to_ascii_lowercase();
+    d == s2s.router.domain() || s2s.router.components.is_component(&d)
+}
+
+/// Refuses a peer that claims one of our own domains.
+async fn claims_ours<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    f: &mut Framed<S>,
+    domain: &str,
+) -> super::Refused {
+    tracing::warn!(domain, "s2s peer refused: it claims one of this server's own domains");
+    refuse(f, &stream_error_xml("invalid-from", "that domain is served here"), "claims our own domain").await
 }

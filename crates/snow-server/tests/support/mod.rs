@@ -57,13 +57,19 @@ impl Site {
         self.s2s.bind.clone()
     }
 
-    /// Makes this site and `other` trust each other's CA and know the route.
+    /// Makes this site and `other` trust each other's CA and CRL, know the
+    /// route and list each other in `[s2s] federate_with`.
     pub fn federate_with(&mut self, other: &mut Site) {
         let cas = vec![self.paths.ca_cert(), other.paths.ca_cert()];
         self.s2s.trusted_cas = cas.clone();
         other.s2s.trusted_cas = cas;
+        // And each other's CRL: a peer's revocation status is checked too.
+        self.s2s.trusted_crls = vec![other.paths.crl()];
+        other.s2s.trusted_crls = vec![self.paths.crl()];
         self.s2s.routes.insert(other.domain.clone(), other.s2s_addr());
         other.s2s.routes.insert(self.domain.clone(), self.s2s_addr());
+        self.s2s.federate_with.push(other.domain.clone());
+        other.s2s.federate_with.push(self.domain.clone());
     }
 
     pub fn home(&self) -> PathBuf {
