@@ -12,6 +12,15 @@
 //! Either way it answers `urn:snow:stats:1` searches, end-to-end encrypted
 //! under its certificate, runs outbreak detection after imports when
 //! configured ([`crate::detect`]), and reconnects when the connection drops.
+//!
+//! A search costs the agent at most one RSA decryption: a request with more
+//! than [`MAX_SEARCH_KEYS`] EncryptedKeys is refused (`not-acceptable`) as
+//! it arrives, before it takes a place in the queue, and of the others
+//! only the EncryptedKey that names the agent's certificate (issuer and
+//! serial, or the certificate itself) is tried
+//! ([`e2e::DecryptPolicy::SNOW`]). The asker's certificate for the answer
+//! comes from the key directory and is checked like any client's
+//! ([`snow_client::checked_certificate`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +29,7 @@ use std::time::Duration;
 
 use snow_client::stats::{answer_element, parse_query, NS_STATS};
 use snow_client::{Client, ClientError, ConnectOptions, IqClient, Origin, Session};
-use snow_crypto::e2e::{self, KeyTransport};
+use snow_crypto::e2e::{self, E2eError, KeyTransport};
 use snow_crypto::Identity;
 use snow_store::LabDb;
 use snow_xml::stanza::{error_reply, iq_result, Condition};
@@ -36,6 +45,9 @@ use crate::search::{answer, SearchError, SearchSettings};
 pub const AGENT_RESOURCE: &str = "agent";
 /// Longest wait for our server's key directory.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most EncryptedKeys a search may carry; more is refused before any RSA
+/// operation, without a place in the queue.
+pub const MAX_SEARCH_KEYS: usize = e2e::MAX_ENCRYPTED_KEYS;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +332,11 @@ fn dispatch(shared: &Arc<Shared>, el: Element, link: &IqClient, queue: &WorkQueu
             if el.attr("from").is_none() {
                 return;
             }
+            if let Err((condition, text)) = screen(&el) {
+                tracing::warn!(from = el.attr("from").unwrap_or_default(), "search refused as it arrived: {text}");
+                let _ = link.try_send(error_reply(&el, condition, Some(&text)));
+                return;
+            }
             if let Err(job) = queue.try_submit(Job { iq: el, link: link.clone() }) {
                 tracing::warn!("search queue full: search refused");
                 let _ = link.try_send(error_reply(
@@ -333,6 +350,32 @@ fn dispatch(shared: &Arc<Shared>, el: Element, link: &IqClient, queue: &WorkQueu
             let _ = link.try_send(error_reply(&el, Condition::ServiceUnavailable, None));
         }
         _ => {}
+    }
+}
+
+/// What a search is refused on as it arrives, before any RSA operation:
+/// more EncryptedKeys than [`MAX_SEARCH_KEYS`]. Everything else is the
+/// worker's to judge.
+fn screen(iq: &Element) -> Result<(), (Condition, String)> {
+    let enc = iq.child(NS_STATS, "search").and_then(|s| s.child(e2e::NS_XENC, "EncryptedData"));
+    match enc.map(|enc| e2e::encrypted_keys(enc, MAX_SEARCH_KEYS)) {
+        Some(Err(e @ E2eError::TooManyEncryptedKeys { .. })) => Err((Condition::NotAcceptable, words_of(&e))),
+        _ => Ok(()),
+    }
+}
+
+/// A decryption failure in the asker's words (the search is refused
+/// `not-acceptable`).
+fn words_of(e: &E2eError) -> String {
+    match e {
+        E2eError::TooManyEncryptedKeys { found, max } => format!(
+            "a search may carry at most {max} EncryptedKeys (this one has {found}): encrypt it to this agent's \
+             certificate"
+        ),
+        E2eError::NotForThisKey => "the search must be end-to-end encrypted to this agent's certificate, named by \
+                                    its issuer and serial: no EncryptedKey names it"
+            .to_owned(),
+        e => format!("the search must be end-to-end encrypted to this agent: {e}"),
     }
 }
 
@@ -352,9 +395,10 @@ impl Shared {
         let from = job.iq.attr("from").unwrap_or_default();
         let asker = from.split('/').next().unwrap_or(from).to_owned();
         let mut search = job.iq.child(NS_STATS, "search").cloned().ok_or((Condition::BadRequest, String::new()))?;
-        e2e::decrypt_content(&mut search, NS_STATS, self.identity.key_pkcs8(), self.identity.certificate()).map_err(
-            |e| (Condition::NotAcceptable, format!("the search must be end-to-end encrypted to this agent: {e}")),
-        )?;
+        // Snow's envelope: at most MAX_SEARCH_KEYS read, and only the
+        // EncryptedKey naming our certificate tried.
+        e2e::decrypt_content(&mut search, NS_STATS, self.identity.key_pkcs8(), self.identity.certificate())
+            .map_err(|e| (Condition::NotAcceptable, words_of(&e)))?;
         let query = search
             .child(NS_STATS, "query")
             .ok_or((Condition::BadRequest, "no <query/> in the search".to_owned()))
@@ -398,5 +442,101 @@ impl Shared {
         let r = answer(&db, &self.settings, q);
         self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(db);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use snow_xml::Limits;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// The agent's identity from a fresh CA, and the CA's certificate.
+    fn agent(dir: &Path) -> (Identity, Vec<u8>) {
+        let home = snow_core::SiteHome::new(dir.join("home"));
+        let pki = snow_pki::PkiSettings { ca_key_bits: 2048, ..snow_pki::PkiSettings::default() };
+        let mut ca = snow_pki::Ca::init(&home, &"lab.example".parse().unwrap(), "test admin passphrase", &pki).unwrap();
+        let issued = ca.issue_agent(&"search@lab.example".parse().unwrap()).unwrap();
+        (load_identity(&issued.cert_path, &issued.key_path).unwrap(), ca.cert_der().to_vec())
+    }
+
+    /// A search encrypted to `cert`, with its one EncryptedKey repeated to
+    /// `n` (as an attacker would send it).
+    fn search_with_keys(cert: &[u8], n: usize) -> Element {
+        let q = snow_core::stats::StatsQuery {
+            analysis: "INFA".into(),
+            period: snow_core::stats::Period::parse("2026-W01", "2026-W02").unwrap(),
+            area: snow_core::stats::Area::All,
+            age_group: None,
+            sex: None,
+            granularity: snow_core::stats::Granularity::Week,
+        };
+        let mut iq = snow_client::stats::search_request("search@lab.example/agent", &q, cert).unwrap();
+        iq.set_attr("from", "1111111@po.example/gp");
+        iq.set_attr("id", "s1");
+        let ki = iq
+            .child_mut(NS_STATS, "search")
+            .and_then(|s| s.child_mut(e2e::NS_XENC, "EncryptedData"))
+            .and_then(|e| e.child_mut(e2e::NS_DSIG, "KeyInfo"))
+            .unwrap();
+        let ek = ki.children().next().unwrap().clone();
+        for _ in 1..n {
+            ki.push_child(ek.clone());
+        }
+        snow_xml::parse_document(iq.to_xml(NS_CLIENT).as_bytes(), Limits::default()).unwrap()
+    }
+
+    /// Issue 17: one request must not make the agent do hundreds of RSA
+    /// decryptions. 200 EncryptedKeys are refused as the stanza arrives,
+    /// without a place in the queue; the time is the agent's whole
+    /// handling of the stanza (printed; the bound asserted is loose).
+    #[tokio::test]
+    async fn a_search_with_200_encrypted_keys_is_refused_before_any_rsa_operation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (identity, ca_der) = agent(dir.path());
+        let iq = search_with_keys(identity.certificate(), 200);
+        let shared = Arc::new(Shared {
+            ca_der,
+            identity,
+            settings: SearchSettings::default(),
+            lab_db: dir.path().join("lab.db"),
+            pool: Mutex::new(Vec::new()),
+            detection: None,
+            name: AgentName { bare: "search@lab.example".into(), search: "search@lab.example/agent".into() },
+        });
+        let (out, mut sent) = mpsc::channel(8);
+        let link =
+            IqClient::new(out, Origin::Client { jid: "search@lab.example/agent".into() }, Duration::from_secs(1));
+        let s = Arc::clone(&shared);
+        let queue = WorkQueue::start(1, 4, move |job: Job| {
+            let s = Arc::clone(&s);
+            async move { s.run(job).await }
+        });
+
+        for round in 1..=5 {
+            let stanza = iq.clone();
+            let start = Instant::now();
+            dispatch(&shared, stanza, &link, &queue);
+            let spent = start.elapsed();
+            println!("agent handling of a 200-EncryptedKey search (round {round}): {spent:?}");
+            assert!(spent < Duration::from_secs(1), "{spent:?}");
+            let reply = sent.recv().await.unwrap();
+            let (condition, text) = snow_xml::stanza::error_of(&reply);
+            assert_eq!(condition, "not-acceptable");
+            assert!(text.unwrap_or_default().contains("at most 16 EncryptedKeys (this one has 200)"));
+        }
+        assert_eq!(queue.stats().accepted(), 0, "the search took a place in the queue");
+
+        // Had it reached a worker, decryption refuses it the same way.
+        let start = Instant::now();
+        let refused = shared.handle(&Job { iq, link: link.clone() }).await;
+        println!("worker's refusal of the same search: {:?}", start.elapsed());
+        assert!(matches!(refused, Err((Condition::NotAcceptable, t)) if t.contains("at most 16")));
+
+        // 16 pass the screen (and go to the queue).
+        assert!(screen(&search_with_keys(shared.identity.certificate(), 16)).is_ok());
     }
 }

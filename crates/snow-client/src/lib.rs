@@ -52,8 +52,12 @@ pub enum ClientError {
     /// was never issued one).
     #[error("no such lab in the key directory: {lab} (its search agent {agent} has no certificate)")]
     UnknownLab { lab: String, agent: String },
-    #[error("the key directory returned a certificate for {jid} that is not valid: {why}")]
-    BadKey { jid: String, why: String },
+    /// The key directory's certificate for `jid` did not pass the
+    /// client's own checks (chain, validity, usage, revocation by the CA's
+    /// CRL, the JID and serial the directory listed): nothing is encrypted
+    /// for it.
+    #[error("cannot encrypt for {jid}: {why}")]
+    BadKey { jid: String, why: snow_crypto::e2e::recipient::RecipientError },
     #[error(transparent)]
     E2e(#[from] snow_crypto::e2e::E2eError),
     #[error("{who} refused: {condition}{}", text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
@@ -106,6 +110,11 @@ pub struct KeyEntry {
     pub status: String,
     /// DER, only for valid certificates.
     pub certificate: Option<Vec<u8>>,
+    /// The serial the directory lists (hex), if it says.
+    pub serial: Option<String>,
+    /// The CA's CRL (DER) the directory answered with, the same for every
+    /// entry of one answer; `None` if it sent none.
+    pub crl: Option<Arc<Vec<u8>>>,
 }
 
 /// The IQ that asks our server's key directory for `jids` (at most 50).
@@ -117,27 +126,41 @@ pub fn key_lookup(jids: &[&str]) -> Element {
     Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(q)
 }
 
-/// The entries of the directory's answer to [`key_lookup`].
+/// The entries of the directory's answer to [`key_lookup`], each with the
+/// CRL that came with them (`<crl>` in the answer, docs/architecture.md §6).
 pub fn key_entries(answer: &Element) -> Result<Vec<KeyEntry>, ClientError> {
     use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let decode = |e: &Element| {
+        let compact: String = e.text().chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        b64.decode(compact).ok()
+    };
     if answer.attr("type") != Some("result") {
         return Err(ClientError::Protocol("the server did not answer the key lookup".into()));
     }
     let Some(q) = answer.child(NS_KEYS, "query") else { return Ok(Vec::new()) };
+    let crl = q.child(NS_KEYS, "crl").and_then(decode).map(Arc::new);
     Ok(q.children()
+        .filter(|i| i.is(NS_KEYS, "item"))
         .map(|i| KeyEntry {
             jid: i.attr("jid").unwrap_or_default().to_owned(),
             status: i.attr("status").unwrap_or("unknown").to_owned(),
-            certificate: i
-                .child(NS_KEYS, "certificate")
-                .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c.text().trim()).ok()),
+            certificate: i.child(NS_KEYS, "certificate").and_then(decode),
+            serial: i.attr("serial").map(str::to_owned),
+            crl: crl.clone(),
         })
         .collect())
 }
 
-/// The certificate of `bare` among `entries`, checked: valid (not revoked
-/// or unknown), issued by `ca_der`, naming `bare`.
+/// The certificate of `bare` among `entries`, checked before anything is
+/// encrypted to it: listed as valid, then the client's own checks, since
+/// the directory is only the server's word (`snow_crypto::e2e::recipient`):
+/// issued by `ca_der`, within its validity, a user's or an agent's
+/// certificate for key encipherment, naming `bare`, with the serial the
+/// directory lists, and not revoked in the CA-signed, current CRL that
+/// came with the answer. No such CRL: status unknown, refused.
 pub fn checked_certificate(entries: &[KeyEntry], bare: &str, ca_der: &[u8]) -> Result<Vec<u8>, ClientError> {
+    use snow_crypto::e2e::recipient::{self, RecipientError};
     let entry = entries
         .iter()
         .find(|e| e.jid == bare)
@@ -146,11 +169,16 @@ pub fn checked_certificate(entries: &[KeyEntry], bare: &str, ca_der: &[u8]) -> R
         ("valid", Some(c)) => c.clone(),
         (status, _) => return Err(ClientError::NoKey { jid: bare.to_owned(), status: status.to_owned() }),
     };
-    let bad = |why: String| ClientError::BadKey { jid: bare.to_owned(), why };
-    snow_crypto::cert::verify_issued_by(&cert, ca_der).map_err(|e| bad(e.to_string()))?;
-    let info = snow_crypto::CertInfo::from_der(&cert).map_err(|e| bad(e.to_string()))?;
+    let bad = |why: RecipientError| ClientError::BadKey { jid: bare.to_owned(), why };
+    let info = recipient::check_now(&cert, ca_der, entry.crl.as_deref().map(Vec::as_slice)).map_err(bad)?;
     if info.jid() != Some(bare) {
-        return Err(bad(format!("it names {:?}", info.jid())));
+        return Err(bad(RecipientError::NamesAnother(info.jid().map(str::to_owned))));
+    }
+    if let Some(listed) = &entry.serial {
+        let norm = |s: &str| s.trim().trim_start_matches('0').to_ascii_lowercase();
+        if norm(listed) != norm(&info.serial_hex) {
+            return Err(bad(RecipientError::SerialMismatch { listed: listed.clone(), certificate: info.serial_hex }));
+        }
     }
     Ok(cert)
 }
@@ -251,6 +279,8 @@ pub fn read_body(message: &Element, identity: &Identity) -> Option<Body> {
         return Some(Body::Clear(body.text()));
     }
     let mut copy = body.clone();
+    // Snow's envelope: only the EncryptedKey naming our certificate is
+    // tried, at most 16 read (docs/architecture.md §6).
     match snow_crypto::e2e::decrypt_content(&mut copy, NS_CLIENT, identity.key_pkcs8(), identity.certificate()) {
         Ok(()) => Some(Body::Encrypted(copy.text())),
         Err(e) => Some(Body::Unreadable(e.to_string())),

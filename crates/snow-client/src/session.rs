@@ -269,10 +269,13 @@ impl IqClient {
         key_entries(&self.request(key_lookup(jids)).await?)
     }
 
-    /// The certificate of `bare` from our server's key directory, checked:
-    /// valid (not revoked or unknown), issued by `ca_der`, naming `bare`.
-    /// Fetched each time, never cached: a revoked certificate is refused
-    /// from the next lookup on.
+    /// The certificate of `bare` from our server's key directory, checked
+    /// by [`checked_certificate`]: listed as valid, issued by `ca_der`,
+    /// within its validity, a user's or an agent's certificate for key
+    /// encipherment, naming `bare`, and not revoked in the CA-signed,
+    /// current CRL that comes with the answer (no such CRL: refused, status
+    /// unknown). Fetched each time, never cached: a revoked certificate is
+    /// refused from the next lookup on.
     pub async fn certificate_of(&self, bare: &str, ca_der: &[u8]) -> Result<Vec<u8>, ClientError> {
         checked_certificate(&self.lookup_keys(&[bare]).await?, bare, ca_der)
     }
@@ -363,7 +366,9 @@ impl IqClient {
     /// Asks a lab's search agent (`agent`: its full JID, or a component's
     /// domain) for statistics, end-to-end encrypted both ways (see
     /// [`stats`]). An agent with no certificate in the key directory is
-    /// [`ClientError::UnknownLab`].
+    /// [`ClientError::UnknownLab`]. The answer is the reply with the
+    /// request's id *from `agent`* ([`request`](Self::request)): another
+    /// entity that learns the id cannot answer in its place.
     pub async fn search(
         &self,
         agent: &str,

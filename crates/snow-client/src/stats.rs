@@ -37,7 +37,10 @@
 //! the text `area: no data for municipality 9999` (or `county 99`; read
 //! back with [`StatsError::no_data_area`]) — `resource-constraint` when the
 //! agent's queue is full, `not-acceptable` for a request that is not
-//! encrypted to the agent.
+//! encrypted to the agent: none of its EncryptedKeys names the agent's
+//! certificate by issuer and serial, or it has more than 16
+//! (`snow_crypto::e2e::MAX_ENCRYPTED_KEYS`, refused before any RSA
+//! operation).
 
 use snow_core::stats::{
     normalize_analysis, Area, Bucket, Count, Counts, Granularity, Period, Sex, StatsAnswer, StatsError, StatsQuery,
@@ -64,7 +67,10 @@ pub fn search_request(agent: &str, query: &StatsQuery, agent_cert: &[u8]) -> Res
 }
 
 /// The answer in the agent's reply to [`search_request`], decrypted with
-/// our key; a stanza error becomes [`ClientError::Refused`].
+/// our key (only the EncryptedKey naming our certificate is tried, at most
+/// 16 read); a stanza error becomes [`ClientError::Refused`]. Which reply
+/// answers the request — the one with its id from the agent asked — is
+/// [`crate::IqClient::request`]'s business.
 pub fn read_search_answer(agent: &str, reply: &Element, identity: &Identity) -> Result<StatsAnswer, ClientError> {
     if reply.attr("type") == Some("error") {
         let (condition, text) = snow_xml::stanza::error_of(reply);

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
-use snow_crypto::e2e::{self, KeyTransport};
+use snow_crypto::e2e::{self, DecryptPolicy, KeyTransport};
 use snow_crypto::{pem, rsa_key};
 
 struct Party {
@@ -54,10 +54,29 @@ fn main() {
             });
             let enc = e2e::encrypt(MESSAGE.as_bytes(), &certs, KeyTransport::RsaOaepSha256).expect("encrypt");
             let last = &parties[n - 1];
+            // More than 16 EncryptedKeys only as a broadcast (one RSA
+            // decryption either way: the EncryptedKey naming us).
+            let policy = if n <= e2e::MAX_ENCRYPTED_KEYS { DecryptPolicy::SNOW } else { DecryptPolicy::BROADCAST };
             g.bench_with_input(BenchmarkId::new("decrypt_last_of", n), &enc, |b, enc| {
-                b.iter(|| e2e::decrypt(enc, &last.key, &last.cert).expect("decrypt"))
+                b.iter(|| e2e::decrypt_with(enc, &last.key, &last.cert, &policy).expect("decrypt"))
             });
         }
+        // Issue 17: a request with 200 EncryptedKeys is refused before any
+        // RSA operation (compare decrypt_last_of/1: one RSA decryption).
+        let one = e2e::encrypt(MESSAGE.as_bytes(), &[&parties[0].cert], KeyTransport::RsaOaepSha256).expect("encrypt");
+        let mut many = one.clone();
+        if let Some(ki) = many.child_mut(e2e::NS_DSIG, "KeyInfo") {
+            let ek = ki.children().next().cloned().expect("an EncryptedKey");
+            for _ in 1..200 {
+                ki.push_child(ek.clone());
+            }
+        }
+        g.bench_function("refuse_200_encrypted_keys", |b| {
+            b.iter(|| {
+                let r = e2e::decrypt(&many, &parties[0].key, &parties[0].cert);
+                assert!(matches!(r, Err(e2e::E2eError::TooManyEncryptedKeys { found: 200, .. })));
+            })
+        });
         g.finish();
     }
     c.final_summary();

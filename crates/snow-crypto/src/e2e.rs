@@ -26,6 +26,24 @@
 //!   <CipherData><CipherValue>base64(IV ‖ ciphertext ‖ tag)</CipherValue></CipherData>
 //! </EncryptedData>
 //! ```
+//!
+//! Decryption reads at most [`MAX_ENCRYPTED_KEYS`] EncryptedKeys and
+//! refuses more before any RSA operation (a request with hundreds of them
+//! would otherwise cost as many RSA decryptions). Which EncryptedKey it
+//! tries is the [`DecryptPolicy`]: for Snow's own envelopes
+//! ([`DecryptPolicy::SNOW`], what [`decrypt`] and [`decrypt_content`] use)
+//! only the one that names our certificate, by `X509IssuerSerial` (issuer
+//! and serial) or `X509Certificate`, so an EncryptedKey for someone else is
+//! never tried and a message costs at most one RSA decryption. Files from
+//! other XML Encryption tools ([`DecryptPolicy::FOREIGN`], `snow crypt
+//! decrypt`) may name the key by `KeyName` or not at all: an unnamed
+//! EncryptedKey is tried there, but only when none names our certificate.
+//!
+//! Before encrypting to a certificate from the key directory, a client
+//! checks it with [`recipient`]: chain, validity, key usage, and
+//! revocation by the CA's CRL.
+
+pub mod recipient;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -51,8 +69,12 @@ pub const ALG_MGF1_SHA1: &str = "http://www.w3.org/2009/xmlenc11#mgf1sha1";
 pub const ALG_MGF1_SHA256: &str = "http://www.w3.org/2009/xmlenc11#mgf1sha256";
 pub const TYPE_CONTENT: &str = "http://www.w3.org/2001/04/xmlenc#Content";
 
-/// Most recipients of one message, and the largest plaintext.
+/// Most recipients one envelope is encrypted for, and the largest
+/// plaintext.
 pub const MAX_RECIPIENTS: usize = 256;
+/// Most EncryptedKeys a decryption reads (Snow's requests and messages,
+/// and `snow crypt decrypt`); more is refused before any RSA operation.
+pub const MAX_ENCRYPTED_KEYS: usize = 16;
 pub const MAX_PLAINTEXT: usize = 16 * 1024 * 1024;
 
 /// Why encryption or decryption failed. Decryption never returns partial
@@ -71,6 +93,9 @@ pub enum E2eError {
     BadRecipient(String),
     #[error("{0} recipients; at most {MAX_RECIPIENTS}")]
     TooManyRecipients(usize),
+    /// Refused before any RSA operation.
+    #[error("{found} EncryptedKeys; at most {max} are accepted")]
+    TooManyEncryptedKeys { found: usize, max: usize },
     #[error("the content is larger than {MAX_PLAINTEXT} bytes")]
     TooLarge,
     #[error("the decrypted content is not well-formed XML: {0}")]
@@ -188,42 +213,85 @@ fn oaep_of(method: &Element) -> Result<&'static OaepAlgorithm, E2eError> {
     }
 }
 
-/// True if the EncryptedKey names `info` (by issuer and serial, or by
-/// KeyName = subject or JID); unnamed keys match anyone.
-fn names(ek: &Element, info: &CertInfo) -> Option<bool> {
-    let ki = ek.child(NS_DSIG, "KeyInfo")?;
-    if let Some(cert) = ki.child(NS_DSIG, "X509Data").and_then(|d| d.child(NS_DSIG, "X509Certificate")) {
-        let compact: String = cert.text().chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        let der = b64().decode(compact).ok()?;
-        return Some(CertInfo::from_der(&der).is_ok_and(|c| c.fingerprint_sha256 == info.fingerprint_sha256));
-    }
-    if let Some(is) = ki.child(NS_DSIG, "X509Data").and_then(|d| d.child(NS_DSIG, "X509IssuerSerial")) {
-        let serial = is.child(NS_DSIG, "X509SerialNumber").map(|s| s.text()).unwrap_or_default();
-        return Some(serial.trim() == info.serial_decimal);
+/// Which EncryptedKeys a decryption tries, and how many it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecryptPolicy {
+    /// Most EncryptedKeys in the envelope; more is
+    /// [`E2eError::TooManyEncryptedKeys`], before any RSA operation.
+    pub max_keys: usize,
+    pub naming: Naming,
+}
+
+/// How an EncryptedKey must name the recipient to be tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// Only the first EncryptedKey that names our certificate: an
+    /// `X509IssuerSerial` with its issuer and serial, or an
+    /// `X509Certificate` with its DER. At most one RSA decryption.
+    Certificate,
+    /// As well a `KeyName` or `X509SubjectName` equal to our subject or
+    /// JID; and when no EncryptedKey names us, each one that names nobody
+    /// (no KeyInfo, or none Snow reads). An EncryptedKey that names
+    /// someone else is never tried.
+    Lenient,
+}
+
+impl DecryptPolicy {
+    /// Snow's requests and messages (search requests and answers, chat).
+    pub const SNOW: DecryptPolicy = DecryptPolicy { max_keys: MAX_ENCRYPTED_KEYS, naming: Naming::Certificate };
+    /// Files from other XML Encryption tools (`snow crypt decrypt`).
+    pub const FOREIGN: DecryptPolicy = DecryptPolicy { max_keys: MAX_ENCRYPTED_KEYS, naming: Naming::Lenient };
+    /// An envelope encrypted to many (up to [`MAX_RECIPIENTS`]), opened
+    /// with the one EncryptedKey that names our certificate: still at most
+    /// one RSA decryption.
+    pub const BROADCAST: DecryptPolicy = DecryptPolicy { max_keys: MAX_RECIPIENTS, naming: Naming::Certificate };
+}
+
+/// Whom an EncryptedKey names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    Us,
+    Other,
+    Nobody,
+}
+
+/// Whom the EncryptedKey `ek` names, as `naming` reads names.
+fn named(ek: &Element, info: &CertInfo, cert_der: &[u8], naming: Naming) -> Named {
+    let Some(ki) = ek.child(NS_DSIG, "KeyInfo") else { return Named::Nobody };
+    let us = |yes: bool| if yes { Named::Us } else { Named::Other };
+    for data in ki.children().filter(|c| c.is(NS_DSIG, "X509Data")) {
+        if let Some(cert) = data.child(NS_DSIG, "X509Certificate") {
+            let compact: String = cert.text().chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            return us(b64().decode(compact).is_ok_and(|der| der == cert_der));
+        }
+        if let Some(is) = data.child(NS_DSIG, "X509IssuerSerial") {
+            let serial = is.child(NS_DSIG, "X509SerialNumber").map(|s| s.text()).unwrap_or_default();
+            let issuer = is.child(NS_DSIG, "X509IssuerName").map(|s| s.text()).unwrap_or_default();
+            return us(same_serial(&serial, &info.serial_decimal) && recipient::same_dn(&issuer, &info.issuer));
+        }
+        if let Some(subject) = data.child(NS_DSIG, "X509SubjectName") {
+            return us(naming == Naming::Lenient && recipient::same_dn(&subject.text(), &info.subject));
+        }
     }
     if let Some(name) = ki.child(NS_DSIG, "KeyName") {
         let n = name.text();
         let n = n.trim();
-        return Some(n == info.subject || info.xmpp_addrs.iter().any(|j| j == n));
+        return us(naming == Naming::Lenient && (n == info.subject || info.xmpp_addrs.iter().any(|j| j == n)));
     }
-    None
+    Named::Nobody
 }
 
-/// Decrypts an `EncryptedData` with the recipient's key and certificate.
-/// The EncryptedKeys naming this certificate are tried first, then unnamed
-/// ones; a key for someone else is never the answer.
-pub fn decrypt(enc: &Element, key_pkcs8: &[u8], cert_der: &[u8]) -> Result<Zeroizing<Vec<u8>>, E2eError> {
-    if !enc.is(NS_XENC, "EncryptedData") {
-        return Err(E2eError::Malformed("the element is not xenc:EncryptedData"));
-    }
-    let alg = enc.child(NS_XENC, "EncryptionMethod").and_then(|m| m.attr("Algorithm")).unwrap_or_default();
-    if alg != ALG_AES256_GCM {
-        return Err(E2eError::UnsupportedAlgorithm(alg.to_owned()));
-    }
-    let info = CertInfo::from_der(cert_der).map_err(|e| E2eError::BadRecipient(e.to_string()))?;
-    let private =
-        PrivateDecryptingKey::from_pkcs8(key_pkcs8).map_err(|_| E2eError::BadRecipient("not an RSA key".into()))?;
-    let oaep = OaepPrivateDecryptingKey::new(private).map_err(|_| E2eError::Internal)?;
+/// Decimal serial numbers, compared as numbers (leading zeros and
+/// surrounding space aside).
+fn same_serial(text: &str, decimal: &str) -> bool {
+    let t = text.trim();
+    let t = t.trim_start_matches('0');
+    !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && t == decimal.trim_start_matches('0')
+}
+
+/// The EncryptedKeys of an `EncryptedData`, refused if more than `max`:
+/// what a request can be refused on before any RSA operation.
+pub fn encrypted_keys(enc: &Element, max: usize) -> Result<Vec<&Element>, E2eError> {
     let keys: Vec<&Element> = enc
         .child(NS_DSIG, "KeyInfo")
         .map(|ki| ki.children().filter(|c| c.is(NS_XENC, "EncryptedKey")).collect())
@@ -231,11 +299,56 @@ pub fn decrypt(enc: &Element, key_pkcs8: &[u8], cert_der: &[u8]) -> Result<Zeroi
     if keys.is_empty() {
         return Err(E2eError::Malformed("no EncryptedKey"));
     }
-    if keys.len() > MAX_RECIPIENTS {
-        return Err(E2eError::TooManyRecipients(keys.len()));
+    if keys.len() > max {
+        return Err(E2eError::TooManyEncryptedKeys { found: keys.len(), max });
     }
-    let mut candidates: Vec<&Element> = keys.iter().copied().filter(|k| names(k, &info) == Some(true)).collect();
-    candidates.extend(keys.iter().copied().filter(|k| names(k, &info).is_none()));
+    Ok(keys)
+}
+
+/// Decrypts an `EncryptedData` with the recipient's key and certificate,
+/// as Snow's own envelopes name their recipients ([`DecryptPolicy::SNOW`]).
+pub fn decrypt(enc: &Element, key_pkcs8: &[u8], cert_der: &[u8]) -> Result<Zeroizing<Vec<u8>>, E2eError> {
+    decrypt_with(enc, key_pkcs8, cert_der, &DecryptPolicy::SNOW)
+}
+
+/// Decrypts an `EncryptedData` with the recipient's key and certificate,
+/// trying the EncryptedKeys `policy` allows. A key for someone else is
+/// never tried; too many EncryptedKeys are refused before the private key
+/// is even read.
+pub fn decrypt_with(
+    enc: &Element,
+    key_pkcs8: &[u8],
+    cert_der: &[u8],
+    policy: &DecryptPolicy,
+) -> Result<Zeroizing<Vec<u8>>, E2eError> {
+    if !enc.is(NS_XENC, "EncryptedData") {
+        return Err(E2eError::Malformed("the element is not xenc:EncryptedData"));
+    }
+    let alg = enc.child(NS_XENC, "EncryptionMethod").and_then(|m| m.attr("Algorithm")).unwrap_or_default();
+    if alg != ALG_AES256_GCM {
+        return Err(E2eError::UnsupportedAlgorithm(alg.to_owned()));
+    }
+    let keys = encrypted_keys(enc, policy.max_keys.min(MAX_RECIPIENTS))?;
+    let info = CertInfo::from_der(cert_der).map_err(|e| E2eError::BadRecipient(e.to_string()))?;
+    let naming: Vec<Named> = keys.iter().map(|k| named(k, &info, cert_der, policy.naming)).collect();
+    let ours = keys.iter().zip(&naming).filter(|(_, n)| **n == Named::Us).map(|(k, _)| *k);
+    let candidates: Vec<&Element> = match policy.naming {
+        Naming::Certificate => ours.take(1).collect(),
+        Naming::Lenient => {
+            let ours: Vec<&Element> = ours.collect();
+            if ours.is_empty() {
+                keys.iter().zip(&naming).filter(|(_, n)| **n == Named::Nobody).map(|(k, _)| *k).collect()
+            } else {
+                ours
+            }
+        }
+    };
+    if candidates.is_empty() {
+        return Err(E2eError::NotForThisKey);
+    }
+    let private =
+        PrivateDecryptingKey::from_pkcs8(key_pkcs8).map_err(|_| E2eError::BadRecipient("not an RSA key".into()))?;
+    let oaep = OaepPrivateDecryptingKey::new(private).map_err(|_| E2eError::Internal)?;
     let mut content_key = None;
     for ek in candidates {
         let method = ek.child(NS_XENC, "EncryptionMethod").ok_or(E2eError::Malformed("EncryptedKey without method"))?;
@@ -289,15 +402,27 @@ pub fn encrypt_content(
 }
 
 /// The reverse of [`encrypt_content`]: finds the `EncryptedData` child of
-/// `element`, decrypts it and puts the content back in its place.
+/// `element`, decrypts it ([`DecryptPolicy::SNOW`]) and puts the content
+/// back in its place.
 pub fn decrypt_content(
     element: &mut Element,
     default_ns: &str,
     key_pkcs8: &[u8],
     cert_der: &[u8],
 ) -> Result<(), E2eError> {
+    decrypt_content_with(element, default_ns, key_pkcs8, cert_der, &DecryptPolicy::SNOW)
+}
+
+/// [`decrypt_content`] with the EncryptedKeys `policy` allows.
+pub fn decrypt_content_with(
+    element: &mut Element,
+    default_ns: &str,
+    key_pkcs8: &[u8],
+    cert_der: &[u8],
+    policy: &DecryptPolicy,
+) -> Result<(), E2eError> {
     let enc = element.child(NS_XENC, "EncryptedData").ok_or(E2eError::Malformed("no EncryptedData"))?;
-    let plain = decrypt(enc, key_pkcs8, cert_der)?;
+    let plain = decrypt_with(enc, key_pkcs8, cert_der, policy)?;
     let text = std::str::from_utf8(&plain).map_err(|_| E2eError::BadContent("not UTF-8".into()))?;
     // Parsed as the content of a wrapper in the parent's namespace, with
     // the same limits as network input.

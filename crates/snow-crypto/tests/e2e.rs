@@ -1,6 +1,6 @@
 //! XML Encryption envelope: round trips, tampering, wrong keys.
 
-use snow_crypto::e2e::{self, E2eError, KeyTransport};
+use snow_crypto::e2e::{self, DecryptPolicy, E2eError, KeyTransport};
 use snow_crypto::rsa_key;
 use snow_xml::{Element, Limits, NS_CLIENT};
 
@@ -13,7 +13,9 @@ fn party(name: &str) -> Party {
     let key = rsa_key::generate(rsa_key::KeyBits::Rsa2048).unwrap();
     let kp = rcgen::KeyPair::try_from(&key[..]).unwrap();
     let mut params = rcgen::CertificateParams::new(vec![format!("{name}.example")]).unwrap();
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&[name.len() as u8, 0x42, name.as_bytes()[0]]));
+    // Unique per issuer, as a CA's serials are: a recipient is named by
+    // issuer and serial.
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(name.as_bytes()));
     let cert = params.self_signed(&kp).unwrap().der().to_vec();
     Party { key, cert }
 }
@@ -23,9 +25,13 @@ fn reparse(el: &Element) -> Element {
 }
 
 #[test]
-fn round_trips_for_1_2_and_50_recipients() {
+fn round_trips_for_1_2_16_and_50_recipients() {
     let parties: Vec<Party> = (0..50).map(|i| party(&format!("p{i}"))).collect();
-    for n in [1usize, 2, 50] {
+    for n in [1usize, 2, 16, 50] {
+        // Snow's requests and messages carry at most 16 EncryptedKeys; an
+        // envelope for more is opened as a broadcast (still one RSA
+        // decryption: the EncryptedKey that names us).
+        let policy = if n <= e2e::MAX_ENCRYPTED_KEYS { DecryptPolicy::SNOW } else { DecryptPolicy::BROADCAST };
         for transport in [KeyTransport::RsaOaepSha256, KeyTransport::RsaOaepMgf1pSha1] {
             let certs: Vec<&[u8]> = parties[..n].iter().map(|p| p.cert.as_slice()).collect();
             let msg = format!("Influensa A: {n} mottakere — æøå <&>");
@@ -33,12 +39,17 @@ fn round_trips_for_1_2_and_50_recipients() {
             let key_infos = enc.child(e2e::NS_DSIG, "KeyInfo").unwrap().children().count();
             assert_eq!(key_infos, n, "one EncryptedKey per recipient");
             for p in &parties[..n] {
-                assert_eq!(&*e2e::decrypt(&enc, &p.key, &p.cert).unwrap(), msg.as_bytes());
+                assert_eq!(&*e2e::decrypt_with(&enc, &p.key, &p.cert, &policy).unwrap(), msg.as_bytes());
             }
             // Someone who is not a recipient cannot open it.
             if n < 50 {
                 let outsider = &parties[49];
                 assert_eq!(e2e::decrypt(&enc, &outsider.key, &outsider.cert), Err(E2eError::NotForThisKey));
+            } else {
+                assert_eq!(
+                    e2e::decrypt(&enc, &parties[0].key, &parties[0].cert),
+                    Err(E2eError::TooManyEncryptedKeys { found: 50, max: 16 })
+                );
             }
         }
     }

@@ -1,5 +1,15 @@
 //! `snow crypt …`: the XML Encryption envelope on files, for operators and
 //! for testing against xmlsec1.
+//!
+//! Encryption names each recipient's certificate by X509IssuerSerial, as
+//! Snow's messages do, for at most 16 recipients (what any Snow decryption
+//! reads). Decryption takes files from other tools too
+//! ([`e2e::DecryptPolicy::FOREIGN`]): at most 16 EncryptedKeys, refused
+//! before any RSA operation; the EncryptedKey that names our certificate
+//! (X509IssuerSerial in either DN order, X509Certificate, X509SubjectName,
+//! or a KeyName equal to our subject or JID) is tried; an EncryptedKey
+//! that names nobody only when none names us; one that names someone else
+//! never.
 
 use std::io::Write;
 use std::path::Path;
@@ -32,6 +42,13 @@ pub fn run(ctx: &Ctx, cmd: CryptCommand) -> anyhow::Result<()> {
                     certs.push(bytes);
                 }
             }
+            if certs.len() > e2e::MAX_ENCRYPTED_KEYS {
+                bail!(
+                    "{} recipients: at most {} (Snow reads no more EncryptedKeys than that)",
+                    certs.len(),
+                    e2e::MAX_ENCRYPTED_KEYS
+                );
+            }
             let refs: Vec<&[u8]> = certs.iter().map(Vec::as_slice).collect();
             let plaintext = read(&file)?;
             let mut enc = e2e::encrypt(&plaintext, &refs, transport)?;
@@ -48,8 +65,9 @@ pub fn run(ctx: &Ctx, cmd: CryptCommand) -> anyhow::Result<()> {
             let enc = find(&doc).with_context(|| format!("{} holds no xenc:EncryptedData", file.display()))?;
             let store = ctx.key_store(&key);
             let identity = store.unlock(&crate::secrets::Source::personal_passphrase(&key).get()?)?;
-            let plain = e2e::decrypt(enc, identity.key_pkcs8(), identity.certificate())
-                .with_context(|| format!("cannot decrypt {}", file.display()))?;
+            let plain =
+                e2e::decrypt_with(enc, identity.key_pkcs8(), identity.certificate(), &e2e::DecryptPolicy::FOREIGN)
+                    .with_context(|| format!("cannot decrypt {}", file.display()))?;
             write_out(out.as_deref(), &plain)
         }
     }
