@@ -77,12 +77,12 @@ fn servers_and_agents_are_revoked_and_a_new_server_certificate_supersedes_the_ol
     assert!(first.superseded.is_empty());
     let other = ca.issue_server(&"other.example".parse().unwrap(), &[]).unwrap();
     let second = ca.issue_server(&lab, &[]).unwrap();
-    assert_eq!(second.superseded, [first.serial_hex.clone()]);
+    assert_eq!(second.superseded, std::slice::from_ref(&first.serial_hex));
     let superseded = Some(RevocationReason::Superseded.code());
     assert_eq!(crl_entries(&paths), [(norm(&first.serial_hex), superseded)]);
 
     let done = ca.revoke_server(&lab, RevocationReason::KeyCompromise).unwrap();
-    assert_eq!(done.serials, [second.serial_hex.clone()]);
+    assert_eq!(done.serials, std::slice::from_ref(&second.serial_hex));
     assert_eq!(done.crl, paths.crl());
     let entries = crl_entries(&paths);
     assert!(entries.contains(&(norm(&second.serial_hex), Some(RevocationReason::KeyCompromise.code()))), "{entries:?}");
@@ -96,7 +96,7 @@ fn servers_and_agents_are_revoked_and_a_new_server_certificate_supersedes_the_ol
     let jid = "search@lab.example".parse().unwrap();
     let agent = ca.issue_agent(&jid).unwrap();
     let done = ca.revoke_agent(&jid, RevocationReason::PrivilegeWithdrawn).unwrap();
-    assert_eq!(done.serials, [agent.serial_hex.clone()]);
+    assert_eq!(done.serials, std::slice::from_ref(&agent.serial_hex));
     let code = Some(RevocationReason::PrivilegeWithdrawn.code());
     assert!(crl_entries(&paths).contains(&(norm(&agent.serial_hex), code)));
     assert!(matches!(ca.revoke_agent(&jid, RevocationReason::Unspecified), Err(PkiError::NothingToRevoke(_))));
