@@ -415,7 +415,9 @@ pub enum CaCommand {
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
     /// Issue the TLS certificate the server uses for client and
-    /// server-to-server connections (written to SNOW_HOME/server/).
+    /// server-to-server connections (written to SNOW_HOME/server/). The
+    /// server's earlier certificate is revoked as superseded: restart a
+    /// running server with the new one.
     Cert {
         /// The server's domain (default: the CA's domain).
         #[arg(long)]
@@ -424,6 +426,20 @@ pub enum ServerCommand {
         /// sites reach over s2s, e.g. search.lab.example (repeatable).
         #[arg(long = "component", value_name = "DOMAIN")]
         components: Vec<String>,
+        #[command(flatten)]
+        ca: CaSecret,
+    },
+    /// At the PO: revoke a server's certificate (a lab server given up, or
+    /// its key compromised) and publish a new CRL. Every site refuses the
+    /// server from then on and closes its links within seconds.
+    Revoke {
+        /// The server's domain, e.g. lab.example.
+        #[arg(long)]
+        domain: String,
+        /// unspecified, key-compromise, affiliation-changed, superseded,
+        /// cessation-of-operation or privilege-withdrawn.
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         ca: CaSecret,
     },
@@ -441,6 +457,23 @@ pub enum AgentCommand {
         /// as a component.
         #[arg(long)]
         jid: String,
+        #[command(flatten)]
+        ca: CaSecret,
+    },
+    /// At the PO: revoke an agent's certificate and publish a new CRL. Its
+    /// key directory entry becomes revoked everywhere (GPs stop encrypting
+    /// to it), and an agent that logs in with it is refused and its live
+    /// session closed. An agent running as a component logs in with its
+    /// shared secret, not its certificate: change that secret too.
+    Revoke {
+        /// The agent's JID (search@lab.example) or component domain
+        /// (search.lab.example).
+        #[arg(long)]
+        jid: String,
+        /// unspecified, key-compromise, affiliation-changed, superseded,
+        /// cessation-of-operation or privilege-withdrawn.
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         ca: CaSecret,
     },

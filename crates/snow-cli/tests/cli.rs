@@ -1000,3 +1000,193 @@ fn a_client_started_before_the_server_waits_for_it() {
     assert!(rest.iter().all(|l| !l.contains("waiting for")), "said more than once: {rest:?}");
     terminate(&mut server);
 }
+
+/// `snow server revoke` and `snow agent revoke` (issue 17 item 2): with a
+/// reason, into the CA's revocations and the CRL; a second `server cert`
+/// for the same domain supersedes the first; revoking twice, or with an
+/// unknown reason, is one clear sentence.
+#[test]
+fn server_and_agent_revoke() {
+    let site = Site::new();
+    site.init();
+    let pass = site.ca_pass_arg();
+    let serial_of =
+        |out: &str| out.lines().find_map(|l| l.trim().strip_prefix("serial")).map(|s| s.trim().to_owned()).unwrap();
+    let first = serial_of(&site.ok(&["server", "cert", "--domain", "lab.example", "--ca-passphrase-file", &pass]));
+    let out = site.ok(&["server", "cert", "--domain", "lab.example", "--ca-passphrase-file", &pass]);
+    let second = serial_of(&out);
+    assert!(out.contains(&format!("revoked as superseded: {first}")), "{out}");
+    let agent = serial_of(&site.ok(&["agent", "cert", "--jid", "search@lab.example", "--ca-passphrase-file", &pass]));
+    let component =
+        serial_of(&site.ok(&["agent", "cert", "--jid", "search.lab.example", "--ca-passphrase-file", &pass]));
+    let crl_before = std::fs::read(site.home().join("ca/crl.pem")).unwrap();
+
+    let e = site.fails(&[
+        "server",
+        "revoke",
+        "--domain",
+        "lab.example",
+        "--reason",
+        "bored",
+        "--ca-passphrase-file",
+        &pass,
+    ]);
+    assert!(e.contains("unknown revocation reason") && e.contains("key-compromise"), "{e}");
+    let out = site.ok(&[
+        "server",
+        "revoke",
+        "--domain",
+        "lab.example",
+        "--reason",
+        "key-compromise",
+        "--ca-passphrase-file",
+        &pass,
+    ]);
+    assert!(
+        out.contains(&format!("Revoked the server certificate of lab.example (key-compromise; serial {second})")),
+        "{out}"
+    );
+    assert!(out.contains("closes the revoked certificate's sessions and links"), "{out}");
+    let e = site.fails(&[
+        "server",
+        "revoke",
+        "--domain",
+        "lab.example",
+        "--reason",
+        "unspecified",
+        "--ca-passphrase-file",
+        &pass,
+    ]);
+    assert_eq!(
+        e.trim(),
+        "error: the server lab.example has no valid certificate to revoke (revoked already, or never issued)"
+    );
+    let e = site.fails(&[
+        "server",
+        "revoke",
+        "--domain",
+        "never.example",
+        "--reason",
+        "unspecified",
+        "--ca-passphrase-file",
+        &pass,
+    ]);
+    assert!(e.contains("the server never.example has no valid certificate"), "{e}");
+
+    let out = site.ok(&[
+        "agent",
+        "revoke",
+        "--jid",
+        "search@lab.example",
+        "--reason",
+        "privilege-withdrawn",
+        "--ca-passphrase-file",
+        &pass,
+    ]);
+    assert!(
+        out.contains(&format!(
+            "Revoked the agent certificate of search@lab.example (privilege-withdrawn; serial {agent})"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("shared secret"), "{out}");
+    let out = site.ok(&[
+        "agent",
+        "revoke",
+        "--jid",
+        "search.lab.example",
+        "--reason",
+        "cessation-of-operation",
+        "--ca-passphrase-file",
+        &pass,
+    ]);
+    assert!(out.contains(&format!("serial {component}")) && out.contains("change the secret"), "{out}");
+    let e = site.fails(&[
+        "agent",
+        "revoke",
+        "--jid",
+        "search@lab.example",
+        "--reason",
+        "unspecified",
+        "--ca-passphrase-file",
+        &pass,
+    ]);
+    assert!(e.contains("the agent search@lab.example has no valid certificate to revoke"), "{e}");
+
+    // Each with its reason in the CA's revocations, and a new CRL.
+    assert_ne!(std::fs::read(site.home().join("ca/crl.pem")).unwrap(), crl_before);
+    let db = snow_store::CaDb::open(&site.home().join("ca/ca.db")).unwrap();
+    let revoked: Vec<(String, u8)> = db.revocations().unwrap().into_iter().map(|r| (r.serial_hex, r.reason)).collect();
+    for (serial, reason) in [(&first, 4), (&second, 1), (&agent, 9), (&component, 5)] {
+        assert!(revoked.contains(&(serial.to_lowercase(), reason)), "{serial} ({reason}) not in {revoked:?}");
+    }
+}
+
+/// `snow serve` without a current CRL (issue 17 item 2): it says so in its
+/// log, in words, with what to do, and refuses every login with a
+/// sentence the GP can pass on.
+#[test]
+fn serve_without_a_crl_says_so_and_refuses_logins() {
+    use std::io::{BufRead, BufReader};
+    let site = chat_site();
+    std::fs::remove_file(site.home().join("ca/crl.pem")).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_snow"))
+        .arg("serve")
+        .env("SNOW_HOME", site.home())
+        .env("SNOW_CONFIG", site.path("snow.toml"))
+        .env_remove("SNOW_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = server.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut stdout = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut addr = None;
+    for line in stdout.by_ref() {
+        let line = line.unwrap();
+        if addr.is_none() {
+            addr = line.rsplit_once(" on ").and_then(|(_, a)| a.split(' ').next()).map(str::to_owned);
+        }
+        if line.contains("(STARTTLS)") {
+            break;
+        }
+    }
+    std::thread::spawn(move || stdout.for_each(drop));
+    let addr = addr.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let said = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).expect("snow serve never said that revocation status is unknown");
+        if line.contains("revocation status unknown") {
+            break line;
+        }
+    };
+    let crl = site.home().join("ca/crl.pem");
+    assert!(said.contains(&format!("there is no CRL at {}", crl.display())), "{said}");
+    assert!(said.contains("every login and server link is refused") && said.contains("snow ca crl"), "{said}");
+
+    let gp = site.path("gp.pass").display().to_string();
+    let ks1 = site.path("ks-1111111").display().to_string();
+    let e = site.fails(&client(&["chat", "send"], &addr, &ks1, &gp, &["--to", "2222222@po.example", "hei"]));
+    assert_eq!(
+        e.trim(),
+        "error: the server cannot check certificates now (its list of revoked certificates is missing or out of \
+         date) — contact the Snow administrator"
+    );
+    let refused = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).expect("the refused login was not logged");
+        if line.contains("certificate refused: revocation status unknown") {
+            break line;
+        }
+    };
+    assert!(refused.contains("there is no CRL at"), "{refused}");
+    terminate(&mut server);
+}

@@ -23,6 +23,28 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
             println!("  key          {}", issued.key_path.display());
             println!("  serial       {}", issued.serial_hex);
             println!("  valid until  {}", super::show_time(issued.not_after));
+            if !issued.superseded.is_empty() {
+                println!("  revoked as superseded: {}", issued.superseded.join(", "));
+            }
+            Ok(())
+        }
+        AgentCommand::Revoke { jid, reason, ca } => {
+            let jid: AgentJid = jid.parse()?;
+            let reason: snow_pki::RevocationReason = reason.parse().map_err(anyhow::Error::msg)?;
+            let mut ca = ctx.open_ca(&ca)?;
+            let done = ca.revoke_agent(&jid, reason)?;
+            println!(
+                "Revoked the agent certificate of {jid} ({reason}; serial {}); the new CRL is {}",
+                done.serials.join(", "),
+                done.crl.display()
+            );
+            println!("  {}", crl_note());
+            if matches!(jid, AgentJid::Component(_)) {
+                println!(
+                    "  A component logs in with its shared secret, not its certificate: change the secret \
+                     ([[components]] secret_file) to keep it out."
+                );
+            }
             Ok(())
         }
         AgentCommand::Run { agent, server, domain, secret_file, hmac, source, server_source, wait } => {
@@ -89,6 +111,12 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// What happens to a new CRL, for `snow server|agent revoke`.
+pub(super) fn crl_note() -> &'static str {
+    "This site's snow serve reads the new CRL within a second, closes the revoked certificate's sessions and \
+     links, and pushes the CRL to its replicas."
 }
 
 /// What `snow agent run` says while the component port refuses.

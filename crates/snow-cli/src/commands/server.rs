@@ -1,6 +1,7 @@
 //! `snow server …`
 
 use snow_core::Domain;
+use snow_pki::RevocationReason;
 
 use super::Ctx;
 use crate::cli::ServerCommand;
@@ -26,6 +27,25 @@ pub fn run(ctx: &Ctx, cmd: ServerCommand) -> anyhow::Result<()> {
             println!("  key          {}", issued.key_path.display());
             println!("  serial       {}", issued.serial_hex);
             println!("  valid until  {}", super::show_time(issued.not_after));
+            if !issued.superseded.is_empty() {
+                println!(
+                    "  revoked as superseded: {} (restart a server still running with it)",
+                    issued.superseded.join(", ")
+                );
+            }
+            Ok(())
+        }
+        ServerCommand::Revoke { domain, reason, ca } => {
+            let domain: Domain = domain.parse()?;
+            let reason: RevocationReason = reason.parse().map_err(anyhow::Error::msg)?;
+            let mut ca = ctx.open_ca(&ca)?;
+            let done = ca.revoke_server(&domain, reason)?;
+            println!(
+                "Revoked the server certificate of {domain} ({reason}; serial {}); the new CRL is {}",
+                done.serials.join(", "),
+                done.crl.display()
+            );
+            println!("  {}", super::agent::crl_note());
             Ok(())
         }
     }
