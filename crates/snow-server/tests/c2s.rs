@@ -58,6 +58,7 @@ async fn server_services_and_routing_errors() {
     site.add_user("1111111");
     // lab.example is routed to a closed port.
     site.s2s.routes.insert("lab.example".into(), format!("127.0.0.1:{}", support::free_port()));
+    site.s2s.federate_with.push("lab.example".into());
     let server = site.start().await;
     let mut c = site.login(&server, "1111111").await.unwrap();
 

@@ -116,9 +116,11 @@ async fn three_servers() {
     let b_user = po.add_user_at("6666666", "labb.example");
     let mut lab_a = po.replica("laba.example");
     let mut lab_b = po.replica("labb.example");
-    // The labs talk to each other directly, too.
+    // The labs talk to each other directly, too (each lists the other).
     lab_a.s2s.routes.insert(lab_b.domain.clone(), lab_b.s2s.bind.clone());
     lab_b.s2s.routes.insert(lab_a.domain.clone(), lab_a.s2s.bind.clone());
+    lab_a.s2s.federate_with.push(lab_b.domain.clone());
+    lab_b.s2s.federate_with.push(lab_a.domain.clone());
     for lab in [&mut lab_a, &mut lab_b] {
         lab.s2s.connect_timeout_secs = 3;
     }

@@ -59,6 +59,7 @@ async fn unreachable_domains_and_restarts() {
     let mut lab = Site::with_domain("lab.example");
     po.federate_with(&mut lab);
     po.s2s.routes.insert("gone.example".into(), format!("127.0.0.1:{}", support::free_port()));
+    po.s2s.federate_with.push("gone.example".into());
     po.add_user("1111111");
     let labuser = lab.add_user("5555555");
     let po_server = po.start().await;
@@ -97,6 +98,8 @@ async fn an_untrusted_server_cannot_federate() {
     // The PO knows the route but trusts only its own CA.
     po.s2s.routes.insert("lab.example".into(), lab.s2s_addr());
     lab.s2s.routes.insert("po.example".into(), po.s2s_addr());
+    po.s2s.federate_with.push("lab.example".into());
+    lab.s2s.federate_with.push("po.example".into());
     lab.s2s.trusted_cas = vec![lab.paths.ca_cert(), po.paths.ca_cert()];
     po.add_user("1111111");
     let labuser = lab.add_user("5555555");

@@ -6,12 +6,15 @@
 //! [`Router::resolve`] maps an address to a [`Destination`]; the rules
 //! that depend on the stanza (message types, IQs for the server, presence
 //! the server processes first, the no-relay rule for other servers'
-//! stanzas, the clear-text policy) are applied in `route`. What the
-//! server itself answers is behind [`ServerSide`] (the service registry),
-//! and outgoing server-to-server links behind [`RemoteLinks`], so this
-//! module imports neither services nor transports.
+//! stanzas, the clear-text policy in `e2e_policy`, the federation
+//! allow-list in `federation`) are applied in `route`. What the server
+//! itself answers is behind [`ServerSide`] (the service registry), and
+//! outgoing server-to-server links behind [`RemoteLinks`], so this module
+//! imports neither services nor transports.
 
 mod components;
+mod e2e_policy;
+mod federation;
 mod sessions;
 
 use std::future::Future;
@@ -19,9 +22,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub(crate) use components::ComponentTable;
+pub(crate) use federation::Federation;
 pub(crate) use sessions::{Outbound, SessionHandle, SessionTable};
 use snow_xml::stanza::{error_reply, is_reply, Condition};
-use snow_xml::{Element, NS_CLIENT};
+use snow_xml::{Element, NS_CLIENT, NS_DELAY};
 
 use crate::addr::Addr;
 use crate::db::Db;
@@ -116,10 +120,28 @@ pub(crate) trait ServerSide: Send + Sync {
     fn session_ended<'a>(&'a self, router: &'a Arc<Router>, session: &'a Arc<SessionHandle>) -> BoxFuture<'a, ()>;
 }
 
+/// The policies routing applies (`[server] require_e2e`, the `[s2s]`
+/// federation allow-list).
+pub(crate) struct Policy {
+    /// Only end-to-end encrypted content in messages (`e2e_policy`).
+    pub require_e2e: bool,
+    /// The other servers stanzas may go to.
+    pub federation: Federation,
+}
+
+/// The text of every clear-text refusal.
+const E2E_REFUSAL: &str =
+    "this server requires end-to-end encryption (require_e2e): a message may carry one XML Encryption \
+     EncryptedData and protocol elements, no clear text";
+
+/// The legacy delay stamp (XEP-0091), stripped like XEP-0203's.
+const NS_LEGACY_DELAY: &str = "jabber:x:delay";
+
 /// The routing state: who is connected here, and the ways out.
 pub(crate) struct Router {
     domain: String,
     require_e2e: bool,
+    federation: Federation,
     pub sessions: SessionTable,
     pub components: ComponentTable,
     remote: Arc<dyn RemoteLinks>,
@@ -130,13 +152,30 @@ pub(crate) struct Router {
 impl Router {
     pub fn new(
         domain: String,
-        require_e2e: bool,
+        policy: Policy,
         components: ComponentTable,
         remote: Arc<dyn RemoteLinks>,
         server: Arc<dyn ServerSide>,
         db: Db,
     ) -> Self {
-        Router { domain, require_e2e, sessions: SessionTable::default(), components, remote, server, db }
+        let Policy { require_e2e, federation } = policy;
+        Router { domain, require_e2e, federation, sessions: SessionTable::default(), components, remote, server, db }
+    }
+
+    /// Whether stanzas may go to the other server `domain` (the federation
+    /// allow-list).
+    pub fn federates_with(&self, domain: &str) -> bool {
+        self.federation.allows(domain)
+    }
+
+    /// A slot for connecting one outgoing s2s link: at most `[s2s]
+    /// max_outbound_attempts` attempts run at once; hold it for the
+    /// attempt.
+    // For `transport::s2s`, whose link task takes one around each
+    // connection attempt (issue 17 item 7; that module has another owner).
+    #[allow(dead_code)]
+    pub async fn connect_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.federation.connect_permit().await
     }
 
     /// The server's own domain.
@@ -176,7 +215,15 @@ impl Router {
     /// A stanza from a transport, its `from` already set or checked by
     /// that transport. Presence the server processes goes to the
     /// services first; everything else is routed.
-    pub async fn submit(self: &Arc<Self>, origin: Origin, el: Element) {
+    pub async fn submit(self: &Arc<Self>, origin: Origin, mut el: Element) {
+        if let Origin::Remote(domain) = &origin {
+            if !self.federates_with(domain) {
+                // A server outside the federation: nothing it sends is
+                // taken, and nothing would go back to it.
+                tracing::debug!(%domain, "a stanza from a server outside the federation: dropped");
+                return;
+            }
+        }
         let to = match el.attr("to") {
             None => None,
             Some(t) => match Addr::parse(t) {
@@ -192,6 +239,11 @@ impl Router {
             },
         };
         if let Origin::Session(s) = &origin {
+            // A client does not say when it sent something: a delay stamp
+            // is the server's (offline storage adds the real one).
+            if matches!(el.name(), "message" | "presence") {
+                el.take_children(|c| c.is(NS_DELAY, "delay") || c.is(NS_LEGACY_DELAY, "x"));
+            }
             if el.name() == "presence" && processed_by_server(&el, to.as_ref()) {
                 self.server.presence(self, s, el, to).await;
                 return;
@@ -210,8 +262,14 @@ impl Router {
         }
     }
 
-    async fn route_to(self: &Arc<Self>, origin: Origin, el: Element, to: Option<Addr>) {
-        let kind = el.name();
+    async fn route_to(self: &Arc<Self>, origin: Origin, mut el: Element, to: Option<Addr>) {
+        if matches!(origin, Origin::Server) {
+            // An error the server generated (a stanza it could not send on
+            // over s2s): the condition and a fixed text, never the reason.
+            federation::sanitise_error(&mut el);
+        }
+        let kind = el.name().to_owned();
+        let kind = kind.as_str();
         if kind == "iq" && !matches!(el.attr("type"), Some("get" | "set" | "result" | "error")) {
             let err = error_reply(&el, Condition::BadRequest, Some("an iq needs type get, set, result or error"));
             self.reply(&origin, err);
@@ -232,13 +290,23 @@ impl Router {
                 return;
             }
         };
-        if kind == "message" && self.require_e2e && has_clear_body(&el) {
-            // Refused before anything is stored or forwarded.
-            if !is_reply(&el) {
-                let text = "this server requires end-to-end encryption (require_e2e): clear-text bodies are refused";
-                self.reply(&origin, error_reply(&el, Condition::PolicyViolation, Some(text)));
+        if kind == "message" && self.require_e2e {
+            let server_error = matches!(origin, Origin::Server) && el.attr("type") == Some("error");
+            if !server_error {
+                // Refused before anything is stored or forwarded.
+                e2e_policy::strip_error_detail(&mut el);
+                if let Err(why) = e2e_policy::check(&el) {
+                    if matches!(origin, Origin::Server) {
+                        tracing::warn!(%why, to = el.attr("to").unwrap_or_default(), "a message of this server's own refused by require_e2e");
+                    } else {
+                        tracing::debug!(%why, from = el.attr("from").unwrap_or_default(), "clear text refused");
+                    }
+                    if !is_reply(&el) {
+                        self.reply(&origin, error_reply(&el, Condition::PolicyViolation, Some(E2E_REFUSAL)));
+                    }
+                    return;
+                }
             }
-            return;
         }
         if matches!(origin, Origin::Remote(_)) && !self.serves(&to.domain) {
             if !is_reply(&el) {
@@ -255,7 +323,16 @@ impl Router {
                     }
                 }
             }
-            (_, Destination::Remote(domain)) => self.remote.send(self, &domain, el),
+            (_, Destination::Remote(domain)) => {
+                if self.federates_with(&domain) {
+                    self.remote.send(self, &domain, el);
+                } else if !is_reply(&el) {
+                    // Not on the allow-list: no link is opened.
+                    tracing::debug!(%domain, "a stanza for a domain outside the federation refused");
+                    let err = error_reply(&el, Condition::RemoteServerNotFound, Some(federation::NOT_FEDERATED));
+                    self.reply(&origin, err);
+                }
+            }
             ("iq", Destination::Server) => self.server_iq(origin, el, false).await,
             ("iq", Destination::Account(a))
                 if a.resource.is_none() && origin.session().is_some_and(|s| s.bare == a.bare()) =>
@@ -280,13 +357,18 @@ impl Router {
                 // presence is delivered to who is online only.
                 let local = matches!(origin, Origin::Session(_));
                 if !delivered && local && el.attr("type") == Some("subscribe") {
-                    if let Err((condition, text)) = self.server.undeliverable(self, &bare, el.clone()).await {
-                        self.reply(&origin, error_reply(&el, condition, Some(text)));
+                    if let Err(refusal) = self.server.undeliverable(self, &bare, el.clone()).await {
+                        self.refuse_undeliverable(&origin, &el, refusal);
                     }
                 }
             }
+            // A headline for no account (or a revoked one) is dropped, as
+            // one for an account with nobody online is (RFC 6121 §8.5.1,
+            // §8.5.2.2.1): the answer does not say which.
+            ("message", Destination::NoAccount) if el.attr("type") == Some("headline") => {}
             // To another account's bare JID, an absent resource or no
-            // account: the server answers (RFC 6121 §8.5.2.1, §8.5.3.2.1).
+            // account: the server answers (RFC 6121 §8.5.1, §8.5.2.1,
+            // §8.5.3.2.1), the same error whether the account exists or not.
             ("message" | "iq", Destination::Account(_) | Destination::NoAccount) if !is_reply(&el) => {
                 self.reply(&origin, error_reply(&el, Condition::ServiceUnavailable, None));
             }
@@ -307,8 +389,8 @@ impl Router {
         match el.attr("type").unwrap_or("normal") {
             "normal" | "chat" => {
                 if !self.to_available(&bare, &el, 0) {
-                    if let Err((condition, text)) = self.server.undeliverable(self, &bare, el.clone()).await {
-                        self.reply(origin, error_reply(&el, condition, Some(text)));
+                    if let Err(refusal) = self.server.undeliverable(self, &bare, el.clone()).await {
+                        self.refuse_undeliverable(origin, &el, refusal);
                     }
                 }
             }
@@ -319,6 +401,18 @@ impl Router {
                     self.to_available(&bare, &el, 0);
                 }
             }
+        }
+    }
+
+    /// A stanza for an account that could be neither delivered nor kept
+    /// (offline store full, the account's certificate revoked, a database
+    /// error): `service-unavailable` without text, the answer for an
+    /// account that does not exist, so the refusal says nothing about the
+    /// account (RFC 6121 §8.5.1, §8.5.2.2.1). The reason is logged.
+    fn refuse_undeliverable(self: &Arc<Self>, origin: &Origin, el: &Element, (condition, why): Refusal) {
+        tracing::debug!(%condition, why, to = el.attr("to").unwrap_or_default(), "not delivered, not kept");
+        if !is_reply(el) {
+            self.reply(origin, error_reply(el, Condition::ServiceUnavailable, None));
         }
     }
 
@@ -341,7 +435,10 @@ impl Router {
             Origin::Session(s) => {
                 s.send_xml(el.to_xml(NS_CLIENT));
             }
-            Origin::Remote(domain) => self.remote.send(self, domain, el),
+            // Only to a server of the federation: a peer outside it that
+            // reached us gets no link back.
+            Origin::Remote(domain) if self.federates_with(domain) => self.remote.send(self, domain, el),
+            Origin::Remote(domain) => tracing::debug!(%domain, "a reply for a server outside the federation: dropped"),
             Origin::Component(domain) => {
                 let _ = self.components.try_send(domain, el);
             }
@@ -358,14 +455,19 @@ impl Router {
 
     /// An account exists once it has logged in here, or when the PO's key
     /// directory lists a valid certificate for it (a lab's users before
-    /// their first login).
+    /// their first login); one whose certificate the directory lists as
+    /// revoked does not (nothing is delivered to it or kept for it). A
+    /// connected session stands until revocation ends it.
     async fn account_exists(&self, bare: &str) -> bool {
         if !self.sessions.sessions(bare).is_empty() {
             return true;
         }
         let b = bare.to_owned();
         self.db
-            .call(move |db| Ok(db.account_exists(&b)? || db.directory_entry(&b)?.is_some_and(|e| e.status.is_valid())))
+            .call(move |db| match db.directory_entry(&b)? {
+                Some(e) => Ok(e.status.is_valid()),
+                None => db.account_exists(&b),
+            })
             .await
             .unwrap_or(false)
     }
@@ -378,17 +480,4 @@ fn processed_by_server(el: &Element, to: Option<&Addr>) -> bool {
         None => matches!(kind, "available" | "unavailable"),
         Some(_) => matches!(kind, "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"),
     }
-}
-
-/// A chat or normal message whose body holds anything but one XML
-/// Encryption `EncryptedData` (whitespace aside).
-fn has_clear_body(el: &Element) -> bool {
-    if !matches!(el.attr("type").unwrap_or("normal"), "chat" | "normal") {
-        return false;
-    }
-    let Some(body) = el.child(NS_CLIENT, "body") else { return false };
-    let encrypted = body.children().count() == 1
-        && body.children().all(|c| c.is(snow_crypto::e2e::NS_XENC, "EncryptedData"))
-        && body.text().trim().is_empty();
-    !encrypted
 }

@@ -2,7 +2,10 @@
 //! resource is committed to the database, stamped with XEP-0203 delay,
 //! before anything else happens, and handed to the account's first
 //! session that becomes available, oldest first. A stored row is deleted
-//! only once the session has put it on the socket.
+//! only once the session has put it on the socket. Nothing is kept for an
+//! account whose certificate the key directory lists as revoked: the
+//! sender is refused (routing answers every refusal here with
+//! `service-unavailable`, as for an account that does not exist).
 //!
 //! Delivery is paced: a task of its own reads a page of rows at a time and
 //! waits for room in the session's queue, so however many messages are
@@ -66,12 +69,27 @@ impl Offline {
         el.push_child(Element::new(NS_DELAY, "delay").with_attr("from", self.domain.clone()).with_attr("stamp", stamp));
         let xml = el.to_xml(NS_CLIENT);
         let owner_s = owner.to_owned();
-        match self.db.call(move |db| db.store_offline(&owner_s, &xml, now.unix_timestamp())).await {
-            Ok(Some(_)) => {
+        let stored = self.db.call(move |db| {
+            if db.directory_entry(&owner_s)?.is_some_and(|e| !e.status.is_valid()) {
+                return Ok(Stored::Revoked);
+            }
+            Ok(match db.store_offline(&owner_s, &xml, now.unix_timestamp())? {
+                Some(_) => Stored::Yes,
+                None => Stored::Full,
+            })
+        });
+        match stored.await {
+            Ok(Stored::Yes) => {
                 tracing::debug!(to = owner, "stored offline");
                 Handled::Done
             }
-            Ok(None) => Handled::Refused((Condition::ResourceConstraint, "the recipient's offline store is full")),
+            Ok(Stored::Full) => {
+                Handled::Refused((Condition::ResourceConstraint, "the recipient's offline store is full"))
+            }
+            Ok(Stored::Revoked) => {
+                tracing::info!(to = owner, "not stored: the recipient's certificate is revoked");
+                Handled::Refused((Condition::ServiceUnavailable, "the recipient's certificate is revoked"))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot store offline message");
                 Handled::Refused((Condition::InternalServerError, "the message could not be stored"))
@@ -92,6 +110,14 @@ impl Offline {
             feeding.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         });
     }
+}
+
+/// What became of a message to keep.
+enum Stored {
+    Yes,
+    Full,
+    /// The key directory lists the recipient's certificate as revoked.
+    Revoked,
 }
 
 /// Rows read from the store at a time.
