@@ -347,6 +347,8 @@ fn stamp(path: &Path) -> FileStamp {
 /// The site CA, the CAs whose servers may federate, and the CRLs in force.
 pub struct TrustStore {
     ca: CertificateDer<'static>,
+    /// The site CA's subject (DER): the issuer of this site's certificates.
+    ca_subject: Vec<u8>,
     peer_cas: Vec<CertificateDer<'static>>,
     crl_path: PathBuf,
     peer_crl_paths: Vec<PathBuf>,
@@ -381,8 +383,10 @@ impl TrustStore {
         if peer_cas.is_empty() {
             peer_cas.push(ca.clone());
         }
+        let ca_subject = parse_cert(&ca).map(|c| c.subject().as_raw().to_vec()).unwrap_or_default();
         let store = TrustStore {
             ca,
+            ca_subject,
             peer_cas,
             crl_path: crl_path.to_owned(),
             peer_crl_paths: peer_crl_paths.to_vec(),
@@ -589,10 +593,9 @@ impl TrustStore {
         let now = OffsetDateTime::now_utc();
         let outcome = {
             let installed = self.installed.read().unwrap_or_else(|p| p.into_inner());
-            let site_ca = parse_cert(&self.ca).map(|c| c.subject().as_raw().to_vec()).unwrap_or_default();
             let crl = match &installed.site {
                 Ok(c) if c.issuer == cert.issuer => Ok(c),
-                Err(p) if cert.issuer == site_ca => Err(p.clone()),
+                Err(p) if cert.issuer == self.ca_subject => Err(p.clone()),
                 _ => installed.peers.iter().find(|c| c.issuer == cert.issuer).ok_or(CrlProblem::NoneForIssuer),
             };
             match crl {
@@ -712,7 +715,10 @@ impl TrustStore {
                 _ = tokio::time::sleep(FILE_POLL) => {}
             }
             let now_stamps = self.file_stamps();
-            let changed = *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) != now_stamps;
+            // A file refused once is not read again until it changes.
+            let changed =
+                std::mem::replace(&mut *self.stamps.lock().unwrap_or_else(|p| p.into_inner()), now_stamps.clone())
+                    != now_stamps;
             if changed {
                 match self.reload_crl() {
                     Ok(CrlChange::Installed(n)) => tracing::info!(crl_number = %n, "new CRL in force"),

@@ -155,17 +155,18 @@ impl Service for Directory {
                 Event::IqReply { origin: Origin::Remote(domain), stanza }
                     if stanza.attr("id").is_some_and(|id| id.starts_with(&format!("keys-{domain}-"))) =>
                 {
-                    // The replica refused a push: it is sent again later;
-                    // the administrator learns why.
+                    // A push failed: it is sent again later. A replica that
+                    // refused it says why; one that cannot be reached is
+                    // only noted.
                     let error = stanza.children().find(|c| c.name() == "error");
                     let condition = error.and_then(|e| e.children().find(|c| c.name() != "text")).map(|c| c.name());
                     let text = error.and_then(|e| e.children().find(|c| c.name() == "text")).map(|t| t.text());
-                    tracing::warn!(
-                        replica = %domain,
-                        condition = condition.unwrap_or("?"),
-                        text = text.as_deref().unwrap_or(""),
-                        "the replica refused a key directory push"
-                    );
+                    let (condition, text) = (condition.unwrap_or("?"), text.as_deref().unwrap_or(""));
+                    if condition.starts_with("remote-server-") {
+                        tracing::debug!(replica = %domain, condition, "a key directory push could not be delivered");
+                    } else {
+                        tracing::warn!(replica = %domain, condition, text, "the replica refused a key directory push");
+                    }
                     Handled::Done
                 }
                 _ => Handled::Ignored,

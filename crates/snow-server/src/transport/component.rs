@@ -7,6 +7,14 @@
 //! the server signs what it sends with its own source and verifies that
 //! what arrives is signed by the component's declared source; a stanza
 //! that fails is answered with `not-authorized`, logged and dropped.
+//!
+//! A component link presents no certificate (XEP-0114 has no TLS): the
+//! shared secret of its `[[components]]` entry is its credential, and
+//! the CRL does not reach it. An agent running as a component has a
+//! certificate only for the end-to-end encryption GPs do to it:
+//! `snow agent revoke` revokes its key directory entry (GPs stop
+//! encrypting to it); to keep the component itself out, change or remove
+//! its secret and restart the server (docs/architecture.md §4).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
