@@ -291,3 +291,34 @@ async fn a_server_outside_the_federation_is_not_heard_even_with_a_certificate_of
     lab_server.shutdown(T).await;
     rogue_server.shutdown(T).await;
 }
+
+#[tokio::test]
+async fn outgoing_connection_attempts_are_capped() {
+    let mut site = Site::new();
+    site.add_user("1111111");
+    // Two listed domains routed to listeners that accept and never answer:
+    // with one attempt at a time, the second domain is not even connected
+    // to while the first attempt waits for its timeout.
+    let first = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    for (domain, l) in [("one.example", &first), ("two.example", &second)] {
+        site.s2s.routes.insert(domain.into(), l.local_addr().unwrap().to_string());
+        site.s2s.federate_with.push(domain.into());
+    }
+    site.s2s.max_outbound_attempts = 1;
+    site.s2s.connect_timeout_secs = 3;
+    let server = site.start().await;
+    let mut a = site.login(&server, "1111111").await.unwrap();
+
+    a.send(&chat("x@one.example", "m1", "hei")).await.unwrap();
+    let (_held, _) =
+        tokio::time::timeout(T, first.accept()).await.expect("the first domain was never connected to").unwrap();
+    a.send(&chat("x@two.example", "m2", "hei")).await.unwrap();
+    assert!(
+        !connected_within(&second, Duration::from_millis(1500)).await,
+        "a second connection attempt ran while the only slot was taken"
+    );
+    // Once the first attempt has timed out, its slot goes to the second.
+    assert!(connected_within(&second, Duration::from_secs(10)).await, "the second domain was never connected to");
+    server.shutdown(T).await;
+}

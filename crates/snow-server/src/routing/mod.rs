@@ -171,9 +171,6 @@ impl Router {
     /// A slot for connecting one outgoing s2s link: at most `[s2s]
     /// max_outbound_attempts` attempts run at once; hold it for the
     /// attempt.
-    // For `transport::s2s`, whose link task takes one around each
-    // connection attempt (issue 17 item 7; that module has another owner).
-    #[allow(dead_code)]
     pub async fn connect_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.federation.connect_permit().await
     }

@@ -202,7 +202,13 @@ async fn link_task(
                 }
             }
         }
-        let (mut link, cert) = match tokio::time::timeout(connect_timeout, connect(&cx, local, domain)).await {
+        // At most [s2s] max_outbound_attempts links connect at once; the
+        // wait for a slot counts against the connect timeout.
+        let attempt = async {
+            let _slot = router.connect_permit().await;
+            connect(&cx, local, domain).await
+        };
+        let (mut link, cert) = match tokio::time::timeout(connect_timeout, attempt).await {
             Ok(Ok(link)) => link,
             Ok(Err(why)) => {
                 tracing::warn!(%domain, why, "s2s link failed");
