@@ -14,10 +14,12 @@ fuzz_target!(|data: &[u8]| {
     let wrapped = [format!("<detail xmlns='{NS_ALERT}' ").as_bytes(), data].concat();
     for doc in [data, wrapped.as_slice()] {
         let Ok(el) = parse_document(doc, limits) else { continue };
-        if let Ok(a) = parse_detail(&el) {
+        // The item's id: the detail's own, or one the service assigned.
+        let item_id = el.attr("id").unwrap_or("gp-0123456789abcdef").to_owned();
+        if let Ok(a) = parse_detail(&el, &item_id) {
             let xml = detail_element(&a).to_xml("");
             let again = parse_document(xml.as_bytes(), Limits::default()).expect("a serialized alert parses");
-            assert_eq!(parse_detail(&again).expect("a parsed alert re-parses"), a);
+            assert_eq!(parse_detail(&again, &a.id).expect("a parsed alert re-parses"), a);
         }
         let _ = event_items(&el);
         let _ = read_items("po.example", &el);

@@ -6,7 +6,10 @@
 //! area, end-to-end encrypted to the node's subscribers. An alert is sent
 //! once per series and week: the lab store records it, and a restart does
 //! not send it again. The agent subscribes to the nodes it publishes on, so
-//! GPs' confirmations come back to it.
+//! GPs' confirmations come back to it. The PO's pubsub service takes
+//! signals only from the agents `[pubsub] signal_publishers` names there
+//! (by default `search@LAB` for each lab server it replicates to), each
+//! under the signal's id (`Alert::signal_id`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -201,11 +204,12 @@ pub fn sent(p: &Pending, recipients: usize) -> SentAlert {
     }
 }
 
-/// Logs the confirmations in a pubsub notification the agent received.
+/// Logs the confirmations in a pubsub notification the agent received
+/// (only those whose kind and author inside match the publisher).
 pub fn note_confirmations(message: &Element, identity: &snow_crypto::Identity) {
     for item in alert::event_items(message) {
-        if let Ok(a) = alert::open(&item.id, &item.payload, identity) {
-            if a.kind == AlertKind::Confirmation && a.author == item.publisher {
+        if let Ok(a) = alert::open_item(&item, identity) {
+            if a.kind == AlertKind::Confirmation {
                 tracing::info!(alert = a.confirms.as_deref().unwrap_or(""), node = %item.node, "alert confirmed by a GP");
             }
         }

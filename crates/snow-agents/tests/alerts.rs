@@ -146,8 +146,9 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
     assert_eq!(for_5401[0].recipients, 3);
 
     // GP 1 confirms; GP 3 sees the confirmation.
+    // The PO's service assigns the confirmation's id.
     let confirmation = Alert {
-        id: "c-test".into(),
+        id: String::new(),
         kind: AlertKind::Confirmation,
         confirms: Some(a1.id.clone()),
         text: Some("three cases in our practice this week".into()),
@@ -160,12 +161,16 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
             .await
             .unwrap();
     assert_eq!(published.recipients.len(), 4, "{published:?}");
+    assert!(published.id.starts_with("c-"), "{published:?}");
     let (_, c) = next_alert(&mut gp3, wait, &id3).await.expect("GP 3 did not see the confirmation");
     assert_eq!((c.kind, c.confirms.as_deref()), (AlertKind::Confirmation, Some("INFA-5401-2026W20")));
     // Listing: GP 3 reads both, newest first, each checked against its publisher.
     let (list, unreadable) = alert::received(gp3.iq(), "po.example", &id3, 50).await.unwrap();
     assert_eq!(unreadable, 0);
-    assert_eq!(list.iter().map(|(_, a)| a.id.as_str()).collect::<Vec<_>>(), ["c-test", "INFA-5401-2026W20"]);
+    assert_eq!(
+        list.iter().map(|(_, a)| a.id.as_str()).collect::<Vec<_>>(),
+        [published.id.as_str(), "INFA-5401-2026W20"]
+    );
 
     stop_second.send(true).unwrap();
     second.join().await;

@@ -21,6 +21,7 @@ pub struct Config {
     pub msgauth: MsgAuthSettings,
     pub components: Vec<ComponentSettings>,
     pub smtp: SmtpSettings,
+    pub pubsub: snow_server::config::PubsubSettings,
 }
 
 /// The `[smtp]` section: where `snow outbox send` delivers e-mail.
@@ -112,6 +113,10 @@ mod tests {
         );
         let (s, sd) = (c.s2s, S2sSettings::default());
         assert_eq!(format!("{s:?}"), format!("{sd:?}"), "snow.example.toml [s2s] differs from the defaults");
+        let (p, pd) = (c.pubsub, snow_server::config::PubsubSettings::default());
+        assert_eq!(format!("{p:?}"), format!("{pd:?}"), "snow.example.toml [pubsub] differs from the defaults");
+        // Without [pubsub] analyses, a server library user gets [lab]'s default.
+        assert_eq!(snow_server::config::DEFAULT_ALERT_ANALYSES, LabServerSettings::default().analyses);
     }
 
     #[test]

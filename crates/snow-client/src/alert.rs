@@ -5,15 +5,16 @@
 //! An alert is an item on the node of its analysis and area
 //! (`alerts/INFA/5401`) at the PO's pubsub service (the PO's domain). The
 //! item's content is end-to-end encrypted (XML Encryption,
-//! docs/architecture.md §6) to every subscriber of the node when it is published, plus the
-//! publisher itself:
+//! docs/architecture.md §6) to every subscriber of the node when it is
+//! published, plus the publisher itself; its kind stays in clear on the
+//! `<alert/>` element so the service can check who publishes what:
 //!
 //! ```xml
 //! <iq type='set' to='po.example'>
 //!   <pubsub xmlns='http://jabber.org/protocol/pubsub'>
 //!     <publish node='alerts/INFA/5401'>
 //!       <item id='INFA-5401-2026W47'>
-//!         <alert xmlns='urn:snow:alert:1'><EncryptedData …/></alert>
+//!         <alert xmlns='urn:snow:alert:1' kind='signal'><EncryptedData …/></alert>
 //! </item></publish></pubsub></iq>
 //!
 //! decrypted content:
@@ -27,11 +28,20 @@
 //!    a GP's text or comment, at most 2000 bytes)
 //! ```
 //!
+//! Only the lab's detection agent publishes signals, with the signal's id.
+//! A GP publishes confirmations and its own alerts without an id: the
+//! service assigns it (`gp-…`, `c-…`) and says it in the result
+//! (`<publish><item id/></publish>`); the detail then carries no id. A GP
+//! may publish again with the id of an item it published (a replacement)
+//! and retract its own items, nothing else.
+//!
 //! The service notifies each subscriber with
 //! `<message from='po.example'><event xmlns='…pubsub#event'><items node=…>
 //! <item id=… publisher=…><alert …/></item></items></event></message>`.
+//! A reader takes an item only through [`open_item`]: the clear kind, the
+//! kind and author inside, the item's publisher and node must agree.
 
-use snow_core::alert::{Alert, MAX_TEXT, NS_ALERT};
+use snow_core::alert::{Alert, AlertKind, KIND_ATTR, MAX_TEXT, NS_ALERT};
 use snow_core::stats::{Count, StatsError};
 use snow_crypto::Identity;
 use snow_xml::{Element, NS_CLIENT, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER};
@@ -42,16 +52,19 @@ fn bad(field: &'static str, reason: &str) -> StatsError {
     StatsError { field, reason: reason.into() }
 }
 
-/// The clear-text `<detail/>` of an alert.
+/// The clear-text `<detail/>` of an alert (without `id` while it has none:
+/// a GP's alert before the service assigned one).
 pub fn detail_element(a: &Alert) -> Element {
     let mut el = Element::new(NS_ALERT, "detail")
-        .with_attr("id", a.id.clone())
         .with_attr("kind", a.kind.as_str())
         .with_attr("analysis", a.analysis.clone())
         .with_attr("area", a.area.to_string())
         .with_attr("week", a.week.to_string())
         .with_attr("author", a.author.clone())
         .with_attr("issued", a.issued.to_string());
+    if !a.id.is_empty() {
+        el.set_attr("id", a.id.clone());
+    }
     if let Some(o) = a.observed {
         el.set_attr("observed", o.to_string());
     }
@@ -73,8 +86,10 @@ pub fn detail_element(a: &Alert) -> Element {
     el
 }
 
-/// Reads and checks a `<detail/>`.
-pub fn parse_detail(el: &Element) -> Result<Alert, StatsError> {
+/// Reads and checks the `<detail/>` of item `item_id`. A signal names its
+/// id, which must be the item's; a GP's alert or confirmation may leave it
+/// out (the service assigned the item's id), or name the item's.
+pub fn parse_detail(el: &Element, item_id: &str) -> Result<Alert, StatsError> {
     if !el.is(NS_ALERT, "detail") {
         return Err(bad("alert", "expected <detail xmlns='urn:snow:alert:1'/>"));
     }
@@ -83,9 +98,16 @@ pub fn parse_detail(el: &Element) -> Result<Alert, StatsError> {
     if text.as_ref().is_some_and(|t| t.len() > MAX_TEXT) {
         return Err(bad("text", "is too long"));
     }
+    let kind: AlertKind = need("kind")?.parse()?;
+    let id = match (el.attr("id"), kind) {
+        (Some(id), _) if id == item_id => id,
+        (Some(_), _) => return Err(bad("id", "is not the item's")),
+        (None, AlertKind::Signal) => return Err(bad("id", "is missing")),
+        (None, _) => item_id,
+    };
     let a = Alert {
-        id: need("id")?.to_owned(),
-        kind: need("kind")?.parse()?,
+        id: id.to_owned(),
+        kind,
         analysis: need("analysis")?.to_owned(),
         area: need("area")?.parse()?,
         week: need("week")?.parse()?,
@@ -108,14 +130,17 @@ pub fn parse_detail(el: &Element) -> Result<Alert, StatsError> {
     Ok(a)
 }
 
-/// `<alert/>` with the detail encrypted to `recipients` (DER certificates).
+/// `<alert kind/>` with the detail encrypted to `recipients` (DER
+/// certificates); the kind also in clear, for the service.
 pub fn sealed(a: &Alert, recipients: &[&[u8]]) -> Result<Element, ClientError> {
-    let mut el = Element::new(NS_ALERT, "alert").with_child(detail_element(a));
+    let mut el = Element::new(NS_ALERT, "alert").with_attr(KIND_ATTR, a.kind.as_str()).with_child(detail_element(a));
     snow_crypto::e2e::encrypt_content(&mut el, NS_ALERT, recipients, snow_crypto::e2e::KeyTransport::default())?;
     Ok(el)
 }
 
-/// Opens an `<alert/>` with our key. The alert's id must be the item's.
+/// Decrypts an `<alert/>` with our key and reads its detail (see
+/// [`parse_detail`]). This alone does not say the alert is genuine: show
+/// only what [`open_item`] accepts.
 pub fn open(item_id: &str, el: &Element, identity: &Identity) -> Result<Alert, ClientError> {
     let bad = |why: String| ClientError::BadAnswer { who: format!("alert {item_id}"), why };
     if !el.is(NS_ALERT, "alert") {
@@ -124,9 +149,26 @@ pub fn open(item_id: &str, el: &Element, identity: &Identity) -> Result<Alert, C
     let mut el = el.clone();
     snow_crypto::e2e::decrypt_content(&mut el, NS_ALERT, identity.key_pkcs8(), identity.certificate())?;
     let detail = el.child(NS_ALERT, "detail").ok_or_else(|| bad("no <detail/> inside".into()))?;
-    let a = parse_detail(detail).map_err(|e| bad(e.to_string()))?;
-    if a.id != item_id {
-        return Err(bad("the alert's id is not the item's".into()));
+    parse_detail(detail, item_id).map_err(|e| bad(e.to_string()))
+}
+
+/// Opens an item the service returned or pushed, and takes it only if it
+/// is what it says: the kind in clear (which the service checked against
+/// the publisher) is the kind inside, the author inside is the publisher
+/// the service authenticated, and the analysis and area inside are the
+/// node's. Anything else is refused: a GP who wraps a forged signal in a
+/// GP alert, or copies another's sealed alert, is not shown.
+pub fn open_item(item: &Item, identity: &Identity) -> Result<Alert, ClientError> {
+    let bad = |why: &str| ClientError::BadAnswer { who: format!("alert {}", item.id), why: why.to_owned() };
+    let a = open(&item.id, &item.payload, identity)?;
+    if item.payload.attr(KIND_ATTR) != Some(a.kind.as_str()) {
+        return Err(bad("the kind inside is not the kind the item was published as"));
+    }
+    if a.author != item.publisher {
+        return Err(bad("the author inside is not the item's publisher"));
+    }
+    if Alert::node(&a.analysis, &a.area) != item.node {
+        return Err(bad("the analysis and area inside are not the node's"));
     }
     Ok(a)
 }
@@ -173,16 +215,48 @@ pub fn items_iq(service: &str, node: &str, max: u32) -> Element {
     )
 }
 
-/// Publishes `alert` (a sealed `<alert/>`) as item `id` on `node`.
-pub fn publish_iq(service: &str, node: &str, id: &str, alert: Element) -> Element {
+/// Publishes `alert` (a sealed `<alert/>`) on `node`: as item `id` (a
+/// signal, or the replacement of an item of ours), or with no id, for the
+/// service to assign (a GP's new alert or confirmation).
+pub fn publish_iq(service: &str, node: &str, id: Option<&str>, alert: Element) -> Element {
+    let mut item = Element::new(NS_PUBSUB, "item").with_child(alert);
+    if let Some(id) = id {
+        item.set_attr("id", id);
+    }
     pubsub_iq(
         "set",
         service,
         NS_PUBSUB,
-        Element::new(NS_PUBSUB, "publish")
-            .with_attr("node", node.to_owned())
-            .with_child(Element::new(NS_PUBSUB, "item").with_attr("id", id.to_owned()).with_child(alert)),
+        Element::new(NS_PUBSUB, "publish").with_attr("node", node.to_owned()).with_child(item),
     )
+}
+
+/// Retracts (deletes) item `id` of `node`, one we published; with
+/// `notify`, subscribers are told (XEP-0060 §7.2).
+pub fn retract_iq(service: &str, node: &str, id: &str, notify: bool) -> Element {
+    let mut op = Element::new(NS_PUBSUB, "retract")
+        .with_attr("node", node.to_owned())
+        .with_child(Element::new(NS_PUBSUB, "item").with_attr("id", id.to_owned()));
+    if notify {
+        op.set_attr("notify", "true");
+    }
+    pubsub_iq("set", service, NS_PUBSUB, op)
+}
+
+/// The item id in the result of a publication (XEP-0060 §7.1.2).
+pub fn published_id(service: &str, reply: &Element) -> Result<String, ClientError> {
+    check(service, reply)?;
+    reply
+        .child(NS_PUBSUB, "pubsub")
+        .and_then(|p| p.child(NS_PUBSUB, "publish"))
+        .and_then(|p| p.child(NS_PUBSUB, "item"))
+        .and_then(|i| i.attr("id"))
+        .filter(|id| snow_core::alert::valid_id(id))
+        .map(str::to_owned)
+        .ok_or_else(|| ClientError::BadAnswer {
+            who: service.to_owned(),
+            why: "the publication names no item id".into(),
+        })
 }
 
 /// A refusal in `reply` as an error naming `who`.
@@ -255,6 +329,9 @@ pub fn event_items(message: &Element) -> Vec<Item> {
 /// What a publication reached.
 #[derive(Debug, Clone, Default)]
 pub struct Published {
+    /// The item's id: the signal's, or the one the service assigned
+    /// (empty if nothing was published).
+    pub id: String,
     /// Bare JIDs the alert was encrypted to.
     pub recipients: Vec<String>,
     /// Subscribers left out: no valid certificate in the key directory.
@@ -266,6 +343,9 @@ pub struct Published {
 /// confirmed alert). Every certificate comes from our server's key
 /// directory and is checked against `ca_der`; a subscriber without a valid
 /// one is left out and reported. Nothing is published if nobody is left.
+/// A signal is published as its id; a GP's alert or confirmation with an
+/// empty id is published without one and [`Published::id`] is the id the
+/// service assigned (a non-empty id replaces our own item of that id).
 pub async fn publish(
     r: &IqClient,
     service: &str,
@@ -298,13 +378,14 @@ pub async fn publish(
     }
     let refs: Vec<&[u8]> = certs.iter().map(Vec::as_slice).collect();
     let item = sealed(alert, &refs)?;
-    check(service, &r.request(publish_iq(service, &node, &alert.id, item)).await?)?;
+    let id = (!alert.id.is_empty()).then_some(alert.id.as_str());
+    out.id = published_id(service, &r.request(publish_iq(service, &node, id, item)).await?)?;
     Ok(out)
 }
 
 /// Every alert on the nodes we subscribe to that we can read, newest
 /// first. Items not encrypted to us (published before we subscribed), and
-/// items whose author is not who the service says published them, are
+/// items [`open_item`] refuses (kind or author not the publisher's), are
 /// left out and counted.
 pub async fn received(
     r: &IqClient,
@@ -317,9 +398,9 @@ pub async fn received(
     let mut unreadable = 0;
     for node in nodes {
         for item in read_items(service, &r.request(items_iq(service, &node, per_node)).await?)? {
-            match open(&item.id, &item.payload, identity) {
-                Ok(a) if item.publisher == a.author => got.push((item, a)),
-                _ => unreadable += 1,
+            match open_item(&item, identity) {
+                Ok(a) => got.push((item, a)),
+                Err(_) => unreadable += 1,
             }
         }
     }
@@ -352,12 +433,62 @@ mod tests {
         };
         let xml = detail_element(&a).to_xml("");
         let back = snow_xml::parse_document(xml.as_bytes(), snow_xml::Limits::default()).unwrap();
-        assert_eq!(parse_detail(&back).unwrap(), a);
+        assert_eq!(parse_detail(&back, &a.id).unwrap(), a);
         let mut el = detail_element(&a);
         el.set_attr("analysis", "INFA' OR 1=1");
-        assert_eq!(parse_detail(&el).unwrap_err().field, "analysis");
+        assert_eq!(parse_detail(&el, &a.id).unwrap_err().field, "analysis");
         let mut el = detail_element(&a);
         el.set_attr("kind", "confirmation");
-        assert_eq!(parse_detail(&el).unwrap_err().field, "confirms");
+        assert_eq!(parse_detail(&el, &a.id).unwrap_err().field, "confirms");
+        // A signal's id is its own and must be the item's.
+        assert_eq!(parse_detail(&detail_element(&a), "INFA-5401-2026W46").unwrap_err().field, "id");
+        let mut el = detail_element(&a);
+        el.remove_attr("id");
+        assert_eq!(parse_detail(&el, &a.id).unwrap_err().field, "id");
+    }
+
+    #[test]
+    fn a_gps_alert_takes_the_id_the_service_assigned() {
+        let a = Alert {
+            id: String::new(),
+            kind: AlertKind::Gp,
+            analysis: "INFA".into(),
+            area: Area::County("54".into()),
+            week: IsoWeek::new(2026, 5).unwrap(),
+            observed: None,
+            threshold: None,
+            algorithm: None,
+            series: None,
+            author: "1111111@po.example".into(),
+            issued: 1,
+            confirms: None,
+            text: Some("cluster".into()),
+        };
+        let el = detail_element(&a);
+        assert_eq!(el.attr("id"), None);
+        assert_eq!(parse_detail(&el, "gp-0123456789abcdef").unwrap().id, "gp-0123456789abcdef");
+        // Replacing our own item: the id inside is the item's.
+        let named = Alert { id: "gp-0123456789abcdef".into(), ..a };
+        assert_eq!(parse_detail(&detail_element(&named), "gp-0123456789abcdef").unwrap(), named);
+        assert_eq!(parse_detail(&detail_element(&named), "gp-fedcba9876543210").unwrap_err().field, "id");
+    }
+
+    #[test]
+    fn the_service_gets_the_kind_in_clear_and_says_the_assigned_id() {
+        let reply = pubsub_iq(
+            "result",
+            "po.example",
+            NS_PUBSUB,
+            Element::new(NS_PUBSUB, "publish")
+                .with_attr("node", "alerts/INFA/54")
+                .with_child(Element::new(NS_PUBSUB, "item").with_attr("id", "gp-01")),
+        );
+        assert_eq!(published_id("po.example", &reply).unwrap(), "gp-01");
+        let iq = publish_iq("po.example", "alerts/INFA/54", None, Element::new(NS_ALERT, "alert"));
+        let item = iq
+            .child(NS_PUBSUB, "pubsub")
+            .and_then(|p| p.child(NS_PUBSUB, "publish"))
+            .and_then(|p| p.child(NS_PUBSUB, "item"));
+        assert_eq!(item.map(|i| i.attr("id")), Some(None));
     }
 }

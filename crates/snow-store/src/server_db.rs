@@ -68,10 +68,42 @@ CREATE TABLE pubsub_items (
     UNIQUE (node, item_id)
 );
 "#,
+    r#"
+-- Pubsub caps per publisher: a publisher's items on a node, oldest first.
+CREATE INDEX pubsub_items_by_publisher ON pubsub_items (node, publisher, seq);
+"#,
 ];
 
-/// Most items kept per pubsub node; older ones are dropped.
-pub const MAX_ITEMS_PER_NODE: i64 = 1000;
+/// How many items a pubsub node keeps: at most `per_publisher` of one
+/// publisher (its oldest expire first, so one publisher's flood never
+/// pushes out anyone else's items) and `per_node` in all (the node's
+/// oldest expire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemCaps {
+    pub per_node: i64,
+    pub per_publisher: i64,
+}
+
+/// What became of a publication ([`ServerDb::publish_item`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publication {
+    /// A new item.
+    Stored,
+    /// The publisher's own item of that id, replaced.
+    Replaced,
+    /// Nothing: the id is another publisher's item.
+    NotYours,
+    /// Nothing: only a replacement was asked for and there is no such item.
+    NoSuchItem,
+}
+
+/// What became of a retraction ([`ServerDb::retract_item`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retraction {
+    Retracted,
+    NotYours,
+    NoSuchItem,
+}
 
 /// A stored pubsub item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,22 +307,88 @@ impl ServerDb {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Stores an item (replacing one with the same id, as XEP-0060 §7.1.2
-    /// says) and drops the node's oldest beyond [`MAX_ITEMS_PER_NODE`].
-    pub fn publish_item(&mut self, item: &PubsubItem) -> Result<(), StoreError> {
+    /// Stores an item, in one transaction: an item of the same id is
+    /// replaced (XEP-0060 §7.1.2) only if the same publisher published it;
+    /// with `replace_only`, only an existing item is (the publisher may not
+    /// choose a new id). Then the publisher's oldest items on the node
+    /// beyond `caps.per_publisher` expire, then the node's oldest beyond
+    /// `caps.per_node`.
+    pub fn publish_item(
+        &mut self,
+        item: &PubsubItem,
+        replace_only: bool,
+        caps: ItemCaps,
+    ) -> Result<Publication, StoreError> {
         let tx = self.conn.transaction()?;
+        let owner: Option<String> = tx
+            .query_row(
+                "SELECT publisher FROM pubsub_items WHERE node = ?1 AND item_id = ?2",
+                [&item.node, &item.id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let outcome = match owner {
+            Some(p) if p != item.publisher => return Ok(Publication::NotYours),
+            Some(_) => Publication::Replaced,
+            None if replace_only => return Ok(Publication::NoSuchItem),
+            None => Publication::Stored,
+        };
         tx.execute("DELETE FROM pubsub_items WHERE node = ?1 AND item_id = ?2", [&item.node, &item.id])?;
         tx.execute(
             "INSERT INTO pubsub_items (node, item_id, publisher, payload, published_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![item.node, item.id, item.publisher, item.payload, item.published_at],
         )?;
         tx.execute(
+            "DELETE FROM pubsub_items WHERE node = ?1 AND publisher = ?2 AND seq NOT IN
+               (SELECT seq FROM pubsub_items WHERE node = ?1 AND publisher = ?2 ORDER BY seq DESC LIMIT ?3)",
+            params![item.node, item.publisher, caps.per_publisher.max(1)],
+        )?;
+        tx.execute(
             "DELETE FROM pubsub_items WHERE node = ?1 AND seq NOT IN
                (SELECT seq FROM pubsub_items WHERE node = ?1 ORDER BY seq DESC LIMIT ?2)",
-            params![item.node, MAX_ITEMS_PER_NODE],
+            params![item.node, caps.per_node.max(1)],
         )?;
         tx.commit()?;
-        Ok(())
+        Ok(outcome)
+    }
+
+    /// Deletes item `id` of `node` if `publisher` published it.
+    pub fn retract_item(&mut self, node: &str, id: &str, publisher: &str) -> Result<Retraction, StoreError> {
+        let tx = self.conn.transaction()?;
+        let owner: Option<String> = tx
+            .query_row("SELECT publisher FROM pubsub_items WHERE node = ?1 AND item_id = ?2", [node, id], |r| r.get(0))
+            .optional()?;
+        let outcome = match owner {
+            None => Retraction::NoSuchItem,
+            Some(p) if p != publisher => Retraction::NotYours,
+            Some(_) => {
+                tx.execute("DELETE FROM pubsub_items WHERE node = ?1 AND item_id = ?2", [node, id])?;
+                Retraction::Retracted
+            }
+        };
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Item `id` of `node`, if there is one.
+    pub fn item(&self, node: &str, id: &str) -> Result<Option<PubsubItem>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT node, item_id, publisher, payload, published_at FROM pubsub_items
+                 WHERE node = ?1 AND item_id = ?2",
+                [node, id],
+                |r| {
+                    Ok(PubsubItem {
+                        node: r.get(0)?,
+                        id: r.get(1)?,
+                        publisher: r.get(2)?,
+                        payload: r.get(3)?,
+                        published_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// The newest `max` items of `node`, newest first.
@@ -352,14 +450,58 @@ mod tests {
             payload: format!("<alert>{id}</alert>"),
             published_at: t,
         };
-        db.publish_item(&item("one", 1)).unwrap();
-        db.publish_item(&item("two", 2)).unwrap();
+        let caps = ItemCaps { per_node: 1000, per_publisher: 100 };
+        assert_eq!(db.publish_item(&item("one", 1), false, caps).unwrap(), Publication::Stored);
+        db.publish_item(&item("two", 2), false, caps).unwrap();
         // The same id again replaces it, and it becomes the newest.
-        db.publish_item(&item("one", 3)).unwrap();
+        assert_eq!(db.publish_item(&item("one", 3), true, caps).unwrap(), Publication::Replaced);
         let got: Vec<_> =
             db.items("alerts/INFA/5401", 10).unwrap().into_iter().map(|i| (i.id, i.published_at)).collect();
         assert_eq!(got, [("one".to_owned(), 3), ("two".to_owned(), 2)]);
+        // Another publisher's id is not replaced; a new id is not taken when
+        // only a replacement is allowed.
+        let theirs = PubsubItem { publisher: "gp@x".into(), payload: "<alert>x</alert>".into(), ..item("one", 4) };
+        assert_eq!(db.publish_item(&theirs, false, caps).unwrap(), Publication::NotYours);
+        let new = PubsubItem { id: "three".into(), ..theirs };
+        assert_eq!(db.publish_item(&new, true, caps).unwrap(), Publication::NoSuchItem);
+        assert_eq!(db.item("alerts/INFA/5401", "one").unwrap().unwrap(), item("one", 3));
+        assert_eq!(db.item("alerts/INFA/5401", "three").unwrap(), None);
+        // Only the publisher retracts.
+        assert_eq!(db.retract_item("alerts/INFA/5401", "one", "gp@x").unwrap(), Retraction::NotYours);
+        assert_eq!(db.retract_item("alerts/INFA/5401", "one", "agent@lab").unwrap(), Retraction::Retracted);
+        assert_eq!(db.retract_item("alerts/INFA/5401", "one", "agent@lab").unwrap(), Retraction::NoSuchItem);
         assert!(db.unsubscribe("alerts/INFA/5401", "a@x").unwrap());
+    }
+
+    #[test]
+    fn one_publishers_flood_expires_only_its_own_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = ServerDb::open(&dir.path().join("s.db")).unwrap();
+        let caps = ItemCaps { per_node: 10, per_publisher: 3 };
+        let item = |publisher: &str, id: String, t: i64| PubsubItem {
+            node: "alerts/INFA/54".into(),
+            id,
+            publisher: publisher.into(),
+            payload: "<alert/>".into(),
+            published_at: t,
+        };
+        for i in 0..2 {
+            db.publish_item(&item("a@x", format!("a{i}"), i), false, caps).unwrap();
+        }
+        for i in 0..50 {
+            db.publish_item(&item("flood@x", format!("f{i}"), 10 + i), false, caps).unwrap();
+        }
+        let ids: Vec<String> = db.items("alerts/INFA/54", 100).unwrap().into_iter().map(|i| i.id).collect();
+        assert_eq!(ids, ["f49", "f48", "f47", "a1", "a0"]);
+        // Many publishers: the node's oldest expire.
+        for p in 0..5 {
+            for i in 0..2 {
+                db.publish_item(&item(&format!("p{p}@x"), format!("p{p}-{i}"), 100 + p * 2 + i), false, caps).unwrap();
+            }
+        }
+        let ids: Vec<String> = db.items("alerts/INFA/54", 100).unwrap().into_iter().map(|i| i.id).collect();
+        assert_eq!(ids.len(), 10);
+        assert!(!ids.contains(&"a0".to_owned()) && ids.contains(&"p4-1".to_owned()), "{ids:?}");
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
                 }
                 if unreadable > 0 {
                     println!(
-                        "({unreadable} earlier alerts were not encrypted to you: published before you subscribed)"
+                        "({unreadable} alerts are not shown: published before you subscribed, so not encrypted \
+                         to you, or not what their publisher may send)"
                     );
                 }
             }
@@ -55,8 +56,9 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
                     bail!("{id} is a confirmation; confirm the alert it confirms");
                 }
                 let me = bare(&session);
+                // The service assigns the confirmation's id.
                 let confirmation = Alert {
-                    id: random_id("c")?,
+                    id: String::new(),
                     kind: AlertKind::Confirmation,
                     confirms: Some(original.id.clone()),
                     text: comment,
@@ -71,15 +73,16 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
                 let published =
                     alert::publish(session.iq(), &service, &confirmation, &[&me, &original.author], &ca_der).await?;
                 session.close().await?;
-                report(&confirmation, &published, &me);
+                report(&Alert { id: published.id.clone(), ..confirmation }, &published, &me);
             }
             AlertCommand::Send { at, analysis, area, text } => {
                 let (analysis, area) = series_of(&analysis, &area)?;
                 check_text(Some(&text))?;
                 let (session, _, ca_der, service) = connect(ctx, &at).await?;
                 let me = bare(&session);
+                // The service assigns the alert's id.
                 let a = Alert {
-                    id: random_id("gp")?,
+                    id: String::new(),
                     kind: AlertKind::Gp,
                     analysis,
                     area,
@@ -95,7 +98,7 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
                 };
                 let published = alert::publish(session.iq(), &service, &a, &[&me], &ca_der).await?;
                 session.close().await?;
-                report(&a, &published, &me);
+                report(&Alert { id: published.id.clone(), ..a }, &published, &me);
             }
         }
         anyhow::Ok(())
@@ -119,10 +122,6 @@ fn bare(session: &Session) -> String {
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-fn random_id(prefix: &str) -> anyhow::Result<String> {
-    Ok(format!("{prefix}-{}", snow_crypto::one_time_password::random_hex(8)?))
 }
 
 /// The analysis (in any case: `infa` is INFA) and the area of an alert

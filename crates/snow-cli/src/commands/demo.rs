@@ -411,8 +411,9 @@ async fn outbreak(
         a.algorithm.as_deref().unwrap_or(""),
     ));
     let comment = "Confirmed: four children with atypical pneumonia at our practice this week";
+    // The PO's pubsub service assigns the confirmation's id.
     let confirmation = Alert {
-        id: format!("c-{}", snow_crypto::one_time_password::random_hex(8)?),
+        id: String::new(),
         kind: AlertKind::Confirmation,
         confirms: Some(a.id.clone()),
         text: Some(comment.into()),
@@ -449,8 +450,8 @@ async fn next_alert(
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let el = c.next_stanza(left).await.ok()?;
         for item in alert::event_items(&el) {
-            if let Ok(a) = alert::open(&item.id, &item.payload, identity) {
-                if a.author == item.publisher && want(&a) {
+            if let Ok(a) = alert::open_item(&item, identity) {
+                if want(&a) {
                     return Some((item, a));
                 }
             }

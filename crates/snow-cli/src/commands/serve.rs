@@ -83,6 +83,9 @@ pub fn server_config(paths: &SiteHome, config: &Config) -> anyhow::Result<Server
     let mut sc = ServerConfig::for_home(paths, domain, config.server.clone(), config.s2s.clone());
     sc.msgauth = config.msgauth.clone();
     sc.components = config.components.clone();
+    sc.pubsub = config.pubsub.clone();
+    // Alert nodes exist for the analyses the site knows, unless [pubsub] says.
+    sc.pubsub.analyses.get_or_insert_with(|| config.lab.analyses.clone());
     Ok(sc)
 }
 
