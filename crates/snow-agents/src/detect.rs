@@ -8,7 +8,8 @@
 //! not send it again. The agent subscribes to the nodes it publishes on, so
 //! GPs' confirmations come back to it. The PO's pubsub service takes
 //! signals only from the agents `[pubsub] signal_publishers` names there
-//! (by default `search@LAB` for each lab server it replicates to), each
+//! (by default `search@LAB` and `search.LAB` for each lab server it
+//! replicates to), each
 //! under the signal's id (`Alert::signal_id`).
 
 use std::collections::HashMap;

@@ -204,8 +204,9 @@ pub struct PubsubSettings {
     pub areas: Vec<String>,
     /// The detection agents that publish outbreak signals, each with the
     /// analyses it may signal (empty: every analysis):
-    /// `"search@lab.example" = ["INFA"]`. Unset: `search@R` for every
-    /// `[s2s] replicas` R, for every analysis. Nobody else publishes
+    /// `"search@lab.example" = ["INFA"]`. Unset: for every `[s2s]
+    /// replicas` R, its in-process agent `search@R` and its component
+    /// agent `search.R`, for every analysis. Nobody else publishes
     /// signals, and these agents publish nothing else.
     pub signal_publishers: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// Bare JIDs that own every alert node: they may change anyone's
@@ -253,13 +254,17 @@ impl PubsubSettings {
     }
 
     /// Each signal publisher (a bare JID) and the analyses it may signal:
-    /// the configured ones, or `search@R` for every replica R.
+    /// the configured ones, or `search@R` and `search.R` for every replica R.
     pub fn signal_publishers(&self, replicas: &[String]) -> Vec<(String, Vec<String>)> {
         let every = self.node_analyses();
         let of = |list: &Vec<String>| if list.is_empty() { every.clone() } else { list.clone() };
         match &self.signal_publishers {
             Some(map) => map.iter().map(|(jid, list)| (jid.clone(), of(list))).collect(),
-            None => replicas.iter().map(|r| (format!("search@{r}"), every.clone())).collect(),
+            None => replicas
+                .iter()
+                .flat_map(|r| [format!("search@{r}"), format!("search.{r}")])
+                .map(|jid| (jid, every.clone()))
+                .collect(),
         }
     }
 

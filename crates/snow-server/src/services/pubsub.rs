@@ -13,7 +13,8 @@
 //! - Every item is one `<alert xmlns='urn:snow:alert:1' kind='…'/>`; the
 //!   kind is in clear (the content is end-to-end encrypted), else
 //!   `not-acceptable`. Only the signal publishers (`[pubsub]
-//!   signal_publishers`, default `search@R` for each `[s2s] replicas` R)
+//!   signal_publishers`, default `search@R` and `search.R` for each
+//!   `[s2s] replicas` R)
 //!   publish `signal`s, each only for its analyses and under the signal's
 //!   id (`INFA-5401-2026W47`), and nothing else; everyone else publishes
 //!   only `confirmation` and `gp` (else `forbidden`).
@@ -657,7 +658,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::new(snow_store::ServerDb::open(&dir.path().join("s.db")).unwrap());
         let p = Pubsub::new(db, &settings, &["lab.example".into()]);
-        assert!(p.policy.signal_publishers.contains_key("search@lab.example"));
+        let mut agents: Vec<&String> = p.policy.signal_publishers.keys().collect();
+        agents.sort();
+        assert_eq!(agents, ["search.lab.example", "search@lab.example"]);
         let rate = p.policy.gp_rate;
         assert!(p.admit("a@x", rate) && p.admit("a@x", rate));
         assert!(!p.admit("a@x", rate));
