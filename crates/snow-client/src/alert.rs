@@ -147,7 +147,11 @@ pub fn open(item_id: &str, el: &Element, identity: &Identity) -> Result<Alert, C
         return Err(bad("not an urn:snow:alert:1 alert".into()));
     }
     let mut el = el.clone();
-    snow_crypto::e2e::decrypt_content(&mut el, NS_ALERT, identity.key_pkcs8(), identity.certificate())?;
+    // An alert goes to every subscriber of a node, often more than the 16
+    // EncryptedKeys of a message: opened as a broadcast, which still tries
+    // only the EncryptedKey naming our certificate (one RSA decryption).
+    let policy = snow_crypto::e2e::DecryptPolicy::BROADCAST;
+    snow_crypto::e2e::decrypt_content_with(&mut el, NS_ALERT, identity.key_pkcs8(), identity.certificate(), &policy)?;
     let detail = el.child(NS_ALERT, "detail").ok_or_else(|| bad("no <detail/> inside".into()))?;
     parse_detail(detail, item_id).map_err(|e| bad(e.to_string()))
 }
