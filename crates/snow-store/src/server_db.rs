@@ -378,15 +378,7 @@ impl ServerDb {
                 "SELECT node, item_id, publisher, payload, published_at FROM pubsub_items
                  WHERE node = ?1 AND item_id = ?2",
                 [node, id],
-                |r| {
-                    Ok(PubsubItem {
-                        node: r.get(0)?,
-                        id: r.get(1)?,
-                        publisher: r.get(2)?,
-                        payload: r.get(3)?,
-                        published_at: r.get(4)?,
-                    })
-                },
+                pubsub_item,
             )
             .optional()?)
     }
@@ -397,17 +389,15 @@ impl ServerDb {
             "SELECT node, item_id, publisher, payload, published_at FROM pubsub_items
              WHERE node = ?1 ORDER BY seq DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![node, max], |r| {
-            Ok(PubsubItem {
-                node: r.get(0)?,
-                id: r.get(1)?,
-                publisher: r.get(2)?,
-                payload: r.get(3)?,
-                published_at: r.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![node, max], pubsub_item)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// A row of `SELECT node, item_id, publisher, payload, published_at FROM
+/// pubsub_items`.
+fn pubsub_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<PubsubItem> {
+    Ok(PubsubItem { node: r.get(0)?, id: r.get(1)?, publisher: r.get(2)?, payload: r.get(3)?, published_at: r.get(4)? })
 }
 
 #[cfg(test)]
