@@ -79,8 +79,30 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The ports the README's servers listen on.
+const PORTS: [u16; 7] = [5222, 5223, 5269, 5347, 5322, 5369, 5447];
+
+/// Waits (up to 30 s) until every port of the walk is free: a server an
+/// earlier test or script stopped may still be shutting down.
+fn wait_for_free_ports() {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let taken: Vec<u16> =
+            PORTS.iter().copied().filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err()).collect();
+        if taken.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the README's ports {taken:?} are taken by another program on this computer"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 #[test]
 fn the_readme_blocks_run_as_pasted() {
+    wait_for_free_ports();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
     let blocks = sh_blocks(&readme);
