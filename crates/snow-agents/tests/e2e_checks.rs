@@ -28,7 +28,7 @@ use snow_crypto::e2e::recipient::{CrlProblem, RecipientError};
 use snow_crypto::e2e::{self, KeyTransport, NS_DSIG, NS_XENC};
 use snow_crypto::CertInfo;
 use snow_xml::stanza::{error_of, iq_result};
-use snow_xml::{Element, NS_CLIENT, NS_PING};
+use snow_xml::{Element, NS_CLIENT};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -155,20 +155,10 @@ async fn a_search_answer_from_another_entity_with_the_right_id_is_ignored() {
     let id = request.attr("id").unwrap().to_owned();
     let gp_jid = request.attr("from").unwrap().to_owned();
 
-    for claimed in [None, Some(AGENT)] {
-        let mut forged = Element::new(NS_CLIENT, "iq")
-            .with_attr("type", "result")
-            .with_attr("id", id.clone())
-            .with_attr("to", gp_jid.clone())
-            .with_child(answer_payload(999, gp_identity.certificate()));
-        if let Some(c) = claimed {
-            forged.set_attr("from", c);
-        }
-        attacker.iq().send(forged).await.unwrap();
-    }
-    // A round trip: the server has routed both forgeries by now.
-    let ping = Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_PING, "ping"));
-    attacker.iq().request(ping).await.unwrap();
+    lab_federation::support::forge_results(&attacker, &id, &gp_jid, AGENT, || {
+        answer_payload(999, gp_identity.certificate())
+    })
+    .await;
     for _ in 0..2 {
         let forged = gp.next_stanza(T).await.unwrap();
         assert_eq!(forged.attr("id"), Some(id.as_str()));

@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use snow_xml::stanza::iq_result;
-use snow_xml::{Element, NS_CLIENT, NS_PING};
+use snow_xml::{Element, NS_CLIENT};
 use support::Site;
 
 const T: Duration = Duration::from_secs(10);
@@ -42,20 +42,10 @@ async fn only_the_entity_asked_can_answer_a_request() {
 
     // The attacker answers first with the id: once as itself, once
     // claiming to be the responder (the server stamps its real address).
-    for claimed in [None, Some(responder_jid.as_str())] {
-        let mut forged = Element::new(NS_CLIENT, "iq")
-            .with_attr("type", "result")
-            .with_attr("id", id.clone())
-            .with_attr("to", asker_jid.clone())
-            .with_child(Element::new(NS_Q, "query").with_child(Element::new(NS_Q, "forged")));
-        if let Some(c) = claimed {
-            forged.set_attr("from", c);
-        }
-        attacker.iq().send(forged).await.unwrap();
-    }
-    // A round trip: the server has routed both forgeries by now.
-    let ping = Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_PING, "ping"));
-    attacker.iq().request(ping).await.unwrap();
+    support::forge_results(&attacker, &id, &asker_jid, &responder_jid, || {
+        Element::new(NS_Q, "query").with_child(Element::new(NS_Q, "forged"))
+    })
+    .await;
 
     // Both reached the asker, and neither answered its request.
     for _ in 0..2 {

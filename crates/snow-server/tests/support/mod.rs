@@ -232,3 +232,30 @@ pub struct Replica {
     pub domain: String,
     pub s2s: S2sSettings,
 }
+
+/// Plays a forger of IQ answers: `attacker` sends the result `payload()`
+/// for request `id` to `to` twice — once as itself, once claiming to be
+/// `claimed` (the server stamps its real address) — then makes a round
+/// trip, so both forgeries have been routed when this returns.
+pub async fn forge_results(
+    attacker: &snow_client::Session,
+    id: &str,
+    to: &str,
+    claimed: &str,
+    payload: impl Fn() -> snow_xml::Element,
+) {
+    use snow_xml::{Element, NS_CLIENT, NS_PING};
+    for claim in [None, Some(claimed)] {
+        let mut forged = Element::new(NS_CLIENT, "iq")
+            .with_attr("type", "result")
+            .with_attr("id", id.to_owned())
+            .with_attr("to", to.to_owned())
+            .with_child(payload());
+        if let Some(c) = claim {
+            forged.set_attr("from", c);
+        }
+        attacker.iq().send(forged).await.unwrap();
+    }
+    let ping = Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_PING, "ping"));
+    attacker.iq().request(ping).await.unwrap();
+}
