@@ -463,8 +463,9 @@ pub enum AgentCommand {
     /// At the PO: revoke an agent's certificate and publish a new CRL. Its
     /// key directory entry becomes revoked everywhere (GPs stop encrypting
     /// to it), and an agent that logs in with it is refused and its live
-    /// session closed. An agent running as a component logs in with its
-    /// shared secret, not its certificate: change that secret too.
+    /// session closed. An agent running as a component is refused at its
+    /// next handshake and its live link closed, at every server that has
+    /// the new CRL.
     Revoke {
         /// The agent's JID (search@lab.example) or component domain
         /// (search.lab.example).

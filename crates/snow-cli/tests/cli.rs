@@ -1100,7 +1100,7 @@ fn server_and_agent_revoke() {
         "--ca-passphrase-file",
         &pass,
     ]);
-    assert!(out.contains(&format!("serial {component}")) && out.contains("change the secret"), "{out}");
+    assert!(out.contains(&format!("serial {component}")) && out.contains("closed and refused"), "{out}");
     let e = site.fails(&[
         "agent",
         "revoke",

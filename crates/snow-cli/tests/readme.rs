@@ -176,8 +176,9 @@ fn the_readme_blocks_run_as_pasted() {
     let log = std::fs::read_to_string(&out_path).unwrap_or_default();
     match status {
         Some(s) if s.success() => {}
-        Some(s) => panic!("the README's blocks failed ({s}); the walk so far:\n{log}"),
-        None => panic!("the README's blocks did not finish in {DEADLINE:?}; the walk so far:\n{log}"),
+        // The reason goes last: CI shows the tail of what a failed check printed.
+        Some(s) => panic!("the walk so far:\n{log}\n=> the README's blocks failed ({s})"),
+        None => panic!("the walk so far:\n{log}\n=> the README's blocks did not finish in {DEADLINE:?}"),
     }
     // What a new user sees at the key points of the walk.
     for expected in [
@@ -187,9 +188,9 @@ fn the_readme_blocks_run_as_pasted() {
         "period,tested,positive,persons",
         "ekko?",
     ] {
-        assert!(log.contains(expected), "{expected:?} missing from the walk:\n{log}");
+        assert!(log.contains(expected), "the walk:\n{log}\n=> {expected:?} is missing from the walk");
     }
     if installed("openssl") {
-        assert!(log.contains("certificate revoked"), "OpenSSL did not see the revocation:\n{log}");
+        assert!(log.contains("certificate revoked"), "the walk:\n{log}\n=> OpenSSL did not see the revocation");
     }
 }

@@ -144,6 +144,8 @@ impl Server {
             accepting: accepting(),
             components,
             router: Arc::clone(&router),
+            trust: Arc::clone(&trust),
+            db: db.clone(),
             idle: Duration::from_secs(settings.idle_timeout_secs.max(1)),
             outbound_queue: settings.outbound_queue,
         });

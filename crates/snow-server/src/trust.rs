@@ -216,6 +216,9 @@ pub struct TrustStats {
     /// Live server links (either direction) closed because the peer's
     /// certificate was revoked.
     pub closed_s2s: u64,
+    /// Live component links closed because the agent certificate the key
+    /// directory lists for the component's domain was revoked.
+    pub closed_components: u64,
 }
 
 #[derive(Default)]
@@ -226,6 +229,7 @@ struct Counters {
     refused_status_unknown: AtomicU64,
     closed_c2s: AtomicU64,
     closed_s2s: AtomicU64,
+    closed_components: AtomicU64,
 }
 
 /// Which counter [`TrustStore::count`] adds to.
@@ -234,6 +238,7 @@ pub enum Count {
     PushRefused,
     ClosedC2s,
     ClosedS2s,
+    ClosedComponent,
 }
 
 /// The certificate a session or link was authenticated with, to match it
@@ -444,6 +449,7 @@ impl TrustStore {
             refused_status_unknown: get(&c.refused_status_unknown),
             closed_c2s: get(&c.closed_c2s),
             closed_s2s: get(&c.closed_s2s),
+            closed_components: get(&c.closed_components),
         }
     }
 
@@ -454,6 +460,7 @@ impl TrustStore {
             Count::PushRefused => &c.pushes_refused,
             Count::ClosedC2s => &c.closed_c2s,
             Count::ClosedS2s => &c.closed_s2s,
+            Count::ClosedComponent => &c.closed_components,
         };
         a.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -584,6 +591,17 @@ impl TrustStore {
             return Err(format!("its serial is {}, not {serial_hex}", info.serial_hex));
         }
         Ok(())
+    }
+
+    /// The revocation check of a login, for a certificate known from the
+    /// key directory rather than presented on the link: a component (whose
+    /// credential on the wire is its shared secret) stands only while the
+    /// agent certificate issued for its domain does.
+    pub fn check_revocation_of(&self, der: &[u8]) -> Result<CertRef, AuthError> {
+        let cert = parse_cert(der).ok_or_else(|| AuthError::Invalid("not a DER X.509 certificate".into()))?;
+        let cert = CertRef::of(&cert);
+        self.check_revocation(&cert)?;
+        Ok(cert)
     }
 
     /// Fails unless a current CRL of `cert`'s CA is installed and does not

@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use snow_client::Client;
-use snow_server::{ComponentSettings, Server, ServerConfig};
+use snow_server::{Server, ServerConfig};
 use snow_xml::{Element, NS_CLIENT, NS_STANZAS};
 use support::{error_condition, next_message, Site, DOMAIN};
 
@@ -168,24 +168,15 @@ async fn every_clear_text_variant_is_refused_to_bare_full_offline_remote_and_com
     let bob = site.add_user("2222222");
     let carol = site.add_user("3333333");
     // A component of ours (not connected) and a federated domain (not up).
-    let secret = site.home().join("echo.secret");
-    std::fs::create_dir_all(site.home()).unwrap();
-    std::fs::write(&secret, "a component secret of some length").unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
     site.s2s.routes.insert("lab.example".into(), format!("127.0.0.1:{}", support::free_port()));
     site.s2s.federate_with.push("lab.example".into());
     let mut config =
         ServerConfig::for_home(&site.paths, DOMAIN.parse().unwrap(), site.settings.clone(), site.s2s.clone());
-    config.components.push(ComponentSettings {
-        domain: format!("echo.{DOMAIN}"),
-        secret_file: secret,
-        hmac: false,
-        source: None,
-    });
+    config.components.push(support::component(
+        &site.home(),
+        &format!("echo.{DOMAIN}"),
+        "a component secret of some length",
+    ));
     let server = Server::start(config).await.unwrap();
 
     // Carol has logged in once (an account), and is offline now.

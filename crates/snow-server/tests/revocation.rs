@@ -2,7 +2,8 @@
 //! revocation at the PO closes the revoked user's live sessions at the PO
 //! and at the lab within 5 s with `<reset/>`; a revoked lab server is
 //! refused both ways and its live links are closed; a revoked agent is
-//! logged out, refused, and its directory entry revoked; without a current
+//! logged out, refused, and its directory entry revoked; a revoked agent's
+//! component link is closed and refused at the lab; without a current
 //! CRL (missing, expired) nobody logs in or federates, the administrator is
 //! told why, and a replica whose CRL expired gets a current one from its
 //! master.
@@ -37,9 +38,9 @@ async fn ended(c: &mut Client, t0: Instant) -> (String, Duration) {
     }
 }
 
-/// The key directory's status for the agent, as a GP looks it up.
-async fn status(g: &snow_client::Session) -> Option<String> {
-    let r = g.iq().request(key_lookup(&["search@po.example"])).await.unwrap();
+/// The key directory's status for `jid`, as a GP looks it up.
+async fn status(g: &snow_client::Session, jid: &str) -> Option<String> {
+    let r = g.iq().request(key_lookup(&[jid])).await.unwrap();
     let q = r.child(NS_KEYS, "query")?;
     let status = q.children().find(|c| c.name() == "item").and_then(|i| i.attr("status")).map(str::to_owned);
     status
@@ -155,7 +156,7 @@ async fn a_revoked_agent_is_logged_out_refused_and_its_directory_entry_revoked()
     let mut a = Client::connect(&po.options(&server, false), &agent).await.unwrap();
     let g = po.login(&server, "1111111").await.unwrap().into_session();
     let deadline = Instant::now() + T;
-    while status(&g).await.as_deref() != Some("valid") {
+    while status(&g, "search@po.example").await.as_deref() != Some("valid") {
         assert!(Instant::now() < deadline, "the directory never listed the agent");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -167,11 +168,66 @@ async fn a_revoked_agent_is_logged_out_refused_and_its_directory_entry_revoked()
     assert!(took < PROMISE, "took {took:?}");
     assert!(is_revoked_login(Client::connect(&po.options(&server, false), &agent).await));
     let deadline = Instant::now() + T;
-    while status(&g).await.as_deref() != Some("revoked") {
+    while status(&g, "search@po.example").await.as_deref() != Some("revoked") {
         assert!(Instant::now() < deadline, "the directory never revoked the agent");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     server.shutdown(T).await;
+}
+
+#[tokio::test]
+async fn a_revoked_agent_component_link_is_closed_within_5_s_and_refused_at_the_lab() {
+    const SEARCH: &str = "search.lab.example";
+    const ECHO: &str = "echo.lab.example";
+    const SECRET: &str = "the search component's secret";
+    let mut po = Site::with_domain("po.example");
+    po.s2s.replication_interval_ms = 200;
+    po.add_user_at("5555555", "lab.example");
+    let lab = po.replica_with_components("lab.example", &[SEARCH, ECHO]);
+    // The search agent has its certificate for its domain; the echo
+    // component has none (its secret is all it has).
+    po.ca.issue_agent(&SEARCH.parse().unwrap()).unwrap();
+    let po_server = po.start().await;
+    let mut settings = po.settings.clone();
+    settings.component_bind = "127.0.0.1:0".into();
+    let mut config = snow_server::ServerConfig::for_home(
+        &snow_core::SiteHome::new(&lab.home),
+        lab.domain.parse().unwrap(),
+        settings,
+        lab.s2s.clone(),
+    );
+    config.components.push(support::component(&lab.home, SEARCH, SECRET));
+    config.components.push(support::component(&lab.home, ECHO, "the echo component's secret"));
+    let lab_server = snow_server::Server::start(config).await.unwrap();
+    let addr = lab_server.component_addr.unwrap();
+    // Once the lab's directory has the agent's certificate (pushed by the PO).
+    let l = po.login_at(&lab_server, "lab.example", "5555555").await.unwrap().into_session();
+    let deadline = Instant::now() + T;
+    while status(&l, SEARCH).await.as_deref() != Some("valid") {
+        assert!(Instant::now() < deadline, "the lab's directory never listed the search agent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut search = attacker::component(addr, SEARCH, SECRET).await.expect("the search agent attaches");
+    let mut echo = attacker::component(addr, ECHO, "the echo component's secret").await.expect("echo attaches");
+
+    let t0 = Instant::now();
+    po.ca.revoke_agent(&SEARCH.parse().unwrap(), RevocationReason::KeyCompromise).unwrap();
+    let (condition, _) = attacker::closed_by_peer(&mut search, T).await;
+    let took = t0.elapsed();
+    println!("the lab closed the revoked agent's component link {} ms after the revocation", took.as_millis());
+    assert_eq!(condition, Refusal::Stream("reset".into()));
+    assert!(took < PROMISE, "took {took:?}");
+    assert_eq!(lab_server.trust_stats().closed_components, 1);
+    // The right secret no longer attaches it.
+    let r = attacker::component(addr, SEARCH, SECRET).await;
+    assert_eq!(r.err(), Some(Refusal::Stream("not-authorized".into())));
+    // The component without a certificate stays attached.
+    match echo.next_element(Duration::from_millis(500)).await {
+        Err(snow_xml::initiator::PeerError::Framed(snow_xml::FramedError::Timeout(_))) => {}
+        other => panic!("the echo component's link changed: {other:?}"),
+    }
+    po_server.shutdown(T).await;
+    lab_server.shutdown(T).await;
 }
 
 #[tokio::test]

@@ -41,8 +41,8 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
             println!("  {}", crl_note());
             if matches!(jid, AgentJid::Component(_)) {
                 println!(
-                    "  A component logs in with its shared secret, not its certificate: change the secret \
-                     ([[components]] secret_file) to keep it out."
+                    "  Its component link is closed and refused at every server that has the new CRL; \
+                     its secret ([[components]] secret_file) is no longer any use."
                 );
             }
             Ok(())

@@ -9,12 +9,15 @@
 //! that fails is answered with `not-authorized`, logged and dropped.
 //!
 //! A component link presents no certificate (XEP-0114 has no TLS): the
-//! shared secret of its `[[components]]` entry is its credential, and
-//! the CRL does not reach it. An agent running as a component has a
-//! certificate only for the end-to-end encryption GPs do to it:
-//! `snow agent revoke` revokes its key directory entry (GPs stop
-//! encrypting to it); to keep the component itself out, change or remove
-//! its secret and restart the server (docs/architecture.md §4).
+//! shared secret of its `[[components]]` entry proves who it is. But an
+//! agent running as a component has a certificate for its domain (the one
+//! GPs encrypt to), listed in the key directory, and the link stands only
+//! while that certificate does: the handshake is refused when the
+//! directory lists it revoked, a CRL in force lists it, or its CA has no
+//! current CRL (status unknown); a live link is closed with `<reset/>` when
+//! a new CRL revokes it (`snow agent revoke`, here or pushed by the PO). A
+//! component with no certificate in the directory has only its secret:
+//! to keep it out, change or remove the secret (docs/architecture.md §4).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,8 +31,10 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::{gone, refuse, Accepting, Refused, Step};
+use crate::db::Db;
 use crate::limits::ConnectionSlot;
 use crate::routing::{Origin, Router};
+use crate::trust::{AuthError, Count, TrustStore};
 use crate::ServerError;
 
 /// A configured component and its message-authentication state, which
@@ -107,8 +112,27 @@ pub(crate) struct ComponentPort {
     pub accepting: Accepting,
     pub components: Components,
     pub router: Arc<Router>,
+    pub trust: Arc<TrustStore>,
+    pub db: Db,
     pub idle: Duration,
     pub outbound_queue: usize,
+}
+
+/// Whether the component for `domain` may be attached: `Ok` when the key
+/// directory has no certificate for it (its secret is its only
+/// credential) or one that is valid there and in a current CRL. A
+/// directory that cannot be read refuses (fail closed).
+async fn standing(port: &ComponentPort, domain: &str) -> Result<(), AuthError> {
+    let d = domain.to_owned();
+    let entry = port.db.call(move |db| db.directory_entry(&d)).await.map_err(|e| {
+        tracing::error!(%domain, error = %e, "cannot read the key directory: the component is refused");
+        AuthError::Invalid("the key directory cannot be read".into())
+    })?;
+    match entry {
+        None => Ok(()),
+        Some(e) if !e.status.is_valid() => Err(AuthError::Revoked),
+        Some(e) => port.trust.check_revocation_of(&e.der).map(|_| ()),
+    }
 }
 
 /// A connection to the component port.
@@ -155,6 +179,15 @@ async fn serve(port: &ComponentPort, tcp: TcpStream) -> Step<String> {
     if !snow_crypto::component_handshake::verify(&id, &def.secret, &proof) {
         return Err(refuse(&mut f, &stream_error_xml("not-authorized", "wrong handshake"), "wrong secret").await);
     }
+    // Only after the secret: whoever does not know it learns nothing.
+    if let Err(e) = standing(port, &domain).await {
+        tracing::warn!(%domain, reason = %e, "component refused: its agent certificate does not stand");
+        let text = match e {
+            AuthError::Revoked => "this component's certificate has been revoked",
+            _ => "this component's certificate cannot be checked now",
+        };
+        return Err(refuse(&mut f, &stream_error_xml("not-authorized", text), "certificate").await);
+    }
     let (tx, mut rx) = mpsc::channel::<Element>(port.outbound_queue);
     if !port.router.components.attach(&domain, tx) {
         return Err(
@@ -168,14 +201,17 @@ async fn serve(port: &ComponentPort, tcp: TcpStream) -> Step<String> {
     result.map(|()| domain)
 }
 
-/// Moves stanzas both ways until the component goes away.
 /// What woke the component's connection up.
 enum Wake {
     Shutdown,
+    /// A new CRL is in force.
+    Crl,
     Out(Option<Element>),
     Read(Result<StreamEvent, FramedError>),
 }
 
+/// Moves stanzas both ways until the component goes away or its
+/// certificate is revoked.
 async fn pump(
     port: &ComponentPort,
     domain: &str,
@@ -184,9 +220,13 @@ async fn pump(
     rx: &mut mpsc::Receiver<Element>,
 ) -> Step<()> {
     let mut shutdown = port.accepting.shutdown.clone();
+    let mut crls = port.trust.subscribe();
+    // A CRL put in force between the handshake and here.
+    crls.mark_changed();
     loop {
         let wake = tokio::select! {
             _ = shutdown.changed() => Wake::Shutdown,
+            Ok(()) = crls.changed() => Wake::Crl,
             out = rx.recv() => Wake::Out(out),
             ev = f.next_event(port.idle) => Wake::Read(ev),
         };
@@ -194,6 +234,14 @@ async fn pump(
             Wake::Shutdown => {
                 let _ = f.send(&stream_error_xml("system-shutdown", "the server is shutting down")).await;
                 return Ok(());
+            }
+            Wake::Crl => {
+                if let Err(AuthError::Revoked) = standing(port, domain).await {
+                    let n = port.trust.count(Count::ClosedComponent);
+                    tracing::warn!(%domain, closed = n, "component link closed: its certificate is revoked");
+                    let _ = f.send(&stream_error_xml("reset", "this component's certificate has been revoked")).await;
+                    return Err(Refused::Answered("certificate revoked".into()));
+                }
             }
             Wake::Out(None) => return Ok(()),
             Wake::Out(Some(mut el)) => {

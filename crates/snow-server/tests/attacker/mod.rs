@@ -98,6 +98,18 @@ pub async fn connect(
     Ok(f)
 }
 
+/// An external component's link (XEP-0114, plain TCP) to `addr` for
+/// `domain`, proving `secret` with the handshake.
+pub async fn component(addr: std::net::SocketAddr, domain: &str, secret: &str) -> Result<Framed<TcpStream>, Refusal> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| Refusal::Other(e.to_string()))?;
+    let mut f = Framed::new(tcp, Limits::default());
+    let header = StreamHeader { to: Some(domain.to_owned()), ..Default::default() };
+    let theirs = initiator::open_stream(&mut f, &header, snow_xml::NS_COMPONENT, T).await?;
+    let proof = snow_crypto::component_handshake::digest(&theirs.id.unwrap_or_default(), secret);
+    initiator::handshake(&mut f, &proof, T).await?;
+    Ok(f)
+}
+
 /// Sends raw XML on the link.
 pub async fn send(link: &mut Link, xml: &str) {
     link.send(xml).await.unwrap();
@@ -106,7 +118,10 @@ pub async fn send(link: &mut Link, xml: &str) {
 /// Waits (at most `within`) for the victim to end the link; returns the
 /// stream error's condition and how long it took. The link sends nothing
 /// else on an incoming s2s stream.
-pub async fn closed_by_peer(link: &mut Link, within: Duration) -> (Refusal, Duration) {
+pub async fn closed_by_peer<S>(link: &mut Framed<S>, within: Duration) -> (Refusal, Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let t0 = Instant::now();
     loop {
         let left = within.saturating_sub(t0.elapsed());

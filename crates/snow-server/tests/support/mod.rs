@@ -196,6 +196,20 @@ impl Site {
     }
 }
 
+/// A `[[components]]` entry for `domain` whose secret (a file, owner
+/// only, in `home`) is `secret`.
+pub fn component(home: &std::path::Path, domain: &str, secret: &str) -> snow_server::ComponentSettings {
+    let path = home.join(format!("{domain}.secret"));
+    std::fs::create_dir_all(home).unwrap();
+    std::fs::write(&path, secret).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    snow_server::ComponentSettings { domain: domain.to_owned(), secret_file: path, hmac: false, source: None }
+}
+
 /// The body text of a message stanza.
 pub fn body(el: &snow_xml::Element) -> Option<String> {
     el.child(snow_xml::NS_CLIENT, "body").map(|b| b.text())
