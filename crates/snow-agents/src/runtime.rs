@@ -13,6 +13,13 @@
 //! under its certificate, runs outbreak detection after imports when
 //! configured ([`crate::detect`]), and reconnects when the connection drops.
 //!
+//! It also answers requests for its catalogue, the choices a search may
+//! use ([`crate::search::catalogue`]): in clear text (nothing personal is
+//! in it), without the queue (no RSA operation, no key lookup), on the
+//! blocking pool like every read of the lab store, at most
+//! [`CATALOGUES_AT_ONCE`] at a time (more: `resource-constraint`), and
+//! from a copy kept until the next import.
+//!
 //! A search costs the agent at most one RSA decryption: a request with more
 //! than [`MAX_SEARCH_KEYS`] EncryptedKeys is refused (`not-acceptable`) as
 //! it arrives, before it takes a place in the queue, and of the others
@@ -27,19 +34,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use snow_client::stats::{answer_element, parse_query, NS_STATS};
+use snow_client::stats::{answer_element, catalogue_element, parse_query, NS_STATS};
 use snow_client::{Client, ClientError, ConnectOptions, IqClient, Origin, Session};
+use snow_core::stats::Catalogue;
 use snow_crypto::e2e::{self, E2eError, KeyTransport};
 use snow_crypto::Identity;
-use snow_store::LabDb;
+use snow_store::{LabDb, StoreError};
 use snow_xml::stanza::{error_reply, iq_result, Condition};
 use snow_xml::{Element, FramedError, NS_CLIENT};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::component::{ComponentLink, ComponentOptions};
 use crate::detect::{AgentName, DetectionConfig};
 use crate::queue::{QueueStats, WorkQueue};
-use crate::search::{answer, SearchError, SearchSettings};
+use crate::search::{answer, catalogue, SearchError, SearchSettings};
 
 /// The resource the agent binds: GPs address `search@lab.example/agent`.
 pub const AGENT_RESOURCE: &str = "agent";
@@ -48,6 +56,10 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most EncryptedKeys a search may carry; more is refused before any RSA
 /// operation, without a place in the queue.
 pub const MAX_SEARCH_KEYS: usize = e2e::MAX_ENCRYPTED_KEYS;
+/// Catalogue requests answered at once; more are refused
+/// `resource-constraint` as they arrive, so a flood of them holds neither
+/// the blocking pool nor memory.
+pub const CATALOGUES_AT_ONCE: usize = 4;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +144,8 @@ impl SearchAgent {
             pool: Mutex::new(Vec::new()),
             detection: config.detection.map(Arc::new),
             name: AgentName { bare, search },
+            catalogues: Arc::new(Semaphore::new(CATALOGUES_AT_ONCE)),
+            catalogue: Mutex::new(None),
         });
         let s = Arc::clone(&shared);
         let queue = WorkQueue::start(config.workers, config.queue, move |job: Job| {
@@ -170,10 +184,17 @@ struct Shared {
     identity: Identity,
     settings: SearchSettings,
     lab_db: PathBuf,
-    /// Read connections to the lab store; never more than the workers.
+    /// Read connections to the lab store; never more than the workers
+    /// and the catalogue requests at once.
     pool: Mutex<Vec<LabDb>>,
     detection: Option<Arc<DetectionConfig>>,
     name: AgentName,
+    /// Places for catalogue requests ([`CATALOGUES_AT_ONCE`]).
+    catalogues: Arc<Semaphore>,
+    /// The last catalogue read and the import it was read after
+    /// (`LabDb::latest_import`): areas and coverage change only with an
+    /// import, and reading the areas costs a scan of the aggregates.
+    catalogue: Mutex<Option<(Option<i64>, Arc<Catalogue>)>>,
 }
 
 /// A task that ends with the connection it belongs to, however that
@@ -316,7 +337,8 @@ async fn serve(shared: &Arc<Shared>, mut session: Session, queue: &WorkQueue<Job
 }
 
 /// What the agent does with one stanza that answers none of its
-/// requests: searches go to the queue, other requests are refused.
+/// requests: searches go to the queue, catalogue requests are answered
+/// beside it, other requests are refused.
 fn dispatch(shared: &Arc<Shared>, el: Element, link: &IqClient, queue: &WorkQueue<Job>) {
     if el.name() == "message" {
         crate::detect::note_confirmations(&el, &shared.identity);
@@ -328,6 +350,29 @@ fn dispatch(shared: &Arc<Shared>, el: Element, link: &IqClient, queue: &WorkQueu
     // A full or closed writer: the connection is gone or swamped; the
     // asker will time out and ask again.
     match el.attr("type") {
+        Some("get") if el.child(NS_STATS, "catalogue").is_some() => {
+            if el.attr("from").is_none() {
+                return;
+            }
+            match Arc::clone(&shared.catalogues).try_acquire_owned() {
+                Ok(place) => {
+                    let (shared, link) = (Arc::clone(shared), link.clone());
+                    tokio::spawn(async move {
+                        let reply = shared.answer_catalogue(&el).await;
+                        let _ = link.send(reply).await;
+                        drop(place);
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!("too many catalogue requests at once: one refused");
+                    let _ = link.try_send(error_reply(
+                        &el,
+                        Condition::ResourceConstraint,
+                        Some("the search agent is busy; try again in a moment"),
+                    ));
+                }
+            }
+        }
         Some("get") if el.child(NS_STATS, "search").is_some() => {
             if el.attr("from").is_none() {
                 return;
@@ -434,14 +479,55 @@ impl Shared {
 
     /// Runs on the blocking pool with a pooled read connection.
     fn query(&self, q: &snow_core::stats::StatsQuery) -> Result<snow_core::stats::StatsAnswer, SearchError> {
+        self.with_db(|db| answer(db, &self.settings, q))
+    }
+
+    /// `f` with a read connection from the pool (a new one if none is
+    /// free), given back afterwards. Blocking: for the blocking pool.
+    fn with_db<T, E: From<StoreError>>(&self, f: impl FnOnce(&LabDb) -> Result<T, E>) -> Result<T, E> {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let db = match pooled {
             Some(db) => db,
             None => LabDb::open(&self.lab_db)?,
         };
-        let r = answer(&db, &self.settings, q);
+        let r = f(&db);
         self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(db);
         r
+    }
+
+    /// The answer to a catalogue request: the catalogue in clear, or
+    /// `internal-server-error` when the lab store fails (logged).
+    async fn answer_catalogue(self: &Arc<Self>, iq: &Element) -> Element {
+        let me = Arc::clone(self);
+        match tokio::task::spawn_blocking(move || me.catalogue()).await {
+            Ok(Ok(c)) => {
+                tracing::debug!(areas = c.areas.len(), "catalogue answered");
+                iq_result(iq, Some(catalogue_element(&c)))
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the catalogue failed in the lab store");
+                error_reply(iq, Condition::InternalServerError, Some("the catalogue failed"))
+            }
+            Err(_) => error_reply(iq, Condition::InternalServerError, Some("the catalogue failed")),
+        }
+    }
+
+    /// The catalogue as of the latest import: the copy kept, unless an
+    /// import came since (one indexed lookup to tell). Runs on the
+    /// blocking pool; requests at once wait for one read.
+    fn catalogue(&self) -> Result<Arc<Catalogue>, StoreError> {
+        self.with_db(|db| {
+            let latest = db.latest_import()?;
+            let mut kept = self.catalogue.lock().unwrap_or_else(|p| p.into_inner());
+            match &*kept {
+                Some((at, c)) if *at == latest => Ok(Arc::clone(c)),
+                _ => {
+                    let c = Arc::new(catalogue(db, &self.settings)?);
+                    *kept = Some((latest, Arc::clone(&c)));
+                    Ok(c)
+                }
+            }
+        })
     }
 }
 
@@ -506,6 +592,8 @@ mod tests {
             pool: Mutex::new(Vec::new()),
             detection: None,
             name: AgentName { bare: "search@lab.example".into(), search: "search@lab.example/agent".into() },
+            catalogues: Arc::new(Semaphore::new(CATALOGUES_AT_ONCE)),
+            catalogue: Mutex::new(None),
         });
         let (out, mut sent) = mpsc::channel(8);
         let link =
@@ -538,5 +626,60 @@ mod tests {
 
         // 16 pass the screen (and go to the queue).
         assert!(screen(&search_with_keys(shared.identity.certificate(), 16)).is_ok());
+    }
+
+    /// The catalogue is answered beside the search queue, in clear; a
+    /// burst beyond [`CATALOGUES_AT_ONCE`] is refused as it arrives.
+    #[tokio::test]
+    async fn catalogue_requests_are_answered_beside_the_queue_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (identity, ca_der) = agent(dir.path());
+        let shared = Arc::new(Shared {
+            ca_der,
+            identity,
+            settings: SearchSettings::default(),
+            lab_db: dir.path().join("lab.db"),
+            pool: Mutex::new(Vec::new()),
+            detection: None,
+            name: AgentName { bare: "search@lab.example".into(), search: "search@lab.example/agent".into() },
+            catalogues: Arc::new(Semaphore::new(CATALOGUES_AT_ONCE)),
+            catalogue: Mutex::new(None),
+        });
+        let (out, mut sent) = mpsc::channel(16);
+        let link =
+            IqClient::new(out, Origin::Client { jid: "search@lab.example/agent".into() }, Duration::from_secs(1));
+        let queue = WorkQueue::start(1, 1, |job: Job| async move { drop(job) });
+        let ask = |i: usize| {
+            Element::new(NS_CLIENT, "iq")
+                .with_attr("type", "get")
+                .with_attr("id", format!("c{i}"))
+                .with_attr("from", "1111111@po.example/gp")
+                .with_attr("to", "search@lab.example/agent")
+                .with_child(Element::new(NS_STATS, "catalogue"))
+        };
+        // All arrive before any is answered (nothing runs until we wait).
+        for i in 0..10 {
+            dispatch(&shared, ask(i), &link, &queue);
+        }
+        let mut answered = 0;
+        for _ in 0..10 {
+            let reply = sent.recv().await.unwrap();
+            match snow_client::stats::read_catalogue("search@lab.example/agent", &reply) {
+                Ok(c) => {
+                    // An empty lab store: the lab's choices, no areas, no weeks.
+                    assert_eq!(c.analyses.len(), SearchSettings::default().lab.analyses.len());
+                    assert!(c.areas.is_empty() && c.coverage.is_none());
+                    answered += 1;
+                }
+                Err(ClientError::Refused { condition, .. }) => assert_eq!(condition, "resource-constraint"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(answered, CATALOGUES_AT_ONCE);
+        assert_eq!(queue.stats().accepted(), 0, "a catalogue request took a place in the search queue");
+        // The places are free again afterwards.
+        dispatch(&shared, ask(10), &link, &queue);
+        let reply = sent.recv().await.unwrap();
+        assert_eq!(reply.attr("type"), Some("result"), "{}", reply.to_xml(NS_CLIENT));
     }
 }

@@ -16,8 +16,17 @@
 //!   a sample imported. A bucket entirely outside them is "no data"
 //!   (`Bucket::counts` is `None`); inside them, a bucket without rows is a
 //!   real zero.
+//!
+//! The same two, with the lab's enumerations, are its catalogue
+//! ([`catalogue`]): the choices a GP's search form offers.
 
-use snow_core::stats::{Area, Bucket, Count, Counts, StatsAnswer, StatsError, StatsQuery};
+use std::collections::BTreeSet;
+
+use snow_client::stats::MAX_CATALOGUE_ENTRIES;
+use snow_core::stats::{
+    analysis_name, AnalysisChoice, Area, AreaChoice, Bucket, Catalogue, Count, Counts, Granularity, IsoWeek, Sex,
+    StatsAnswer, StatsError, StatsQuery,
+};
 use snow_lab::LabSettings;
 use snow_store::{LabDb, StoreError, WeeklyFilter};
 
@@ -111,6 +120,49 @@ pub fn answer(db: &LabDb, settings: &SearchSettings, q: &StatsQuery) -> Result<S
         buckets.push(Bucket { label, counts });
     }
     Ok(StatsAnswer { query: q.clone(), threshold: settings.threshold, buckets })
+}
+
+/// The choices a search may use: the lab's analyses (named when Snow
+/// knows the code) and age groups, every sex and granularity, the
+/// municipalities and counties with data in any of its analyses, and the
+/// weeks its data covers. Every area listed is one a search is not
+/// refused for. The lab store knows no area names, so areas come by code.
+///
+/// At most [`MAX_CATALOGUE_ENTRIES`] entries, what a GP's client takes:
+/// a lab with more areas (far more than a country has municipalities)
+/// has the rest left out, with a warning in the log.
+pub fn catalogue(db: &LabDb, settings: &SearchSettings) -> Result<Catalogue, StoreError> {
+    let mut codes = BTreeSet::new();
+    for analysis in &settings.lab.analyses {
+        codes.extend(db.areas(analysis)?);
+    }
+    let week = |yw: i32| u8::try_from(yw % 100).ok().and_then(|w| IsoWeek::new(yw / 100, w));
+    let coverage = db.coverage()?.and_then(|(first, last)| week(first).zip(week(last)));
+    let mut c = Catalogue {
+        analyses: settings
+            .lab
+            .analyses
+            .iter()
+            .map(|code| AnalysisChoice { code: code.clone(), name: analysis_name(code).map(str::to_owned) })
+            .collect(),
+        areas: Vec::new(),
+        age_groups: settings.lab.age_groups.clone(),
+        sexes: Sex::ALL.to_vec(),
+        granularities: Granularity::ALL.to_vec(),
+        coverage,
+    };
+    // Only well-formed codes (the store holds nothing else).
+    let areas = codes.iter().filter_map(|code| Area::parse_loose(code).ok()).filter(|a| *a != Area::All);
+    let room = MAX_CATALOGUE_ENTRIES.saturating_sub(c.entries());
+    c.areas = areas.take(room).map(|area| AreaChoice { area, name: None }).collect();
+    if codes.len() > c.areas.len() {
+        tracing::warn!(
+            listed = c.areas.len(),
+            areas = codes.len(),
+            "the catalogue lists only the first areas with data: it would not fit in one answer"
+        );
+    }
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -225,5 +277,41 @@ mod tests {
         assert!(a.buckets.len() == 2 && a.buckets.iter().all(Bucket::no_data));
         let q = query(Area::Municipality("5401".into()), "2026-W01", "2026-W02", Granularity::Week);
         assert!(matches!(answer(&db, &settings, &q), Err(SearchError::Invalid(e)) if e.field == "area"));
+    }
+
+    #[test]
+    fn the_catalogue_lists_the_labs_choices_and_the_areas_with_data() {
+        let (_dir, db) = lab();
+        let settings = SearchSettings::default();
+        let c = catalogue(&db, &settings).unwrap();
+        let codes: Vec<&str> = c.analyses.iter().map(|a| a.code.as_str()).collect();
+        assert_eq!(codes, settings.lab.analyses);
+        assert_eq!(c.analyses[0].name.as_deref(), Some("Influensa A"));
+        let areas: Vec<&str> = c.areas.iter().map(|a| a.area.code()).collect();
+        assert_eq!(areas, ["18", "1804", "54", "5401"]);
+        assert_eq!(c.age_groups, settings.lab.age_groups);
+        assert_eq!((c.sexes.len(), c.granularities.len()), (3, 3));
+        let week = |w| snow_core::stats::IsoWeek::new(2026, w).unwrap();
+        assert_eq!(c.coverage, Some((week(10), week(13))));
+        // Every area listed is one a search answers.
+        for a in &c.areas {
+            assert!(answer(&db, &settings, &query(a.area.clone(), "2026-W10", "2026-W10", Granularity::Week)).is_ok());
+        }
+        // An analysis the lab no longer reports does not bring its areas.
+        let rsv_gone = SearchSettings {
+            lab: snow_lab::LabSettings { analyses: vec!["INFA".into()], ..Default::default() },
+            ..Default::default()
+        };
+        let areas: Vec<String> =
+            catalogue(&db, &rsv_gone).unwrap().areas.iter().map(|a| a.area.code().to_owned()).collect();
+        assert_eq!(areas, ["54", "5401"]);
+    }
+
+    #[test]
+    fn an_empty_labs_catalogue_has_no_areas_and_no_coverage() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LabDb::open(&dir.path().join("lab.db")).unwrap();
+        let c = catalogue(&db, &SearchSettings::default()).unwrap();
+        assert!(c.areas.is_empty() && c.coverage.is_none() && !c.analyses.is_empty());
     }
 }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use lab_federation::{
     agent_identity, first_answer, import_rows, log_in_gps, sites, start_agent, Federation, Row, AGENT,
 };
-use snow_agents::Attach;
+use snow_agents::{Attach, SearchSettings};
 use snow_client::stats::{read_search_answer, search_request, NS_STATS};
 use snow_client::ClientError;
-use snow_core::stats::{Area, Count, Counts, Granularity, StatsQuery};
+use snow_core::stats::{Area, Catalogue, Count, Counts, Granularity, IsoWeek, Sex, StatsQuery};
 use snow_core::SiteHome;
 use snow_xml::{Element, NS_CLIENT};
 
@@ -122,6 +122,52 @@ async fn a_gp_searches_a_labs_statistics_across_the_federation() {
     f.shutdown().await;
 }
 
+/// The codes of the areas a catalogue lists, as a GP types them.
+fn area_codes(c: &Catalogue) -> Vec<&str> {
+    c.areas.iter().map(|a| a.area.code()).collect()
+}
+
+fn week(w: u8) -> IsoWeek {
+    IsoWeek::new(2026, w).unwrap()
+}
+
+/// The choices a GP's search form offers, asked of the agent in clear
+/// across the federation: the lab's analyses with their names, the areas
+/// it has data for (county 54 with 5401 and 5402, nothing else), its age
+/// groups, every sex and granularity, and the weeks of its data. A search
+/// for each area listed is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gp_reads_the_labs_catalogue_across_the_federation() {
+    let f = Federation::start(1, lab_rows()).await;
+    let (gp, identity, ca) = (&f.gp, &f.identity, f.ca.as_slice());
+    // Once the agent is online.
+    first_answer(gp, AGENT, &query(Area::All), identity, ca).await;
+
+    let c = gp.iq().catalogue(AGENT).await.unwrap();
+    let lab = SearchSettings::default().lab;
+    assert_eq!(c.analyses.iter().map(|a| a.code.as_str()).collect::<Vec<_>>(), lab.analyses);
+    assert_eq!(c.analyses[0].name.as_deref(), Some("Influensa A"));
+    assert_eq!(area_codes(&c), ["54", "5401", "5402"]);
+    assert_eq!(c.age_groups, lab.age_groups);
+    assert_eq!(c.sexes, Sex::ALL);
+    assert_eq!(c.granularities, Granularity::ALL);
+    assert_eq!(c.coverage, Some((week(2), week(3))));
+    for a in &c.areas {
+        let q = query(a.area.clone());
+        assert!(gp.iq().search(AGENT, &q, identity, ca).await.is_ok(), "{}", a.area.describe());
+    }
+
+    // In clear both ways, and the search queue is not involved.
+    let before = f.agent.stats().accepted();
+    let reply = gp.iq().request(snow_client::stats::catalogue_request(AGENT)).await.unwrap();
+    let payload = reply.child(NS_STATS, "catalogue").unwrap();
+    assert!(payload.child(snow_crypto::e2e::NS_XENC, "EncryptedData").is_none());
+    assert_eq!(snow_client::stats::parse_catalogue(payload).unwrap(), c);
+    assert_eq!(f.agent.stats().accepted(), before);
+
+    f.shutdown().await;
+}
+
 /// The same agent in a process of its own: attached to the lab server as
 /// the external component `search.lab.example` with message
 /// authentication on the component link, reached by the PO's GP over s2s
@@ -184,6 +230,30 @@ async fn the_search_agent_answers_as_a_component_across_the_federation() {
     let w02 = w02.counts.unwrap();
     assert_eq!((w02.tested, w02.positive, w02.persons), (Count::Exact(12), Count::Exact(7), Count::Exact(6)));
     assert!(agent.stats().accepted() >= 1);
+
+    // Its catalogue over s2s; after another import (RSV in 1804, week 5)
+    // it lists the new areas and weeks.
+    let c = gp.iq().catalogue(COMPONENT).await.unwrap();
+    assert_eq!((area_codes(&c), c.coverage), (vec!["54", "5401", "5402"], Some((week(2), week(3)))));
+    // (Its own sample id: import_rows numbers samples from 1 in every file.)
+    let mut db = snow_store::LabDb::open(&SiteHome::new(&lab.home).lab_db()).unwrap();
+    let mut more = db.begin().unwrap();
+    more.add(&snow_store::AggRow {
+        sample_id: "more-1",
+        patient: "p",
+        analysis: "RSV",
+        municipality: "1804",
+        year: 2026,
+        week: 5,
+        age_group: "25-44",
+        sex: "F",
+        positive: true,
+    })
+    .unwrap();
+    more.commit("h2", "more.csv", 0).unwrap();
+    let c = gp.iq().catalogue(COMPONENT).await.unwrap();
+    assert_eq!(area_codes(&c), ["18", "1804", "54", "5401", "5402"]);
+    assert_eq!(c.coverage, Some((week(2), week(5))));
 
     // A search in clear text is still refused by the agent.
     let clear = Element::new(NS_CLIENT, "iq")

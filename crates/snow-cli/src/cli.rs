@@ -96,6 +96,7 @@ pub enum Command {
     /// Search a lab's statistics, e.g. positive influenza A tests in a
     /// municipality over the last 8 weeks. Parameters only; the request and
     /// the answer are end-to-end encrypted between you and the lab's agent.
+    /// `--choices` lists what you may search with.
     Search(SearchArgs),
     /// Outbreak alerts: subscribe per area and analysis, list what you
     /// received, confirm an alert, or send your own to the GPs of an area.
@@ -640,9 +641,16 @@ pub struct SearchArgs {
     /// The agent's full JID, if not search@LAB/agent.
     #[arg(long)]
     pub agent: Option<String>,
-    /// Analysis code, e.g. INFA (influenza A), INFB, RSV, SARS2 (any case).
-    #[arg(long)]
-    pub analysis: String,
+    /// List the lab's choices instead of searching: its analyses, the
+    /// areas it has data for, age groups, sexes, granularities and the
+    /// weeks its data covers (asked in clear: nothing personal in it).
+    /// As a table, or with --format json.
+    #[arg(long, conflicts_with_all = ["analysis", "area", "weeks", "months", "from", "age_group", "sex", "granularity"])]
+    pub choices: bool,
+    /// Analysis code, e.g. INFA (influenza A), INFB, RSV, SARS2 (any case);
+    /// `--choices` lists the lab's.
+    #[arg(long, required_unless_present = "choices")]
+    pub analysis: Option<String>,
     /// A municipality (4 digits, e.g. 5401), a county (2 digits, e.g. 54), or all.
     #[arg(long, default_value = "all")]
     pub area: String,

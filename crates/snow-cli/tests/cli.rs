@@ -720,6 +720,11 @@ fn the_search_agent_runs_as_a_component() {
     assert_eq!(rows[0], "period,tested,positive,persons,note");
     assert_eq!(rows.len(), 5, "{csv}");
     assert!(rows[1..].iter().all(|r| r.ends_with(",,,,no data")), "an empty lab store: {csv}");
+    // Its choices: the lab's analyses, and no areas or weeks yet.
+    let choices = site.ok(&client(&["search"], &addr, &ks1, &gp, &["--agent", "search.po.example", "--choices"]));
+    assert!(choices.starts_with("What you may search at search.po.example:"), "{choices}");
+    assert!(choices.contains("  INFA   Influensa A\n") && choices.contains("choice):\n  none yet\n"), "{choices}");
+    assert!(choices.contains("No data yet"), "{choices}");
 
     terminate(&mut agent);
     terminate(&mut server);

@@ -147,6 +147,36 @@ fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.starts_with("INFA tests, municipality 5401, sex F"), "{table}");
 
+    // The choices a search may use, from the lab's agent: its analyses by
+    // name, the areas it has data for as the GP types them, the weeks of
+    // its data; as JSON for scripts.
+    let out = gp(&["--choices"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let choices = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = choices.lines().map(str::trim).collect();
+    for want in [
+        "INFA   Influensa A",
+        "MYCPN  Mycoplasma pneumoniae",
+        "54    county 54",
+        "5401  municipality 5401",
+        "1804  municipality 1804",
+        "Sexes (--sex): M, F, U",
+        "Granularities (--granularity): week, month, total",
+    ] {
+        assert!(lines.contains(&want), "{want:?} is not listed: {choices}");
+    }
+    assert!(lines.iter().any(|l| l.starts_with("Data from 20")), "{choices}");
+    let out = gp(&["--choices", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["agent"], "search@lab.example");
+    assert!(v["areas"].as_array().unwrap().contains(&serde_json::json!({
+        "code": "5401", "kind": "municipality", "name": null
+    })));
+    assert!(v["coverage"]["from"].is_string() && v["coverage"]["to"].is_string(), "{v}");
+    let out = gp(&["--choices", "--format", "csv"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("a table or json"));
+
     // An area the lab has no data for is refused by name.
     for (area, words) in [("9999", "municipality 9999"), ("99", "county 99")] {
         let out = gp(&["--analysis", "INFA", "--area", area, "--weeks", "8"]);

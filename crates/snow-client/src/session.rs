@@ -386,6 +386,18 @@ impl IqClient {
         let answer = self.request(stats::search_request(agent, query, &cert)?).await?;
         stats::read_search_answer(agent, &answer, identity)
     }
+
+    /// Asks a lab's search agent (`agent`: its full JID, or a component's
+    /// domain) for its catalogue: the analyses, areas with data, age
+    /// groups, sexes, granularities and weeks of data a search may use
+    /// (see [`stats`]). In clear text, unlike a search: it holds no
+    /// personal data, so no certificate is looked up. The answer is the
+    /// reply from `agent`, as for [`search`](Self::search); a malformed
+    /// one is [`ClientError::BadAnswer`].
+    pub async fn catalogue(&self, agent: &str) -> Result<snow_core::stats::Catalogue, ClientError> {
+        let reply = self.request(stats::catalogue_request(agent)).await?;
+        stats::read_catalogue(agent, &reply)
+    }
 }
 
 /// What [`IqClient::add_contact`] did.

@@ -41,9 +41,38 @@
 //! certificate by issuer and serial, or it has more than 16
 //! (`snow_crypto::e2e::MAX_ENCRYPTED_KEYS`, refused before any RSA
 //! operation).
+//!
+//! The agent's catalogue — the choices a search may use, for a search
+//! form — is asked and answered in clear text: it holds no personal data
+//! (the lab's codes, the areas it has data for, which refusing an unknown
+//! area tells any searcher anyway, and the weeks its data covers), so the
+//! asker needs no certificate lookup and the agent no RSA operation:
+//!
+//! ```xml
+//! <iq type='get' to='search@lab.example/agent'><catalogue xmlns='urn:snow:stats:1'/></iq>
+//!
+//! <iq type='result'><catalogue xmlns='urn:snow:stats:1'>
+//!   <analysis code='INFA' name='Influensa A'/> …
+//!   <area code='county:54'/><area code='municipality:5401'/> …
+//!   <age-group code='0-4'/> …
+//!   <sex code='M'/><sex code='F'/><sex code='U'/>
+//!   <granularity code='week'/><granularity code='month'/><granularity code='total'/>
+//!   <coverage from='2024-W01' to='2026-W48'/>
+//! </catalogue></iq>
+//! ```
+//!
+//! Each code is written as the query's attribute of that name takes it
+//! (an area in the wire form; `all` is always a choice and not listed);
+//! `name` is optional, on an analysis or an area; `<coverage/>` is absent
+//! before the lab's first import. At most [`MAX_CATALOGUE_ENTRIES`]
+//! children, each listed once; elements of other names are skipped (a
+//! later version's choices).
+
+use std::collections::HashSet;
 
 use snow_core::stats::{
-    normalize_analysis, Area, Bucket, Count, Counts, Granularity, Period, Sex, StatsAnswer, StatsError, StatsQuery,
+    check_age_group, check_choice_name, normalize_analysis, AnalysisChoice, Area, AreaChoice, Bucket, Catalogue, Count,
+    Counts, Granularity, IsoWeek, Period, Sex, StatsAnswer, StatsError, StatsQuery,
 };
 use snow_crypto::Identity;
 use snow_xml::{Element, NS_CLIENT};
@@ -53,6 +82,29 @@ use crate::ClientError;
 pub const NS_STATS: &str = "urn:snow:stats:1";
 /// Most buckets an answer may hold (ten years of weeks, with room).
 pub const MAX_BUCKETS: usize = 600;
+
+/// How a bucket outside the lab's data is noted in a GP's CSV, JSON and table.
+pub const NO_DATA: &str = "no data";
+
+/// An answer as the GP's CSV (`snow search --format csv`, the app's
+/// download): `period,tested,positive,persons,note`, a hidden count as
+/// `<5`, a bucket without data with empty counts and the note `no data`.
+pub fn answer_csv(a: &snow_core::stats::StatsAnswer) -> String {
+    let mut out = String::from("period,tested,positive,persons,note\n");
+    for b in &a.buckets {
+        match &b.counts {
+            Some(c) => out.push_str(&format!("{},{},{},{},\n", b.label, c.tested, c.positive, c.persons)),
+            None => out.push_str(&format!("{},,,,{NO_DATA}\n", b.label)),
+        }
+    }
+    out
+}
+/// Most children a catalogue may have, of every kind together: every
+/// municipality and county of a country, with room, and still well inside
+/// one stanza (`snow_xml::Limits`: 4096 elements, 256 KiB).
+pub const MAX_CATALOGUE_ENTRIES: usize = 2048;
+/// Longest code a catalogue entry may carry (`municipality:NNNN` is 17).
+const MAX_CODE_BYTES: usize = 32;
 
 fn bad(field: &'static str, reason: &str) -> StatsError {
     StatsError { field, reason: reason.into() }
@@ -175,6 +227,143 @@ pub fn parse_answer(el: &Element) -> Result<StatsAnswer, StatsError> {
     Ok(StatsAnswer { query, threshold, buckets })
 }
 
+/// The IQ that asks `agent` (a full JID, or a component's domain) for its
+/// catalogue. Not encrypted: the catalogue holds no personal data.
+pub fn catalogue_request(agent: &str) -> Element {
+    Element::new(NS_CLIENT, "iq")
+        .with_attr("type", "get")
+        .with_attr("to", agent)
+        .with_child(Element::new(NS_STATS, "catalogue"))
+}
+
+/// The catalogue in the agent's reply to [`catalogue_request`]; a stanza
+/// error becomes [`ClientError::Refused`], a malformed catalogue
+/// [`ClientError::BadAnswer`].
+pub fn read_catalogue(agent: &str, reply: &Element) -> Result<Catalogue, ClientError> {
+    if reply.attr("type") == Some("error") {
+        let (condition, text) = snow_xml::stanza::error_of(reply);
+        return Err(ClientError::Refused { who: agent.to_owned(), condition, text });
+    }
+    let bad = |why: String| ClientError::BadAnswer { who: agent.to_owned(), why };
+    let el = reply.child(NS_STATS, "catalogue").ok_or_else(|| bad("no <catalogue/> payload".into()))?;
+    parse_catalogue(el).map_err(|e| bad(e.to_string()))
+}
+
+/// `<catalogue/>` for `c`.
+pub fn catalogue_element(c: &Catalogue) -> Element {
+    let entry = |name: &str, code: String, label: Option<&String>| {
+        let mut e = Element::new(NS_STATS, name.to_owned()).with_attr("code", code);
+        if let Some(label) = label {
+            e.set_attr("name", label.clone());
+        }
+        e
+    };
+    let mut el = Element::new(NS_STATS, "catalogue");
+    for a in &c.analyses {
+        el.push_child(entry("analysis", a.code.clone(), a.name.as_ref()));
+    }
+    for a in &c.areas {
+        el.push_child(entry("area", a.area.to_string(), a.name.as_ref()));
+    }
+    for g in &c.age_groups {
+        el.push_child(entry("age-group", g.clone(), None));
+    }
+    for s in &c.sexes {
+        el.push_child(entry("sex", s.code().to_owned(), None));
+    }
+    for g in &c.granularities {
+        el.push_child(entry("granularity", g.as_str().to_owned(), None));
+    }
+    if let Some((from, to)) = c.coverage {
+        el.push_child(
+            Element::new(NS_STATS, "coverage").with_attr("from", from.to_string()).with_attr("to", to.to_string()),
+        );
+    }
+    el
+}
+
+/// Reads and checks a `<catalogue/>`: every code has the shape (and, read
+/// in any case, the one form) a query takes; names are short single
+/// lines; nothing is listed twice; at most [`MAX_CATALOGUE_ENTRIES`]
+/// children. Errors name the entry's kind, never its value.
+pub fn parse_catalogue(el: &Element) -> Result<Catalogue, StatsError> {
+    if !el.is(NS_STATS, "catalogue") {
+        return Err(bad("catalogue", "expected <catalogue xmlns='urn:snow:stats:1'/>"));
+    }
+    let mut c = Catalogue::default();
+    let mut seen: HashSet<(&'static str, String)> = HashSet::new();
+    for (n, e) in el.children().enumerate() {
+        if n == MAX_CATALOGUE_ENTRIES {
+            return Err(bad("catalogue", "lists too many choices"));
+        }
+        let field: &'static str = match (e.ns(), e.name()) {
+            (NS_STATS, "analysis") => "analysis",
+            (NS_STATS, "area") => "area",
+            (NS_STATS, "age-group") => "age-group",
+            (NS_STATS, "sex") => "sex",
+            (NS_STATS, "granularity") => "granularity",
+            (NS_STATS, "coverage") => {
+                if c.coverage.is_some() {
+                    return Err(bad("coverage", "is listed twice"));
+                }
+                c.coverage = Some(coverage(e)?);
+                continue;
+            }
+            // A later version's choices, or someone else's.
+            _ => continue,
+        };
+        let code = e
+            .attr("code")
+            .filter(|code| code.len() <= MAX_CODE_BYTES)
+            .ok_or_else(|| bad(field, "needs a code of at most 32 bytes"))?;
+        let name = || e.attr("name").map(|n| check_choice_name(n).map(|()| n.to_owned())).transpose();
+        let canonical = match field {
+            "analysis" => {
+                let code = normalize_analysis(code)?;
+                c.analyses.push(AnalysisChoice { code: code.clone(), name: name()? });
+                code
+            }
+            "area" => {
+                let area = code.parse::<Area>()?;
+                if area == Area::All {
+                    return Err(bad("area", "all is always a choice and is not listed"));
+                }
+                let wire = area.to_string();
+                c.areas.push(AreaChoice { area, name: name()? });
+                wire
+            }
+            "age-group" => {
+                check_age_group(code)?;
+                c.age_groups.push(code.to_owned());
+                code.to_owned()
+            }
+            "sex" => {
+                let sex = code.parse::<Sex>()?;
+                c.sexes.push(sex);
+                sex.code().to_owned()
+            }
+            _ /* granularity */ => {
+                let g = code.parse::<Granularity>()?;
+                c.granularities.push(g);
+                g.as_str().to_owned()
+            }
+        };
+        if !seen.insert((field, canonical)) {
+            return Err(bad(field, "is listed twice"));
+        }
+    }
+    Ok(c)
+}
+
+/// `<coverage from to/>`: two ISO weeks, in order.
+fn coverage(e: &Element) -> Result<(IsoWeek, IsoWeek), StatsError> {
+    let week = |name| e.attr(name).and_then(|w| w.parse::<IsoWeek>().ok());
+    match (week("from"), week("to")) {
+        (Some(from), Some(to)) if from <= to => Ok((from, to)),
+        _ => Err(bad("coverage", "must be from and to, ISO weeks (2026-W01), from not after to")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +462,133 @@ mod tests {
         let mut el = Element::new(NS_STATS, "query");
         el.set_attr("analysis", "INFA");
         assert_eq!(parse_query(&el).unwrap_err().field, "from");
+    }
+
+    fn catalogue() -> Catalogue {
+        Catalogue {
+            analyses: vec![
+                AnalysisChoice { code: "INFA".into(), name: Some("Influensa A".into()) },
+                AnalysisChoice { code: "LAB1".into(), name: None },
+            ],
+            areas: vec![
+                AreaChoice { area: Area::County("54".into()), name: None },
+                AreaChoice { area: Area::Municipality("5401".into()), name: Some("Tromsø & <omegn>".into()) },
+            ],
+            age_groups: vec!["0-4".into(), "80+".into()],
+            sexes: Sex::ALL.to_vec(),
+            granularities: Granularity::ALL.to_vec(),
+            coverage: Some(("2024-W01".parse().unwrap(), "2026-W48".parse().unwrap())),
+        }
+    }
+
+    fn parse_catalogue_xml(inner: &str) -> Result<Catalogue, StatsError> {
+        let xml = format!("<catalogue xmlns='{NS_STATS}'>{inner}</catalogue>");
+        let limits = snow_xml::Limits { max_elements: 10_000, max_stanza_bytes: 1 << 20, ..Default::default() };
+        parse_catalogue(&snow_xml::parse_document(xml.as_bytes(), limits).unwrap())
+    }
+
+    #[test]
+    fn the_catalogue_round_trips() {
+        let c = catalogue();
+        let xml = catalogue_element(&c).to_xml("");
+        assert!(xml.contains("<analysis code='INFA' name='Influensa A'/>"), "{xml}");
+        assert!(xml.contains("<area code='municipality:5401' name="), "{xml}");
+        assert!(xml.contains("<coverage from='2024-W01' to='2026-W48'/>"), "{xml}");
+        let back = snow_xml::parse_document(xml.as_bytes(), snow_xml::Limits::default()).unwrap();
+        assert_eq!(parse_catalogue(&back).unwrap(), c);
+        // Codes in any case, as a query's; no coverage before any data;
+        // another version's entries skipped.
+        let c = parse_catalogue_xml(
+            "<analysis code='infa'/><area code='County:54'/><sex code='f'/><granularity code='Week'/>\
+             <threshold value='5'/><x xmlns='urn:example'/>",
+        )
+        .unwrap();
+        assert_eq!(c.analyses, [AnalysisChoice { code: "INFA".into(), name: None }]);
+        assert_eq!(c.areas[0].area, Area::County("54".into()));
+        assert_eq!((c.sexes.as_slice(), c.granularities.as_slice()), (&[Sex::Female][..], &[Granularity::Week][..]));
+        assert_eq!(c.coverage, None);
+        assert_eq!(parse_catalogue_xml("").unwrap(), Catalogue::default());
+    }
+
+    /// An agent's catalogue is input like any other: too many entries, bad
+    /// codes, long or multi-line names, repeats are refused with a typed
+    /// error naming the kind of entry (never its value), and nothing
+    /// panics, whatever the bytes.
+    #[test]
+    fn the_catalogue_parser_refuses_oversize_and_garbage_answers() {
+        let areas = |n: usize| (0..n).map(|i| format!("<area code='municipality:{i:04}'/>")).collect::<String>();
+        assert_eq!(parse_catalogue_xml(&areas(MAX_CATALOGUE_ENTRIES)).unwrap().areas.len(), MAX_CATALOGUE_ENTRIES);
+        let e = parse_catalogue_xml(&areas(MAX_CATALOGUE_ENTRIES + 1)).unwrap_err();
+        assert_eq!(e.field, "catalogue");
+        // Skipped entries count too.
+        let e = parse_catalogue_xml(&"<x/>".repeat(MAX_CATALOGUE_ENTRIES + 1)).unwrap_err();
+        assert_eq!(e.field, "catalogue");
+
+        let long = "x".repeat(snow_core::stats::MAX_CHOICE_NAME_BYTES + 1);
+        let long_name = format!("<analysis code='INFA' name='{long}'/>");
+        let long_code = format!("<analysis code='{}'/>", "X".repeat(33));
+        for (inner, field) in [
+            ("<analysis/>", "analysis"),
+            ("<analysis code='INFA; DROP TABLE weekly'/>", "analysis"),
+            (long_code.as_str(), "analysis"),
+            ("<analysis code='INFA' name=''/>", "name"),
+            ("<analysis code='INFA' name='two&#10;lines'/>", "name"),
+            (long_name.as_str(), "name"),
+            ("<analysis code='INFA'/><analysis code='infa'/>", "analysis"),
+            ("<area code='all'/>", "area"),
+            ("<area code='5401'/>", "area"),
+            ("<area code='municipality:54O1'/>", "area"),
+            ("<area code='county:54'/><area code='County:54'/>", "area"),
+            ("<age-group code='0-4) OR (1=1'/>", "age-group"),
+            ("<sex code='X'/>", "sex"),
+            ("<granularity code='year'/>", "granularity"),
+            ("<coverage from='2026-W10' to='2026-W01'/>", "coverage"),
+            ("<coverage from='2026-W01'/>", "coverage"),
+            ("<coverage from='2025-W53' to='2026-W01'/>", "coverage"),
+            ("<coverage from='2026-W01' to='2026-W02'/><coverage from='2026-W01' to='2026-W02'/>", "coverage"),
+        ] {
+            let e = parse_catalogue_xml(inner).unwrap_err();
+            assert_eq!(e.field, field, "{inner}: {e}");
+            for value in ["DROP", "O1", "OR (1=1", "lines", "year"] {
+                assert!(!(inner.contains(value) && e.to_string().contains(value)), "echoes {value}: {e}");
+            }
+        }
+        let answer = query_element(&query());
+        assert_eq!(parse_catalogue(&answer).unwrap_err().field, "catalogue");
+
+        // Every byte of a good catalogue changed, and every cut of it:
+        // parsed or refused, never a panic.
+        let xml = catalogue_element(&catalogue()).to_xml("");
+        let limits = snow_xml::Limits::default();
+        for i in 0..xml.len() {
+            for b in [b'\'', b'<', b'-', b'x', b'9', 0xff] {
+                let mut bytes = xml.clone().into_bytes();
+                bytes[i] = b;
+                if let Ok(el) = snow_xml::parse_document(&bytes, limits) {
+                    let _ = parse_catalogue(&el);
+                }
+            }
+            if let Ok(el) = snow_xml::parse_document(&xml.as_bytes()[..i], limits) {
+                let _ = parse_catalogue(&el);
+            }
+        }
+
+        // What the GP's client makes of the agent's reply.
+        assert!(matches!(read_catalogue("search@lab.example/agent", &reply(None)), Err(ClientError::BadAnswer { .. })));
+        let refused = snow_xml::stanza::error_reply(
+            &catalogue_request("search@lab.example/agent"),
+            snow_xml::stanza::Condition::ServiceUnavailable,
+            None,
+        );
+        assert!(matches!(
+            read_catalogue("search@lab.example/agent", &refused),
+            Err(ClientError::Refused { condition, .. }) if condition == "service-unavailable"
+        ));
+        let ok = read_catalogue("search@lab.example/agent", &reply(Some(catalogue_element(&catalogue())))).unwrap();
+        assert_eq!(ok, catalogue());
+    }
+
+    fn reply(payload: Option<Element>) -> Element {
+        snow_xml::stanza::iq_result(&catalogue_request("search@lab.example/agent"), payload)
     }
 }

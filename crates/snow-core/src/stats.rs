@@ -12,6 +12,10 @@
 //! [`Area::code`], [`Area::describe`]); `county:NN` / `municipality:NNNN`
 //! is the wire form only, and no error speaks it.
 //!
+//! Which choices there are — the lab's analyses, the areas and weeks it
+//! has data for, age groups, sexes, granularities — is its agent's
+//! [`Catalogue`], for a search form.
+//!
 //! An answer has a bucket for every period asked: its counts, or no data
 //! when the whole bucket lies outside the weeks the lab has data for (a
 //! real zero is a count of 0).
@@ -27,6 +31,15 @@ use time::{Date, Month as TimeMonth, Weekday};
 
 /// Longest period one query may cover: about ten years.
 pub const MAX_PERIOD_WEEKS: u32 = 530;
+
+/// The resource of a lab's search agent when it runs in the lab server's
+/// process (`search@lab.example/agent`): where GPs' searches go.
+pub const SEARCH_AGENT_RESOURCE: &str = "agent";
+
+/// The search agent of the lab `lab` (in the lab server's process).
+pub fn search_agent_of(lab: &str) -> String {
+    format!("search@{lab}/{SEARCH_AGENT_RESOURCE}")
+}
 pub const MAX_PERIOD_MONTHS: u32 = 122;
 
 /// A parameter that was refused: which one and why (never its value).
@@ -340,6 +353,9 @@ pub enum Sex {
 }
 
 impl Sex {
+    /// Every sex a search may ask for, in the order a form lists them.
+    pub const ALL: [Sex; 3] = [Sex::Male, Sex::Female, Sex::Unknown];
+
     pub fn code(self) -> &'static str {
         match self {
             Sex::Male => "M",
@@ -372,6 +388,9 @@ pub enum Granularity {
 }
 
 impl Granularity {
+    /// Every granularity a query may ask for.
+    pub const ALL: [Granularity; 3] = [Granularity::Week, Granularity::Month, Granularity::Total];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Granularity::Week => "week",
@@ -385,7 +404,7 @@ impl Granularity {
 impl FromStr for Granularity {
     type Err = StatsError;
     fn from_str(s: &str) -> Result<Self, StatsError> {
-        [Granularity::Week, Granularity::Month, Granularity::Total]
+        Granularity::ALL
             .into_iter()
             .find(|g| g.as_str().eq_ignore_ascii_case(s))
             .map_or_else(|| refuse("granularity", "must be week, month or total"), Ok)
@@ -569,6 +588,89 @@ pub struct StatsAnswer {
     pub buckets: Vec<Bucket>,
 }
 
+/// The choices a GP may search a lab with (its search agent's
+/// catalogue, `<catalogue/>` on the wire): what a search form offers.
+///
+/// Nothing in it is personal: the lab's codes, the areas it has had rows
+/// for (which a search's refusal of an unknown area tells anyone anyway)
+/// and the weeks its data covers. That is why the agent answers it in
+/// clear text, to any asker, unlike a search.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Catalogue {
+    /// The analyses the lab reports, in its order.
+    pub analyses: Vec<AnalysisChoice>,
+    /// The municipalities and counties the lab has data for, in order of
+    /// their codes (a county before its municipalities). `all` is not
+    /// listed: it is always a choice.
+    pub areas: Vec<AreaChoice>,
+    /// The lab's age groups, in its order.
+    pub age_groups: Vec<String>,
+    pub sexes: Vec<Sex>,
+    pub granularities: Vec<Granularity>,
+    /// The first and last ISO week the lab has data for, in any analysis
+    /// and area; `None` before its first import. A period outside it is
+    /// answered "no data".
+    pub coverage: Option<(IsoWeek, IsoWeek)>,
+}
+
+impl Catalogue {
+    /// How many choices it lists (what its size on the wire grows with).
+    pub fn entries(&self) -> usize {
+        self.analyses.len()
+            + self.areas.len()
+            + self.age_groups.len()
+            + self.sexes.len()
+            + self.granularities.len()
+            + usize::from(self.coverage.is_some())
+    }
+}
+
+/// An analysis a search may ask for: its code (`INFA`) and, when known,
+/// the name a GP knows it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnalysisChoice {
+    pub code: String,
+    pub name: Option<String>,
+}
+
+/// An area with data: a municipality or a county (never [`Area::All`]),
+/// and its name when the lab knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AreaChoice {
+    pub area: Area,
+    pub name: Option<String>,
+}
+
+/// Longest name of a choice, in bytes: a name is a label in a form, and
+/// the catalogue must fit in one stanza.
+pub const MAX_CHOICE_NAME_BYTES: usize = 100;
+
+/// A choice's name: 1 to [`MAX_CHOICE_NAME_BYTES`] bytes of text without
+/// control characters (it is shown to the GP as a label, on one line).
+pub fn check_choice_name(name: &str) -> Result<(), StatsError> {
+    if (1..=MAX_CHOICE_NAME_BYTES).contains(&name.len()) && !name.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        refuse("name", format!("must be 1 to {MAX_CHOICE_NAME_BYTES} bytes of text on one line"))
+    }
+}
+
+/// The name GPs know an analysis by, for the codes of Snow's default
+/// `[lab] analyses` (Norwegian, as the lab reports them); a lab's own
+/// codes have none and are shown by code. The lab's configuration names
+/// codes only, so this is where the names come from.
+pub fn analysis_name(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "INFA" => "Influensa A",
+        "INFB" => "Influensa B",
+        "RSV" => "RS-virus",
+        "SARS2" => "SARS-CoV-2",
+        "MPV" => "Humant metapneumovirus",
+        "MYCPN" => "Mycoplasma pneumoniae",
+        _ => return None,
+    })
+}
+
 /// How the agent's refusal of an unknown area begins (after `area: `).
 const NO_DATA_FOR: &str = "no data for ";
 
@@ -709,6 +811,23 @@ mod tests {
         let c = Counts { tested: Count::Exact(0), positive: Count::Exact(0), persons: Count::Exact(0) };
         assert!(c.suppressed().is_empty());
         assert!(Bucket { label: "2026-W01".into(), counts: None }.no_data());
+    }
+
+    #[test]
+    fn choice_names_are_short_single_lines() {
+        assert!(check_choice_name("Influensa A").is_ok());
+        assert!(check_choice_name("Unjárga – Nesseby").is_ok());
+        for bad in ["", "two\nlines", "tab\there", "\u{7f}"] {
+            assert_eq!(check_choice_name(bad).unwrap_err().field, "name", "{bad:?}");
+        }
+        assert!(check_choice_name(&"x".repeat(MAX_CHOICE_NAME_BYTES)).is_ok());
+        assert!(check_choice_name(&"x".repeat(MAX_CHOICE_NAME_BYTES + 1)).is_err());
+        // The codes of Snow's default `[lab] analyses` (snow-lab).
+        for code in ["INFA", "INFB", "RSV", "SARS2", "MPV", "MYCPN"] {
+            let name = analysis_name(code).unwrap();
+            assert!(check_choice_name(name).is_ok(), "{name}");
+        }
+        assert_eq!(analysis_name("EBOLA"), None);
     }
 
     #[test]

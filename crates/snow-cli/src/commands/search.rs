@@ -14,12 +14,17 @@
 //!   (suppressed, or no data); per bucket `"no_data"` and `"suppressed"`
 //!   (the names of the hidden counts), and once at the top
 //!   `"suppression_threshold"`.
+//!
+//! `--choices` asks the agent for its catalogue instead and lists what a
+//! search may use: analyses (with names), the areas the lab has data for,
+//! age groups, sexes, granularities, and the weeks its data covers; as a
+//! table naming the option each goes with, or as JSON.
 
 use anyhow::{bail, Context};
 use snow_client::ClientError;
 use snow_core::stats::{
-    normalize_analysis, Area, Bucket, Count, Granularity, IsoWeek, Period, Sex, StatsAnswer, StatsError, StatsQuery,
-    YearMonth,
+    normalize_analysis, Area, Bucket, Catalogue, Count, Granularity, IsoWeek, Period, Sex, StatsAnswer, StatsError,
+    StatsQuery, YearMonth,
 };
 
 use super::Ctx;
@@ -43,19 +48,12 @@ fn format_of(s: &str) -> anyhow::Result<Format> {
 }
 
 pub fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<()> {
+    if args.choices {
+        return choices(ctx, &args);
+    }
     let query = query_of(&args, time::OffsetDateTime::now_utc().date())?;
     let format = format_of(&args.format)?;
-    let (agent, lab) = match (&args.agent, &args.lab) {
-        (Some(a), _) => {
-            let bare = a.split('/').next().unwrap_or(a);
-            (a.clone(), bare.split_once('@').map_or(bare, |(_, d)| d).to_owned())
-        }
-        (None, Some(lab)) => {
-            let lab: snow_core::Domain = lab.parse().context("--lab is not a domain name")?;
-            (format!("search@{lab}/{}", snow_agents::AGENT_RESOURCE), lab.to_string())
-        }
-        (None, None) => bail!("say which lab to ask: --lab lab.example (or SNOW_LAB, or --agent JID)"),
-    };
+    let (agent, lab) = agent_of(&args)?;
     let rt = super::runtime()?;
     let answer = rt.block_on(async {
         let (client, identity, ca_der) = super::chat::connect_with_identity(ctx, &args.conn).await?;
@@ -76,6 +74,117 @@ pub fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<()> {
     };
     print!("{text}");
     Ok(())
+}
+
+/// The agent to ask (`--agent`, or `search@LAB/agent` for `--lab`) and
+/// the lab's domain.
+fn agent_of(args: &SearchArgs) -> anyhow::Result<(String, String)> {
+    Ok(match (&args.agent, &args.lab) {
+        (Some(a), _) => {
+            let bare = a.split('/').next().unwrap_or(a);
+            (a.clone(), bare.split_once('@').map_or(bare, |(_, d)| d).to_owned())
+        }
+        (None, Some(lab)) => {
+            let lab: snow_core::Domain = lab.parse().context("--lab is not a domain name")?;
+            (format!("search@{lab}/{}", snow_agents::AGENT_RESOURCE), lab.to_string())
+        }
+        (None, None) => bail!("say which lab to ask: --lab lab.example (or SNOW_LAB, or --agent JID)"),
+    })
+}
+
+/// `snow search --choices`: the agent's catalogue, as a table or JSON.
+fn choices(ctx: &Ctx, args: &SearchArgs) -> anyhow::Result<()> {
+    let format = match format_of(&args.format)? {
+        Format::Csv => bail!("--choices prints a table or json, not csv"),
+        f => f,
+    };
+    let (agent, lab) = agent_of(args)?;
+    let rt = super::runtime()?;
+    let catalogue = rt.block_on(async {
+        let session = super::chat::connect(ctx, &args.conn).await?.into_session();
+        let catalogue = session.iq().catalogue(&agent).await;
+        session.close().await?;
+        anyhow::Ok(catalogue)
+    })?;
+    let catalogue = catalogue.map_err(|e| match &e {
+        // Nobody answers for the agent: its server or ours said so.
+        ClientError::Refused { condition, .. }
+            if ["service-unavailable", "remote-server-not-found", "item-not-found"].contains(&condition.as_str()) =>
+        {
+            anyhow::anyhow!(
+                "the search agent {agent} of {lab} did not list its choices ({condition}): it is not online, \
+                 cannot be reached from your server, or is too old to list them"
+            )
+        }
+        _ => e.into(),
+    })?;
+    let agent_bare = agent.split('/').next().unwrap_or(&agent);
+    let text = match format {
+        Format::Json => choices_json(&catalogue, agent_bare)?,
+        _ => choices_table(&catalogue, agent_bare),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// The catalogue for a reader: each kind of choice with the option it
+/// goes with, codes as the options take them (areas `5401`, `54`).
+pub(super) fn choices_table(c: &Catalogue, agent: &str) -> String {
+    let mut out = format!("What you may search at {agent}:\n");
+    out.push_str("Analyses (--analysis):\n");
+    let w = c.analyses.iter().map(|a| a.code.len()).max().unwrap_or(0);
+    for a in &c.analyses {
+        let line = format!("  {:<w$}  {}", a.code, a.name.as_deref().unwrap_or(""));
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push_str("Areas with data (--area; all is always a choice):\n");
+    if c.areas.is_empty() {
+        out.push_str("  none yet\n");
+    }
+    let w = c.areas.iter().map(|a| a.area.code().len()).max().unwrap_or(0);
+    for a in &c.areas {
+        let name = a.name.as_deref().map(|n| format!(", {n}")).unwrap_or_default();
+        out.push_str(&format!("  {:<w$}  {}{name}\n", a.area.code(), a.area.describe()));
+    }
+    let list = |items: Vec<&str>| if items.is_empty() { "none".to_owned() } else { items.join(", ") };
+    out.push_str(&format!("Age groups (--age-group): {}\n", list(c.age_groups.iter().map(String::as_str).collect())));
+    out.push_str(&format!("Sexes (--sex): {}\n", list(c.sexes.iter().map(|s| s.code()).collect())));
+    out.push_str(&format!(
+        "Granularities (--granularity): {}\n",
+        list(c.granularities.iter().map(|g| g.as_str()).collect())
+    ));
+    match c.coverage {
+        Some((from, to)) => out.push_str(&format!(
+            "Data from {from} to {to} (--from, --to): a period outside it is \"no data\", not 0.\n"
+        )),
+        None => out.push_str("No data yet: every period is \"no data\".\n"),
+    }
+    out
+}
+
+/// The catalogue for scripts: codes as the options take them, a name or
+/// null, each area's kind, the weeks of data or null.
+fn choices_json(c: &Catalogue, agent: &str) -> anyhow::Result<String> {
+    let kind = |a: &Area| match a {
+        Area::Municipality(_) => "municipality",
+        Area::County(_) => "county",
+        Area::All => "all",
+    };
+    let v = serde_json::json!({
+        "agent": agent,
+        "analyses": c.analyses.iter().map(|a| serde_json::json!({ "code": a.code, "name": a.name })).collect::<Vec<_>>(),
+        "areas": c
+            .areas
+            .iter()
+            .map(|a| serde_json::json!({ "code": a.area.code(), "kind": kind(&a.area), "name": a.name }))
+            .collect::<Vec<_>>(),
+        "age_groups": c.age_groups,
+        "sexes": c.sexes.iter().map(|s| s.code()).collect::<Vec<_>>(),
+        "granularities": c.granularities.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "coverage": c.coverage.map(|(from, to)| serde_json::json!({ "from": from.to_string(), "to": to.to_string() })),
+    });
+    Ok(serde_json::to_string_pretty(&v)? + "\n")
 }
 
 /// The area of the agent's refusal of an area it has no data for.
@@ -121,7 +230,8 @@ pub fn query_of(args: &SearchArgs, today: time::Date) -> anyhow::Result<StatsQue
         None => Granularity::Week,
     };
     let q = StatsQuery {
-        analysis: normalize_analysis(&args.analysis)?,
+        // Absent only with --choices, which asks no query.
+        analysis: normalize_analysis(args.analysis.as_deref().unwrap_or_default())?,
         period,
         area: Area::parse_loose(&args.area)?,
         age_group: args.age_group.clone(),
@@ -367,5 +477,72 @@ mod tests {
         assert_eq!(rows[4].split_whitespace().collect::<Vec<_>>(), ["2026-W03", "0", "0", "0"]);
         assert!(t.contains("shown as <5") && t.contains("\"no data\": outside the weeks"), "{t}");
         assert_eq!(sparkline(&[None, Some(Count::Exact(4)), Some(Count::Below(5)), Some(Count::Exact(0))]), " █▁▁");
+    }
+
+    fn catalogue() -> Catalogue {
+        use snow_core::stats::{AnalysisChoice, AreaChoice};
+        Catalogue {
+            analyses: vec![
+                AnalysisChoice { code: "INFA".into(), name: Some("Influensa A".into()) },
+                AnalysisChoice { code: "LAB1".into(), name: None },
+            ],
+            areas: vec![
+                AreaChoice { area: Area::County("54".into()), name: None },
+                AreaChoice { area: Area::Municipality("5401".into()), name: Some("Tromsø".into()) },
+            ],
+            age_groups: vec!["0-4".into(), "80+".into()],
+            sexes: Sex::ALL.to_vec(),
+            granularities: Granularity::ALL.to_vec(),
+            coverage: Some((IsoWeek::new(2026, 2).unwrap(), IsoWeek::new(2026, 3).unwrap())),
+        }
+    }
+
+    #[test]
+    fn choices_are_listed_with_their_options() {
+        let t = choices_table(&catalogue(), "search@lab.example");
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "What you may search at search@lab.example:",
+                "Analyses (--analysis):",
+                "  INFA  Influensa A",
+                "  LAB1",
+                "Areas with data (--area; all is always a choice):",
+                "  54    county 54",
+                "  5401  municipality 5401, Tromsø",
+                "Age groups (--age-group): 0-4, 80+",
+                "Sexes (--sex): M, F, U",
+                "Granularities (--granularity): week, month, total",
+                "Data from 2026-W02 to 2026-W03 (--from, --to): a period outside it is \"no data\", not 0.",
+            ]
+        );
+        let empty = Catalogue { areas: Vec::new(), coverage: None, ..catalogue() };
+        let t = choices_table(&empty, "search@lab.example");
+        assert!(
+            t.contains("choice):\n  none yet\n") && t.ends_with("No data yet: every period is \"no data\".\n"),
+            "{t}"
+        );
+
+        let v: serde_json::Value =
+            serde_json::from_str(&choices_json(&catalogue(), "search@lab.example").unwrap()).unwrap();
+        assert_eq!(v["analyses"][0], serde_json::json!({ "code": "INFA", "name": "Influensa A" }));
+        assert!(v["analyses"][1]["name"].is_null());
+        assert_eq!(v["areas"][1], serde_json::json!({ "code": "5401", "kind": "municipality", "name": "Tromsø" }));
+        assert_eq!(v["sexes"], serde_json::json!(["M", "F", "U"]));
+        assert_eq!(v["coverage"], serde_json::json!({ "from": "2026-W02", "to": "2026-W03" }));
+        assert!(serde_json::from_str::<serde_json::Value>(&choices_json(&empty, "a").unwrap()).unwrap()["coverage"]
+            .is_null());
+    }
+
+    #[test]
+    fn choices_need_no_analysis_and_take_no_query() {
+        let a = args(&["--choices", "--lab", "lab.example"]);
+        assert!(a.choices && a.analysis.is_none());
+        for extra in [&["--analysis", "INFA"][..], &["--area", "5401"], &["--weeks", "4"], &["--sex", "F"]] {
+            let argv = [&["snow", "search", "--choices", "--lab", "lab.example"][..], extra].concat();
+            assert!(Cli::try_parse_from(argv).is_err(), "{extra:?}");
+        }
+        assert!(Cli::try_parse_from(["snow", "search", "--lab", "lab.example"]).is_err(), "a search needs --analysis");
     }
 }
