@@ -50,7 +50,7 @@ use crate::queue::{QueueStats, WorkQueue};
 use crate::search::{answer, catalogue, SearchError, SearchSettings};
 
 /// The resource the agent binds: GPs address `search@lab.example/agent`.
-pub const AGENT_RESOURCE: &str = "agent";
+pub const AGENT_RESOURCE: &str = snow_core::stats::SEARCH_AGENT_RESOURCE;
 /// Longest wait for our server's key directory.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most EncryptedKeys a search may carry; more is refused before any RSA

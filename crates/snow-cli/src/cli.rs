@@ -154,6 +154,31 @@ pub enum Command {
     /// both ways.
     #[command(subcommand)]
     Contacts(ContactsCommand),
+    /// The GP's Snow app: search, alerts and chat in your browser. It
+    /// runs on this computer only (127.0.0.1) and opens the browser with a
+    /// one-time link (also printed). The first time, it imports your key
+    /// (the .p12 from the e-mail, the password from the SMS); then it asks
+    /// for your personal passphrase. Settings: [app] in snow.toml.
+    App(AppArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AppArgs {
+    /// The Snow server (host:port; default: [app] server).
+    #[arg(long, env = "SNOW_SERVER")]
+    pub server: Option<String>,
+    /// Key store directory (default: SNOW_HOME/keystore).
+    #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
+    pub keystore: Option<PathBuf>,
+    /// The port on 127.0.0.1 (default: [app] port; 0 picks a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Print the link only; do not open the browser.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// nb (Norwegian) or en (English) (default: [app] language).
+    #[arg(long)]
+    pub lang: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

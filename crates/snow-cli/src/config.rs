@@ -22,6 +22,38 @@ pub struct Config {
     pub components: Vec<ComponentSettings>,
     pub smtp: SmtpSettings,
     pub pubsub: snow_server::config::PubsubSettings,
+    pub app: AppSettings,
+}
+
+/// The `[app]` section: the GP's app (`snow app`) on the GP's computer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppSettings {
+    /// The Snow server the app logs in to (host:port).
+    pub server: String,
+    /// Direct TLS (XEP-0368) instead of STARTTLS.
+    pub direct_tls: bool,
+    /// The labs whose statistics the GP may search (domains).
+    pub labs: Vec<String>,
+    /// The alerts' pubsub service (default: the GP's own domain).
+    pub alert_service: Option<String>,
+    /// The port on 127.0.0.1 (0: a free one each time).
+    pub port: u16,
+    /// nb or en.
+    pub language: String,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        AppSettings {
+            server: "127.0.0.1:5222".into(),
+            direct_tls: false,
+            labs: Vec::new(),
+            alert_service: None,
+            port: 0,
+            language: "nb".into(),
+        }
+    }
 }
 
 /// The `[smtp]` section: where `snow outbox send` delivers e-mail.

@@ -42,7 +42,7 @@
 //! kind and author inside, the item's publisher and node must agree.
 
 use snow_core::alert::{Alert, AlertKind, KIND_ATTR, MAX_TEXT, NS_ALERT};
-use snow_core::stats::{Count, StatsError};
+use snow_core::stats::{normalize_analysis, Area, Count, IsoWeek, StatsError};
 use snow_crypto::Identity;
 use snow_xml::{Element, NS_CLIENT, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER};
 
@@ -192,6 +192,88 @@ pub fn subscribe_iq(service: &str, node: &str, jid: &str) -> Element {
         NS_PUBSUB,
         Element::new(NS_PUBSUB, "subscribe").with_attr("node", node.to_owned()).with_attr("jid", jid.to_owned()),
     )
+}
+
+/// Unsubscribes `jid` (our bare JID) from `node`.
+pub fn unsubscribe_iq(service: &str, node: &str, jid: &str) -> Element {
+    pubsub_iq(
+        "set",
+        service,
+        NS_PUBSUB,
+        Element::new(NS_PUBSUB, "unsubscribe").with_attr("node", node.to_owned()).with_attr("jid", jid.to_owned()),
+    )
+}
+
+/// The analysis (in any case: `infa` is INFA) and the area of an alert
+/// series, as a GP types them: `5401` or `54` (alerts are per municipality
+/// or county, never `all`).
+pub fn series_of(analysis: &str, area: &str) -> Result<(String, Area), StatsError> {
+    let analysis = normalize_analysis(analysis)?;
+    match Area::parse_loose(area) {
+        Ok(a @ (Area::Municipality(_) | Area::County(_))) => Ok((analysis, a)),
+        _ => Err(bad(
+            "area",
+            "must be a municipality (4 digits, e.g. 5401) or a county (2 digits, e.g. 54); alerts are not sent for all",
+        )),
+    }
+}
+
+/// The nodes a GP subscribes to for a series: a municipality's and its
+/// county's (a signal for the county concerns the municipality too).
+pub fn subscription_nodes(analysis: &str, area: &Area) -> Vec<String> {
+    let mut nodes = vec![Alert::node(analysis, area)];
+    if let Area::Municipality(m) = area {
+        if let Some(county) = m.get(..2) {
+            nodes.push(Alert::node(analysis, &Area::County(county.to_owned())));
+        }
+    }
+    nodes
+}
+
+/// A GP's text or comment fits in an alert.
+pub fn check_text(text: Option<&str>) -> Result<(), StatsError> {
+    if text.is_some_and(|t| t.len() > MAX_TEXT) {
+        return Err(bad("text", &format!("is longer than {MAX_TEXT} bytes")));
+    }
+    Ok(())
+}
+
+/// A GP's confirmation of `original` by `me` (bare JID) at `now` (Unix
+/// seconds), to publish on the same node; the service assigns its id.
+pub fn confirmation(original: &Alert, me: &str, comment: Option<String>, now: i64) -> Alert {
+    Alert {
+        id: String::new(),
+        kind: AlertKind::Confirmation,
+        confirms: Some(original.id.clone()),
+        text: comment,
+        author: me.to_owned(),
+        issued: now,
+        observed: None,
+        threshold: None,
+        algorithm: None,
+        series: None,
+        ..original.clone()
+    }
+}
+
+/// A GP's own alert for a series, this week; the service assigns its id.
+pub fn gp_alert(analysis: String, area: Area, text: String, me: &str, now: i64) -> Alert {
+    let today = time::OffsetDateTime::from_unix_timestamp(now).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    Alert {
+        id: String::new(),
+        kind: AlertKind::Gp,
+        analysis,
+        area,
+        week: IsoWeek::of(today.date()),
+        observed: None,
+        threshold: None,
+        algorithm: None,
+        series: None,
+        author: me.to_owned(),
+        issued: now,
+        confirms: None,
+        text: Some(text),
+    }
 }
 
 /// Asks for the nodes we subscribe to.

@@ -10,6 +10,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Server
 use snow_crypto::Identity;
 
 pub mod alert;
+pub mod keys;
 pub mod session;
 pub mod smtp;
 pub mod stats;

@@ -5,8 +5,8 @@
 use anyhow::{bail, Context};
 use snow_client::alert::{self, Item};
 use snow_client::Session;
-use snow_core::alert::{Alert, AlertKind, MAX_TEXT};
-use snow_core::stats::{normalize_analysis, Area, IsoWeek};
+use snow_core::alert::{Alert, AlertKind};
+use snow_core::stats::Area;
 
 use super::Ctx;
 use crate::cli::{AlertCommand, AlertService};
@@ -19,11 +19,7 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
                 let (analysis, area) = series_of(&analysis, &area)?;
                 let (session, _, _, service) = connect(ctx, &at).await?;
                 let me = bare(&session);
-                let mut nodes = vec![Alert::node(&analysis, &area)];
-                if let Area::Municipality(m) = &area {
-                    nodes.push(Alert::node(&analysis, &Area::County(m[..2].to_owned())));
-                }
-                for node in nodes {
+                for node in alert::subscription_nodes(&analysis, &area) {
                     let reply = session.iq().request(alert::subscribe_iq(&service, &node, &me)).await?;
                     alert::read_subscriptions(&service, &reply, "jid")?;
                     println!("Subscribed to {node} at {service}");
@@ -46,7 +42,7 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
                 }
             }
             AlertCommand::Confirm { at, id, comment } => {
-                check_text(comment.as_deref())?;
+                alert::check_text(comment.as_deref())?;
                 let (session, identity, ca_der, service) = connect(ctx, &at).await?;
                 let (alerts, _) = alert::received(session.iq(), &service, &identity, 200).await?;
                 let Some((_, original)) = alerts.iter().find(|(_, a)| a.id == id) else {
@@ -56,20 +52,7 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
                     bail!("{id} is a confirmation; confirm the alert it confirms");
                 }
                 let me = bare(&session);
-                // The service assigns the confirmation's id.
-                let confirmation = Alert {
-                    id: String::new(),
-                    kind: AlertKind::Confirmation,
-                    confirms: Some(original.id.clone()),
-                    text: comment,
-                    author: me.clone(),
-                    issued: now(),
-                    observed: None,
-                    threshold: None,
-                    algorithm: None,
-                    series: None,
-                    ..original.clone()
-                };
+                let confirmation = alert::confirmation(original, &me, comment, now());
                 let published =
                     alert::publish(session.iq(), &service, &confirmation, &[&me, &original.author], &ca_der).await?;
                 session.close().await?;
@@ -77,25 +60,10 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
             }
             AlertCommand::Send { at, analysis, area, text } => {
                 let (analysis, area) = series_of(&analysis, &area)?;
-                check_text(Some(&text))?;
+                alert::check_text(Some(&text))?;
                 let (session, _, ca_der, service) = connect(ctx, &at).await?;
                 let me = bare(&session);
-                // The service assigns the alert's id.
-                let a = Alert {
-                    id: String::new(),
-                    kind: AlertKind::Gp,
-                    analysis,
-                    area,
-                    week: IsoWeek::of(time::OffsetDateTime::now_utc().date()),
-                    observed: None,
-                    threshold: None,
-                    algorithm: None,
-                    series: None,
-                    author: me.clone(),
-                    issued: now(),
-                    confirms: None,
-                    text: Some(text),
-                };
+                let a = alert::gp_alert(analysis, area, text, &me, now());
                 let published = alert::publish(session.iq(), &service, &a, &[&me], &ca_der).await?;
                 session.close().await?;
                 report(&Alert { id: published.id.clone(), ..a }, &published, &me);
@@ -124,22 +92,9 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// The analysis (in any case: `infa` is INFA) and the area of an alert
-/// series, in the words `snow search` takes: `5401` or `54` (alerts are per
-/// municipality or county, not `all`).
+/// [`alert::series_of`] for the command line.
 fn series_of(analysis: &str, area: &str) -> anyhow::Result<(String, Area)> {
-    let analysis = normalize_analysis(analysis)?;
-    match Area::parse_loose(area) {
-        Ok(a @ (Area::Municipality(_) | Area::County(_))) => Ok((analysis, a)),
-        _ => bail!("area: must be a municipality (4 digits, e.g. 5401) or a county (2 digits, e.g. 54); alerts are not sent for all"),
-    }
-}
-
-fn check_text(t: Option<&str>) -> anyhow::Result<()> {
-    if t.is_some_and(|t| t.len() > MAX_TEXT) {
-        bail!("the text is longer than {MAX_TEXT} bytes");
-    }
-    Ok(())
+    Ok(alert::series_of(analysis, area)?)
 }
 
 fn report(a: &Alert, published: &alert::Published, me: &str) {
@@ -217,6 +172,7 @@ pub(super) fn table(alerts: &[(Item, Alert)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use snow_core::stats::IsoWeek;
 
     #[test]
     fn series_are_read_as_snow_search_reads_them() {

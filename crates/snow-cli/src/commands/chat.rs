@@ -247,13 +247,8 @@ pub(super) async fn connect_with_identity(
     conn: &ConnArgs,
 ) -> anyhow::Result<(Client, snow_crypto::Identity, Vec<u8>)> {
     let store = ctx.key_store(&conn.key);
-    let chain = store.certificate_chain()?;
-    let info = CertInfo::from_der(&chain[0])?;
-    let jid: snow_core::BareJid =
-        info.jid().context("your certificate names no JID")?.parse().context("your certificate's JID is malformed")?;
-    let Some(ca_der) = chain.iter().skip(1).find(|c| CertInfo::from_der(c).is_ok_and(|i| i.is_ca)).cloned() else {
-        bail!("the key store holds no CA certificate to check the server with (re-import your .p12)");
-    };
+    let snow_client::keys::LoginTarget { jid, ca_der } =
+        snow_client::keys::LoginTarget::of(&store.certificate_chain()?)?;
     let pass = crate::secrets::Source::personal_passphrase(&conn.key).get()?;
     let identity = store.unlock(&pass)?;
     let addr: SocketAddr = match conn.server.parse() {

@@ -2,6 +2,7 @@
 
 mod agent;
 mod alert;
+mod app;
 mod bench;
 mod ca;
 mod chat;
@@ -81,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         Command::Presence { conn, show, status, listen } => chat::presence(&ctx, conn, show, status, listen),
         Command::Contacts(c) => contacts::run(&ctx, c),
+        Command::App(args) => app::run(&ctx, args),
     }
 }
 

@@ -21,6 +21,7 @@
 //! table naming the option each goes with, or as JSON.
 
 use anyhow::{bail, Context};
+use snow_client::stats::NO_DATA;
 use snow_client::ClientError;
 use snow_core::stats::{
     normalize_analysis, Area, Bucket, Catalogue, Count, Granularity, IsoWeek, Period, Sex, StatsAnswer, StatsError,
@@ -68,7 +69,7 @@ pub fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<()> {
     })?;
     let agent_bare = agent.split('/').next().unwrap_or(&agent);
     let text = match format {
-        Format::Csv => csv(&answer),
+        Format::Csv => snow_client::stats::answer_csv(&answer),
         Format::Json => json(&answer, agent_bare)?,
         Format::Table => table(&answer, agent_bare),
     };
@@ -271,9 +272,6 @@ pub fn sparkline(counts: &[Option<Count>]) -> String {
         .collect()
 }
 
-/// What a GP reads for a period outside the lab's data.
-const NO_DATA: &str = "no data";
-
 pub(super) fn table(a: &StatsAnswer, agent: &str) -> String {
     let mut out = format!("{} (from {agent})\n", describe(a));
     let head = match a.query.granularity {
@@ -301,19 +299,6 @@ pub(super) fn table(a: &StatsAnswer, agent: &str) -> String {
     ));
     if a.buckets.iter().any(Bucket::no_data) {
         out.push_str("\"no data\": outside the weeks the lab has data for (not the same as 0).\n");
-    }
-    out
-}
-
-/// `period,tested,positive,persons,note`: counts or `<5`; a period with
-/// no data has empty counts and the note `no data`.
-fn csv(a: &StatsAnswer) -> String {
-    let mut out = String::from("period,tested,positive,persons,note\n");
-    for b in &a.buckets {
-        match &b.counts {
-            Some(c) => out.push_str(&format!("{},{},{},{},\n", b.label, c.tested, c.positive, c.persons)),
-            None => out.push_str(&format!("{},,,,{NO_DATA}\n", b.label)),
-        }
     }
     out
 }
@@ -463,7 +448,7 @@ mod tests {
     fn csv_and_table_mark_no_data_apart_from_zero() {
         let a = answer();
         assert_eq!(
-            csv(&a),
+            snow_client::stats::answer_csv(&a),
             "period,tested,positive,persons,note\n2026-W01,,,,no data\n2026-W02,12,<5,<5,\n2026-W03,0,0,0,\n"
         );
         let t = table(&a, "search@lab.example");

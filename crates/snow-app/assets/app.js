@@ -1,0 +1,92 @@
+// Snow app: live updates (server-sent events) and the sensitivity dialog.
+// No inline script anywhere (the Content-Security-Policy forbids it); the
+// pages work without this file, only less live.
+"use strict";
+
+function csrfAction(form) {
+  return form.getAttribute("action");
+}
+
+function setBadge(id, n) {
+  const b = document.getElementById(id);
+  if (!b) return;
+  b.textContent = String(n);
+  b.hidden = n === 0;
+}
+
+async function replace(id, url) {
+  const el = document.getElementById(id);
+  if (!el) return;
+  const r = await fetch(url, { credentials: "same-origin" });
+  if (!r.ok) return;
+  const html = await r.text();
+  const tpl = document.createElement("template");
+  tpl.innerHTML = html.trim();
+  const fresh = tpl.content.firstElementChild;
+  if (fresh) el.replaceWith(fresh);
+}
+
+function listen() {
+  if (!window.EventSource) return;
+  const es = new EventSource("/events");
+  const page = document.body.dataset.page;
+  const handle = (ev) => {
+    let e;
+    try { e = JSON.parse(ev.data); } catch (_) { return; }
+    setBadge("badge-alerts", e.new_alerts);
+    setBadge("badge-chat", e.unread);
+    const conn = document.getElementById("conn");
+    if (conn) {
+      conn.className = "conn " + (e.online ? "online" : "offline");
+      if (!e.online) conn.textContent = conn.dataset.offline;
+    }
+    if (ev.type === "alert") {
+      const list = document.getElementById("alert-list");
+      if (page === "alerts" && list) {
+        replace("alert-list", "/alerts/list?show=" + encodeURIComponent(list.dataset.show || "new"));
+      }
+      const live = document.getElementById("live");
+      if (live && e.new_alerts > 0) live.textContent = live.dataset.newAlert + " (" + e.new_alerts + ")";
+    }
+    if (ev.type === "message") {
+      const conv = document.getElementById("conversation");
+      if (conv && (!e.from || e.from === conv.dataset.with)) {
+        replace("lines", "/chat/with/" + encodeURIComponent(conv.dataset.with) + "/lines");
+      }
+    }
+    if (ev.type === "presence" && page === "chat" && !document.getElementById("conversation")) {
+      // The contact list shows presence: take the page again, unless typing.
+      const active = document.activeElement;
+      if (!active || !["INPUT", "TEXTAREA"].includes(active.tagName)) location.reload();
+    }
+  };
+  for (const kind of ["alert", "message", "presence", "connection"]) es.addEventListener(kind, handle);
+}
+
+function sensitivityDialog() {
+  const dialog = document.getElementById("sensitivity");
+  const form = document.getElementById("send-form");
+  if (!dialog || !form || form.dataset.confirmed === "true") return;
+  const confirmForm = dialog.querySelector("form");
+  const open = () => { if (!dialog.open) dialog.showModal(); };
+  // A new conversation: the dialog opens before anything can be written.
+  open();
+  form.addEventListener("submit", (ev) => {
+    if (form.dataset.confirmed !== "true") { ev.preventDefault(); open(); }
+  });
+  document.getElementById("dialog-cancel").addEventListener("click", () => dialog.close());
+  confirmForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const r = await fetch(csrfAction(confirmForm), { method: "POST", credentials: "same-origin", redirect: "manual" });
+    if (r.type === "opaqueredirect" || r.ok) {
+      form.dataset.confirmed = "true";
+      dialog.close();
+      document.getElementById("text").focus();
+    }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  listen();
+  sensitivityDialog();
+});
