@@ -10,6 +10,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Server
 use snow_crypto::Identity;
 
 pub mod alert;
+pub mod caps;
 pub mod keys;
 pub mod session;
 pub mod smtp;
@@ -407,7 +408,12 @@ impl Client {
             .map(Element::text)
             .filter(|_| answer.attr("type") == Some("result"))
             .ok_or_else(|| ClientError::Protocol("resource binding failed".into()))?;
-        Ok(Client { framed: f, jid, timeout: t })
+        let mut client = Client { framed: f, jid, timeout: t };
+        // Say which client this is before anything else (a server with
+        // `client_check = "require"` takes nothing else first).
+        let domain = client.jid.split('/').next().and_then(|b| b.rsplit('@').next()).unwrap_or(&opts.domain);
+        client.send(&caps::announcement(domain)).await?;
+        Ok(client)
     }
 
     /// The full JID the server bound.
@@ -424,9 +430,10 @@ impl Client {
         self.framed.send(xml).await.map_err(|e| FramedError::Io(e).into())
     }
 
-    /// Announces availability (and so receives messages, stored ones first).
+    /// Announces availability (and so receives messages, stored ones
+    /// first), with the Snow client's caps (XEP-0115, [`caps`]).
     pub async fn send_presence(&mut self) -> Result<(), ClientError> {
-        self.send(&Element::new(NS_CLIENT, "presence")).await
+        self.send(&caps::presence()).await
     }
 
     /// A one-to-one chat message in clear text.

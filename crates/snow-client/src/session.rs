@@ -123,7 +123,7 @@ impl Expected {
 
 /// JIDs compared as their parts are: local part and domain without case
 /// (Snow's local parts are digits or ASCII names), the resource exactly.
-fn same_jid(a: &str, b: &str) -> bool {
+pub(crate) fn same_jid(a: &str, b: &str) -> bool {
     let (a_bare, a_res) = a.split_once('/').map_or((a, None), |(x, r)| (x, Some(r)));
     let (b_bare, b_res) = b.split_once('/').map_or((b, None), |(x, r)| (x, Some(r)));
     a_bare.eq_ignore_ascii_case(b_bare) && a_res == b_res
@@ -281,9 +281,9 @@ impl IqClient {
     }
 
     /// Announces availability (and so receives messages, stored ones
-    /// first).
+    /// first), with the Snow client's caps (XEP-0115, [`caps`](crate::caps)).
     pub async fn send_presence(&self) -> Result<(), ClientError> {
-        self.send(Element::new(NS_CLIENT, "presence")).await
+        self.send(crate::caps::presence()).await
     }
 
     /// Sends a chat message end-to-end encrypted for the recipient and for
@@ -528,6 +528,17 @@ async fn read_loop(mut rd: impl StanzaReader, iq: IqClient, inbound: mpsc::Sende
         match rd.next_stanza(READ_IDLE).await {
             Ok(el) => {
                 let Some(el) = iq.dispatch_reply(el) else { continue };
+                // A client answers disco#info about itself (XEP-0115's
+                // check of the caps it announced); every other request
+                // is its owner's to answer or refuse.
+                if let Origin::Client { jid } = iq.origin() {
+                    if let Some(answer) = crate::caps::answer(&el, jid) {
+                        if let Err(e) = iq.try_send(answer) {
+                            tracing::debug!(error = %e, "a disco#info answer was not sent");
+                        }
+                        continue;
+                    }
+                }
                 if let Err(mpsc::error::TrySendError::Full(el)) = inbound.try_send(el) {
                     tracing::warn!(name = el.name(), "a stanza nobody read was dropped");
                 }

@@ -50,6 +50,31 @@ pub struct ServerSettings {
     /// Port for external components (XEP-0114), used only when
     /// components are configured. Plain TCP: keep it on loopback.
     pub component_bind: String,
+    /// Whether client sessions must announce the Snow client (XEP-0115
+    /// caps node `urn:snow:client`) before they talk to anyone but the
+    /// server: a convenience check that keeps users on the restricted
+    /// client, not a security boundary (any client can send the caps).
+    pub client_check: ClientCheck,
+}
+
+/// `[server] client_check`: what the server does with a client session
+/// that has not announced itself as the Snow client (docs/architecture.md
+/// §4). The check only keeps honest users on the usual path to the
+/// restricted client; a determined user can announce the Snow node from
+/// any client, so nothing may rely on it for security.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCheck {
+    /// No check.
+    Off,
+    /// Everything passes; the first stanza `require` would refuse is
+    /// logged once per session (a warning with the session's JID).
+    #[default]
+    Warn,
+    /// Until the session has announced the Snow client, only presence and
+    /// IQs for the server itself pass; everything else is refused with
+    /// `policy-violation` and a text naming the Snow client.
+    Require,
 }
 
 impl Default for ServerSettings {
@@ -72,6 +97,7 @@ impl Default for ServerSettings {
             outbound_queue: 1000,
             require_e2e: false,
             component_bind: "127.0.0.1:5347".into(),
+            client_check: ClientCheck::Warn,
         }
     }
 }
@@ -415,5 +441,28 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::value::{Error as ValueError, StrDeserializer};
+    use serde::de::IntoDeserializer;
+
+    fn client_check(s: &str) -> Result<ClientCheck, String> {
+        let d: StrDeserializer<'_, ValueError> = s.into_deserializer();
+        ClientCheck::deserialize(d).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn client_check_takes_three_words_and_names_them_when_wrong() {
+        assert_eq!(client_check("off"), Ok(ClientCheck::Off));
+        assert_eq!(client_check("warn"), Ok(ClientCheck::Warn));
+        assert_eq!(client_check("require"), Ok(ClientCheck::Require));
+        assert_eq!(ServerSettings::default().client_check, ClientCheck::Warn);
+        let err = client_check("strict").unwrap_err();
+        assert!(err.contains("strict") && err.contains("`off`, `warn`, `require`"), "{err}");
+        assert!(client_check("Require").is_err(), "the words are lower case, as written in snow.example.toml");
     }
 }

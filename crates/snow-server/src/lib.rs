@@ -25,6 +25,6 @@ pub mod tls;
 mod transport;
 pub mod trust;
 
-pub use config::{ComponentSettings, MsgAuthSettings, S2sSettings, ServerConfig, ServerSettings};
+pub use config::{ClientCheck, ComponentSettings, MsgAuthSettings, S2sSettings, ServerConfig, ServerSettings};
 pub use error::ServerError;
 pub use server::{Server, ServerHandle};

@@ -87,7 +87,7 @@ impl Server {
         }
         let router = Arc::new(Router::new(
             domain.clone(),
-            Policy { require_e2e: settings.require_e2e, federation },
+            Policy { require_e2e: settings.require_e2e, client_check: settings.client_check, federation },
             ComponentTable::new(components.domains()),
             Arc::new(links),
             Arc::new(registry),

@@ -7,11 +7,14 @@
 //! that depend on the stanza (message types, IQs for the server, presence
 //! the server processes first, the no-relay rule for other servers'
 //! stanzas, the clear-text policy in `e2e_policy`, the federation
-//! allow-list in `federation`) are applied in `route`. What the server
-//! itself answers is behind [`ServerSide`] (the service registry), and
-//! outgoing server-to-server links behind [`RemoteLinks`], so this module
-//! imports neither services nor transports.
+//! allow-list in `federation`) are applied in `route`; the client check
+//! (`client_check`) applies to a session's stanzas in `submit`, before
+//! anything else sees them. What the server itself answers is behind
+//! [`ServerSide`] (the service registry), and outgoing server-to-server
+//! links behind [`RemoteLinks`], so this module imports neither services
+//! nor transports.
 
+mod client_check;
 mod components;
 mod e2e_policy;
 mod federation;
@@ -28,6 +31,7 @@ use snow_xml::stanza::{error_reply, is_reply, Condition};
 use snow_xml::{Element, NS_CLIENT, NS_DELAY};
 
 use crate::addr::Addr;
+use crate::config::ClientCheck;
 use crate::db::Db;
 
 /// A boxed future, for the trait objects at this module's boundary.
@@ -120,11 +124,13 @@ pub(crate) trait ServerSide: Send + Sync {
     fn session_ended<'a>(&'a self, router: &'a Arc<Router>, session: &'a Arc<SessionHandle>) -> BoxFuture<'a, ()>;
 }
 
-/// The policies routing applies (`[server] require_e2e`, the `[s2s]`
-/// federation allow-list).
+/// The policies routing applies (`[server] require_e2e` and
+/// `client_check`, the `[s2s]` federation allow-list).
 pub(crate) struct Policy {
     /// Only end-to-end encrypted content in messages (`e2e_policy`).
     pub require_e2e: bool,
+    /// Whether sessions must announce the Snow client (`client_check`).
+    pub client_check: ClientCheck,
     /// The other servers stanzas may go to.
     pub federation: Federation,
 }
@@ -141,6 +147,7 @@ const NS_LEGACY_DELAY: &str = "jabber:x:delay";
 pub(crate) struct Router {
     domain: String,
     require_e2e: bool,
+    client_check: ClientCheck,
     federation: Federation,
     pub sessions: SessionTable,
     pub components: ComponentTable,
@@ -158,8 +165,18 @@ impl Router {
         server: Arc<dyn ServerSide>,
         db: Db,
     ) -> Self {
-        let Policy { require_e2e, federation } = policy;
-        Router { domain, require_e2e, federation, sessions: SessionTable::default(), components, remote, server, db }
+        let Policy { require_e2e, client_check, federation } = policy;
+        Router {
+            domain,
+            require_e2e,
+            client_check,
+            federation,
+            sessions: SessionTable::default(),
+            components,
+            remote,
+            server,
+            db,
+        }
     }
 
     /// Whether stanzas may go to the other server `domain` (the federation
@@ -236,6 +253,17 @@ impl Router {
             },
         };
         if let Origin::Session(s) = &origin {
+            // Checked once, before the server or anyone else sees it.
+            let verdict = client_check::judge(self.client_check, s, &el, to.as_ref(), &self.domain);
+            if verdict == client_check::Verdict::Refuse {
+                if is_reply(&el) {
+                    tracing::debug!(jid = %s.full, "a reply from a session that is not the Snow client: dropped");
+                } else {
+                    let err = error_reply(&el, Condition::PolicyViolation, Some(client_check::REFUSAL));
+                    self.reply(&origin, err);
+                }
+                return;
+            }
             // A client does not say when it sent something: a delay stamp
             // is the server's (offline storage adds the real one).
             if matches!(el.name(), "message" | "presence") {

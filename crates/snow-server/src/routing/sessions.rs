@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use snow_xml::Element;
 use tokio::sync::{mpsc, Notify};
 
+use super::client_check::Announcement;
+
 /// Something for a session's writer task.
 #[derive(Debug)]
 pub enum Outbound {
@@ -32,6 +34,8 @@ pub struct SessionHandle {
     pub kill: Notify,
     /// The last broadcast presence, for contacts who come online later.
     last_presence: Mutex<Option<Element>>,
+    /// Whether it has announced the Snow client (`client_check`).
+    pub(crate) client: Announcement,
 }
 
 impl SessionHandle {
@@ -45,6 +49,7 @@ impl SessionHandle {
             interested: AtomicBool::new(false),
             kill: Notify::new(),
             last_presence: Mutex::new(None),
+            client: Announcement::default(),
         })
     }
 

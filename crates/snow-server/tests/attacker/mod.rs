@@ -2,7 +2,9 @@
 //! mutual TLS, SASL EXTERNAL, XEP-0178) made with whatever certificate and
 //! key the test gives it, claiming whatever domain the test says. It only
 //! sends (an incoming link only receives); what it caused is seen in the
-//! victim's state and counters.
+//! victim's state and counters. And a raw client ([`c2s`]): a user's
+//! certificate logged in by a client that is not `snow_client`, so it says
+//! nothing the test does not send.
 
 #![allow(dead_code)]
 
@@ -96,6 +98,55 @@ pub async fn connect(
     initiator::authenticate(&mut f, "EXTERNAL", from.as_bytes(), T).await?;
     initiator::open(&mut f, &header, NS_SERVER, T).await?;
     Ok(f)
+}
+
+/// A client login to `addr` (STARTTLS, TLS with `identity`'s certificate,
+/// SASL EXTERNAL, resource binding) that sends nothing else: unlike
+/// `snow_client::Client`, it does not announce the Snow client. Returns
+/// the link and the bound full JID.
+pub async fn c2s(
+    addr: std::net::SocketAddr,
+    domain: &str,
+    identity: &snow_crypto::Identity,
+    ca_der: &[u8],
+) -> Result<(Link, String), Refusal> {
+    use snow_xml::{Element, NS_BIND, NS_CLIENT};
+    let tcp = TcpStream::connect(addr).await.map_err(|e| Refusal::Other(e.to_string()))?;
+    let header = StreamHeader { to: Some(domain.to_owned()), version: Some("1.0".into()), ..Default::default() };
+    let mut f = Framed::new(tcp, Limits::default());
+    initiator::open(&mut f, &header, NS_CLIENT, T).await?;
+    initiator::starttls(&mut f, T).await?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(ca_der.to_vec())).unwrap();
+    let chain = identity.chain().iter().cloned().map(CertificateDer::from).collect();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_pkcs8().to_vec()));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(domain.to_owned()).unwrap(), f.into_inner())
+        .await
+        .map_err(|e| Refusal::Other(e.to_string()))?;
+    let mut f = Framed::new(tls, Limits::default());
+    initiator::open(&mut f, &header, NS_CLIENT, T).await?;
+    initiator::authenticate(&mut f, "EXTERNAL", b"", T).await?;
+    initiator::open(&mut f, &header, NS_CLIENT, T).await?;
+    let bind = Element::new(NS_CLIENT, "iq")
+        .with_attr("type", "set")
+        .with_attr("id", "bind")
+        .with_child(Element::new(NS_BIND, "bind"));
+    f.send(&bind.to_xml(NS_CLIENT)).await.map_err(|e| Refusal::Other(e.to_string()))?;
+    let answer = f.next_element(T).await?;
+    let jid = answer
+        .child(NS_BIND, "bind")
+        .and_then(|b| b.child(NS_BIND, "jid"))
+        .map(Element::text)
+        .ok_or_else(|| Refusal::Other(format!("no bound JID in {}", answer.to_xml(NS_CLIENT))))?;
+    Ok((f, jid))
 }
 
 /// An external component's link (XEP-0114, plain TCP) to `addr` for
