@@ -18,6 +18,16 @@ pub enum Section {
 }
 
 impl Section {
+    /// Where the section starts (where a language change returns to).
+    pub fn path(self) -> &'static str {
+        match self {
+            Section::Search => "/search",
+            Section::Alerts => "/alerts",
+            Section::Chat => "/chat",
+            Section::Start => "/",
+        }
+    }
+
     fn code(self) -> &'static str {
         match self {
             Section::Search => "search",
@@ -114,6 +124,7 @@ pub fn page(app: &AppState, s: &WebSession, section: Section, title: &str, body:
                     }
                     form method="post" action=(action(s, "/lang")) class="inline" {
                         input type="hidden" name="lang" value=(other.code());
+                        input type="hidden" name="back" value=(section.path());
                         button type="submit" class="secondary" lang=(other.code()) { (t.other_lang) }
                     }
                 }

@@ -263,6 +263,7 @@ pub async fn lock(State(app): State<Arc<AppState>>) -> Redirect {
 #[derive(Deserialize)]
 pub struct LangForm {
     lang: String,
+    back: Option<String>,
 }
 
 pub async fn lang(
@@ -273,7 +274,12 @@ pub async fn lang(
     if let Some(l) = Lang::parse(&f.lang) {
         app.guard.set_lang(&s.id, l);
     }
-    Redirect::to("/")
+    // Back to a section's start, never to a page given from outside.
+    let back = match f.back.as_deref() {
+        Some(b @ ("/search" | "/alerts" | "/chat")) => b,
+        _ => "/",
+    };
+    Redirect::to(back)
 }
 
 /// Server-sent events: what changed, for every open page.
