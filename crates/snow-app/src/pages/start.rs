@@ -275,10 +275,7 @@ pub async fn lang(
         app.guard.set_lang(&s.id, l);
     }
     // Back to a section's start, never to a page given from outside.
-    let back = match f.back.as_deref() {
-        Some(b @ ("/search" | "/alerts" | "/chat")) => b,
-        _ => "/",
-    };
+    let back = f.back.as_deref().filter(|b| ["/search", "/alerts", "/chat"].contains(b)).unwrap_or("/");
     Redirect::to(back)
 }
 
