@@ -173,6 +173,10 @@ pub struct AppArgs {
     /// The port on 127.0.0.1 (default: [app] port; 0 picks a free one).
     #[arg(long)]
     pub port: Option<u16>,
+    /// A lab whose statistics you may search (repeat for more; default:
+    /// [app] labs).
+    #[arg(long = "lab", value_name = "DOMAIN", env = "SNOW_LAB", value_delimiter = ',')]
+    pub labs: Vec<String>,
     /// Print the link only; do not open the browser.
     #[arg(long)]
     pub no_browser: bool,

@@ -20,12 +20,11 @@ use base64::Engine;
 use snow_xml::stanza::{error_reply, iq_result, Condition};
 use snow_xml::{Element, NS_CLIENT, NS_DISCO_INFO, NS_XML};
 
-/// Entity capabilities (XEP-0115).
-pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
+pub use snow_xml::NS_CAPS;
 /// The Snow client's caps node: the same for the `snow` command, the snow
 /// app and the agents, whatever the version (a server's `client_check`
 /// looks for it).
-pub const NODE: &str = "urn:snow:client";
+pub const NODE: &str = snow_xml::SNOW_CLIENT_NODE;
 /// Data forms (XEP-0004), as extended disco#info (XEP-0128).
 pub const NS_DATA: &str = "jabber:x:data";
 /// The software information form (XEP-0232) that carries the version.
@@ -181,12 +180,8 @@ impl DiscoInfo {
     /// The `ver` of XEP-0115 §5.1 with `hash='sha-1'`: base64 of the SHA-1
     /// of the verification string.
     pub fn ver(&self) -> String {
-        // snow-crypto's SHA-1 is the XEP-0114 handshake digest, hex SHA-1
-        // of (stream id ‖ secret): with an empty id, SHA-1 of the input.
-        let hex = snow_crypto::component_handshake::digest("", &self.verification_string());
-        let bytes: Vec<u8> =
-            (0..hex.len()).step_by(2).filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
-        base64::engine::general_purpose::STANDARD.encode(bytes)
+        let sha1 = snow_crypto::component_handshake::legacy_sha1(self.verification_string().as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(sha1)
     }
 
     /// The disco#info `<query/>` (with `node`, when asked with one).

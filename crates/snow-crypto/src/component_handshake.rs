@@ -4,11 +4,16 @@
 
 /// The value a component sends in `<handshake/>`.
 pub fn digest(stream_id: &str, secret: &str) -> String {
-    let d = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        format!("{stream_id}{secret}").as_bytes(),
-    );
-    d.as_ref().iter().map(|x| format!("{x:02x}")).collect()
+    crate::cert::hex(&legacy_sha1(format!("{stream_id}{secret}").as_bytes()))
+}
+
+/// SHA-1, where an XMPP protocol fixes it (this handshake, XEP-0115's
+/// `hash='sha-1'` caps): never for anything that must resist collisions.
+pub fn legacy_sha1(data: &[u8]) -> [u8; 20] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, data);
+    let mut out = [0u8; 20];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 /// Constant-time check of a received handshake value (case-insensitive hex).

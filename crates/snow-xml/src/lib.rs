@@ -53,6 +53,11 @@ pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 /// XEP-0092 software version.
 pub const NS_VERSION: &str = "jabber:iq:version";
+/// XEP-0115 entity capabilities.
+pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
+/// The caps node of the Snow client (the `snow` command and the app): what
+/// `[server] client_check` looks for.
+pub const SNOW_CLIENT_NODE: &str = "urn:snow:client";
 /// RFC 6121 roster.
 pub const NS_ROSTER: &str = "jabber:iq:roster";
 /// XEP-0203 delayed delivery (stamped on offline messages).

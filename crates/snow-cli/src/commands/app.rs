@@ -15,6 +15,9 @@ pub fn run(ctx: &Ctx, args: AppArgs) -> anyhow::Result<()> {
         bail!("--lang must be nb or en (not {lang_code:?})");
     };
     let server = args.server.clone().unwrap_or_else(|| settings.server.clone());
+    for lab in &args.labs {
+        lab.parse::<snow_core::Domain>().with_context(|| format!("--lab {lab:?} is not a domain name"))?;
+    }
     let rt = super::runtime()?;
     rt.block_on(async {
         let server_addr: SocketAddr = match server.parse() {
@@ -31,7 +34,7 @@ pub fn run(ctx: &Ctx, args: AppArgs) -> anyhow::Result<()> {
             keystore,
             server_addr,
             direct_tls: settings.direct_tls,
-            labs: settings.labs.clone(),
+            labs: if args.labs.is_empty() { settings.labs.clone() } else { args.labs.clone() },
             alert_service: settings.alert_service.clone(),
             min_passphrase_length: ctx.config.pki.min_passphrase_length,
             bind: SocketAddr::from(([127, 0, 0, 1], args.port.unwrap_or(settings.port))),

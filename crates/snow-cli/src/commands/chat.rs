@@ -97,7 +97,7 @@ pub fn presence(
         let (client, identity, _) = connect_with_identity(ctx, &conn).await?;
         let mut session = client.into_session();
         let contacts = session.iq().contacts().await?;
-        let mut p = Element::new(NS_CLIENT, "presence");
+        let mut p = snow_client::caps::presence();
         if let Some(s) = show {
             p.push_child(Element::new(NS_CLIENT, "show").with_text(s));
         }

@@ -327,7 +327,8 @@ async fn run_demo(
          {exe} --home {} search --passphrase-file {} --analysis RSV --area 54 --weeks 12\n  \
          {exe} --home {} search --passphrase-file {} --analysis INFA --area all --months 6 --format json\n  \
          {exe} --home {} alert list --passphrase-file {}\n  \
-         {exe} --home {} alert send --passphrase-file {} --analysis MYCPN --area 5401 --text \"Two more children with atypical pneumonia\"\n",
+         {exe} --home {} alert send --passphrase-file {} --analysis MYCPN --area 5401 --text \"Two more children with atypical pneumonia\"\n  \
+         {exe} --home {} app        # the GP's app in the browser (passphrase: the first line of {})\n",
         // listen, send: GP 2 listens, GP 1 writes; then searches and alerts.
         gp2_home.display(),
         pass.display(),
@@ -340,6 +341,8 @@ async fn run_demo(
         gp1_home.display(),
         pass.display(),
         gp2_home.display(),
+        pass.display(),
+        gp1_home.display(),
         pass.display(),
     ));
     say(format!(

@@ -37,12 +37,7 @@ use super::SessionHandle;
 use crate::addr::Addr;
 use crate::config::ClientCheck;
 
-/// Entity capabilities (XEP-0115).
-pub(crate) const NS_CAPS: &str = "http://jabber.org/protocol/caps";
-/// The caps node of the Snow client: the same string as
-/// `snow_client::caps::NODE` (snow-server does not depend on the client;
-/// a test keeps the two equal).
-pub(crate) const SNOW_CLIENT_NODE: &str = "urn:snow:client";
+pub(crate) use snow_xml::{NS_CAPS, SNOW_CLIENT_NODE};
 /// The text of every refusal: the sender learns what to use instead.
 pub(crate) const REFUSAL: &str = "this server accepts only the Snow client (snow app, or the snow command)";
 
@@ -232,11 +227,5 @@ mod tests {
         assert!(!s.client.logged.load(Ordering::Acquire));
         judge_all(ClientCheck::Warn, &s, &to_others());
         assert!(s.client.logged.load(Ordering::Acquire));
-    }
-
-    #[test]
-    fn the_node_is_the_snow_clients() {
-        assert_eq!(SNOW_CLIENT_NODE, snow_client::caps::NODE);
-        assert_eq!(NS_CAPS, snow_client::caps::NS_CAPS);
     }
 }
