@@ -43,7 +43,10 @@ pub struct Threshold {
     pub value: f64,
 }
 
+/// The narrowest a bar gets; with few bars they widen to fill
+/// [`MIN_WIDTH`], so the chart's text keeps its size when it is scaled.
 const W_BAR: f64 = 36.0;
+const MIN_WIDTH: f64 = 760.0;
 const H: f64 = 220.0;
 const TOP: f64 = 20.0;
 const BOTTOM: f64 = 40.0;
@@ -52,7 +55,8 @@ const LEFT: f64 = 44.0;
 /// The chart; `title` names it for assistive technology.
 pub fn bars(title: &str, bars: &[Bar], threshold: Option<Threshold>, t: &Texts) -> Markup {
     let n = bars.len().max(1);
-    let width = LEFT + W_BAR * n as f64 + 10.0;
+    let w_bar = W_BAR.max((MIN_WIDTH - LEFT - 10.0) / n as f64);
+    let width = LEFT + w_bar * n as f64 + 10.0;
     let plot_h = H - TOP - BOTTOM;
     let top_value = bars
         .iter()
@@ -85,24 +89,24 @@ pub fn bars(title: &str, bars: &[Bar], threshold: Option<Threshold>, t: &Texts) 
                 text class="tick" x=(LEFT - 6.0) y=(fmt(y(*v) + 4.0)) text-anchor="end" { (tick(*v)) }
             }
             @for (i, b) in bars.iter().enumerate() {
-                @let x = LEFT + W_BAR * i as f64 + 4.0;
+                @let x = LEFT + w_bar * i as f64 + 4.0;
                 @match b.value {
                     Value::Exact(v) => {
-                        rect class="bar" x=(fmt(x)) y=(fmt(y(v as f64))) width=(W_BAR - 8.0)
+                        rect class="bar" x=(fmt(x)) y=(fmt(y(v as f64))) width=(w_bar - 8.0)
                             height=(fmt(plot_h + TOP - y(v as f64))) {
                             title { (b.label) ": " (v) }
                         }
                     }
                     Value::Below(th) => {
-                        rect class="bar-hidden" x=(fmt(x)) y=(fmt(y(f64::from(th)))) width=(W_BAR - 8.0)
+                        rect class="bar-hidden" x=(fmt(x)) y=(fmt(y(f64::from(th)))) width=(w_bar - 8.0)
                             height=(fmt(plot_h + TOP - y(f64::from(th)))) fill="url(#hidden)" {
                             title { (b.label) ": <" (th) " (" (t.suppressed) ")" }
                         }
-                        text class="bar-note" x=(fmt(x + (W_BAR - 8.0) / 2.0)) y=(fmt(y(f64::from(th)) - 4.0))
+                        text class="bar-note" x=(fmt(x + (w_bar - 8.0) / 2.0)) y=(fmt(y(f64::from(th)) - 4.0))
                             text-anchor="middle" { "<" (th) }
                     }
                     Value::NoData => {
-                        text class="bar-note" x=(fmt(x + (W_BAR - 8.0) / 2.0)) y=(fmt(TOP + plot_h - 4.0))
+                        text class="bar-note" x=(fmt(x + (w_bar - 8.0) / 2.0)) y=(fmt(TOP + plot_h - 4.0))
                             text-anchor="middle" {
                             "–"
                             title { (b.label) ": " (t.no_data) }
@@ -110,15 +114,16 @@ pub fn bars(title: &str, bars: &[Bar], threshold: Option<Threshold>, t: &Texts) 
                     }
                 }
                 @if i % step == 0 {
-                    text class="label" x=(fmt(x + (W_BAR - 8.0) / 2.0)) y=(fmt(H - BOTTOM + 16.0)) text-anchor="middle" {
+                    text class="label" x=(fmt(x + (w_bar - 8.0) / 2.0)) y=(fmt(H - BOTTOM + 16.0)) text-anchor="middle" {
                         (short(&b.label))
                     }
                 }
             }
             @if let Some(th) = threshold.filter(|t| t.bar < bars.len() && t.value.is_finite()) {
-                @let x = LEFT + W_BAR * th.bar as f64;
-                line class="threshold" x1=(fmt(x)) x2=(fmt(x + W_BAR)) y1=(fmt(y(th.value))) y2=(fmt(y(th.value))) {}
-                text class="threshold-label" x=(fmt(x + W_BAR / 2.0)) y=(fmt(y(th.value) - 6.0)) text-anchor="middle" {
+                @let x = LEFT + w_bar * th.bar as f64;
+                line class="threshold" x1=(fmt(x)) x2=(fmt(x + w_bar)) y1=(fmt(y(th.value))) y2=(fmt(y(th.value))) {}
+                // Right-aligned at the bar's right edge: never cut off at the chart's end.
+                text class="threshold-label" x=(fmt(x + w_bar)) y=(fmt(y(th.value) - 6.0)) text-anchor="end" {
                     (t.chart_threshold) " " (format!("{:.1}", th.value))
                 }
             }

@@ -12,6 +12,26 @@ pub enum Lang {
     En,
 }
 
+impl Texts {
+    pub fn granularity(&self, g: snow_core::stats::Granularity) -> &'static str {
+        use snow_core::stats::Granularity::*;
+        self.granularity_names[match g {
+            Week => 0,
+            Month => 1,
+            Total => 2,
+        }]
+    }
+
+    pub fn sex(&self, s: snow_core::stats::Sex) -> &'static str {
+        use snow_core::stats::Sex::*;
+        self.sex_names[match s {
+            Male => 0,
+            Female => 1,
+            Unknown => 2,
+        }]
+    }
+}
+
 impl Lang {
     /// `nb` or `en` (the `lang` attribute and the setting).
     pub fn code(self) -> &'static str {
@@ -88,6 +108,10 @@ pub struct Texts {
     pub search_sex: &'static str,
     pub search_any: &'static str,
     pub search_submit: &'static str,
+    /// Week, month, total.
+    pub granularity_names: [&'static str; 3],
+    /// Male, female, unknown.
+    pub sex_names: [&'static str; 3],
     pub search_no_catalogue: &'static str,
     pub search_no_labs: &'static str,
     pub search_result: &'static str,
@@ -213,6 +237,8 @@ pub static NB: Texts = Texts {
     search_sex: "Kjønn",
     search_any: "Alle",
     search_submit: "Søk",
+    granularity_names: ["uke", "måned", "hele perioden"],
+    sex_names: ["mann", "kvinne", "ukjent"],
     search_no_catalogue: "Laboratoriets søketjeneste svarer ikke nå",
     search_no_labs: "Ingen laboratorier er satt opp for søk ([app] labs i snow.toml).",
     search_result: "Resultat",
@@ -336,6 +362,8 @@ pub static EN: Texts = Texts {
     search_sex: "Sex",
     search_any: "All",
     search_submit: "Search",
+    granularity_names: ["week", "month", "whole period"],
+    sex_names: ["male", "female", "unknown"],
     search_no_catalogue: "The lab's search service does not answer now",
     search_no_labs: "No laboratories are set up for search ([app] labs in snow.toml).",
     search_result: "Result",

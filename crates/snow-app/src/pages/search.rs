@@ -237,7 +237,7 @@ fn form(app: &AppState, t: &Texts, lab: &str, c: &Catalogue, p: &SearchParams) -
                 label for="granularity" { (t.search_granularity) }
                 select id="granularity" name="granularity" {
                     @for g in &c.granularities {
-                        option value=(g.as_str()) selected[selected(&p.granularity, g.as_str())] { (g.as_str()) }
+                        option value=(g.as_str()) selected[selected(&p.granularity, g.as_str())] { (t.granularity(*g)) }
                     }
                 }
             }
@@ -252,7 +252,7 @@ fn form(app: &AppState, t: &Texts, lab: &str, c: &Catalogue, p: &SearchParams) -
                 label for="sex" { (t.search_sex) }
                 select id="sex" name="sex" {
                     option value="" { (t.search_any) }
-                    @for x in &c.sexes { option value=(x.code()) selected[selected(&p.sex, x.code())] { (x.code()) } }
+                    @for x in &c.sexes { option value=(x.code()) selected[selected(&p.sex, x.code())] { (t.sex(*x)) } }
                 }
             }
             div class="actions" { button type="submit" { (t.search_submit) } }
