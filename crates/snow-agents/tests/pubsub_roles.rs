@@ -5,8 +5,9 @@
 //! s2s), a GP publishes only its own kinds on nodes that exist, under ids
 //! the service assigns, and never replaces or retracts another's item; one
 //! publisher's flood keeps everyone else's items; only the subscriber or a
-//! node owner changes a subscription; and the client shows an item only
-//! when the kind and author inside match the publisher.
+//! node owner changes a subscription; the client shows an item only when
+//! the kind and author inside match the publisher; and under `require_e2e`
+//! an alert in clear is not even stored.
 
 mod lab_federation;
 
@@ -43,7 +44,13 @@ struct World {
 }
 
 async fn world(pubsub: PubsubSettings) -> World {
+    world_with(pubsub, false).await
+}
+
+/// [`world`] with `[server] require_e2e` at the PO as given.
+async fn world_with(pubsub: PubsubSettings, require_e2e: bool) -> World {
     let (mut po, lab) = sites(&[]);
+    po.settings.require_e2e = require_e2e;
     po.add_user("3333333");
     po.add_user("9999999");
     let agent_id = agent_identity(&mut po, AGENT);
@@ -430,5 +437,35 @@ async fn the_client_shows_an_item_only_when_kind_and_author_inside_match_the_pub
     assert_eq!((list.len(), unreadable), (1, 0));
     assert_eq!((list[0].1.author.as_str(), list[0].1.kind), (GP3, AlertKind::Gp));
     gp1.close().await.unwrap();
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_require_e2e_an_alert_in_clear_is_not_stored() {
+    let w = world_with(PubsubSettings::default(), true).await;
+    let detail = alert::detail_element(&gp_alert(GP1, "klartekst om en pasient"));
+    let sealed = alert::sealed(&gp_alert(GP1, "sealed"), &[&certificates(&w.gp1, &[GP1]).await[0]]).unwrap();
+    let encrypted = sealed.children().next().cloned().unwrap();
+    let clear_alert = |children: Vec<Element>| {
+        let mut a = Element::new(snow_core::alert::NS_ALERT, "alert").with_attr(KIND_ATTR, "gp");
+        for c in children {
+            a.push_child(c);
+        }
+        a
+    };
+    for (payload, what) in [
+        (clear_alert(vec![detail.clone()]), "the detail in clear"),
+        (clear_alert(vec![encrypted.clone(), detail.clone()]), "clear text beside the EncryptedData"),
+        (clear_alert(vec![]), "no EncryptedData at all"),
+        (clear_alert(vec![encrypted.clone(), encrypted.clone()]), "two EncryptedData"),
+    ] {
+        let r = publish_raw(&w.gp1, NODE, None, payload).await;
+        assert_eq!(error_condition(&r).as_deref(), Some("not-acceptable"), "{what}: {}", r.to_xml(""));
+    }
+    // The sealed alert is taken, and nothing in clear was stored.
+    alert::publish(w.gp1.iq(), PO, &gp_alert(GP1, "sealed"), &[GP1], &w.ca).await.unwrap();
+    let items = w.items(NODE).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(items.iter().all(|(_, _, p)| !p.contains("klartekst")), "{items:?}");
     w.shutdown().await;
 }

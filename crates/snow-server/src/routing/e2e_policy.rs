@@ -184,6 +184,17 @@ fn event(ev: &Element) -> Result<usize, Violation> {
     Ok(sealed)
 }
 
+/// Whether an alert may be stored under `require_e2e` (a publish to the
+/// pubsub service): the same rule as in a notification, one sealed
+/// `EncryptedData` and nothing in clear but the kind, so nothing stored
+/// reaches a subscriber in clear through a later items request.
+pub(crate) fn check_alert(alert: &Element) -> Result<(), Violation> {
+    sealed_wrapper(alert, "the <alert>").and_then(|n| match n {
+        1 => Ok(()),
+        _ => violation("an <alert> without its EncryptedData"),
+    })
+}
+
 /// A stanza error (RFC 6120 §8.3.2) reduced by [`strip_error_detail`].
 fn error(err: &Element) -> Result<usize, Violation> {
     attrs(err, &["type", "by"])?;

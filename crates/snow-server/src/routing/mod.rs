@@ -16,7 +16,7 @@
 
 mod client_check;
 mod components;
-mod e2e_policy;
+pub(crate) mod e2e_policy;
 mod federation;
 mod sessions;
 
@@ -177,6 +177,12 @@ impl Router {
             server,
             db,
         }
+    }
+
+    /// Whether `[server] require_e2e` is on (services apply it to what they
+    /// store).
+    pub fn requires_e2e(&self) -> bool {
+        self.require_e2e
     }
 
     /// Whether stanzas may go to the other server `domain` (the federation

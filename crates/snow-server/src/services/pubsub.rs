@@ -461,6 +461,16 @@ impl Request<'_> {
             )
             .with("invalid-payload"));
         };
+        if router.requires_e2e() {
+            if let Err(why) = crate::routing::e2e_policy::check_alert(alert) {
+                tracing::info!(requester = %self.requester, %why, "a clear alert refused by require_e2e");
+                return Err(Refused::new(
+                    Condition::NotAcceptable,
+                    "this server requires end-to-end encryption (require_e2e): an alert carries one EncryptedData",
+                )
+                .with("invalid-payload"));
+            }
+        }
         let chosen = item.attr("id");
         if chosen.is_some_and(|id| !snow_core::alert::valid_id(id)) {
             return Err(Refused::new(Condition::BadRequest, "an item id is 1 to 64 of A-Z a-z 0-9 - _"));
