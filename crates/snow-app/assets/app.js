@@ -14,16 +14,28 @@ function setBadge(id, n) {
   b.hidden = n === 0;
 }
 
-async function replace(id, url) {
-  const el = document.getElementById(id);
-  if (!el) return;
-  const r = await fetch(url, { credentials: "same-origin" });
-  if (!r.ok) return;
-  const html = await r.text();
+// Newest request per element: an older answer arriving late is dropped.
+const latest = {};
+
+// Takes the element `id` from the page at `url` and puts it in place of
+// ours. The element is looked up after the answer came, since another
+// update may have replaced it meanwhile.
+async function refresh(id, url) {
+  const seq = (latest[id] = (latest[id] || 0) + 1);
+  let html;
+  try {
+    const r = await fetch(url, { credentials: "same-origin" });
+    if (!r.ok) return;
+    html = await r.text();
+  } catch (_) {
+    return;
+  }
+  if (seq !== latest[id]) return;
   const tpl = document.createElement("template");
   tpl.innerHTML = html.trim();
-  const fresh = tpl.content.firstElementChild;
-  if (fresh) el.replaceWith(fresh);
+  const fresh = tpl.content.getElementById(id) || tpl.content.firstElementChild;
+  const el = document.getElementById(id);
+  if (fresh && el && fresh.id === id) el.replaceWith(fresh);
 }
 
 function listen() {
@@ -43,7 +55,7 @@ function listen() {
     if (ev.type === "alert") {
       const list = document.getElementById("alert-list");
       if (page === "alerts" && list) {
-        replace("alert-list", "/alerts/list?show=" + encodeURIComponent(list.dataset.show || "new"));
+        refresh("alert-list", "/alerts/list?show=" + encodeURIComponent(list.dataset.show || "new"));
       }
       const live = document.getElementById("live");
       if (live && e.new_alerts > 0) live.textContent = live.dataset.newAlert + " (" + e.new_alerts + ")";
@@ -51,13 +63,13 @@ function listen() {
     if (ev.type === "message") {
       const conv = document.getElementById("conversation");
       if (conv && (!e.from || e.from === conv.dataset.with)) {
-        replace("lines", "/chat/with/" + encodeURIComponent(conv.dataset.with) + "/lines");
+        refresh("lines", "/chat/with/" + encodeURIComponent(conv.dataset.with) + "/lines");
       }
     }
-    if (ev.type === "presence" && page === "chat" && !document.getElementById("conversation")) {
-      // The contact list shows presence: take the page again, unless typing.
-      const active = document.activeElement;
-      if (!active || !["INPUT", "TEXTAREA"].includes(active.tagName)) location.reload();
+    if (ev.type === "presence" && document.getElementById("contacts")) {
+      // The contact list shows presence: take it from the chat page again
+      // (only the list: a form being filled in or sent is left alone).
+      refresh("contacts", "/chat");
     }
   };
   for (const kind of ["alert", "message", "presence", "connection"]) es.addEventListener(kind, handle);

@@ -148,18 +148,18 @@ fn describe(bars: &[Bar], threshold: Option<Threshold>, t: &Texts) -> String {
     parts.join("; ")
 }
 
-/// A round upper bound for the axis: 1, 2, 2.5 or 5 times a power of ten.
+/// The axis's top: four ticks of a whole step of 1, 2 or 5 times a power
+/// of ten (counts are whole numbers, so are the ticks).
 fn nice_ceiling(v: f64) -> f64 {
-    if !v.is_finite() || v <= 1.0 {
-        return 1.0_f64.max(if v.is_finite() { v } else { 1.0 }).ceil().max(4.0);
-    }
-    let magnitude = 10f64.powf(v.log10().floor());
-    for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
-        if m * magnitude >= v {
-            return m * magnitude;
+    let v = if v.is_finite() { v.max(1.0) } else { 1.0 };
+    let quarter = v / 4.0;
+    let magnitude = 10f64.powf(quarter.log10().floor()).max(1.0);
+    for m in [1.0, 2.0, 5.0, 10.0] {
+        if m * magnitude >= quarter {
+            return 4.0 * m * magnitude;
         }
     }
-    10.0 * magnitude
+    40.0 * magnitude
 }
 
 fn tick(v: f64) -> String {
@@ -217,8 +217,14 @@ mod tests {
     #[test]
     fn the_axis_ends_on_a_round_number() {
         assert_eq!(nice_ceiling(12.0), 20.0);
-        assert_eq!(nice_ceiling(7.53), 10.0);
-        assert_eq!(nice_ceiling(230.0), 250.0);
+        assert_eq!(nice_ceiling(7.53), 8.0);
+        assert_eq!(nice_ceiling(30.0), 40.0);
+        assert_eq!(nice_ceiling(230.0), 400.0);
         assert_eq!(nice_ceiling(0.0), 4.0);
+        // Whole ticks for any count.
+        for v in 0..2000 {
+            let top = nice_ceiling(f64::from(v));
+            assert!(top >= f64::from(v) && (top / 4.0).fract() == 0.0, "{v}: {top}");
+        }
     }
 }

@@ -13,7 +13,7 @@
 //!   has it). One rule in one place, so no handler can forget it.
 //! - **Headers** on every answer: a strict Content-Security-Policy (only
 //!   the app's own script and style, no inline code, no frames, forms only
-//!   to itself), no referrer, no sniffing, no caching.
+//!   to itself), no referrer to other sites, no sniffing, no caching.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -171,7 +171,10 @@ fn secure(h: &mut HeaderMap) {
          form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // Not `no-referrer`: with it Chromium sends `Origin: null` on form
+    // posts, which the Origin check must refuse. `same-origin` sends
+    // nothing to other sites and the real Origin to us.
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
     set(h, header::HeaderName::from_static("cross-origin-resource-policy"), "same-origin");

@@ -77,8 +77,13 @@ impl AppState {
         self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Puts a new live session in place; the one it replaces (if any) logs
+    /// out.
     fn set_live(&self, l: Option<Arc<live::Live>>) {
-        *self.live.write().unwrap_or_else(|p| p.into_inner()) = l;
+        let old = std::mem::replace(&mut *self.live.write().unwrap_or_else(|p| p.into_inner()), l);
+        if let Some(old) = old {
+            old.stop();
+        }
     }
 
     /// Records that the GP dismissed (or took back) an alert.

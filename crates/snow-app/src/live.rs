@@ -106,11 +106,13 @@ pub struct Live {
     iq: RwLock<IqClient>,
     online: AtomicBool,
     pub data: Mutex<LiveData>,
-    /// Search catalogues per lab, fetched once.
-    pub catalogues: Mutex<HashMap<String, snow_core::stats::Catalogue>>,
+    /// Search catalogues per lab, with when they were asked.
+    pub catalogues: Mutex<HashMap<String, (std::time::Instant, snow_core::stats::Catalogue)>>,
     dismissed: Arc<Mutex<HashSet<String>>>,
     events: broadcast::Sender<Event>,
     connect: ConnectOptions,
+    /// Set when the GP locks the app: the task closes the stream and ends.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Live {
@@ -146,10 +148,17 @@ impl Live {
             dismissed,
             events,
             connect,
+            stop: tokio::sync::watch::channel(false).0,
         });
         live.reload().await;
         tokio::spawn(Arc::clone(&live).run(session));
         Ok(live)
+    }
+
+    /// Logs out for good (the app was locked or stops): the reading task
+    /// closes the stream and ends, so nothing holds the unlocked key.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
     }
 
     /// The connection's requester (the current one after a reconnect).
@@ -253,11 +262,20 @@ impl Live {
         }
     }
 
-    /// Reads the connection until it ends, then logs in again.
+    /// Reads the connection until it ends, then logs in again; until
+    /// [`stop`](Self::stop).
     async fn run(self: Arc<Self>, mut session: Session) {
+        let mut stop = self.stop.subscribe();
         loop {
             loop {
-                match session.next_stanza(Duration::from_secs(300)).await {
+                let next = tokio::select! {
+                    () = stopped(&mut stop) => {
+                        let _ = session.close().await;
+                        return;
+                    }
+                    next = session.next_stanza(Duration::from_secs(300)) => next,
+                };
+                match next {
                     Ok(el) => self.handle(el).await,
                     Err(ClientError::Framed(snow_xml::FramedError::Timeout(_))) => {}
                     Err(e) => {
@@ -270,7 +288,10 @@ impl Live {
             self.tell("connection", None);
             let mut pause = Duration::from_secs(1);
             session = loop {
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    () = stopped(&mut stop) => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
                 pause = (pause * 2).min(Duration::from_secs(30));
                 match Client::connect(&self.connect, &self.identity).await {
                     Ok(client) => match begin(client).await {
@@ -406,6 +427,12 @@ fn retracted(el: &Element) -> Vec<(String, String)> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Resolves once [`Live::stop`] was called (the guard of the value is
+/// not held across the caller's awaits).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Presence out, then the session's tasks.

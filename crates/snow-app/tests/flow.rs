@@ -245,6 +245,18 @@ async fn first_run_dialog_chat_and_alerts_against_a_real_server() {
     let list = get(&app, &cookie, "/alerts/list?show=confirmed").await;
     assert!(list.body.contains("Klynge"), "{}", list.body);
 
+    // Lock: the app logs out (its connection to the server closes) and
+    // asks for the passphrase again; a wrong one is refused.
+    let before = server.open_connections();
+    let a = post(&app, &cookie, &csrf, "/lock", "").await;
+    assert_eq!((a.status, a.header("location")), (303, Some("/unlock")));
+    eventually("the locked app's connection closed", async || server.open_connections() < before).await;
+    let a = post(&app, &cookie, &csrf, "/unlock", "passphrase=not+it").await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    let a = post(&app, &cookie, &csrf, "/unlock", &format!("passphrase={}", form_value(PASS))).await;
+    assert_eq!((a.status, a.header("location")), (303, Some("/")), "{}", a.body);
+    assert_eq!(server.open_connections(), before);
+
     app.shutdown().await;
     server.shutdown(Duration::from_secs(10)).await;
 }

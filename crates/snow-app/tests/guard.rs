@@ -105,7 +105,7 @@ async fn every_answer_carries_a_strict_policy_and_pages_have_no_inline_code() {
         assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{path}: {csp}");
         assert!(csp.contains("frame-ancestors 'none'") && csp.contains("form-action 'self'"), "{path}: {csp}");
         assert_eq!(a.header("x-content-type-options"), Some("nosniff"), "{path}");
-        assert_eq!(a.header("referrer-policy"), Some("no-referrer"), "{path}");
+        assert_eq!(a.header("referrer-policy"), Some("same-origin"), "{path}");
     }
     let page = request(app.addr, "GET", "/setup", &[("Cookie", &cookie)], "").await;
     // Everything from the app itself: no inline script or style, no CDN.

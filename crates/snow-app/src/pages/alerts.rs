@@ -66,11 +66,20 @@ fn list_markup(live: &Live, t: &Texts, show: &str) -> Markup {
                         li class=(format!("card {}", a.kind)) {
                             h3 {
                                 a href=(format!("/alerts/{}", a.id)) {
-                                    (kind_name(t, a.kind)) ": " (a.analysis) " " (area_name(&a.area)) ", " (t.alert_week) " " (a.week.week())
+                                    (kind_name(t, a.kind)) ": " (a.analysis) " " (area_name(&a.area)) ", " (t.alert_week) " " (a.week)
                                 }
                             }
                             (summary(t, a))
-                            p class="meta" { (when(a.issued)) " · " (t.alert_from) " " (a.author) }
+                            p class="meta" {
+                                (when(a.issued)) " · " (t.alert_from) " " (a.author)
+                                @if show == "all" {
+                                    @match live.status(&d, a) {
+                                        Status::New => { " · " (t.alerts_new) }
+                                        Status::Confirmed => { " · " (t.alerts_confirmed) }
+                                        Status::Dismissed => { " · " (t.alerts_dismissed) }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -234,17 +243,19 @@ pub async fn detail(
                 }
             }
         }
-        @if status != crate::live::Status::Confirmed && a.author != live.me {
+        @if status != Status::Confirmed && a.author != live.me {
             form method="post" action=(action(&s, &format!("/alerts/{}/confirm", a.id))) class="stack narrow" {
                 label for="comment" { (t.alert_comment) }
                 textarea id="comment" name="comment" maxlength="2000" rows="3" {}
                 button type="submit" { (t.alert_confirm) }
             }
         }
-        form method="post" action=(action(&s, &format!("/alerts/{}/dismiss", a.id))) class="inline" {
-            input type="hidden" name="dismissed" value=(if status == Status::Dismissed { "false" } else { "true" });
-            button type="submit" class="secondary" {
-                @if status == Status::Dismissed { (t.alert_undismiss) } @else { (t.alert_dismiss) }
+        @if status != Status::Confirmed {
+            form method="post" action=(action(&s, &format!("/alerts/{}/dismiss", a.id))) class="inline" {
+                input type="hidden" name="dismissed" value=(if status == Status::Dismissed { "false" } else { "true" });
+                button type="submit" class="secondary" {
+                    @if status == Status::Dismissed { (t.alert_undismiss) } @else { (t.alert_dismiss) }
+                }
             }
         }
     };

@@ -50,9 +50,10 @@ pub async fn index(State(app): State<Arc<AppState>>, Extension(s): Extension<Web
         div class="columns" {
             section aria-labelledby="contacts-title" {
                 h2 id="contacts-title" { (t.contacts) }
+                div id="contacts" {
                 @if contacts.is_empty() { p { (t.contacts_none) } }
                 @else {
-                    ul class="plain contacts" id="contacts" {
+                    ul class="plain contacts" {
                         @for c in &contacts {
                             @let (class, word) = presence_of(&live, &c.jid, t);
                             li {
@@ -63,6 +64,7 @@ pub async fn index(State(app): State<Arc<AppState>>, Extension(s): Extension<Web
                             }
                         }
                     }
+                }
                 }
                 @for j in &asking {
                     form method="post" action=(action(&s, "/chat/approve")) class="inline" {

@@ -94,13 +94,22 @@ fn lab_of<'a>(app: &'a AppState, p: &SearchParams) -> Option<&'a str> {
     labs.iter().find(|l| l.as_str() == chosen).or(labs.first()).map(String::as_str)
 }
 
-/// The lab's catalogue, asked once per login.
+/// How long a lab's catalogue is used before it is asked again (a new
+/// import brings new weeks and areas).
+const CATALOGUE_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The lab's catalogue, asked again after [`CATALOGUE_FOR`].
 async fn catalogue(live: &Live, lab: &str) -> Result<Catalogue, String> {
-    if let Some(c) = live.catalogues.lock().unwrap_or_else(|p| p.into_inner()).get(lab) {
-        return Ok(c.clone());
+    if let Some((at, c)) = live.catalogues.lock().unwrap_or_else(|p| p.into_inner()).get(lab) {
+        if at.elapsed() < CATALOGUE_FOR {
+            return Ok(c.clone());
+        }
     }
     let c = live.iq().catalogue(&snow_core::stats::search_agent_of(lab)).await.map_err(|e| e.to_string())?;
-    live.catalogues.lock().unwrap_or_else(|p| p.into_inner()).insert(lab.to_owned(), c.clone());
+    live.catalogues
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(lab.to_owned(), (std::time::Instant::now(), c.clone()));
     Ok(c)
 }
 
