@@ -575,6 +575,21 @@ mod tests {
         snow_xml::parse_document(iq.to_xml(NS_CLIENT).as_bytes(), Limits::default()).unwrap()
     }
 
+    /// The agent's state for `search@lab.example` over a lab.db in `dir`.
+    fn shared(identity: Identity, ca_der: Vec<u8>, dir: &std::path::Path) -> Arc<Shared> {
+        Arc::new(Shared {
+            ca_der,
+            identity,
+            settings: SearchSettings::default(),
+            lab_db: dir.join("lab.db"),
+            pool: Mutex::new(Vec::new()),
+            detection: None,
+            name: AgentName { bare: "search@lab.example".into(), search: "search@lab.example/agent".into() },
+            catalogues: Arc::new(Semaphore::new(CATALOGUES_AT_ONCE)),
+            catalogue: Mutex::new(None),
+        })
+    }
+
     /// Issue 17: one request must not make the agent do hundreds of RSA
     /// decryptions. 200 EncryptedKeys are refused as the stanza arrives,
     /// without a place in the queue; the time is the agent's whole
@@ -584,17 +599,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (identity, ca_der) = agent(dir.path());
         let iq = search_with_keys(identity.certificate(), 200);
-        let shared = Arc::new(Shared {
-            ca_der,
-            identity,
-            settings: SearchSettings::default(),
-            lab_db: dir.path().join("lab.db"),
-            pool: Mutex::new(Vec::new()),
-            detection: None,
-            name: AgentName { bare: "search@lab.example".into(), search: "search@lab.example/agent".into() },
-            catalogues: Arc::new(Semaphore::new(CATALOGUES_AT_ONCE)),
-            catalogue: Mutex::new(None),
-        });
+        let shared = shared(identity, ca_der, dir.path());
         let (out, mut sent) = mpsc::channel(8);
         let link =
             IqClient::new(out, Origin::Client { jid: "search@lab.example/agent".into() }, Duration::from_secs(1));
@@ -634,17 +639,7 @@ mod tests {
     async fn catalogue_requests_are_answered_beside_the_queue_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let (identity, ca_der) = agent(dir.path());
-        let shared = Arc::new(Shared {
-            ca_der,
-            identity,
-            settings: SearchSettings::default(),
-            lab_db: dir.path().join("lab.db"),
-            pool: Mutex::new(Vec::new()),
-            detection: None,
-            name: AgentName { bare: "search@lab.example".into(), search: "search@lab.example/agent".into() },
-            catalogues: Arc::new(Semaphore::new(CATALOGUES_AT_ONCE)),
-            catalogue: Mutex::new(None),
-        });
+        let shared = shared(identity, ca_der, dir.path());
         let (out, mut sent) = mpsc::channel(16);
         let link =
             IqClient::new(out, Origin::Client { jid: "search@lab.example/agent".into() }, Duration::from_secs(1));

@@ -341,17 +341,23 @@ pub struct SeriesForm {
     node: Option<String>,
 }
 
+impl SeriesForm {
+    /// The analysis and area typed, read as `snow alert` reads them.
+    fn series(&self) -> Result<(String, Area), snow_core::stats::StatsError> {
+        alert::series_of(self.analysis.as_deref().unwrap_or_default(), self.area.as_deref().unwrap_or_default())
+    }
+}
+
 pub async fn send(
     State(app): State<Arc<AppState>>,
     Extension(s): Extension<WebSession>,
     Form(f): Form<SeriesForm>,
 ) -> Response {
     let Some(live) = app.live() else { return Redirect::to("/").into_response() };
-    let (analysis, area) =
-        match alert::series_of(f.analysis.as_deref().unwrap_or_default(), f.area.as_deref().unwrap_or_default()) {
-            Ok(x) => x,
-            Err(e) => return error_page(&app, &s, &e.to_string()),
-        };
+    let (analysis, area) = match f.series() {
+        Ok(x) => x,
+        Err(e) => return error_page(&app, &s, &e.to_string()),
+    };
     let text = f.text.unwrap_or_default().trim().to_owned();
     if let Err(e) = alert::check_text(Some(&text)) {
         return error_page(&app, &s, &e.to_string());
@@ -374,11 +380,10 @@ pub async fn subscribe(
     Form(f): Form<SeriesForm>,
 ) -> Response {
     let Some(live) = app.live() else { return Redirect::to("/").into_response() };
-    let (analysis, area) =
-        match alert::series_of(f.analysis.as_deref().unwrap_or_default(), f.area.as_deref().unwrap_or_default()) {
-            Ok(x) => x,
-            Err(e) => return error_page(&app, &s, &e.to_string()),
-        };
+    let (analysis, area) = match f.series() {
+        Ok(x) => x,
+        Err(e) => return error_page(&app, &s, &e.to_string()),
+    };
     for node in alert::subscription_nodes(&analysis, &area) {
         let r = live.iq().request(alert::subscribe_iq(&live.service, &node, &live.me)).await;
         if let Err(e) = r
