@@ -816,6 +816,29 @@ pub enum BenchCommand {
     /// Senders logged in to one server send to receivers on another, so
     /// every message crosses the s2s link; prints messages/s and latency.
     S2s(BenchS2sArgs),
+    /// Whether one account's flood hurts everyone else: a fresh site in a
+    /// temporary directory with its own `snow serve`, N users chatting in a
+    /// ring at a steady rate, then the same while one more account floods
+    /// from several connections; prints the users' delivered ratio and
+    /// latency p50/p99 for both, what the flood got through, and the
+    /// server's memory and database size.
+    Abuse(BenchAbuseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAbuseArgs {
+    /// Normal users (each sends to the next).
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Messages per second each normal user sends.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Seconds each phase lasts.
+    #[arg(long, default_value_t = 20)]
+    pub secs: u64,
+    /// Connections the flooding account opens, each sending at full speed.
+    #[arg(long, default_value_t = 20)]
+    pub flood_connections: usize,
 }
 
 #[derive(Debug, Args)]

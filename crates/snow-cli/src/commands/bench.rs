@@ -34,6 +34,11 @@ fn proc_stats(pid: u32) -> Option<ProcStats> {
     Some(ProcStats { rss_kib: field("VmRSS:")?, peak_rss_kib: field("VmHWM:")?, cpu_secs: ticks as f64 / 100.0 })
 }
 
+/// A process's resident memory now and at its peak (KiB), from /proc.
+pub(super) fn server_memory(pid: u32) -> Option<(u64, u64)> {
+    proc_stats(pid).map(|s| (s.rss_kib, s.peak_rss_kib))
+}
+
 enum Auth {
     External(Arc<Identity>),
     Plain { user: String, pass: String },

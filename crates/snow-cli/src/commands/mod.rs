@@ -4,6 +4,7 @@ mod agent;
 mod alert;
 mod app;
 mod bench;
+mod bench_abuse;
 mod ca;
 mod chat;
 mod contacts;
@@ -72,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(c) => chat::run(&ctx, c),
         Command::Bench(crate::cli::BenchCommand::C2s(args)) => bench::c2s(&ctx, args),
         Command::Bench(crate::cli::BenchCommand::S2s(args)) => bench::s2s(&ctx, args),
+        Command::Bench(crate::cli::BenchCommand::Abuse(args)) => bench_abuse::run(&ctx, args),
         Command::Keys(crate::cli::KeysCommand::Lookup { conn, jids }) => chat::lookup(&ctx, conn, jids),
         Command::Crypt(c) => crypt::run(&ctx, c),
         Command::Lab(c) => lab::run(&ctx, c),
