@@ -1195,3 +1195,31 @@ fn serve_without_a_crl_says_so_and_refuses_logins() {
     assert!(refused.contains("there is no CRL at"), "{refused}");
     terminate(&mut server);
 }
+
+/// `snow serve` with a NaN, an infinite, a negative or a zero number in
+/// snow.toml: one sentence naming the key and its range, never a panic.
+#[test]
+fn serve_refuses_nan_negative_and_zero_settings_naming_the_key() {
+    let site = Site::new();
+    site.init();
+    site.ok(&["server", "cert", "--ca-passphrase-file", &site.ca_pass_arg()]);
+    for (section, line, key) in [
+        ("[server]", "stanza_rate = nan", "[server] stanza_rate"),
+        ("[server]", "account_stanza_burst = inf", "[server] account_stanza_burst"),
+        ("[server]", "component_stanza_rate = -1.0", "[server] component_stanza_rate"),
+        ("[server]", "max_connections = 0", "[server] max_connections"),
+        ("[s2s]", "stanza_burst = 0.0", "[s2s] stanza_burst"),
+        ("[pubsub]", "max_item_bytes = 0", "[pubsub] max_item_bytes"),
+        ("[msgauth]", "window_secs = -300", "[msgauth] window_secs"),
+    ] {
+        std::fs::write(site.path("snow.toml"), format!("[pki]\nca_key_bits = 2048\n{section}\n{line}\n")).unwrap();
+        let e = site.fails(&["serve"]);
+        assert!(e.contains(key) && e.contains("it must be from"), "{line}: {e}");
+    }
+    // A negative count is not even a number of its type: refused when
+    // read, pointing at the line (the TOML parser's several lines).
+    std::fs::write(site.path("snow.toml"), "[server]\nidle_timeout_secs = -1\n").unwrap();
+    let out = site.snow(&["serve"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("idle_timeout_secs") && !e.contains("panicked"), "{e}");
+}

@@ -32,12 +32,37 @@ pub struct ServerSettings {
     pub max_attributes: usize,
     /// Most elements in one stanza.
     pub max_elements: usize,
-    /// Sustained stanzas per second one connection may send.
+    /// Sustained stanzas per second one connection may send (a faster
+    /// sender is slowed down: the server stops reading from it).
     pub stanza_rate: f64,
     /// Stanzas a connection may send in a burst above the rate.
     pub stanza_burst: f64,
-    /// Seconds allowed for the TLS handshake.
+    /// Sustained stanzas per second one account may send across all its
+    /// sessions; past it a stanza is refused with `policy-violation`, and
+    /// a session whose account keeps on (more refused within a minute than
+    /// the burst) is closed. Above `stanza_rate`, so one session alone is
+    /// only ever slowed down: this stops an account multiplying its rate
+    /// with sessions.
+    pub account_stanza_rate: f64,
+    /// Stanzas one account may send in a burst above its rate.
+    pub account_stanza_burst: f64,
+    /// Connections to the client ports one address may open per minute
+    /// (each is a login attempt); more are refused with `policy-violation`.
+    pub login_attempts_per_minute: u32,
+    /// Sustained stanzas per second one external component may send, and
+    /// its burst (as for an account).
+    pub component_stanza_rate: f64,
+    pub component_stanza_burst: f64,
+    /// Seconds from accept by which TLS must be established (STARTTLS or
+    /// direct TLS; s2s too), whatever the peer sends meanwhile.
     pub tls_handshake_timeout_secs: u64,
+    /// Seconds from accept by which a connection must have authenticated
+    /// (and a client bound its resource; a component done its handshake),
+    /// whatever the peer sends meanwhile.
+    pub auth_deadline_secs: u64,
+    /// Connections from one address that have not authenticated yet; more
+    /// are refused (a smaller cap than `max_connections_per_ip`).
+    pub max_preauth_per_ip: usize,
     /// Seconds allowed for each step of stream negotiation.
     pub negotiation_timeout_secs: u64,
     /// Seconds of silence after which an authenticated connection is closed.
@@ -55,6 +80,19 @@ pub struct ServerSettings {
     /// server: a convenience check that keeps users on the restricted
     /// client, not a security boundary (any client can send the caps).
     pub client_check: ClientCheck,
+    /// Offline messages kept for one recipient; past it (or past
+    /// `offline_max_bytes`) the sender gets `resource-constraint`.
+    pub offline_max_messages: u64,
+    /// Bytes of offline messages kept for one recipient.
+    pub offline_max_bytes: u64,
+    /// Offline messages one sender may have waiting for one recipient, so
+    /// no single sender fills a recipient's store.
+    pub offline_max_per_sender: u64,
+    /// Megabytes that must stay free on the file system of `server.db`;
+    /// below it no offline message is stored (0: no watermark).
+    pub offline_min_free_mb: u64,
+    /// Contacts in one roster.
+    pub max_roster_items: usize,
 }
 
 /// `[server] client_check`: what the server does with a client session
@@ -91,13 +129,25 @@ impl Default for ServerSettings {
             max_elements: 4096,
             stanza_rate: 50.0,
             stanza_burst: 200.0,
+            account_stanza_rate: 100.0,
+            account_stanza_burst: 400.0,
+            login_attempts_per_minute: 120,
+            component_stanza_rate: 500.0,
+            component_stanza_burst: 5000.0,
             tls_handshake_timeout_secs: 10,
+            auth_deadline_secs: 30,
+            max_preauth_per_ip: 32,
             negotiation_timeout_secs: 30,
             idle_timeout_secs: 900,
             outbound_queue: 1000,
             require_e2e: false,
             component_bind: "127.0.0.1:5347".into(),
             client_check: ClientCheck::Warn,
+            offline_max_messages: 10_000,
+            offline_max_bytes: 100 * 1024 * 1024,
+            offline_max_per_sender: 1000,
+            offline_min_free_mb: 512,
+            max_roster_items: 1000,
         }
     }
 }
@@ -138,6 +188,13 @@ pub struct S2sSettings {
     pub federate_with: Vec<String>,
     /// Outgoing links being connected at once; more wait their turn.
     pub max_outbound_attempts: usize,
+    /// Sustained stanzas per second one peer domain may send on its
+    /// incoming link; past it a stanza is refused with `policy-violation`,
+    /// and a link that keeps on (more refused within a minute than the
+    /// burst) is closed.
+    pub stanza_rate: f64,
+    /// Stanzas one peer domain may send in a burst above its rate.
+    pub stanza_burst: f64,
 }
 
 impl S2sSettings {
@@ -167,6 +224,8 @@ impl Default for S2sSettings {
             replication_interval_ms: 1000,
             federate_with: Vec::new(),
             max_outbound_attempts: 8,
+            stanza_rate: 500.0,
+            stanza_burst: 5000.0,
         }
     }
 }
@@ -251,6 +310,11 @@ pub struct PubsubSettings {
     /// The same two for a signal publisher (an import may raise many).
     pub signal_publish_burst: u32,
     pub signal_publish_per_hour: u32,
+    /// Largest item (the `<alert/>` as stored) in bytes; a larger one is
+    /// refused with `resource-constraint`. An alert carries about 1 KB per
+    /// subscriber it is encrypted to (2048-bit keys), so the default, the
+    /// largest stanza, lets a broadcast reach as many as a stanza holds.
+    pub max_item_bytes: usize,
 }
 
 impl Default for PubsubSettings {
@@ -266,6 +330,7 @@ impl Default for PubsubSettings {
             publish_per_hour: 60,
             signal_publish_burst: 500,
             signal_publish_per_hour: 5000,
+            max_item_bytes: 256 * 1024,
         }
     }
 }
@@ -294,17 +359,18 @@ impl PubsubSettings {
         }
     }
 
-    fn validate(&self) -> Result<(), ServerError> {
+    /// Checks `[pubsub]`: the codes and JIDs, and every number in its range.
+    pub fn validate(&self) -> Result<(), ServerError> {
         let bad = |m: String| Err(ServerError::Config(m));
         let analyses = self.node_analyses();
         for a in &analyses {
             if snow_core::stats::check_analysis(a).is_err() {
-                return bad(format!("pubsub.analyses: {a:?} is not an analysis code (1 to 16 of A-Z 0-9)"));
+                return bad(format!("[pubsub] analyses: {a:?} is not an analysis code (1 to 16 of A-Z 0-9)"));
             }
         }
         for a in &self.areas {
             if !(a.len() == 2 || a.len() == 4) || !a.bytes().all(|b| b.is_ascii_digit()) {
-                return bad(format!("pubsub.areas: {a:?} is not a county (2 digits) or municipality (4 digits)"));
+                return bad(format!("[pubsub] areas: {a:?} is not a county (2 digits) or municipality (4 digits)"));
             }
         }
         let is_bare = |j: &str| {
@@ -313,26 +379,22 @@ impl PubsubSettings {
         };
         for (jid, list) in self.signal_publishers.iter().flatten() {
             if !is_bare(jid) {
-                return bad(format!("pubsub.signal_publishers: {jid:?} is not a bare JID"));
+                return bad(format!("[pubsub] signal_publishers: {jid:?} is not a bare JID"));
             }
             if let Some(a) = list.iter().find(|a| !analyses.contains(a)) {
-                return bad(format!("pubsub.signal_publishers: {jid}: {a:?} is not one of the alert analyses"));
+                return bad(format!("[pubsub] signal_publishers: {jid}: {a:?} is not one of the alert analyses"));
             }
         }
         if let Some(o) = self.owners.iter().find(|o| !is_bare(o)) {
-            return bad(format!("pubsub.owners: {o:?} is not a bare JID"));
+            return bad(format!("[pubsub] owners: {o:?} is not a bare JID"));
         }
-        if self.max_items_per_publisher == 0 || self.max_items_per_node < self.max_items_per_publisher {
-            return bad("pubsub.max_items_per_publisher must be positive and at most max_items_per_node".into());
-        }
-        if self.publish_burst == 0
-            || self.publish_per_hour == 0
-            || self.signal_publish_burst == 0
-            || self.signal_publish_per_hour == 0
-        {
-            return bad("pubsub: the publish bursts and rates must be positive".into());
-        }
-        Ok(())
+        range("[pubsub] max_items_per_node", self.max_items_per_node, 1, 1_000_000)?;
+        range("[pubsub] max_items_per_publisher", self.max_items_per_publisher, 1, self.max_items_per_node)?;
+        range("[pubsub] publish_burst", self.publish_burst, 1, 1_000_000)?;
+        range("[pubsub] publish_per_hour", self.publish_per_hour, 1, 3_600_000)?;
+        range("[pubsub] signal_publish_burst", self.signal_publish_burst, 1, 1_000_000)?;
+        range("[pubsub] signal_publish_per_hour", self.signal_publish_per_hour, 1, 3_600_000)?;
+        range("[pubsub] max_item_bytes", self.max_item_bytes, 1024, 16 * 1024 * 1024)
     }
 }
 
@@ -400,47 +462,130 @@ impl ServerConfig {
         Duration::from_secs(self.settings.negotiation_timeout_secs.max(1))
     }
 
+    /// Checks the whole configuration before anything starts: each
+    /// section's own check (every number in its range), then what involves
+    /// several sections. The one place the server's settings are checked.
     pub fn validate(&self) -> Result<(), ServerError> {
-        let s = &self.settings;
-        let bad = |m: &str| Err(ServerError::Config(m.to_owned()));
-        if s.max_stanza_bytes < 4096 {
-            return bad("server.max_stanza_bytes must be at least 4096");
-        }
-        if s.max_depth < 4 || s.max_attributes < 8 || s.max_elements < 16 {
-            return bad("server.max_depth (>= 4), max_attributes (>= 8) and max_elements (>= 16) are too small");
-        }
-        if s.stanza_rate <= 0.0 || s.stanza_burst < 1.0 {
-            return bad("server.stanza_rate must be positive and server.stanza_burst at least 1");
-        }
-        if s.outbound_queue == 0 || s.max_connections == 0 || s.max_connections_per_ip == 0 {
-            return bad("server.outbound_queue, max_connections and max_connections_per_ip must be positive");
-        }
+        self.settings.validate()?;
+        self.s2s.validate()?;
+        self.msgauth.validate()?;
+        self.pubsub.validate()?;
+        let bad = |m: String| Err(ServerError::Config(m));
         for c in &self.components {
             let sub = c.domain.strip_suffix(&format!(".{}", self.domain));
             if c.domain.parse::<Domain>().is_err() || sub.is_none_or(|s| s.is_empty()) {
-                return bad(&format!("components: {:?} must be a subdomain of {}", c.domain, self.domain));
+                return bad(format!("[[components]] domain {:?} must be a subdomain of {}", c.domain, self.domain));
             }
             if c.source.as_deref().is_some_and(|s| !snow_crypto::msgauth::valid_name(s)) {
-                return bad(&format!("components: {}: source must be 1 to 64 of A-Z a-z 0-9 . _ @ -", c.domain));
+                return bad(format!("[[components]] {}: source must be 1 to 64 of A-Z a-z 0-9 . _ @ -", c.domain));
             }
         }
-        self.pubsub.validate()?;
-        if self.s2s.queue == 0 || self.s2s.connect_timeout_secs == 0 || self.s2s.max_outbound_attempts == 0 {
-            return bad("s2s.queue, s2s.connect_timeout_secs and s2s.max_outbound_attempts must be positive");
+        if !self.components.is_empty() {
+            loopback_only("[server] component_bind", &self.settings.component_bind)?;
         }
-        if let Some(d) = self.s2s.federate_with.iter().find(|d| d.parse::<Domain>().is_err()) {
-            return bad(&format!("s2s.federate_with: {d:?} is not a domain"));
+        Ok(())
+    }
+}
+
+/// Checks that a numeric setting lies in `lo..=hi`, naming the key and the
+/// range when it does not. NaN lies in no range, and infinity in none of
+/// ours, so neither gets past.
+fn range<T: PartialOrd + std::fmt::Display>(key: &str, value: T, lo: T, hi: T) -> Result<(), ServerError> {
+    if value >= lo && value <= hi {
+        return Ok(());
+    }
+    Err(ServerError::Config(format!("{key} = {value} is out of range: it must be from {lo} to {hi}")))
+}
+
+/// Checks that a plain-TCP listener (`key` = `addr`) is on loopback: the
+/// component port has no TLS (XEP-0114), so its secrets and stanzas must
+/// never cross a network. `""` (disabled) and `localhost:PORT` pass.
+fn loopback_only(key: &str, addr: &str) -> Result<(), ServerError> {
+    let addr = addr.trim();
+    let on_loopback = match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => {
+            addr.is_empty() || addr.rsplit_once(':').is_some_and(|(h, p)| h == "localhost" && p.parse::<u16>().is_ok())
         }
-        for (domain, addr) in &self.s2s.routes {
+    };
+    if on_loopback {
+        return Ok(());
+    }
+    Err(ServerError::Config(format!(
+        "{key} = {addr:?} is not a loopback address: the component port is plain TCP (XEP-0114, no TLS), so it \
+         listens on this computer only; set {key} to 127.0.0.1:PORT or [::1]:PORT and run the components here"
+    )))
+}
+
+impl ServerSettings {
+    /// Checks `[server]`: every number in its range, and the two deadlines
+    /// in order.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let s = self;
+        range("[server] max_connections", s.max_connections, 1, 1_000_000)?;
+        range("[server] max_connections_per_ip", s.max_connections_per_ip, 1, 1_000_000)?;
+        range("[server] max_preauth_per_ip", s.max_preauth_per_ip, 1, 1_000_000)?;
+        range("[server] max_stanza_bytes", s.max_stanza_bytes, 4096, 16 * 1024 * 1024)?;
+        range("[server] max_depth", s.max_depth, 4, 1000)?;
+        range("[server] max_attributes", s.max_attributes, 8, 10_000)?;
+        range("[server] max_elements", s.max_elements, 16, 1_000_000)?;
+        range("[server] stanza_rate", s.stanza_rate, 0.001, 1e6)?;
+        range("[server] stanza_burst", s.stanza_burst, 1.0, 1e6)?;
+        range("[server] account_stanza_rate", s.account_stanza_rate, 0.001, 1e6)?;
+        range("[server] account_stanza_burst", s.account_stanza_burst, 1.0, 1e6)?;
+        range("[server] login_attempts_per_minute", s.login_attempts_per_minute, 1, 1_000_000)?;
+        range("[server] component_stanza_rate", s.component_stanza_rate, 0.001, 1e6)?;
+        range("[server] component_stanza_burst", s.component_stanza_burst, 1.0, 1e6)?;
+        range("[server] tls_handshake_timeout_secs", s.tls_handshake_timeout_secs, 1, 3600)?;
+        range("[server] auth_deadline_secs", s.auth_deadline_secs, s.tls_handshake_timeout_secs, 3600)?;
+        range("[server] negotiation_timeout_secs", s.negotiation_timeout_secs, 1, 3600)?;
+        range("[server] idle_timeout_secs", s.idle_timeout_secs, 1, 7 * 86_400)?;
+        range("[server] outbound_queue", s.outbound_queue, 1, 1_000_000)?;
+        range("[server] offline_max_messages", s.offline_max_messages, 1, 100_000_000)?;
+        range("[server] offline_max_bytes", s.offline_max_bytes, 4096, 1 << 40)?;
+        range("[server] offline_max_per_sender", s.offline_max_per_sender, 1, 100_000_000)?;
+        range("[server] offline_min_free_mb", s.offline_min_free_mb, 0, 100_000_000)?;
+        range("[server] max_roster_items", s.max_roster_items, 1, 100_000)
+    }
+
+    /// The TLS and authentication deadlines, from accept.
+    pub fn deadlines(&self) -> (Duration, Duration) {
+        (Duration::from_secs(self.tls_handshake_timeout_secs), Duration::from_secs(self.auth_deadline_secs))
+    }
+}
+
+impl S2sSettings {
+    /// Checks `[s2s]`: every number in its range, the federation's domains
+    /// and the routes.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        range("[s2s] connect_timeout_secs", self.connect_timeout_secs, 1, 3600)?;
+        range("[s2s] queue", self.queue, 1, 1_000_000)?;
+        range("[s2s] idle_timeout_secs", self.idle_timeout_secs, 1, 7 * 86_400)?;
+        range("[s2s] replication_interval_ms", self.replication_interval_ms, 50, 3_600_000)?;
+        range("[s2s] max_outbound_attempts", self.max_outbound_attempts, 1, 10_000)?;
+        range("[s2s] stanza_rate", self.stanza_rate, 0.001, 1e6)?;
+        range("[s2s] stanza_burst", self.stanza_burst, 1.0, 1e6)?;
+        if let Some(d) = self.federate_with.iter().find(|d| d.parse::<Domain>().is_err()) {
+            return Err(ServerError::Config(format!("[s2s] federate_with: {d:?} is not a domain")));
+        }
+        for (domain, addr) in &self.routes {
             if domain.parse::<Domain>().is_err()
                 || addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none()
             {
                 return Err(ServerError::Config(format!(
-                    "s2s.routes: {domain:?} = {addr:?} is not DOMAIN = \"HOST:PORT\""
+                    "[s2s.routes] {domain:?} = {addr:?} is not DOMAIN = \"HOST:PORT\""
                 )));
             }
         }
         Ok(())
+    }
+}
+
+impl MsgAuthSettings {
+    /// Checks `[msgauth]`: the key overlap and the clock window in range.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        range("[msgauth] overlap_secs", self.overlap_secs, 0, 366 * 86_400)?;
+        range("[msgauth] window_secs", self.window_secs, 1, 86_400)
     }
 }
 
@@ -464,5 +609,115 @@ mod tests {
         let err = client_check("strict").unwrap_err();
         assert!(err.contains("strict") && err.contains("`off`, `warn`, `require`"), "{err}");
         assert!(client_check("Require").is_err(), "the words are lower case, as written in snow.example.toml");
+    }
+
+    /// The error of `check`, which must name `key` and a range.
+    fn refused(check: Result<(), ServerError>, key: &str) -> String {
+        let e = check.expect_err(key).to_string();
+        assert!(e.contains(key) && e.contains("it must be from"), "{e}");
+        e
+    }
+
+    #[test]
+    fn every_server_number_is_range_checked_naming_the_key() {
+        assert!(ServerSettings::default().validate().is_ok());
+        let with = |f: &dyn Fn(&mut ServerSettings)| {
+            let mut s = ServerSettings::default();
+            f(&mut s);
+            s.validate()
+        };
+        let e = refused(with(&|s| s.stanza_rate = f64::NAN), "[server] stanza_rate");
+        assert!(e.contains("NaN") && e.contains("0.001 to 1000000"), "{e}");
+        refused(with(&|s| s.stanza_rate = f64::INFINITY), "[server] stanza_rate");
+        refused(with(&|s| s.stanza_rate = -1.0), "[server] stanza_rate");
+        refused(with(&|s| s.stanza_rate = 0.0), "[server] stanza_rate");
+        refused(with(&|s| s.stanza_burst = f64::NAN), "[server] stanza_burst");
+        refused(with(&|s| s.account_stanza_rate = f64::NAN), "[server] account_stanza_rate");
+        refused(with(&|s| s.account_stanza_burst = -3.0), "[server] account_stanza_burst");
+        refused(with(&|s| s.component_stanza_rate = f64::NEG_INFINITY), "[server] component_stanza_rate");
+        refused(with(&|s| s.component_stanza_burst = 0.5), "[server] component_stanza_burst");
+        refused(with(&|s| s.login_attempts_per_minute = 0), "[server] login_attempts_per_minute");
+        refused(with(&|s| s.max_connections = 0), "[server] max_connections");
+        refused(with(&|s| s.max_connections_per_ip = 0), "[server] max_connections_per_ip");
+        refused(with(&|s| s.max_preauth_per_ip = 0), "[server] max_preauth_per_ip");
+        refused(with(&|s| s.max_stanza_bytes = 100), "[server] max_stanza_bytes");
+        refused(with(&|s| s.max_depth = 0), "[server] max_depth");
+        refused(with(&|s| s.max_attributes = 0), "[server] max_attributes");
+        refused(with(&|s| s.max_elements = 0), "[server] max_elements");
+        refused(with(&|s| s.tls_handshake_timeout_secs = 0), "[server] tls_handshake_timeout_secs");
+        refused(with(&|s| s.auth_deadline_secs = 0), "[server] auth_deadline_secs");
+        let e = refused(with(&|s| s.auth_deadline_secs = 5), "[server] auth_deadline_secs");
+        assert!(e.contains("from 10 to 3600"), "not before the TLS deadline: {e}");
+        refused(with(&|s| s.negotiation_timeout_secs = 0), "[server] negotiation_timeout_secs");
+        refused(with(&|s| s.idle_timeout_secs = 0), "[server] idle_timeout_secs");
+        refused(with(&|s| s.idle_timeout_secs = u64::MAX), "[server] idle_timeout_secs");
+        refused(with(&|s| s.outbound_queue = 0), "[server] outbound_queue");
+        refused(with(&|s| s.offline_max_messages = 0), "[server] offline_max_messages");
+        refused(with(&|s| s.offline_max_bytes = 0), "[server] offline_max_bytes");
+        refused(with(&|s| s.offline_max_per_sender = 0), "[server] offline_max_per_sender");
+        refused(with(&|s| s.offline_min_free_mb = u64::MAX), "[server] offline_min_free_mb");
+        refused(with(&|s| s.max_roster_items = 0), "[server] max_roster_items");
+        assert!(with(&|s| s.offline_min_free_mb = 0).is_ok(), "0 turns the disk watermark off");
+    }
+
+    #[test]
+    fn every_s2s_number_is_range_checked_naming_the_key() {
+        assert!(S2sSettings::default().validate().is_ok());
+        let with = |f: &dyn Fn(&mut S2sSettings)| {
+            let mut s = S2sSettings::default();
+            f(&mut s);
+            s.validate()
+        };
+        refused(with(&|s| s.stanza_rate = f64::NAN), "[s2s] stanza_rate");
+        refused(with(&|s| s.stanza_rate = -5.0), "[s2s] stanza_rate");
+        refused(with(&|s| s.stanza_burst = 0.0), "[s2s] stanza_burst");
+        refused(with(&|s| s.connect_timeout_secs = 0), "[s2s] connect_timeout_secs");
+        refused(with(&|s| s.queue = 0), "[s2s] queue");
+        refused(with(&|s| s.idle_timeout_secs = 0), "[s2s] idle_timeout_secs");
+        refused(with(&|s| s.replication_interval_ms = 0), "[s2s] replication_interval_ms");
+        refused(with(&|s| s.max_outbound_attempts = 0), "[s2s] max_outbound_attempts");
+    }
+
+    #[test]
+    fn every_pubsub_number_is_range_checked_naming_the_key() {
+        assert!(PubsubSettings::default().validate().is_ok());
+        let with = |f: &dyn Fn(&mut PubsubSettings)| {
+            let mut s = PubsubSettings::default();
+            f(&mut s);
+            s.validate()
+        };
+        refused(with(&|s| s.max_items_per_node = 0), "[pubsub] max_items_per_node");
+        refused(with(&|s| s.max_items_per_publisher = 0), "[pubsub] max_items_per_publisher");
+        refused(with(&|s| s.max_items_per_publisher = 2000), "[pubsub] max_items_per_publisher");
+        refused(with(&|s| s.publish_burst = 0), "[pubsub] publish_burst");
+        refused(with(&|s| s.publish_per_hour = 0), "[pubsub] publish_per_hour");
+        refused(with(&|s| s.signal_publish_burst = 0), "[pubsub] signal_publish_burst");
+        refused(with(&|s| s.signal_publish_per_hour = 0), "[pubsub] signal_publish_per_hour");
+        refused(with(&|s| s.max_item_bytes = 0), "[pubsub] max_item_bytes");
+    }
+
+    #[test]
+    fn every_msgauth_number_is_range_checked_naming_the_key() {
+        assert!(MsgAuthSettings::default().validate().is_ok());
+        let with = |f: &dyn Fn(&mut MsgAuthSettings)| {
+            let mut s = MsgAuthSettings::default();
+            f(&mut s);
+            s.validate()
+        };
+        refused(with(&|s| s.overlap_secs = -1), "[msgauth] overlap_secs");
+        refused(with(&|s| s.window_secs = 0), "[msgauth] window_secs");
+        refused(with(&|s| s.window_secs = -300), "[msgauth] window_secs");
+        assert!(with(&|s| s.overlap_secs = 0).is_ok(), "no overlap is a choice");
+    }
+
+    #[test]
+    fn a_plain_component_port_must_be_on_loopback() {
+        for ok in ["127.0.0.1:5347", "[::1]:5347", "127.0.0.2:0", "localhost:5347", ""] {
+            assert!(loopback_only("[server] component_bind", ok).is_ok(), "{ok}");
+        }
+        for bad in ["0.0.0.0:5347", "[::]:5347", "192.0.2.1:5347", "lab.example:5347", "5347"] {
+            let e = loopback_only("[server] component_bind", bad).unwrap_err().to_string();
+            assert!(e.contains("[server] component_bind") && e.contains("loopback"), "{e}");
+        }
     }
 }

@@ -27,4 +27,5 @@ pub mod trust;
 
 pub use config::{ClientCheck, ComponentSettings, MsgAuthSettings, S2sSettings, ServerConfig, ServerSettings};
 pub use error::ServerError;
+pub use limits::LimitStats;
 pub use server::{Server, ServerHandle};

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::db::Db;
-use crate::limits::{ConnectionLimits, ConnectionSlot};
+use crate::limits::{ConnectionLimits, ConnectionSlot, Count, Full, LimitCounters, Limited, RateLimiter};
 use crate::routing::{ComponentTable, Federation, Outbound, Policy, Router};
 use crate::services::{self, Registry, Service};
 use crate::transport::c2s::{self, C2s};
@@ -37,6 +37,7 @@ pub struct ServerHandle {
     router: Arc<Router>,
     trust: Arc<TrustStore>,
     conns: Arc<ConnectionLimits>,
+    counters: Arc<LimitCounters>,
     services: Vec<(&'static str, &'static [&'static str])>,
     shutdown_tx: watch::Sender<bool>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
@@ -63,15 +64,18 @@ impl Server {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let domain = config.domain.to_string();
         let settings = &config.settings;
+        let counters = Arc::new(LimitCounters::default());
         let accepting = || Accepting {
             domain: domain.clone(),
             limits: config.limits(),
             timeout: config.negotiation_timeout(),
             acceptor: acceptor.clone(),
-            tls_timeout: Duration::from_secs(settings.tls_handshake_timeout_secs.max(1)),
+            deadlines: settings.deadlines(),
+            counters: Arc::clone(&counters),
             shutdown: shutdown.clone(),
         };
-        let (registry, directory) = registry(&config, &db, &trust);
+        let limiter = |kind, rate, burst| RateLimiter::new(kind, rate, burst, Arc::clone(&counters));
+        let (registry, directory) = registry(&config, &db, &trust, &counters);
         let listing = registry.listing();
         let links = Links::new(
             connector,
@@ -93,7 +97,12 @@ impl Server {
             Arc::new(registry),
             db.clone(),
         ));
-        let conns = ConnectionLimits::new(settings.max_connections, settings.max_connections_per_ip);
+        let conns = ConnectionLimits::new(
+            settings.max_connections,
+            settings.max_connections_per_ip,
+            settings.max_preauth_per_ip,
+        );
+        let logins = f64::from(settings.login_attempts_per_minute);
 
         let c2s = Arc::new(C2s {
             accepting: accepting(),
@@ -104,6 +113,8 @@ impl Server {
             idle: Duration::from_secs(settings.idle_timeout_secs.max(1)),
             rate: (settings.stanza_rate, settings.stanza_burst),
             outbound_queue: settings.outbound_queue,
+            accounts: limiter(Limited::Account, settings.account_stanza_rate, settings.account_stanza_burst),
+            logins: limiter(Limited::Logins, logins / 60.0, logins),
         });
         let c2s_addr = local_addr(&c2s_listener, "c2s")?;
         let mut listeners = Vec::new();
@@ -111,7 +122,8 @@ impl Server {
         let mut listen = |l: Option<TcpListener>, what: &str, serve: Handler| match l {
             Some(l) => {
                 let addr = local_addr(&l, what)?;
-                listeners.push(tokio::spawn(accept_loop(l, Arc::clone(&conns), shutdown.clone(), serve)));
+                let conns = (Arc::clone(&conns), Arc::clone(&counters));
+                listeners.push(tokio::spawn(accept_loop(l, conns, shutdown.clone(), serve)));
                 Ok::<_, ServerError>(Some(addr))
             }
             None => Ok(None),
@@ -134,6 +146,7 @@ impl Server {
             router: Arc::clone(&router),
             idle: Duration::from_secs(config.s2s.idle_timeout_secs.max(1) * 2),
             master: config.s2s.master.clone(),
+            peers: limiter(Limited::S2sPeer, config.s2s.stanza_rate, config.s2s.stanza_burst),
         });
         let s2s_addr = listen(
             s2s_listener,
@@ -148,6 +161,7 @@ impl Server {
             db: db.clone(),
             idle: Duration::from_secs(settings.idle_timeout_secs.max(1)),
             outbound_queue: settings.outbound_queue,
+            rate: limiter(Limited::Component, settings.component_stanza_rate, settings.component_stanza_burst),
         });
         let component_addr = listen(
             component_listener,
@@ -171,6 +185,7 @@ impl Server {
             router,
             trust,
             conns,
+            counters,
             services: listing,
             shutdown_tx,
             listeners,
@@ -198,7 +213,12 @@ fn open_database(config: &ServerConfig) -> Result<Db, ServerError> {
 
 /// The server's services, in the order their disco#info features are
 /// listed, and the key directory (whose replication loop the server runs).
-fn registry(config: &ServerConfig, db: &Db, trust: &Arc<TrustStore>) -> (Registry, Arc<services::Directory>) {
+fn registry(
+    config: &ServerConfig,
+    db: &Db,
+    trust: &Arc<TrustStore>,
+    counters: &Arc<LimitCounters>,
+) -> (Registry, Arc<services::Directory>) {
     let directory = Arc::new(services::Directory::new(
         db.clone(),
         Arc::clone(trust),
@@ -214,12 +234,32 @@ fn registry(config: &ServerConfig, db: &Db, trust: &Arc<TrustStore>) -> (Registr
         Arc::new(services::Version),
         Arc::new(services::LegacySession),
         Arc::new(services::Presence { db: db.clone() }),
-        Arc::new(services::Roster { db: db.clone() }),
-        Arc::new(services::Offline::new(db.clone(), config.domain.to_string())),
-        Arc::new(services::Pubsub::new(db.clone(), &config.pubsub, &config.s2s.replicas)),
+        Arc::new(services::Roster {
+            db: db.clone(),
+            max_items: config.settings.max_roster_items,
+            counters: Arc::clone(counters),
+        }),
+        Arc::new(
+            services::Offline::new(db.clone(), config.domain.to_string())
+                .with_quota(offline_quota(config), Arc::clone(counters)),
+        ),
+        Arc::new(services::Pubsub::new(db.clone(), &config.pubsub, &config.s2s.replicas, Arc::clone(counters))),
         Arc::clone(&directory) as Arc<dyn Service>,
     ]);
     (registry, directory)
+}
+
+/// The offline quotas of `[server]`; the disk watermark is taken on the
+/// file system of `server.db`.
+fn offline_quota(config: &ServerConfig) -> services::OfflineQuota {
+    let s = &config.settings;
+    services::OfflineQuota {
+        max_messages: s.offline_max_messages,
+        max_bytes: s.offline_max_bytes,
+        max_per_sender: s.offline_max_per_sender,
+        min_free_bytes: s.offline_min_free_mb.saturating_mul(1024 * 1024),
+        database: config.database.clone(),
+    }
 }
 
 /// Listens on `addr`, the value of the configuration key `setting` (named
@@ -247,7 +287,7 @@ type Handler = Box<
 
 async fn accept_loop(
     listener: TcpListener,
-    conns: Arc<ConnectionLimits>,
+    (conns, counters): (Arc<ConnectionLimits>, Arc<LimitCounters>),
     mut shutdown: watch::Receiver<bool>,
     serve: Handler,
 ) {
@@ -264,10 +304,20 @@ async fn accept_loop(
                 }
             },
         };
-        let Some(slot) = conns.acquire(peer.ip()) else {
-            tracing::warn!(%peer, "connection limit reached: refusing");
-            drop(tcp);
-            continue;
+        let slot = match conns.acquire(peer.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                let n = match full {
+                    Full::PreAuth => counters.add(Count::PreauthRefused),
+                    Full::Total | Full::PerIp => counters.add(Count::ConnectionsRefused),
+                };
+                // The 1st, 2nd, 4th, 8th… and every 1000th: a flood must not flood the log.
+                if n.is_power_of_two() || n % 1000 == 0 {
+                    tracing::warn!(%peer, ?full, refused = n, "connection limit reached: refusing");
+                }
+                drop(tcp);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         // The slot goes with the connection: a transport may hand it on
@@ -293,6 +343,12 @@ impl ServerHandle {
     /// revocation, … since start.
     pub fn trust_stats(&self) -> crate::trust::TrustStats {
         self.trust.stats()
+    }
+
+    /// What the rate limits, quotas and pre-authentication limits
+    /// refused since start.
+    pub fn limit_stats(&self) -> crate::limits::LimitStats {
+        self.counters.stats()
     }
 
     pub fn open_connections(&self) -> usize {

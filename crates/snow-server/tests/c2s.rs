@@ -225,6 +225,8 @@ async fn a_client_that_stops_reading_is_cut_off_while_others_keep_working() {
     site.settings.outbound_queue = 32;
     site.settings.stanza_rate = 100_000.0;
     site.settings.stanza_burst = 100_000.0;
+    site.settings.account_stanza_rate = 100_000.0;
+    site.settings.account_stanza_burst = 100_000.0;
     let server = site.start().await;
     let mut sender = site.login(&server, "1111111").await.unwrap();
     let mut slow = site.login(&server, "2222222").await.unwrap();

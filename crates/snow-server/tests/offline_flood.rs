@@ -26,9 +26,13 @@ async fn a_full_offline_store_must_not_lock_the_recipient_out() {
     site.add_user("1111111");
     let victim = site.add_user("2222222");
     // Defaults kept (outbound_queue = 1000) except the attacker's stanza
-    // rate, only so that the test does not take 16 s at 50/s.
+    // rates, only so that the test does not take 16 s at 50/s, and the
+    // per-sender offline quota (1000), which would refuse the last one.
     site.settings.stanza_rate = 100_000.0;
     site.settings.stanza_burst = 100_000.0;
+    site.settings.account_stanza_rate = 100_000.0;
+    site.settings.account_stanza_burst = 100_000.0;
+    site.settings.offline_max_per_sender = 10_000;
     let queue = site.settings.outbound_queue;
     let server = site.start().await;
 
@@ -90,6 +94,9 @@ async fn publishing_to_a_node_must_not_lock_its_offline_subscribers_out() {
     let victims: Vec<String> = ["2222222", "3333333"].iter().map(|h| site.add_user(h)).collect();
     site.settings.stanza_rate = 100_000.0;
     site.settings.stanza_burst = 100_000.0;
+    site.settings.account_stanza_rate = 100_000.0;
+    site.settings.account_stanza_burst = 100_000.0;
+    site.settings.offline_max_per_sender = 10_000;
     let n = site.settings.outbound_queue + 1;
     // The publisher's rate ([pubsub] publish_burst) lifted too: the
     // lockout is about the store, whatever the rate.

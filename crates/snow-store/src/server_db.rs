@@ -72,7 +72,53 @@ CREATE TABLE pubsub_items (
 -- Pubsub caps per publisher: a publisher's items on a node, oldest first.
 CREATE INDEX pubsub_items_by_publisher ON pubsub_items (node, publisher, seq);
 "#,
+    r#"
+-- Offline quotas: who sent each stored message and its size, and each
+-- recipient's totals, kept by triggers whichever way rows come and go, so
+-- a quota check reads one row and one index range, never the stanzas.
+ALTER TABLE offline ADD COLUMN sender TEXT NOT NULL DEFAULT '';  -- bare JID or domain
+ALTER TABLE offline ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE offline SET bytes = length(CAST(stanza AS BLOB));
+CREATE INDEX offline_by_sender ON offline (owner, sender);
+CREATE TABLE offline_usage (
+    owner    TEXT PRIMARY KEY,
+    messages INTEGER NOT NULL,
+    bytes    INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO offline_usage (owner, messages, bytes) SELECT owner, COUNT(*), SUM(bytes) FROM offline GROUP BY owner;
+CREATE TRIGGER offline_usage_add AFTER INSERT ON offline BEGIN
+    INSERT OR IGNORE INTO offline_usage (owner, messages, bytes) VALUES (NEW.owner, 0, 0);
+    UPDATE offline_usage SET messages = messages + 1, bytes = bytes + NEW.bytes WHERE owner = NEW.owner;
+END;
+CREATE TRIGGER offline_usage_remove AFTER DELETE ON offline BEGIN
+    UPDATE offline_usage SET messages = messages - 1, bytes = bytes - OLD.bytes WHERE owner = OLD.owner;
+    DELETE FROM offline_usage WHERE owner = OLD.owner AND messages <= 0;
+END;
+"#,
 ];
+
+/// The quotas an offline message is kept within
+/// ([`ServerDb::store_offline_within`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfflineLimits {
+    /// Messages kept for one recipient.
+    pub max_messages: i64,
+    /// Bytes kept for one recipient.
+    pub max_bytes: i64,
+    /// Messages one sender may have waiting for one recipient.
+    pub max_per_sender: i64,
+}
+
+/// What became of an offline message ([`ServerDb::store_offline_within`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineStored {
+    /// Kept, with its row id.
+    Stored(i64),
+    /// Nothing kept: the recipient's store is at its count or byte quota.
+    RecipientFull,
+    /// Nothing kept: this sender has its quota waiting for the recipient.
+    SenderFull,
+}
 
 /// How many items a pubsub node keeps: at most `per_publisher` of one
 /// publisher (its oldest expire first, so one publisher's flood never
@@ -160,15 +206,68 @@ impl ServerDb {
     /// Stores a message for `owner`; returns its id. Refuses past
     /// [`MAX_OFFLINE_PER_ACCOUNT`] so one sender cannot fill the disk.
     pub fn store_offline(&self, owner: &str, stanza: &str, now: i64) -> Result<Option<i64>, StoreError> {
-        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM offline WHERE owner = ?1", [owner], |r| r.get(0))?;
-        if n >= MAX_OFFLINE_PER_ACCOUNT {
+        if self.offline_usage(owner)?.0 >= MAX_OFFLINE_PER_ACCOUNT {
             return Ok(None);
         }
+        Ok(Some(self.insert_offline(owner, "", stanza, now)?))
+    }
+
+    /// Stores a message from `sender` (a bare JID or a domain) for `owner`
+    /// within `limits`; nothing is stored past a quota, and the outcome
+    /// says which. One call on the one connection, so the check and the
+    /// insert cannot be split by another store.
+    pub fn store_offline_within(
+        &self,
+        owner: &str,
+        sender: &str,
+        stanza: &str,
+        now: i64,
+        limits: OfflineLimits,
+    ) -> Result<OfflineStored, StoreError> {
+        let (messages, bytes) = self.offline_usage(owner)?;
+        let size = i64::try_from(stanza.len()).unwrap_or(i64::MAX);
+        if messages >= limits.max_messages || bytes.saturating_add(size) > limits.max_bytes {
+            return Ok(OfflineStored::RecipientFull);
+        }
+        if self.offline_from(owner, sender)? >= limits.max_per_sender {
+            return Ok(OfflineStored::SenderFull);
+        }
+        Ok(OfflineStored::Stored(self.insert_offline(owner, sender, stanza, now)?))
+    }
+
+    fn insert_offline(&self, owner: &str, sender: &str, stanza: &str, now: i64) -> Result<i64, StoreError> {
         self.conn.execute(
-            "INSERT INTO offline (owner, stanza, stored_at) VALUES (?1, ?2, ?3)",
-            params![owner, stanza, now],
+            "INSERT INTO offline (owner, sender, stanza, bytes, stored_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![owner, sender, stanza, stanza.len() as i64, now],
         )?;
-        Ok(Some(self.conn.last_insert_rowid()))
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The messages and bytes stored for `owner`.
+    pub fn offline_usage(&self, owner: &str) -> Result<(i64, i64), StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT messages, bytes FROM offline_usage WHERE owner = ?1")?
+            .query_row([owner], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((0, 0)))
+    }
+
+    /// The messages from `sender` stored for `owner`.
+    pub fn offline_from(&self, owner: &str, sender: &str) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM offline WHERE owner = ?1 AND sender = ?2")?
+            .query_row([owner, sender], |r| r.get(0))?)
+    }
+
+    /// The contacts in `owner`'s roster (the roster quota).
+    pub fn roster_len(&self, owner: &str) -> Result<usize, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM roster WHERE owner = ?1")?
+            .query_row([owner], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// The next `limit` stored messages for `owner` after the row `after`
@@ -492,6 +591,37 @@ mod tests {
         let ids: Vec<String> = db.items("alerts/INFA/54", 100).unwrap().into_iter().map(|i| i.id).collect();
         assert_eq!(ids.len(), 10);
         assert!(!ids.contains(&"a0".to_owned()) && ids.contains(&"p4-1".to_owned()), "{ids:?}");
+    }
+
+    #[test]
+    fn offline_quotas_count_messages_bytes_and_senders() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ServerDb::open(&dir.path().join("server.db")).unwrap();
+        let limits = OfflineLimits { max_messages: 4, max_bytes: 100, max_per_sender: 2 };
+        let msg = "<message>0123456789</message>"; // 29 bytes
+        let store = |db: &ServerDb, sender: &str| db.store_offline_within("b@x", sender, msg, 1, limits).unwrap();
+        assert!(matches!(store(&db, "a@x"), OfflineStored::Stored(_)));
+        let OfflineStored::Stored(second) = store(&db, "a@x") else { panic!("not stored") };
+        assert_eq!(store(&db, "a@x"), OfflineStored::SenderFull, "a's quota for b");
+        assert!(matches!(store(&db, "c@x"), OfflineStored::Stored(_)));
+        assert_eq!(db.offline_usage("b@x").unwrap(), (3, 87));
+        assert_eq!(store(&db, "d@x"), OfflineStored::RecipientFull, "87 + 29 bytes > 100");
+        assert_eq!(db.offline_usage("b@x").unwrap(), (3, 87), "nothing kept");
+        // A delivered row frees its place, whichever way it is deleted.
+        db.delete_offline(second).unwrap();
+        assert_eq!(db.offline_usage("b@x").unwrap(), (2, 58));
+        assert!(matches!(store(&db, "a@x"), OfflineStored::Stored(_)));
+        let tight = OfflineLimits { max_messages: 3, ..limits };
+        assert_eq!(db.store_offline_within("b@x", "e@x", msg, 1, tight).unwrap(), OfflineStored::RecipientFull);
+        // The unchecked path counts too; another recipient has its own store.
+        db.store_offline("b@x", msg, 1).unwrap().unwrap();
+        assert_eq!(db.offline_usage("b@x").unwrap(), (4, 116));
+        assert!(matches!(db.store_offline_within("z@x", "a@x", msg, 1, limits).unwrap(), OfflineStored::Stored(_)));
+        let ids: Vec<i64> = db.offline_page("b@x", 0, 10).unwrap().into_iter().map(|(id, _)| id).collect();
+        for id in ids {
+            db.delete_offline(id).unwrap();
+        }
+        assert_eq!(db.offline_usage("b@x").unwrap(), (0, 0));
     }
 
     #[test]

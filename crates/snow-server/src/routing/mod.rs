@@ -435,15 +435,24 @@ impl Router {
         }
     }
 
-    /// A stanza for an account that could be neither delivered nor kept
-    /// (offline store full, the account's certificate revoked, a database
-    /// error): `service-unavailable` without text, the answer for an
-    /// account that does not exist, so the refusal says nothing about the
-    /// account (RFC 6121 §8.5.1, §8.5.2.2.1). The reason is logged.
+    /// A stanza for an account that could be neither delivered nor kept.
+    /// Over a quota (`resource-constraint`: the recipient's or the
+    /// sender's offline quota, the disk watermark) the sender is told so in
+    /// words, so it can wait and try again; that says no more than the
+    /// stored messages before it did (an account that does not exist gets
+    /// an error at once). Anything else (the account's certificate revoked,
+    /// a database error) gets `service-unavailable` without text, the
+    /// answer for an account that does not exist, so the refusal says
+    /// nothing about the account (RFC 6121 §8.5.1, §8.5.2.2.1). The reason
+    /// is logged.
     fn refuse_undeliverable(self: &Arc<Self>, origin: &Origin, el: &Element, (condition, why): Refusal) {
         tracing::debug!(%condition, why, to = el.attr("to").unwrap_or_default(), "not delivered, not kept");
         if !is_reply(el) {
-            self.reply(origin, error_reply(el, Condition::ServiceUnavailable, None));
+            let err = match condition {
+                Condition::ResourceConstraint => error_reply(el, condition, Some(why)),
+                _ => error_reply(el, Condition::ServiceUnavailable, None),
+            };
+            self.reply(origin, err);
         }
     }
 

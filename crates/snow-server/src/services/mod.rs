@@ -24,7 +24,7 @@ use crate::routing::{BoxFuture, Origin, Refusal, Router, ServerSide, SessionHand
 pub(crate) use basic::{LegacySession, Ping, Version};
 pub(crate) use directory::Directory;
 pub(crate) use disco::Disco;
-pub(crate) use offline::Offline;
+pub(crate) use offline::{Offline, OfflineQuota};
 pub(crate) use presence::Presence;
 pub(crate) use pubsub::Pubsub;
 pub(crate) use roster::Roster;

@@ -23,9 +23,11 @@
 //!   (a replacement), else `not-acceptable`. Nobody replaces or retracts an
 //!   item another published (`forbidden`).
 //! - A node keeps `max_items_per_publisher` items of one publisher (its own
-//!   oldest expire) and `max_items_per_node` in all (the oldest expire);
-//!   each publisher has a token bucket of publications (`policy-violation`
-//!   when empty).
+//!   oldest expire) and `max_items_per_node` in all (the oldest expire); an
+//!   item is at most `max_item_bytes` (else `resource-constraint`); each
+//!   publisher has a token bucket of publications (`policy-violation` when
+//!   empty). Nodes are not created by anyone: they are fixed by the
+//!   configuration, so there is no quota of nodes per owner.
 //! - A subscription is changed by its subscriber, or by a node owner
 //!   (`[pubsub] owners`, pubsub#owner); anyone else is refused. A node's
 //!   items are read by its subscribers; its subscriber list by anyone
@@ -36,8 +38,7 @@
 //! (`snow_client::alert::open_item`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use snow_core::alert::{Alert, AlertKind, KIND_ATTR, NS_ALERT};
 use snow_core::stats::Area;
@@ -50,6 +51,7 @@ use super::{Access, Cx, IqRequest, IqRoute, Service};
 use crate::addr::Addr;
 use crate::config::PubsubSettings;
 use crate::db::Db;
+use crate::limits::{Count, LimitCounters, Limited, RateLimiter, Verdict};
 use crate::routing::{BoxFuture, Origin, Router};
 
 /// XEP-0060's application-specific error conditions.
@@ -59,34 +61,13 @@ const NS_PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
 const MAX_ITEMS: i64 = 200;
 /// Most nodes one entity subscribes to.
 const MAX_SUBSCRIPTIONS: usize = 500;
-/// Publishers whose buckets are remembered before full ones are forgotten.
-const MAX_TRACKED_PUBLISHERS: usize = 10_000;
-
-/// A publication rate: a bucket of `burst` tokens refilled at `per_sec`.
-#[derive(Debug, Clone, Copy)]
-struct Rate {
-    burst: f64,
-    per_sec: f64,
-}
-
-impl Rate {
-    fn new(burst: u32, per_hour: u32) -> Self {
-        Rate { burst: f64::from(burst.max(1)), per_sec: f64::from(per_hour.max(1)) / 3600.0 }
-    }
-}
-
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-    rate: Rate,
-}
-
-impl Bucket {
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate.per_sec).min(self.rate.burst);
-        self.last = now;
-    }
+/// Which publication rate applies to a publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rate {
+    /// `[pubsub] publish_burst`, `publish_per_hour`.
+    Gp,
+    /// `[pubsub] signal_publish_burst`, `signal_publish_per_hour`.
+    Signal,
 }
 
 /// Who may do what, from `[pubsub]`.
@@ -98,8 +79,8 @@ struct Policy {
     signal_publishers: HashMap<String, Vec<String>>,
     owners: Vec<String>,
     caps: ItemCaps,
-    gp_rate: Rate,
-    signal_rate: Rate,
+    /// Largest item, bytes as stored.
+    max_item_bytes: usize,
 }
 
 impl Policy {
@@ -120,7 +101,10 @@ impl Policy {
 pub(crate) struct Pubsub {
     db: Db,
     policy: Policy,
-    rates: Mutex<HashMap<String, Bucket>>,
+    /// Publications per publisher, for GPs and for the signal publishers.
+    gp_rate: RateLimiter,
+    signal_rate: RateLimiter,
+    counters: Arc<LimitCounters>,
 }
 
 /// A bare JID as routing writes it (domain in lower case), or as given.
@@ -131,7 +115,7 @@ fn normalized(jid: &str) -> String {
 impl Pubsub {
     /// The service with `[pubsub]` and the PO's `[s2s] replicas` (the
     /// default signal publishers).
-    pub fn new(db: Db, settings: &PubsubSettings, replicas: &[String]) -> Self {
+    pub fn new(db: Db, settings: &PubsubSettings, replicas: &[String], counters: Arc<LimitCounters>) -> Self {
         let signal_publishers: HashMap<String, Vec<String>> =
             settings.signal_publishers(replicas).into_iter().map(|(jid, a)| (normalized(&jid), a)).collect();
         let mut who: Vec<&String> = signal_publishers.keys().collect();
@@ -148,33 +132,25 @@ impl Pubsub {
                     per_node: i64::from(settings.max_items_per_node),
                     per_publisher: i64::from(settings.max_items_per_publisher),
                 },
-                gp_rate: Rate::new(settings.publish_burst, settings.publish_per_hour),
-                signal_rate: Rate::new(settings.signal_publish_burst, settings.signal_publish_per_hour),
+                max_item_bytes: settings.max_item_bytes,
             },
-            rates: Mutex::new(HashMap::new()),
+            gp_rate: publications(settings.publish_burst, settings.publish_per_hour, &counters),
+            signal_rate: publications(settings.signal_publish_burst, settings.signal_publish_per_hour, &counters),
+            counters,
         }
     }
 
-    /// Takes one publication token of `jid`'s bucket; false when empty.
+    /// Takes one publication of `jid` at `rate`; false when it has none left.
     fn admit(&self, jid: &str, rate: Rate) -> bool {
-        let now = Instant::now();
-        let mut buckets = self.rates.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= MAX_TRACKED_PUBLISHERS && !buckets.contains_key(jid) {
-            // A full bucket is the same as none.
-            buckets.retain(|_, b| {
-                b.refill(now);
-                b.tokens < b.rate.burst
-            });
-        }
-        let b = buckets.entry(jid.to_owned()).or_insert(Bucket { tokens: rate.burst, last: now, rate });
-        b.refill(now);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let limiter = if rate == Rate::Signal { &self.signal_rate } else { &self.gp_rate };
+        limiter.check(jid) == Verdict::Pass
     }
+}
+
+/// A publication rate: `burst` at once, `per_hour` sustained.
+fn publications(burst: u32, per_hour: u32, counters: &Arc<LimitCounters>) -> RateLimiter {
+    let rate = f64::from(per_hour.max(1)) / 3600.0;
+    RateLimiter::new(Limited::Publisher, rate, f64::from(burst.max(1)), Arc::clone(counters))
 }
 
 impl Service for Pubsub {
@@ -491,7 +467,7 @@ impl Request<'_> {
                         "a signal's item id is ANALYSIS-AREA-YYYYWww of its node",
                     ));
                 };
-                (id.to_owned(), false, policy.signal_rate)
+                (id.to_owned(), false, Rate::Signal)
             }
             (AlertKind::Signal, None) => {
                 return Err(Refused::new(Condition::Forbidden, "only the labs' detection agents publish signals"));
@@ -500,16 +476,26 @@ impl Request<'_> {
                 return Err(Refused::new(Condition::Forbidden, "a detection agent publishes signals only"));
             }
             (_, None) => match chosen {
-                Some(id) => (id.to_owned(), true, policy.gp_rate),
+                Some(id) => (id.to_owned(), true, Rate::Gp),
                 None => {
                     let random = snow_crypto::one_time_password::random_hex(8).map_err(|e| {
                         tracing::error!(error = %e, "no random item id");
                         Refused::new(Condition::InternalServerError, "no item id")
                     })?;
-                    (format!("{}-{random}", kind.id_prefix()), false, policy.gp_rate)
+                    (format!("{}-{random}", kind.id_prefix()), false, Rate::Gp)
                 }
             },
         };
+        let payload = alert.to_xml(NS_CLIENT);
+        if payload.len() > policy.max_item_bytes {
+            let n = self.service.counters.add(Count::ItemTooBig);
+            tracing::warn!(publisher = %self.requester, node = %node.name, bytes = payload.len(), refused = n, "pubsub item refused: too big");
+            return Err(Refused::new(
+                Condition::ResourceConstraint,
+                "the item is larger than this service keeps ([pubsub] max_item_bytes)",
+            )
+            .with("payload-too-big"));
+        }
         if !self.service.admit(&self.requester, rate) {
             tracing::warn!(publisher = %self.requester, node = %node.name, "pubsub publication refused: rate");
             return Err(Refused::new(Condition::PolicyViolation, "too many publications; try again later"));
@@ -518,7 +504,7 @@ impl Request<'_> {
             node: node.name.clone(),
             id: id.clone(),
             publisher: self.requester.clone(),
-            payload: alert.to_xml(NS_CLIENT),
+            payload,
             published_at: time::OffsetDateTime::now_utc().unix_timestamp(),
         };
         let (for_db, n, caps) = (stored.clone(), node.name.clone(), policy.caps);
@@ -642,8 +628,7 @@ mod tests {
             signal_publishers: HashMap::new(),
             owners: Vec::new(),
             caps: ItemCaps { per_node: 10, per_publisher: 5 },
-            gp_rate: Rate::new(1, 1),
-            signal_rate: Rate::new(1, 1),
+            max_item_bytes: 1024,
         }
     }
 
@@ -667,11 +652,11 @@ mod tests {
         let settings = PubsubSettings { publish_burst: 2, publish_per_hour: 1, ..PubsubSettings::default() };
         let dir = tempfile::tempdir().unwrap();
         let db = Db::new(snow_store::ServerDb::open(&dir.path().join("s.db")).unwrap());
-        let p = Pubsub::new(db, &settings, &["lab.example".into()]);
+        let p = Pubsub::new(db, &settings, &["lab.example".into()], Arc::default());
         let mut agents: Vec<&String> = p.policy.signal_publishers.keys().collect();
         agents.sort();
         assert_eq!(agents, ["search.lab.example", "search@lab.example"]);
-        let rate = p.policy.gp_rate;
+        let rate = Rate::Gp;
         assert!(p.admit("a@x", rate) && p.admit("a@x", rate));
         assert!(!p.admit("a@x", rate));
         assert!(p.admit("b@x", rate), "another publisher has its own bucket");

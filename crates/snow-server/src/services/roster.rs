@@ -22,8 +22,11 @@
 //! - **Removal** cancels the subscriptions both ways (RFC 6121 §2.5.2):
 //!   `unsubscribe` if you saw or asked, `unsubscribed` if they saw or
 //!   asked, then the item goes.
-//! - **Size.** A roster holds at most [`MAX_ITEMS`] contacts; a roster set
-//!   beyond it is refused with `resource-constraint` and a text in words.
+//! - **Size.** A roster holds at most `[server] max_roster_items` contacts
+//!   (1000); a roster set beyond it is refused with `resource-constraint`
+//!   and a text in words, and so is a subscription request or approval
+//!   that would need a new item in the sender's full roster (a presence
+//!   error back to the sender).
 //!
 //! When a subscription ends, the side that no longer sees the other gets
 //! `unavailable` from the other's available resources (RFC 6121 §3.2.2,
@@ -38,19 +41,22 @@ use snow_xml::{Element, NS_CLIENT, NS_ROSTER};
 use super::{Access, Cx, Event, Handled, IqRequest, IqRoute, Service};
 use crate::addr::Addr;
 use crate::db::Db;
+use crate::limits::{Count, LimitCounters};
 use crate::routing::{BoxFuture, Destination, Origin, Router, SessionHandle};
 
 /// Most groups kept per item, longest name kept.
 const MAX_GROUPS: usize = 32;
 const MAX_NAME_CHARS: usize = 256;
-/// Most contacts in one roster.
-pub(crate) const MAX_ITEMS: usize = 1000;
 /// Snow's mark of a contact whose request to see the owner's presence is
 /// not answered yet (`<pending-in/>` inside an item).
 const NS_SNOW_ROSTER: &str = "urn:snow:roster:1";
 
 pub(crate) struct Roster {
     pub db: Db,
+    /// Most contacts in one roster (`[server] max_roster_items`).
+    pub max_items: usize,
+    /// Where refusals over `max_items` are counted.
+    pub counters: Arc<LimitCounters>,
 }
 
 /// A subscription stanza's type (RFC 6121 §3).
@@ -119,11 +125,19 @@ struct Outcome {
     contact_stops_seeing: bool,
     /// The sender stops seeing the contact.
     sender_stops_seeing: bool,
+    /// Nothing done: the sender's roster is full.
+    sender_full: bool,
 }
 
 /// RFC 6121 §3 for `request` from `user` to `contact`, both local, in one
 /// database call: reads both items, decides, writes what changed.
-fn transition(db: &ServerDb, user: &str, contact: &str, request: Request) -> Result<Outcome, StoreError> {
+fn transition(
+    db: &ServerDb,
+    user: &str,
+    contact: &str,
+    request: Request,
+    max_items: usize,
+) -> Result<Outcome, StoreError> {
     let mine = db.roster_item(user, contact)?;
     let theirs = db.roster_item(contact, user)?;
     let mut out = Outcome::default();
@@ -137,8 +151,9 @@ fn transition(db: &ServerDb, user: &str, contact: &str, request: Request) -> Res
             }
             let mut m = match mine {
                 Some(m) => m,
-                None if db.roster(user)?.len() >= MAX_ITEMS => {
-                    tracing::info!(%user, "subscription request dropped: the sender's roster is full");
+                None if db.roster_len(user)? >= max_items => {
+                    tracing::info!(%user, "subscription request refused: the sender's roster is full");
+                    out.sender_full = true;
                     return Ok(out);
                 }
                 None => blank(contact),
@@ -156,7 +171,7 @@ fn transition(db: &ServerDb, user: &str, contact: &str, request: Request) -> Res
                 out.deliver = true;
                 // The request is kept in the contact's roster as an item
                 // (shown with <pending-in/>), if there is room.
-                if theirs.is_none() && db.roster(contact)?.len() < MAX_ITEMS {
+                if theirs.is_none() && db.roster_len(contact)? < max_items {
                     out.theirs = Some(blank(user));
                 }
             }
@@ -167,8 +182,9 @@ fn transition(db: &ServerDb, user: &str, contact: &str, request: Request) -> Res
             let Some(mut t) = theirs.filter(|t| asks(Some(t))) else { return Ok(out) };
             let mut m = match mine {
                 Some(m) => m,
-                None if db.roster(user)?.len() >= MAX_ITEMS => {
-                    tracing::info!(%user, "approval dropped: the approver's roster is full");
+                None if db.roster_len(user)? >= max_items => {
+                    tracing::info!(%user, "approval refused: the approver's roster is full");
+                    out.sender_full = true;
                     return Ok(out);
                 }
                 None => blank(contact),
@@ -326,13 +342,13 @@ impl Roster {
         let groups: Vec<String> =
             item.children().filter(|g| g.is(NS_ROSTER, "group")).map(|g| g.text()).take(MAX_GROUPS).collect();
         let name = item.attr("name").map(|n| n.chars().take(MAX_NAME_CHARS).collect::<String>());
-        let (o, c) = (owner.clone(), contact);
+        let (o, c, max_items) = (owner.clone(), contact, self.max_items);
         let stored = self
             .db
             .call(move |db| {
                 // Name and groups are the client's; subscription state is the server's.
                 let roster = db.roster(&o)?;
-                let full = roster.len() >= MAX_ITEMS;
+                let full = roster.len() >= max_items;
                 let mut it = match roster.into_iter().find(|i| i.contact == c) {
                     Some(it) => it,
                     None if full => return Ok(None),
@@ -350,8 +366,8 @@ impl Roster {
                 iq_result(iq, None)
             }
             Ok(None) => {
-                let text = format!("your contact list is full (at most {MAX_ITEMS} contacts)");
-                error_reply(iq, Condition::ResourceConstraint, Some(&text))
+                self.full(&owner);
+                error_reply(iq, Condition::ResourceConstraint, Some(&self.full_text()))
             }
             Err(e) => {
                 tracing::error!(error = %e, "roster update failed");
@@ -423,14 +439,20 @@ impl Roster {
             return;
         }
         el.set_attr("to", contact.clone());
-        let (u, c) = (user.clone(), contact.clone());
-        let out = match self.db.call(move |db| transition(db, &u, &c, request)).await {
+        let (u, c, max_items) = (user.clone(), contact.clone(), self.max_items);
+        let out = match self.db.call(move |db| transition(db, &u, &c, request, max_items)).await {
             Ok(out) => out,
             Err(e) => {
                 tracing::error!(error = %e, "roster update failed");
                 return;
             }
         };
+        if out.sender_full {
+            self.full(&user);
+            let err = error_reply(&el, Condition::ResourceConstraint, Some(&self.full_text()));
+            router.reply(&Origin::Session(Arc::clone(me)), err);
+            return;
+        }
         if let Some(m) = &out.mine {
             push(router, &user, m, false).await;
         }
@@ -459,6 +481,19 @@ impl Roster {
         if out.contact_stops_seeing {
             hide_presence(router, &user, &contact).await;
         }
+    }
+}
+
+impl Roster {
+    /// The refusal's text: what is full, and how full it may be.
+    fn full_text(&self) -> String {
+        format!("your contact list is full (at most {} contacts)", self.max_items)
+    }
+
+    /// Counts a refusal over the roster size.
+    fn full(&self, owner: &str) {
+        let n = self.counters.add(Count::RosterFull);
+        tracing::info!(%owner, refused = n, "roster full: addition refused");
     }
 }
 
@@ -546,6 +581,9 @@ async fn push(router: &Arc<Router>, owner: &str, item: &RosterItem, removed: boo
 mod tests {
     use super::*;
 
+    /// `[server] max_roster_items`' default.
+    const MAX_ITEMS: usize = 1000;
+
     fn db() -> (tempfile::TempDir, ServerDb) {
         let dir = tempfile::tempdir().unwrap();
         let db = ServerDb::open(&dir.path().join("server.db")).unwrap();
@@ -562,46 +600,46 @@ mod tests {
     #[test]
     fn a_request_is_pending_in_until_approved() {
         let (_d, db) = db();
-        let out = transition(&db, A, B, Request::Subscribe).unwrap();
+        let out = transition(&db, A, B, Request::Subscribe, MAX_ITEMS).unwrap();
         assert!(out.deliver && !out.sender_sees_contact);
         assert_eq!(sub(&db, A, B), Some((Subscription::None, true)));
         assert_eq!(sub(&db, B, A), Some((Subscription::None, false)), "the request is kept in B's roster");
         assert!(with_requests(&db, B).unwrap()[0].1);
         assert!(!with_requests(&db, A).unwrap()[0].1);
         // An approval nobody asked for is ignored; this one was asked for.
-        assert!(!transition(&db, A, B, Request::Subscribed).unwrap().deliver);
-        let out = transition(&db, B, A, Request::Subscribed).unwrap();
+        assert!(!transition(&db, A, B, Request::Subscribed, MAX_ITEMS).unwrap().deliver);
+        let out = transition(&db, B, A, Request::Subscribed, MAX_ITEMS).unwrap();
         assert!(out.deliver && out.contact_sees_sender);
         assert_eq!(sub(&db, A, B), Some((Subscription::To, false)));
         assert_eq!(sub(&db, B, A), Some((Subscription::From, false)));
         assert!(!with_requests(&db, B).unwrap()[0].1);
         // B asks back: A asked B before, so it is approved at once.
-        let out = transition(&db, B, A, Request::Subscribe).unwrap();
+        let out = transition(&db, B, A, Request::Subscribe, MAX_ITEMS).unwrap();
         assert!(out.sender_sees_contact && !out.deliver);
         assert_eq!(sub(&db, A, B), Some((Subscription::Both, false)));
         assert_eq!(sub(&db, B, A), Some((Subscription::Both, false)));
         // Asking again changes nothing.
-        let out = transition(&db, B, A, Request::Subscribe).unwrap();
+        let out = transition(&db, B, A, Request::Subscribe, MAX_ITEMS).unwrap();
         assert!(out.sender_sees_contact && out.mine.is_none());
     }
 
     #[test]
     fn cancelling_a_request_takes_it_out_of_the_contacts_roster() {
         let (_d, db) = db();
-        transition(&db, A, B, Request::Subscribe).unwrap();
-        let out = transition(&db, A, B, Request::Unsubscribe).unwrap();
+        transition(&db, A, B, Request::Subscribe, MAX_ITEMS).unwrap();
+        let out = transition(&db, A, B, Request::Unsubscribe, MAX_ITEMS).unwrap();
         assert!(out.theirs_removed && out.deliver && !out.sender_stops_seeing);
         assert_eq!(sub(&db, B, A), None);
         assert_eq!(sub(&db, A, B), Some((Subscription::None, false)));
         // Denying a request ends it; the denier's item stays.
-        transition(&db, A, B, Request::Subscribe).unwrap();
-        let out = transition(&db, B, A, Request::Unsubscribed).unwrap();
+        transition(&db, A, B, Request::Subscribe, MAX_ITEMS).unwrap();
+        let out = transition(&db, B, A, Request::Unsubscribed, MAX_ITEMS).unwrap();
         assert!(out.deliver && !out.contact_stops_seeing);
         assert_eq!(sub(&db, A, B), Some((Subscription::None, false)));
         assert!(!with_requests(&db, B).unwrap()[0].1);
         // Nothing to cancel: nothing happens.
-        assert!(!transition(&db, B, A, Request::Unsubscribed).unwrap().deliver);
-        assert!(!transition(&db, B, A, Request::Unsubscribe).unwrap().deliver);
+        assert!(!transition(&db, B, A, Request::Unsubscribed, MAX_ITEMS).unwrap().deliver);
+        assert!(!transition(&db, B, A, Request::Unsubscribe, MAX_ITEMS).unwrap().deliver);
     }
 
     #[test]
@@ -610,12 +648,12 @@ mod tests {
         for i in 0..MAX_ITEMS {
             db.put_roster_item(B, &blank(&format!("{i}@po.example"))).unwrap();
         }
-        let out = transition(&db, A, B, Request::Subscribe).unwrap();
+        let out = transition(&db, A, B, Request::Subscribe, MAX_ITEMS).unwrap();
         assert!(out.deliver, "the request still goes to B");
         assert_eq!(sub(&db, B, A), None);
         for i in 0..MAX_ITEMS {
             db.put_roster_item(A, &blank(&format!("x{i}@po.example"))).unwrap();
         }
-        assert!(!transition(&db, A, "3333333@po.example", Request::Subscribe).unwrap().deliver);
+        assert!(!transition(&db, A, "3333333@po.example", Request::Subscribe, MAX_ITEMS).unwrap().deliver);
     }
 }

@@ -12,18 +12,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use snow_xml::stanza::{error_reply, Condition};
+use snow_xml::stanza::{error_reply, is_reply, Condition};
 use snow_xml::{
     stream_error_xml, Element, Framed, FramedError, StreamEvent, NS_BIND, NS_CLIENT, NS_SASL, NS_SESSION, NS_TLS,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
-use super::{gone, refuse, Accepting, Step};
+use super::{gone, refuse, Accepting, Deadline, Step};
 use crate::db::Db;
-use crate::limits::{ConnectionSlot, TokenBucket};
+use crate::limits::{ConnectionSlot, RateLimiter, TokenBucket, Verdict};
 use crate::routing::{Origin, Outbound, Router, SessionHandle};
 use crate::trust::{CertRef, Count, TrustStore};
 
@@ -40,27 +41,70 @@ pub(crate) struct C2s {
     pub rate: (f64, f64),
     /// Stanzas queued for a slow reader before it is disconnected.
     pub outbound_queue: usize,
+    /// Stanzas per account, across its sessions (`[server]
+    /// account_stanza_rate`).
+    pub accounts: RateLimiter,
+    /// Connections to the client ports per source address (`[server]
+    /// login_attempts_per_minute`).
+    pub logins: RateLimiter,
 }
 
-/// A connection to the STARTTLS port. Once logged in, the session runs
-/// as a task of its own, so nothing of the negotiation stays in memory.
+/// The refusal of a connection over the login attempts of its address.
+const LOGIN_RATE: &str = "too many login attempts from your address; try again in a minute";
+/// The refusal of a stanza over its account's rate, and the end of a
+/// session whose account keeps on.
+const ACCOUNT_RATE: &str = "too many stanzas from your account (all its sessions together); slow down";
+const ACCOUNT_RATE_END: &str = "too many stanzas from your account for too long";
+
+/// A connection to the STARTTLS port. TLS must be done within the TLS
+/// deadline and the login (with resource binding) within the
+/// authentication deadline of accept. Once logged in, the session runs as
+/// a task of its own, so nothing of the negotiation stays in memory.
 pub(crate) async fn run_starttls(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
-    match starttls_then_login(&c2s, tcp).await {
-        Ok(session) => {
-            tokio::spawn(bound(c2s, session, slot));
-        }
-        Err(e) => log(peer, e),
-    }
+    let accepted = Instant::now();
+    let a = &c2s.accepting;
+    let result = if login_allowed(&c2s, peer) {
+        let negotiation = async {
+            let tls = a.by(accepted, Deadline::Tls, starttls(a, tcp)).await?;
+            login(&c2s, tls).await
+        };
+        a.by(accepted, Deadline::Auth, negotiation).await
+    } else {
+        let mut f = Framed::new(tcp, a.limits);
+        let refusal = async { Err(a.refuse_stream(&mut f, NS_CLIENT, "policy-violation", LOGIN_RATE).await) };
+        a.by(accepted, Deadline::Tls, refusal).await
+    };
+    established(c2s, result, peer, slot);
 }
 
-/// A connection to the direct TLS port.
+/// A connection to the direct TLS port, with the same deadlines. Over the
+/// login attempts of its address it is closed before the TLS handshake
+/// (nothing can be said in XMPP before it).
 pub(crate) async fn run_direct_tls(c2s: Arc<C2s>, tcp: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
-    let result = match c2s.accepting.tls_accept(tcp).await {
-        Ok(tls) => login(&c2s, tls).await,
-        Err(e) => Err(e),
+    let accepted = Instant::now();
+    let a = &c2s.accepting;
+    let result = if login_allowed(&c2s, peer) {
+        let negotiation = async {
+            let tls = a.by(accepted, Deadline::Tls, a.tls_accept(tcp)).await?;
+            login(&c2s, tls).await
+        };
+        a.by(accepted, Deadline::Auth, negotiation).await
+    } else {
+        Err(super::Refused::Answered(LOGIN_RATE.into()))
     };
+    established(c2s, result, peer, slot);
+}
+
+/// Whether the address of `peer` may make one more login attempt.
+fn login_allowed(c2s: &C2s, peer: SocketAddr) -> bool {
+    c2s.logins.check(&peer.ip().to_string()) == Verdict::Pass
+}
+
+/// Starts the bound session of a login, or logs why there is none.
+fn established(c2s: Arc<C2s>, result: Step<Session>, peer: SocketAddr, mut slot: ConnectionSlot) {
     match result {
         Ok(session) => {
+            slot.authenticated();
             tokio::spawn(bound(c2s, session, slot));
         }
         Err(e) => log(peer, e),
@@ -81,8 +125,9 @@ struct Session {
     cert: CertRef,
 }
 
-async fn starttls_then_login(c2s: &Arc<C2s>, tcp: TcpStream) -> Step<Session> {
-    let a = &c2s.accepting;
+/// The stream before TLS: STARTTLS required before anything else, then
+/// the handshake.
+async fn starttls(a: &Accepting, tcp: TcpStream) -> Step<TlsStream<TcpStream>> {
     let mut f = Framed::new(tcp, a.limits);
     a.open_stream(&mut f, NS_CLIENT, &format!("<starttls xmlns='{NS_TLS}'><required/></starttls>"), None).await?;
     let el = a.next_element(&mut f).await?;
@@ -96,8 +141,7 @@ async fn starttls_then_login(c2s: &Arc<C2s>, tcp: TcpStream) -> Step<Session> {
         return Err(refuse(&mut f, &xml, "no STARTTLS").await);
     }
     f.send(&format!("<proceed xmlns='{NS_TLS}'/>")).await.map_err(gone)?;
-    let tls = a.tls_accept(f.into_inner()).await?;
-    login(c2s, tls).await
+    a.tls_accept(f.into_inner()).await
 }
 
 /// SASL EXTERNAL, then resource binding, then the bound session.
@@ -367,6 +411,17 @@ async fn stanza(c2s: &Arc<C2s>, handle: &Arc<SessionHandle>, mut el: Element) ->
         return Err(End::Close(stream_error_xml("unsupported-stanza-type", &text)));
     }
     el.set_attr("from", handle.full.clone());
+    match c2s.accounts.check(&handle.bare) {
+        Verdict::Pass => {}
+        Verdict::Refuse => {
+            if !is_reply(&el) {
+                let err = error_reply(&el, Condition::PolicyViolation, Some(ACCOUNT_RATE));
+                c2s.router.reply(&Origin::Session(Arc::clone(handle)), err);
+            }
+            return Ok(());
+        }
+        Verdict::Disconnect => return Err(End::Close(stream_error_xml("policy-violation", ACCOUNT_RATE_END))),
+    }
     // Boxed: the routing future is large, and an idle session should not
     // carry its space.
     Box::pin(c2s.router.submit(Origin::Session(Arc::clone(handle)), el)).await;

@@ -30,9 +30,9 @@ use snow_xml::{stream_error_xml, Element, Framed, FramedError, StreamEvent, Stre
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::{gone, refuse, Accepting, Refused, Step};
+use super::{gone, refuse, Accepting, Deadline, Refused, Step};
 use crate::db::Db;
-use crate::limits::ConnectionSlot;
+use crate::limits::{ConnectionSlot, RateLimiter, Verdict};
 use crate::routing::{Origin, Router};
 use crate::trust::{AuthError, Count, TrustStore};
 use crate::ServerError;
@@ -116,6 +116,8 @@ pub(crate) struct ComponentPort {
     pub db: Db,
     pub idle: Duration,
     pub outbound_queue: usize,
+    /// Stanzas per component (`[server] component_stanza_rate`).
+    pub rate: RateLimiter,
 }
 
 /// Whether the component for `domain` may be attached: `Ok` when the key
@@ -135,17 +137,27 @@ async fn standing(port: &ComponentPort, domain: &str) -> Result<(), AuthError> {
     }
 }
 
-/// A connection to the component port.
-pub(crate) async fn run(port: Arc<ComponentPort>, tcp: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
-    let _slot = slot;
-    match serve(&port, tcp).await {
+/// A connection to the component port: the handshake within the
+/// authentication deadline of accept, then the link.
+pub(crate) async fn run(port: Arc<ComponentPort>, tcp: TcpStream, peer: SocketAddr, mut slot: ConnectionSlot) {
+    let accepted = tokio::time::Instant::now();
+    let result = match port.accepting.by(accepted, Deadline::Auth, handshake(&port, tcp)).await {
+        Ok((f, domain)) => {
+            slot.authenticated();
+            serve(&port, f, domain).await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(domain) => tracing::info!(%peer, %domain, "component disconnected"),
         Err(Refused::Gone(why)) => tracing::debug!(%peer, why, "component connection ended"),
         Err(Refused::Answered(why)) => tracing::warn!(%peer, why, "component refused"),
     }
 }
 
-async fn serve(port: &ComponentPort, tcp: TcpStream) -> Step<String> {
+/// The stream header and the handshake; the component's domain once its
+/// secret is proven and its certificate stands.
+async fn handshake(port: &ComponentPort, tcp: TcpStream) -> Step<(Framed<TcpStream>, String)> {
     let timeout = port.accepting.timeout;
     let mut f = Framed::new(tcp, port.accepting.limits);
     let id = snow_crypto::one_time_password::random_hex(16).map_err(|e| Refused::Gone(e.to_string()))?;
@@ -188,6 +200,15 @@ async fn serve(port: &ComponentPort, tcp: TcpStream) -> Step<String> {
         };
         return Err(refuse(&mut f, &stream_error_xml("not-authorized", text), "certificate").await);
     }
+    Ok((f, domain))
+}
+
+/// An authenticated component: attached to the component table while it
+/// is connected.
+async fn serve(port: &ComponentPort, mut f: Framed<TcpStream>, domain: String) -> Step<String> {
+    let Some(def) = port.components.defs.get(&domain) else {
+        return Err(Refused::Gone("no such component".into()));
+    };
     let (tx, mut rx) = mpsc::channel::<Element>(port.outbound_queue);
     if !port.router.components.attach(&domain, tx) {
         return Err(
@@ -258,7 +279,13 @@ async fn pump(
                     _ => return Err(Refused::Gone("write failed or stalled".into())),
                 }
             }
-            Wake::Read(Ok(StreamEvent::Stanza(el))) => inbound(port, domain, def, el).await,
+            Wake::Read(Ok(StreamEvent::Stanza(el))) => {
+                if !inbound(port, domain, def, el).await {
+                    let text = "too many stanzas from this component for too long";
+                    let _ = f.send(&stream_error_xml("policy-violation", text)).await;
+                    return Err(Refused::Answered("over its stanza rate".into()));
+                }
+            }
             Wake::Read(Ok(StreamEvent::End)) => {
                 let _ = f.send("</stream:stream>").await;
                 return Ok(());
@@ -280,11 +307,26 @@ async fn pump(
     }
 }
 
-/// A stanza from the component: authenticated (if configured), its
-/// `from` in the component's domain, then routed like a local entity's.
-async fn inbound(port: &ComponentPort, domain: &str, def: &Definition, mut el: Element) {
+/// A stanza from the component: within its rate, authenticated (if
+/// configured), its `from` in the component's domain, then routed like a
+/// local entity's. False when the component is over its rate for too long
+/// (the link ends).
+async fn inbound(port: &ComponentPort, domain: &str, def: &Definition, mut el: Element) -> bool {
     if el.ns() != NS_COMPONENT || !matches!(el.name(), "message" | "presence" | "iq") {
-        return;
+        return true;
+    }
+    match port.rate.check(domain) {
+        Verdict::Pass => {}
+        Verdict::Refuse => {
+            if !is_reply(&el) {
+                let text = "too many stanzas from this component; slow down";
+                let mut err = error_reply(&el, Condition::PolicyViolation, Some(text));
+                err.set_attr("from", port.router.domain().to_owned());
+                let _ = port.router.components.try_send(domain, err);
+            }
+            return true;
+        }
+        Verdict::Disconnect => return false,
     }
     if let Some((_, receiver, source)) = &def.auth {
         let result = msgauth::stanza::verify(receiver, &mut el).and_then(|v| {
@@ -311,7 +353,7 @@ async fn inbound(port: &ComponentPort, domain: &str, def: &Definition, mut el: E
                     err.set_attr("from", port.router.domain().to_owned());
                     let _ = port.router.components.try_send(domain, err);
                 }
-                return;
+                return true;
             }
         }
     }
@@ -321,8 +363,9 @@ async fn inbound(port: &ComponentPort, domain: &str, def: &Definition, mut el: E
             let err = error_reply(&el, Condition::Forbidden, Some("'from' must be in the component's domain"));
             let _ = port.router.components.try_send(domain, err);
         }
-        return;
+        return true;
     }
     el.rename_ns_deep(NS_COMPONENT, NS_CLIENT);
     Box::pin(port.router.submit(Origin::Component(domain.to_owned()), el)).await;
+    true
 }

@@ -10,15 +10,19 @@ pub(crate) mod c2s;
 pub(crate) mod component;
 pub(crate) mod s2s;
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use snow_xml::{stream_error_xml, Element, Framed, FramedError, Limits, StreamEvent, StreamHeader, NS_SERVER};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::limits::{Count, LimitCounters};
 use crate::routing::ComponentTable;
 
 /// What the accepting side of a stream needs to negotiate it.
@@ -28,8 +32,18 @@ pub(crate) struct Accepting {
     /// Each negotiation step's time limit.
     pub timeout: Duration,
     pub acceptor: TlsAcceptor,
-    pub tls_timeout: Duration,
+    /// From accept: TLS established, and authentication done
+    /// (`[server] tls_handshake_timeout_secs`, `auth_deadline_secs`).
+    pub deadlines: (Duration, Duration),
+    pub counters: Arc<LimitCounters>,
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// Which pre-authentication deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    Tls,
+    Auth,
 }
 
 /// How a connection ended before it was established, for the log.
@@ -120,13 +134,49 @@ impl Accepting {
         }
     }
 
-    /// The server side of the TLS handshake, within its time limit.
+    /// The server side of the TLS handshake (its time is bounded by the
+    /// TLS deadline the caller runs it under, [`Accepting::by`]).
     pub async fn tls_accept(&self, tcp: TcpStream) -> Step<TlsStream<TcpStream>> {
-        match tokio::time::timeout(self.tls_timeout, self.acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => Ok(tls),
-            Ok(Err(e)) => Err(Refused::Gone(format!("TLS handshake failed: {e}"))),
-            Err(_) => Err(Refused::Gone("TLS handshake timed out".into())),
+        self.acceptor.accept(tcp).await.map_err(|e| Refused::Gone(format!("TLS handshake failed: {e}")))
+    }
+
+    /// Runs `step` (a part of the negotiation) to be done by `which`
+    /// deadline after `accepted`: per-read timeouts alone let a peer that
+    /// sends a byte now and then hold a connection forever, so the whole
+    /// negotiation has one absolute deadline. Past it the connection is
+    /// dropped (counted in `LimitStats`), whatever the step was doing.
+    pub async fn by<T>(&self, accepted: Instant, which: Deadline, step: impl Future<Output = Step<T>>) -> Step<T> {
+        let (tls, auth) = self.deadlines;
+        let limit = if which == Deadline::Tls { tls } else { auth };
+        match tokio::time::timeout_at(accepted + limit, step).await {
+            Ok(r) => r,
+            Err(_) => {
+                let (count, what) = match which {
+                    Deadline::Tls => (Count::TlsDeadline, "TLS"),
+                    Deadline::Auth => (Count::AuthDeadline, "authentication"),
+                };
+                let n = self.counters.add(count);
+                tracing::debug!(closed = n, "{what} not done within {} s of accept: closed", limit.as_secs());
+                Err(Refused::Gone(format!("{what} not done within {} s of accept", limit.as_secs())))
+            }
         }
+    }
+
+    /// Refuses a new stream at once with a stream error (`condition`,
+    /// `text`): reads the peer's header (within the step timeout), answers
+    /// with ours and the error, and closes.
+    pub async fn refuse_stream<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        f: &mut Framed<S>,
+        ns: &str,
+        condition: &str,
+        text: &str,
+    ) -> Refused {
+        let _ = f.next_event(self.timeout).await;
+        let header =
+            StreamHeader { from: Some(self.domain.clone()), version: Some("1.0".into()), ..StreamHeader::default() };
+        let xml = format!("{}{}", header.to_xml(ns), stream_error_xml(condition, text));
+        refuse(f, &xml, text).await
     }
 }
 

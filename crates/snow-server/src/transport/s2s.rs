@@ -31,9 +31,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 
-use super::{gone, refuse, Accepting, Step};
+use super::{gone, refuse, Accepting, Deadline, Step};
 use crate::config::S2sSettings;
-use crate::limits::ConnectionSlot;
+use crate::limits::{ConnectionSlot, RateLimiter, Verdict};
 use crate::routing::{Origin, RemoteLinks, Router};
 use crate::trust::{AuthError, CertRef, Count, PeerSide, TrustStore};
 use snow_xml::stanza::{error_reply, is_reply, Condition};
@@ -380,15 +380,38 @@ pub(crate) struct Incoming {
     /// On a replica: the master, whose link is taken for key pushes only
     /// while revocation status is unknown.
     pub master: Option<String>,
+    /// Stanzas per peer domain (`[s2s] stanza_rate`).
+    pub peers: RateLimiter,
 }
 
-/// An incoming link from another server.
-pub(crate) async fn run_incoming(s2s: Arc<Incoming>, tcp: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
-    let _slot = slot;
-    super::log_end("incoming s2s link", peer, incoming(&s2s, tcp).await);
+/// An incoming link from another server: TLS within the TLS deadline and
+/// SASL within the authentication deadline of accept, then the link.
+pub(crate) async fn run_incoming(s2s: Arc<Incoming>, tcp: TcpStream, peer: SocketAddr, mut slot: ConnectionSlot) {
+    let accepted = tokio::time::Instant::now();
+    let a = &s2s.accepting;
+    let result = match a.by(accepted, Deadline::Auth, negotiate(&s2s, tcp, accepted)).await {
+        Ok(link) => {
+            slot.authenticated();
+            serve_incoming(&s2s, link).await
+        }
+        Err(e) => Err(e),
+    };
+    super::log_end("incoming s2s link", peer, result);
 }
 
-async fn incoming(s2s: &Incoming, tcp: TcpStream) -> Step<String> {
+/// An authenticated incoming link, before it carries stanzas.
+struct IncomingLink {
+    f: Framed<tokio_rustls::server::TlsStream<TcpStream>>,
+    claimed: String,
+    certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    cert: Option<CertRef>,
+    /// A replica's master taken while revocation status is unknown: key
+    /// directory pushes only.
+    provisional: bool,
+}
+
+/// STARTTLS, then the handshake (by the TLS deadline).
+async fn incoming_tls(s2s: &Incoming, tcp: TcpStream) -> Step<tokio_rustls::server::TlsStream<TcpStream>> {
     let a = &s2s.accepting;
     let components = Some(&s2s.router.components);
     let mut f = Framed::new(tcp, a.limits);
@@ -403,7 +426,13 @@ async fn incoming(s2s: &Incoming, tcp: TcpStream) -> Step<String> {
         return Err(refuse(&mut f, &stream_error_xml("policy-violation", "STARTTLS is required"), "no STARTTLS").await);
     }
     f.send(&format!("<proceed xmlns='{NS_TLS}'/>")).await.map_err(gone)?;
-    let tls = a.tls_accept(f.into_inner()).await?;
+    a.tls_accept(f.into_inner()).await
+}
+
+async fn negotiate(s2s: &Incoming, tcp: TcpStream, accepted: tokio::time::Instant) -> Step<IncomingLink> {
+    let a = &s2s.accepting;
+    let components = Some(&s2s.router.components);
+    let tls = a.by(accepted, Deadline::Tls, incoming_tls(s2s, tcp)).await?;
     let certs = super::peer_certificates(&tls);
     let mut f = Framed::new(tls, a.limits);
     let mechanisms = format!("<mechanisms xmlns='{NS_SASL}'><mechanism>EXTERNAL</mechanism></mechanisms>");
@@ -430,7 +459,7 @@ async fn incoming(s2s: &Incoming, tcp: TcpStream) -> Step<String> {
         return Err(refuse(&mut f, &failure("invalid-authzid"), "authzid differs from 'from'").await);
     }
     let mut provisional = false;
-    let mut cert = match s2s.trust.authenticate_server(&certs, &claimed, PeerSide::Initiating) {
+    let cert = match s2s.trust.authenticate_server(&certs, &claimed, PeerSide::Initiating) {
         Ok(cert) => Some(cert),
         Err(AuthError::StatusUnknown(p)) if s2s.master.as_deref() == Some(claimed.as_str()) => {
             tracing::warn!(
@@ -450,6 +479,14 @@ async fn incoming(s2s: &Incoming, tcp: TcpStream) -> Step<String> {
     f.reset();
     a.open_stream(&mut f, NS_SERVER, "", components).await?;
     tracing::info!(domain = %claimed, "incoming s2s link authenticated");
+    Ok(IncomingLink { f, claimed, certs, cert, provisional })
+}
+
+/// Takes an authenticated peer's stanzas, at its rate, until it closes or
+/// its certificate is revoked.
+async fn serve_incoming(s2s: &Incoming, link: IncomingLink) -> Step<String> {
+    let IncomingLink { mut f, claimed, certs, mut cert, mut provisional } = link;
+    let a = &s2s.accepting;
     let mut shutdown = a.shutdown.clone();
     let mut crls = s2s.trust.subscribe();
     // A CRL put in force since the check above.
@@ -495,6 +532,25 @@ async fn incoming(s2s: &Incoming, tcp: TcpStream) -> Step<String> {
             Ok(StreamEvent::Stanza(mut el)) => {
                 if el.ns() != NS_SERVER || !matches!(el.name(), "message" | "presence" | "iq") {
                     continue;
+                }
+                match s2s.peers.check(&claimed) {
+                    Verdict::Pass => {}
+                    Verdict::Refuse => {
+                        let from_ok =
+                            el.attr("from").and_then(crate::addr::Addr::parse).is_some_and(|a| a.domain == claimed);
+                        if from_ok && !is_reply(&el) {
+                            el.rename_ns_deep(NS_SERVER, NS_CLIENT);
+                            let text = "too many stanzas from your server; slow down";
+                            let err = error_reply(&el, Condition::PolicyViolation, Some(text));
+                            s2s.router.reply(&Origin::Remote(claimed.clone()), err);
+                        }
+                        continue;
+                    }
+                    Verdict::Disconnect => {
+                        let xml =
+                            stream_error_xml("policy-violation", "too many stanzas from your server for too long");
+                        return Err(refuse(&mut f, &xml, "over its stanza rate").await);
+                    }
                 }
                 let key_push =
                     el.name() == "iq" && el.attr("type") == Some("set") && el.child(NS_KEYS, "update").is_some();
