@@ -92,7 +92,8 @@ pub fn run(_ctx: &Ctx, args: BenchAbuseArgs) -> anyhow::Result<()> {
         home.config_file(),
         format!(
             "[server]\nc2s_bind = \"127.0.0.1:{port}\"\ndirect_tls_bind = \"\"\ncomponent_bind = \"\"\n\
-             max_connections_per_ip = 10000\n\n[s2s]\nbind = \"\"\n"
+             max_connections_per_ip = 10000\n\
+             max_preauth_per_ip = 10000\nlogin_attempts_per_minute = 100000\n\n[s2s]\nbind = \"\"\n"
         ),
     )?;
     let exe = std::env::current_exe()?;
