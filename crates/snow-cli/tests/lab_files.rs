@@ -128,3 +128,48 @@ fn lab_process_logs_each_file_in_words_at_the_default_level() {
         "{stdout}"
     );
 }
+
+/// `snow lab process` on a hostile drop directory: a symbolic link to a
+/// CSV outside `data/in` is moved to `rejected/` itself (never followed;
+/// its target untouched and not imported), and a second file of a name
+/// already in `done/` is kept beside the first, both imported.
+#[cfg(unix)]
+#[test]
+fn lab_process_refuses_a_symlink_and_keeps_a_taken_name() {
+    let site = Site::new();
+    let incoming = site.home().join("data").join("in");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let outside = site.path("outside.csv");
+    let target = format!("{LAB_HEADER}\n{}\n", lab_row(900, "F"));
+    std::fs::write(&outside, &target).unwrap();
+    std::os::unix::fs::symlink(&outside, incoming.join("link.csv")).unwrap();
+    let first = format!("{LAB_HEADER}\n{}\n", lab_row(1, "F"));
+    std::fs::write(incoming.join("w47.csv"), &first).unwrap();
+
+    let out = site.snow(&["lab", "process"]);
+    assert!(!out.status.success(), "the link was rejected");
+    let log = String::from_utf8(out.stderr).unwrap();
+    assert!(log.contains("rejected link.csv: it is a symbolic link, not a regular file"), "{log}");
+    let rejected = site.home().join("data/rejected");
+    assert_eq!(std::fs::read_link(rejected.join("link.csv")).unwrap(), outside);
+    assert!(std::fs::read_to_string(rejected.join("link.csv.error")).unwrap().contains("without being followed"));
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), target, "the target is untouched");
+
+    let second = format!("{LAB_HEADER}\n{}\n{}\n", lab_row(2, "F"), lab_row(3, "M"));
+    std::fs::write(incoming.join("w47.csv"), &second).unwrap();
+    let out = site.snow(&["lab", "process"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        log.contains("imported w47.csv: 2 rows (2 new samples) (kept as done/w47.2.csv: the name was taken)"),
+        "{log}"
+    );
+    let done = site.home().join("data/done");
+    assert_eq!(std::fs::read_to_string(done.join("w47.csv")).unwrap(), first);
+    assert_eq!(std::fs::read_to_string(done.join("w47.2.csv")).unwrap(), second);
+    // Three rows imported: the target of the link was not.
+    let again = site.path("again.csv");
+    std::fs::write(&again, &target).unwrap();
+    let imported = site.ok(&["lab", "import", again.to_str().unwrap()]);
+    assert!(imported.contains("1 rows (1 new samples)"), "the link's row was never counted: {imported}");
+}

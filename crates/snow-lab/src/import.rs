@@ -11,9 +11,24 @@
 //! time; a file that changes while it is being imported is left for the
 //! next pass; and a last line without its line break (an upload cut off)
 //! rejects the file instead of becoming data.
+//!
+//! The drop directory is written by someone else (the lab's upload
+//! account), so nothing in it is trusted to be what its name says. Only a
+//! regular file is read: a symbolic link, a FIFO, a device, a socket or a
+//! directory named `*.csv` is moved to `rejected/` with the reason (a link
+//! is moved itself, never followed, so it cannot make the importer read or
+//! move a file elsewhere). A file is opened once, without following a link
+//! and without blocking (`O_NOFOLLOW | O_NONBLOCK | O_NOCTTY`), checked to
+//! be a regular file on that handle (`fstat`), and hashed and parsed from
+//! that same handle: swapping the name for a FIFO or a link after the look
+//! at the directory can neither block the import loop nor redirect it.
+//! A file whose name is taken in `done/` or `rejected/` is kept beside the
+//! other under a numbered name (`w47.csv`, then `w47.2.csv`, `w47.3.csv`,
+//! …), never over it.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest;
@@ -30,6 +45,11 @@ pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// A refused file lists this many of its errors; the rest are counted.
 pub const MAX_LISTED_ERRORS: usize = 20;
 
+/// Most numbered names tried for a file whose name is taken in `done/` or
+/// `rejected/` (`NAME.2.csv` … `NAME.9999.csv`); past that it stays in
+/// `in/` and the log says why.
+pub const MAX_NUMBERED_NAMES: u32 = 9999;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// Rows with errors: the whole file is refused.
@@ -41,6 +61,13 @@ pub enum ImportError {
     TooLarge,
     #[error("the file is empty")]
     Empty,
+    /// A symbolic link, FIFO, device, socket or directory: never read, and
+    /// a link never followed.
+    #[error(
+        "it is {kind}, not a regular file: refused without being followed or read (push plain files: NAME.csv.part, \
+         then rename it to NAME.csv)"
+    )]
+    NotRegular { kind: &'static str },
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error(
@@ -149,16 +176,96 @@ impl fmt::Display for Imported {
 }
 
 /// What a file looked like when its import began: a change before the
-/// commit means a writer is still at work.
+/// commit means a writer is still at work, and another file (device and
+/// inode) under the name means it was replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Snapshot {
     len: u64,
     modified: Option<std::time::SystemTime>,
+    /// Device and inode (unix); a link or FIFO put under the name differs.
+    id: (u64, u64),
 }
 
-fn snapshot(path: &Path) -> Result<Snapshot, ImportError> {
-    let m = std::fs::metadata(path).map_err(|source| ImportError::Io { path: path.to_owned(), source })?;
-    Ok(Snapshot { len: m.len(), modified: m.modified().ok() })
+fn snapshot(m: &std::fs::Metadata) -> Snapshot {
+    #[cfg(unix)]
+    let id = {
+        use std::os::unix::fs::MetadataExt;
+        (m.dev(), m.ino())
+    };
+    #[cfg(not(unix))]
+    let id = (0, 0);
+    Snapshot { len: m.len(), modified: m.modified().ok(), id }
+}
+
+/// What kind of entry `t` is, in the words of a refusal.
+fn kind_of(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` for reading only if it is a regular file, without
+/// following a link in its last component and without blocking, and
+/// checks the file type on the handle itself (`fstat`): whatever is put
+/// under the name between the look at the directory and the open, the
+/// importer either refuses it here or reads the regular file it checked.
+///
+/// The look before the open (`lstat`) keeps the common case from opening
+/// a device at all; the flags and the check after it close the race.
+pub fn open_regular(path: &Path) -> Result<std::fs::File, ImportError> {
+    let io = |source| ImportError::Io { path: path.to_owned(), source };
+    let t = std::fs::symlink_metadata(path).map_err(io)?.file_type();
+    if !t.is_file() {
+        return Err(ImportError::NotRegular { kind: kind_of(t) });
+    }
+    open_checked(path)
+}
+
+/// The open and the check on the handle, for whatever is under the name
+/// by now (a link or a FIFO swapped in after the look included).
+fn open_checked(path: &Path) -> Result<std::fs::File, ImportError> {
+    let io = |source| ImportError::Io { path: path.to_owned(), source };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: opening a FIFO without a writer returns at once (on a
+        // regular file it changes nothing); O_NOCTTY: a terminal device
+        // never becomes ours.
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = match options.open(path) {
+        Ok(f) => f,
+        // O_NOFOLLOW on a link: ELOOP (Linux), EMLINK (FreeBSD).
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::EMLINK) => {
+            return Err(ImportError::NotRegular { kind: "a symbolic link" })
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let t = file.metadata().map_err(io)?.file_type();
+    if !t.is_file() {
+        return Err(ImportError::NotRegular { kind: kind_of(t) });
+    }
+    Ok(file)
 }
 
 /// A file's content hash and shape, from one pass over it.
@@ -171,12 +278,10 @@ struct Scanned {
     line_breaks: u64,
 }
 
-fn scan_file(path: &Path) -> Result<Scanned, ImportError> {
+/// Hashes and measures `f` from its start to its end.
+fn scan_file(mut f: &std::fs::File, path: &Path) -> Result<Scanned, ImportError> {
     let io = |source| ImportError::Io { path: path.to_owned(), source };
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    if f.metadata().map_err(io)?.len() > MAX_FILE_BYTES {
-        return Err(ImportError::TooLarge);
-    }
+    f.seek(SeekFrom::Start(0)).map_err(io)?;
     let mut ctx = digest::Context::new(&digest::SHA256);
     let mut buf = vec![0u8; 1 << 16];
     let (mut len, mut line_breaks, mut last) = (0u64, 0u64, None);
@@ -214,6 +319,12 @@ fn parse_record(record: &csv::ByteRecord, line: u64, settings: &LabSettings, tod
 /// Imports one file. Every row is validated; a file with any bad row is
 /// refused whole, with the first `MAX_LISTED_ERRORS` errors (by line) and
 /// the count of all. `progress` gets rows read every 10,000 rows.
+///
+/// The file is opened once ([`open_regular`]: a regular file only, a link
+/// never followed, also for `snow lab import FILE`), and hashed and parsed
+/// from that handle, so the hash recorded is the hash of the rows counted.
+/// If the file changed meanwhile, or the name now holds another file, the
+/// import is rolled back ([`ImportError::Changed`]).
 pub fn import_file(
     db: &mut LabDb,
     path: &Path,
@@ -222,8 +333,12 @@ pub fn import_file(
     mut progress: impl FnMut(u64),
 ) -> Result<Imported, ImportError> {
     let io = |source| ImportError::Io { path: path.to_owned(), source };
-    let before = snapshot(path)?;
-    let scanned = scan_file(path)?;
+    let file = open_regular(path)?;
+    let before = snapshot(&file.metadata().map_err(io)?);
+    if before.len > MAX_FILE_BYTES {
+        return Err(ImportError::TooLarge);
+    }
+    let scanned = scan_file(&file, path)?;
     if db.imported(&scanned.hash)? {
         return Ok(Imported::Duplicate);
     }
@@ -233,8 +348,8 @@ pub fn import_file(
     if !scanned.whole_lines {
         return Err(ImportError::Truncated { line: scanned.line_breaks + 1 });
     }
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut records = Records::new(file);
+    (&file).seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut records = Records::new(&file);
     let mut record = csv::ByteRecord::new();
     match records.read(&mut record) {
         Ok(Some(_)) => {}
@@ -289,7 +404,10 @@ pub fn import_file(
             progress(n);
         }
     }
-    if snapshot(path)? != before {
+    // The handle's file unchanged, and still the one under the name.
+    let now = snapshot(&file.metadata().map_err(io)?);
+    let named = std::fs::symlink_metadata(path).map(|m| snapshot(&m)).ok();
+    if now != before || named != Some(before) {
         // Rolled back with `tx`: a writer is still at work.
         return Err(ImportError::Changed);
     }
@@ -338,15 +456,18 @@ impl DropDir {
         self.root.join(REJECTED_DIR)
     }
 
-    /// The `*.csv` files in `in/`, each with how much longer it must stay
-    /// unchanged before it is taken (zero: ready).
+    /// The `*.csv` entries in `in/`, each with how much longer it must
+    /// stay unchanged before it is taken (zero: ready). Every kind of entry
+    /// is listed (looked at with `lstat`, never followed): one that is not
+    /// a regular file is refused when taken, not left to pile up.
     fn candidates(&self) -> Vec<(PathBuf, std::time::Duration)> {
         let Ok(rd) = std::fs::read_dir(self.incoming()) else { return Vec::new() };
         let now = std::time::SystemTime::now();
         rd.filter_map(|e| e.ok())
             .filter(|e| e.path().extension().is_some_and(|x| x == "csv"))
             .filter_map(|e| {
-                let m = e.metadata().ok().filter(|m| m.is_file())?;
+                // `DirEntry::metadata` does not follow a link.
+                let m = e.metadata().ok()?;
                 // A clock set back counts as "just changed".
                 let age = m.modified().ok().and_then(|t| now.duration_since(t).ok()).unwrap_or_default();
                 Some((e.path(), self.settle.saturating_sub(age)))
@@ -368,7 +489,11 @@ impl DropDir {
     /// column C: reason`), then `… and M more errors`. Each file gets one
     /// line in the log (info when imported, warning when rejected). A
     /// crash between commit and move is harmless: the next pass sees the
-    /// hash and moves it to `done/`.
+    /// hash and moves it to `done/`. A symbolic link, FIFO, device, socket
+    /// or directory is moved (the link itself) to `rejected/` unread. A
+    /// name already taken in `done/` or `rejected/` is not overwritten: the
+    /// file gets the first free numbered name (`NAME.2.csv`, …; see
+    /// [`numbered`]), its `.error` beside it.
     pub fn process(
         &self,
         db: &mut LabDb,
@@ -386,11 +511,14 @@ impl DropDir {
             // One line a file at the default log level (docs/architecture.md §5).
             let outcome = match result {
                 Ok(imported) => {
-                    let _ = std::fs::create_dir_all(self.done());
-                    let _ = std::fs::rename(&path, self.done().join(&name));
+                    let kept = match place(&path, &self.done(), &name, false) {
+                        Ok(to) if to.file_name() == Some(name.as_os_str()) => String::new(),
+                        Ok(to) => format!(" (kept as {DONE_DIR}/{}: the name was taken)", display(&to)),
+                        Err(e) => format!(" (it stays in {INCOMING_DIR}/: cannot move it to {DONE_DIR}/: {e})"),
+                    };
                     match &imported {
-                        Imported::New { .. } => tracing::info!("imported {shown}: {imported}"),
-                        Imported::Duplicate => tracing::info!("skipped {shown}: {imported}"),
+                        Imported::New { .. } => tracing::info!("imported {shown}: {imported}{kept}"),
+                        Imported::Duplicate => tracing::info!("skipped {shown}: {imported}{kept}"),
                     }
                     Ok(imported)
                 }
@@ -404,26 +532,142 @@ impl DropDir {
                     Err(ImportError::Changed.to_string())
                 }
                 Err(e) => {
-                    let _ = std::fs::create_dir_all(self.rejected());
-                    let target = self.rejected().join(&name);
-                    let _ = std::fs::rename(&path, &target);
-                    let mut err_name = name.clone();
-                    err_name.push(".error");
-                    let _ = snow_core::files::write(
-                        &self.rejected().join(&err_name),
-                        format!("{e}\n").as_bytes(),
-                        snow_core::files::Mode::Private,
-                    );
                     let why = match &e {
                         ImportError::Rejected(errors) => errors.summary(3),
                         other => other.to_string(),
                     };
-                    tracing::warn!("rejected {shown}: {why} (see {REJECTED_DIR}/{})", err_name.to_string_lossy());
+                    match place(&path, &self.rejected(), &name, true) {
+                        Ok(to) => {
+                            let mut err_name = to.file_name().map(OsStr::to_owned).unwrap_or_default();
+                            err_name.push(".error");
+                            let _ = snow_core::files::write(
+                                &self.rejected().join(&err_name),
+                                format!("{e}\n").as_bytes(),
+                                snow_core::files::Mode::Private,
+                            );
+                            let kept = if to.file_name() == Some(name.as_os_str()) {
+                                String::new()
+                            } else {
+                                format!(", kept as {REJECTED_DIR}/{}: the name was taken", display(&to))
+                            };
+                            tracing::warn!(
+                                "rejected {shown}: {why} (see {REJECTED_DIR}/{}{kept})",
+                                err_name.to_string_lossy()
+                            );
+                        }
+                        Err(m) => tracing::error!(
+                            "rejected {shown}: {why} (it stays in {INCOMING_DIR}/: cannot move it to {REJECTED_DIR}/: {m})"
+                        ),
+                    }
                     Err(e.to_string())
                 }
             };
             out.push((path, outcome));
         }
         out
+    }
+}
+
+/// The file name of `p`, for a log line.
+fn display(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The `n`th name for `name` in a directory where it is taken: `name`
+/// itself for 1, else the number before the extension (`w47.csv` →
+/// `w47.2.csv`; without an extension, `NAME.2`).
+pub fn numbered(name: &OsStr, n: u32) -> OsString {
+    if n <= 1 {
+        return name.to_owned();
+    }
+    let p = Path::new(name);
+    let mut out = p.file_stem().map(OsStr::to_owned).unwrap_or_else(|| name.to_owned());
+    out.push(format!(".{n}"));
+    if let Some(ext) = p.extension() {
+        out.push(".");
+        out.push(ext);
+    }
+    out
+}
+
+/// Whether anything (a dangling link too) is at `p`.
+fn taken(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+/// Moves the entry at `from` (a link itself, never its target) into `dir`
+/// under the first of [`numbered`]`(name, 1, 2, …)` that is free there —
+/// with `companion`, its `NAME.error` free too — and returns where it went.
+///
+/// Nothing in `dir` is ever replaced: the entry is hard-linked under the
+/// new name (which fails if the name exists, atomically) and then removed
+/// from `in/`. What cannot be hard-linked (a directory; a file system or a
+/// kernel policy without hard links for it) is renamed after a look that
+/// the name is free: only the importer writes in `dir`.
+fn place(from: &Path, dir: &Path, name: &OsStr, companion: bool) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    for n in 1..=MAX_NUMBERED_NAMES {
+        let to = dir.join(numbered(name, n));
+        if companion {
+            let mut error = to.clone().into_os_string();
+            error.push(".error");
+            if taken(Path::new(&error)) {
+                continue;
+            }
+        }
+        match std::fs::hard_link(from, &to) {
+            Ok(()) => {
+                std::fs::remove_file(from)?;
+                return Ok(to);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) if taken(&to) => continue,
+            Err(_) => {
+                std::fs::rename(from, &to)?;
+                return Ok(to);
+            }
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!("{} numbered names are taken", MAX_NUMBERED_NAMES),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the look at the directory cannot stop, the open does: a link
+    /// swapped in is not followed, a FIFO swapped in does not block (no
+    /// writer ever comes) and is refused on its handle.
+    #[cfg(unix)]
+    #[test]
+    fn a_link_or_fifo_swapped_in_after_the_look_is_refused_at_the_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.csv");
+        std::fs::write(&target, "x\n").unwrap();
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(open_checked(&link), Err(ImportError::NotRegular { kind: "a symbolic link" })));
+        let fifo = dir.path().join("fifo.csv");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = fifo.clone();
+        std::thread::spawn(move || tx.send(open_checked(&f).map(|_| ())).unwrap());
+        let r = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the open of a FIFO blocked");
+        assert!(matches!(r, Err(ImportError::NotRegular { kind: "a FIFO (named pipe)" })), "{r:?}");
+        assert!(matches!(open_checked(dir.path()), Err(ImportError::NotRegular { kind: "a directory" })));
+        assert!(open_checked(&target).is_ok());
+    }
+
+    #[test]
+    fn numbered_names_keep_the_extension() {
+        let n = |name: &str, i| numbered(OsStr::new(name), i).into_string().unwrap();
+        assert_eq!(n("w47.csv", 1), "w47.csv");
+        assert_eq!(n("w47.csv", 2), "w47.2.csv");
+        assert_eq!(n("lab.w47.csv", 10), "lab.w47.10.csv");
+        assert_eq!(n("noext", 3), "noext.3");
     }
 }
