@@ -64,9 +64,13 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
                     Some(s) => s,
                     None => domain.as_str().split_once('.').map(|(_, parent)| parent.to_owned()).unwrap_or_default(),
                 };
+                // The replay window of what the server sends, kept across
+                // restarts beside the key file, under this agent's source.
+                let state_file = snow_crypto::msgauth::state_path(&super::msgauth::key_file(ctx), &source);
+                let state = snow_crypto::msgauth::ReplayState::open(&state_file, ctx.config.msgauth.window_secs)?;
                 Some(LinkAuth {
                     sender: Arc::new(Sender::new(Arc::clone(&store), &source)?),
-                    receiver: Arc::new(Receiver::with_window(store, ctx.config.msgauth.window_secs)),
+                    receiver: Arc::new(Receiver::with_state(store, Arc::new(state))),
                     server_source,
                 })
             } else {

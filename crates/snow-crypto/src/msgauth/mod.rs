@@ -15,24 +15,28 @@
 //! changed byte (the MAC), a replay (a sequence number it has seen, or one
 //! from an older epoch), a stale message (timestamp outside the window),
 //! and loss (a gap in the sequence, reported as an event with the missing
-//! range). MACs are compared in constant time.
+//! range). MACs are compared in constant time. What a receiver has seen
+//! is kept across its restarts by [`replay::ReplayState`] (a file beside
+//! the key file), so a message captured before a restart is still a
+//! replay after it.
 //!
 //! HMAC-SHA256 is the default; HMAC-MD5 produces the seed's legacy
 //! 24-character Base64 MAC.
 
 pub mod http;
 pub mod keys;
+pub mod replay;
 pub mod shim;
 pub mod stanza;
 pub mod text;
 pub mod xml_message;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::Engine;
 pub use keys::{Algorithm, Key, KeyStore, Mac};
+pub use replay::{state_path, ReplayState, ReplayStateError};
 
 /// How many sequence numbers below the newest are remembered, so a late
 /// message is accepted once and a replay is refused.
@@ -117,6 +121,10 @@ pub enum AuthError {
     Stale { sender: String, age: i64, window: i64 },
     #[error("no signing key for source {0:?}")]
     NoSigningKey(String),
+    /// The replay window could not be written before taking the message
+    /// (`replay::ReplayState`): refused rather than taken unrecorded.
+    #[error("cannot record the replay window in {path} ({why}): the message is refused")]
+    Unrecorded { path: String, why: String },
 }
 
 /// Feeds the head of what a tag's MAC covers,
@@ -231,29 +239,37 @@ pub struct Verified {
     pub restarted: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct SourceState {
-    epoch: u64,
-    last: u64,
-    /// Bit i set: `last - i` was seen.
-    seen: u64,
-}
-
-/// Verifies incoming messages and keeps each source's sequence state.
+/// Verifies incoming messages and keeps each source's sequence state
+/// (in a [`ReplayState`]: in memory, or kept across restarts in a file).
 pub struct Receiver {
     store: Arc<KeyStore>,
     window_secs: i64,
-    state: Mutex<HashMap<String, SourceState>>,
+    state: Arc<ReplayState>,
 }
 
 impl Receiver {
+    /// A receiver whose replay window lives in memory only: a restart
+    /// forgets it. Servers and agents use [`with_state`](Self::with_state).
     pub fn new(store: Arc<KeyStore>) -> Receiver {
         Receiver::with_window(store, DEFAULT_WINDOW_SECS)
     }
 
-    /// `window_secs`: how far the sender's clock may be from ours.
+    /// `window_secs`: how far the sender's clock may be from ours. The
+    /// replay window lives in memory only.
     pub fn with_window(store: Arc<KeyStore>, window_secs: i64) -> Receiver {
-        Receiver { store, window_secs, state: Mutex::new(HashMap::new()) }
+        Receiver::with_state(store, Arc::new(ReplayState::in_memory(window_secs)))
+    }
+
+    /// A receiver whose replay window is `state` (shared by the receivers
+    /// of one process; [`ReplayState::open`] keeps it across restarts),
+    /// with the state's clock window.
+    pub fn with_state(store: Arc<KeyStore>, state: Arc<ReplayState>) -> Receiver {
+        Receiver { store, window_secs: state.window_secs(), state }
+    }
+
+    /// Where the replay window is kept.
+    pub fn state(&self) -> &Arc<ReplayState> {
+        &self.state
     }
 
     /// Checks `tag` over `payload`. The MAC is checked first (constant
@@ -300,34 +316,7 @@ impl Receiver {
         if age.abs() > self.window_secs {
             return Err(AuthError::Stale { sender: tag.source.clone(), age, window: self.window_secs });
         }
-        let replay = || AuthError::Replay { sender: tag.source.clone(), seq: tag.seq };
-        let mut states = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = SourceState { epoch: tag.epoch, last: tag.seq, seen: 1 };
-        // One hash lookup on the common path (a source already seen).
-        let Some(state) = states.get_mut(&tag.source) else {
-            // The first message we see from this source: nothing to compare.
-            states.insert(tag.source.clone(), fresh);
-            return Ok(Verified { source: tag.source.clone(), seq: tag.seq, lost: None, restarted: false });
-        };
-        let s = *state;
-        let (next, lost, restarted) = if tag.epoch < s.epoch {
-            return Err(replay());
-        } else if tag.epoch > s.epoch {
-            (fresh, (tag.seq > 1).then(|| (1, tag.seq - 1)), true)
-        } else if tag.seq > s.last {
-            let shift = tag.seq - s.last;
-            let seen = if shift >= 64 { 1 } else { (s.seen << shift) | 1 };
-            let lost = (tag.seq > s.last + 1).then(|| (s.last + 1, tag.seq - 1));
-            (SourceState { epoch: s.epoch, last: tag.seq, seen }, lost, false)
-        } else {
-            let back = s.last - tag.seq;
-            if back >= REPLAY_WINDOW || s.seen & (1 << back) != 0 {
-                return Err(replay());
-            }
-            // A late message inside the window, seen once.
-            (SourceState { seen: s.seen | (1 << back), ..s }, None, false)
-        };
-        *state = next;
+        let (lost, restarted) = self.state.admit(tag, now)?;
         Ok(Verified { source: tag.source.clone(), seq: tag.seq, lost, restarted })
     }
 }

@@ -56,6 +56,8 @@ impl Components {
     pub(crate) fn load(config: &crate::ServerConfig) -> Result<Components, ServerError> {
         let mut defs = HashMap::new();
         let mut store: Option<Arc<KeyStore>> = None;
+        // One replay window for all components, kept across restarts.
+        let mut replay: Option<Arc<msgauth::ReplayState>> = None;
         for c in &config.components {
             let path = config.resolve(&c.secret_file);
             let secret = snow_core::files::read_limited(&path, 4096)
@@ -87,7 +89,16 @@ impl Components {
                 }
                 let sender = Sender::new(Arc::clone(&s), &ours)
                     .map_err(|e| ServerError::Config(format!("msgauth: {e} (this server signs as {ours:?})")))?;
-                let receiver = Receiver::with_window(Arc::clone(&s), config.msgauth.window_secs);
+                let state = match &replay {
+                    Some(r) => Arc::clone(r),
+                    None => {
+                        let path = msgauth::state_path(&config.resolve(&config.msgauth.keys), &ours);
+                        let r = msgauth::ReplayState::open(&path, config.msgauth.window_secs)
+                            .map_err(|e| ServerError::Config(format!("msgauth: {e}")))?;
+                        Arc::clone(replay.insert(Arc::new(r)))
+                    }
+                };
+                let receiver = Receiver::with_state(Arc::clone(&s), state);
                 Some((sender, receiver, theirs))
             } else {
                 None
