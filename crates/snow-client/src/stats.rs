@@ -89,12 +89,21 @@ pub const NO_DATA: &str = "no data";
 /// An answer as the GP's CSV (`snow search --format csv`, the app's
 /// download): `period,tested,positive,persons,note`, a hidden count as
 /// `<5`, a bucket without data with empty counts and the note `no data`.
+///
+/// The GP opens it in a spreadsheet, and the period labels are the remote
+/// agent's words (up to 32 bytes of anything): every cell goes through
+/// [`snow_core::csv::cell`], so a hostile site's `=cmd|…` arrives as text,
+/// and a comma or quote in a label cannot shift the columns.
 pub fn answer_csv(a: &snow_core::stats::StatsAnswer) -> String {
-    let mut out = String::from("period,tested,positive,persons,note\n");
+    use snow_core::csv::line;
+    let mut out = line(["period", "tested", "positive", "persons", "note"]);
     for b in &a.buckets {
         match &b.counts {
-            Some(c) => out.push_str(&format!("{},{},{},{},\n", b.label, c.tested, c.positive, c.persons)),
-            None => out.push_str(&format!("{},,,,{NO_DATA}\n", b.label)),
+            Some(c) => {
+                let [t, p, n] = [c.tested, c.positive, c.persons].map(|x| x.to_string());
+                out.push_str(&line([b.label.as_str(), &t, &p, &n, ""]));
+            }
+            None => out.push_str(&line([b.label.as_str(), "", "", "", NO_DATA])),
         }
     }
     out
@@ -402,6 +411,33 @@ mod tests {
         assert!(xml.contains("<bucket period='2025-W52' no-data='true'/>"), "{xml}");
         let back = snow_xml::parse_document(xml.as_bytes(), snow_xml::Limits::default()).unwrap();
         assert_eq!(parse_answer(&back).unwrap(), a);
+    }
+
+    /// A hostile agent's period labels reach the GP's spreadsheet as text:
+    /// a formula gets a `'` in front, a comma or quote cannot shift the
+    /// columns, and the counts stay as they are.
+    #[test]
+    fn the_csv_neutralises_a_hostile_agents_labels() {
+        let counts = Some(Counts { tested: Count::Exact(12), positive: Count::Below(5), persons: Count::Exact(0) });
+        let labels = ["=cmd|' /C calc'!A0", "+1+1", "@SUM(1)", "-2+3", "\t=1", "\r=1", "a,b", "2026-W01"];
+        let a = StatsAnswer {
+            query: query(),
+            threshold: 5,
+            buckets: labels.iter().map(|l| Bucket { label: (*l).into(), counts }).collect(),
+        };
+        let csv = answer_csv(&a);
+        let lines: Vec<&str> = csv.split('\n').collect();
+        assert_eq!(lines[0], "period,tested,positive,persons,note");
+        assert_eq!(lines[1], "'=cmd|' /C calc'!A0,12,<5,0,");
+        assert_eq!(lines[2], "'+1+1,12,<5,0,");
+        assert_eq!(lines[3], "'@SUM(1),12,<5,0,");
+        assert_eq!(lines[4], "'-2+3,12,<5,0,");
+        assert_eq!(lines[5], "'\t=1,12,<5,0,");
+        assert_eq!(lines[6], "\"'\r=1\",12,<5,0,");
+        assert_eq!(lines[7], "\"a,b\",12,<5,0,");
+        assert_eq!(lines[8], "2026-W01,12,<5,0,");
+        let no_data = StatsAnswer { buckets: vec![Bucket { label: "=1".into(), counts: None }], ..a };
+        assert_eq!(answer_csv(&no_data), format!("period,tested,positive,persons,note\n'=1,,,,{NO_DATA}\n"));
     }
 
     /// "No data" is its own mark, never mixed with counts.

@@ -6,6 +6,7 @@
 
 pub mod alert;
 pub mod contact;
+pub mod csv;
 pub mod files;
 pub mod hpnr;
 pub mod jid;

@@ -83,6 +83,15 @@ fn age(birth: Date, on: Date) -> Option<u32> {
 
 /// Streams `input` to `output` (constant memory); `progress` gets the
 /// number of rows written so far every 10,000 rows. Returns the row count.
+///
+/// The output is a machine format read back by the importer, so its cells
+/// are not passed through [`snow_core::csv::cell`] (a `'` in front would
+/// make the importer refuse the row). None needs it: every row is first
+/// checked by [`Row::parse`], whose shapes — hex pseudonyms, ISO dates,
+/// analysis codes of letters and digits, `POS`/`NEG`/`INC`, four digits,
+/// an age group starting with a digit, `M`/`F`/`U` — cannot begin with a
+/// character a spreadsheet runs (`tests/lab.rs`
+/// `export_writes_no_cell_a_spreadsheet_would_run`).
 pub fn export(
     input: impl Read,
     output: impl Write,

@@ -27,6 +27,30 @@ fn exported() -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// The pushed file is a machine format, written without neutralising
+/// (the importer reads it back): every cell has a shape no spreadsheet
+/// runs, and a hostile code in the lab's export is refused, not written.
+#[test]
+fn export_writes_no_cell_a_spreadsheet_would_run() {
+    let out = exported();
+    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(out.as_bytes());
+    for rec in r.records() {
+        for cell in rec.unwrap().iter() {
+            assert!(!snow_core::csv::is_formula(cell), "{cell:?} in {out}");
+        }
+    }
+    let p = Pseudonymiser::new(b"lab secret of at least 16 bytes").unwrap();
+    for hostile in ["=cmd|' /C calc'!A0", "+1+1", "@SUM(1)", "-2+3"] {
+        let raw = format!(
+            "sample_id,patient_id,birth_date,sex,municipality,sample_date,analysis,result\n\
+             S1,P1,2007-01-01,K,5401,2026-11-16,{hostile},POS\n"
+        );
+        let mut out = Vec::new();
+        assert!(export(raw.as_bytes(), &mut out, &p, &LabSettings::default(), TODAY, |_| {}).is_err(), "{hostile}");
+        assert!(!String::from_utf8_lossy(&out).contains(hostile), "{hostile}");
+    }
+}
+
 #[test]
 fn export_pseudonymises_and_drops_identifying_columns() {
     let out = exported();

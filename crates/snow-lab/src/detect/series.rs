@@ -137,13 +137,14 @@ fn alarm_text(a: Option<bool>) -> &'static str {
     }
 }
 
-/// A series name as a CSV field.
+/// A series name as a CSV field. The name is text from the input file
+/// (perhaps made elsewhere), so it goes through [`snow_core::csv::cell`]:
+/// a name a spreadsheet would run gets a `'` in front. The numbers beside
+/// it are our own `%.17g` output (`-1.5`, `NA`, `-Inf`), written as they
+/// are: this is the reference format compared with R's output
+/// (`scripts/interop`), and a number is not a formula.
 fn csv_field(name: &str) -> String {
-    if name.contains([',', '"', '\n']) {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    } else {
-        name.to_owned()
-    }
+    snow_core::csv::cell(name).into_owned()
 }
 
 fn na(x: Option<f64>) -> String {
@@ -254,5 +255,37 @@ mod tests {
         let gap = "series,year,week,count\na,2026,1,1\na,2026,3,2\n";
         assert!(read_csv(gap.as_bytes()).unwrap_err().to_string().starts_with("line 3: series a"));
         assert!(read_csv("x,y\n".as_bytes()).is_err());
+    }
+
+    /// A series name a spreadsheet would run is written as text; the
+    /// numbers of the reference format (a negative `-1.5` included) are
+    /// not touched.
+    #[test]
+    fn hostile_series_names_are_neutralised_and_numbers_kept() {
+        let names = ["=cmd|' /C calc'!A0", "+1+1", "@SUM(1)", "-2+3", "\tx", "\rx", "a,b", "INFA-5401"];
+        let series: Vec<Series> = names
+            .iter()
+            .map(|n| Series {
+                name: (*n).to_owned(),
+                weeks: (1..=12).filter_map(|w| IsoWeek::new(2026, w)).collect(),
+                counts: vec![3.0; 12],
+            })
+            .collect();
+        let mut out = Vec::new();
+        write_ears_csv(&mut out, &series, &Params::new(ears::Method::C1)).unwrap();
+        let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(out.as_slice());
+        let mut seen = 0;
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            let name = rec.get(1).unwrap();
+            let original = names.iter().find(|n| name.ends_with(*n)).unwrap();
+            let expected =
+                if snow_core::csv::is_formula(original) { format!("'{original}") } else { original.to_string() };
+            assert_eq!(name, expected);
+            assert_eq!(rec.get(5), Some("3"), "observed");
+            seen += 1;
+        }
+        assert!(seen >= names.len(), "{seen}");
+        assert_eq!(csv_field("-1.5"), "-1.5");
     }
 }
