@@ -22,6 +22,7 @@ pub const REJECTED_DIR: &str = "rejected";
 /// SNOW_HOME/
 /// ├── snow.toml              configuration (snow.example.toml lists every key)
 /// ├── msgauth.keys           [msgauth] key file by default (owner-only)
+/// ├── msgauth.D.state        replay window of msgauth receiver D (owner-only)
 /// ├── ca/
 /// │   ├── ca.pem             CA certificate (public; copied to every site)
 /// │   ├── ca-key.pem         CA key, encrypted PKCS#8 under the admin passphrase (PO only)
