@@ -1,6 +1,8 @@
 //! The Snow client library: connect to a Snow server with the user's
 //! certificate (STARTTLS or direct TLS, SASL EXTERNAL, resource binding),
-//! then send and receive stanzas; a [`Session`] makes requests concurrently.
+//! then send and receive stanzas; a [`Session`] makes requests concurrently
+//! and, when the server offers XEP-0198 stream management, loses nothing
+//! when its connection breaks: [`Session::resume`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,10 +17,12 @@ pub mod keys;
 pub mod session;
 pub mod smtp;
 pub mod stats;
+mod stream_management;
 pub use session::{ContactAdded, IqClient, Origin, Session, StanzaReader, StanzaWriter};
 use snow_xml::initiator::{self, PeerError};
 use snow_xml::{
-    Element, Framed, FramedError, FramedReader, FramedWriter, Limits, StreamHeader, NS_BIND, NS_CLIENT, NS_ROSTER,
+    Element, Features, Framed, FramedError, FramedReader, FramedWriter, Limits, StreamHeader, NS_BIND, NS_CLIENT,
+    NS_ROSTER, NS_SM,
 };
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -72,6 +76,11 @@ pub enum ClientError {
     TooManyRequests(usize),
     #[error("the connection ended before the answer came")]
     Disconnected,
+    /// [`Session::resume`] could not resume: log in again (a new
+    /// session). What we had sent and the server had not acknowledged is
+    /// in [`Session::take_unacknowledged`].
+    #[error("the session could not be resumed ({0}): log in again")]
+    NotResumed(String),
     /// A transport of another crate (an agent's component link) failed.
     #[error(transparent)]
     Transport(Box<dyn std::error::Error + Send + Sync>),
@@ -320,6 +329,9 @@ pub struct Client {
     framed: Framed<TlsStream<TcpStream>>,
     jid: String,
     timeout: Duration,
+    /// The server offered XEP-0198 stream management after login:
+    /// [`Client::into_session`] enables it.
+    stream_management: bool,
 }
 
 fn header(domain: &str) -> StreamHeader {
@@ -346,6 +358,53 @@ fn tls_connector(opts: &ConnectOptions, login: &Login<'_>) -> Result<TlsConnecto
     Ok(TlsConnector::from(Arc::new(cfg)))
 }
 
+/// Connects, secures the stream and logs in as `login` says: the stream
+/// after authentication, and the features it offers (resource binding;
+/// stream management, to enable after binding or to resume with).
+async fn authenticated(
+    opts: &ConnectOptions,
+    login: &Login<'_>,
+) -> Result<(Framed<TlsStream<TcpStream>>, Features), ClientError> {
+    let t = opts.timeout;
+    let tcp = TcpStream::connect(opts.addr).await.map_err(|source| ClientError::Connect { addr: opts.addr, source })?;
+    let _ = tcp.set_nodelay(true);
+    let header = header(&opts.domain);
+    let tcp = if opts.direct_tls {
+        tcp
+    } else {
+        let mut f = Framed::new(tcp, Limits::default());
+        let (_, features) = initiator::open(&mut f, &header, NS_CLIENT, t).await?;
+        if !features.offers_starttls() {
+            return Err(ClientError::Protocol("the server does not offer STARTTLS".into()));
+        }
+        initiator::starttls(&mut f, t).await?;
+        f.into_inner()
+    };
+    let name = ServerName::try_from(opts.domain.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
+    let tls = tokio::time::timeout(t, tls_connector(opts, login)?.connect(name, tcp))
+        .await
+        .map_err(|_| ClientError::Tls("handshake timed out".into()))?
+        .map_err(|e| {
+            let peer = snow_crypto::tls_words::Peer { name: "the server", trusted: "the CA in your key store" };
+            ClientError::Tls(snow_crypto::tls_words::handshake_failure(&e, &peer))
+        })?;
+    let mut f = Framed::new(tls, Limits::default());
+    let (_, features) = initiator::open(&mut f, &header, NS_CLIENT, t).await?;
+    let (mechanism, initial) = match login {
+        // Empty authzid: the certificate names exactly one JID.
+        Login::Certificate(_) => ("EXTERNAL", zeroize::Zeroizing::new(Vec::new())),
+        Login::Plain { username, password } => {
+            ("PLAIN", zeroize::Zeroizing::new(format!("\0{username}\0{password}").into_bytes()))
+        }
+    };
+    if !features.offers_mechanism(mechanism) {
+        return Err(ClientError::Protocol(format!("the server does not offer SASL {mechanism}")));
+    }
+    initiator::authenticate(&mut f, mechanism, &initial, t).await?;
+    let (_, features) = initiator::open(&mut f, &header, NS_CLIENT, t).await?;
+    Ok((f, features))
+}
+
 impl Client {
     /// Connects and logs in with `identity`'s certificate.
     pub async fn connect(opts: &ConnectOptions, identity: &Identity) -> Result<Client, ClientError> {
@@ -355,43 +414,7 @@ impl Client {
     /// Connects and logs in as `login` says.
     pub async fn connect_with(opts: &ConnectOptions, login: &Login<'_>) -> Result<Client, ClientError> {
         let t = opts.timeout;
-        let tcp =
-            TcpStream::connect(opts.addr).await.map_err(|source| ClientError::Connect { addr: opts.addr, source })?;
-        let _ = tcp.set_nodelay(true);
-        let header = header(&opts.domain);
-        let tcp = if opts.direct_tls {
-            tcp
-        } else {
-            let mut f = Framed::new(tcp, Limits::default());
-            let (_, features) = initiator::open(&mut f, &header, NS_CLIENT, t).await?;
-            if !features.offers_starttls() {
-                return Err(ClientError::Protocol("the server does not offer STARTTLS".into()));
-            }
-            initiator::starttls(&mut f, t).await?;
-            f.into_inner()
-        };
-        let name = ServerName::try_from(opts.domain.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
-        let tls = tokio::time::timeout(t, tls_connector(opts, login)?.connect(name, tcp))
-            .await
-            .map_err(|_| ClientError::Tls("handshake timed out".into()))?
-            .map_err(|e| {
-                let peer = snow_crypto::tls_words::Peer { name: "the server", trusted: "the CA in your key store" };
-                ClientError::Tls(snow_crypto::tls_words::handshake_failure(&e, &peer))
-            })?;
-        let mut f = Framed::new(tls, Limits::default());
-        let (_, features) = initiator::open(&mut f, &header, NS_CLIENT, t).await?;
-        let (mechanism, initial) = match login {
-            // Empty authzid: the certificate names exactly one JID.
-            Login::Certificate(_) => ("EXTERNAL", zeroize::Zeroizing::new(Vec::new())),
-            Login::Plain { username, password } => {
-                ("PLAIN", zeroize::Zeroizing::new(format!("\0{username}\0{password}").into_bytes()))
-            }
-        };
-        if !features.offers_mechanism(mechanism) {
-            return Err(ClientError::Protocol(format!("the server does not offer SASL {mechanism}")));
-        }
-        initiator::authenticate(&mut f, mechanism, &initial, t).await?;
-        let (_, features) = initiator::open(&mut f, &header, NS_CLIENT, t).await?;
+        let (mut f, features) = authenticated(opts, login).await?;
         if !features.offers(NS_BIND, "bind") {
             return Err(ClientError::Protocol("the server does not offer resource binding".into()));
         }
@@ -408,7 +431,8 @@ impl Client {
             .map(Element::text)
             .filter(|_| answer.attr("type") == Some("result"))
             .ok_or_else(|| ClientError::Protocol("resource binding failed".into()))?;
-        let mut client = Client { framed: f, jid, timeout: t };
+        let stream_management = features.offers(NS_SM, "sm");
+        let mut client = Client { framed: f, jid, timeout: t, stream_management };
         // Say which client this is before anything else (a server with
         // `client_check = "require"` takes nothing else first).
         let domain = client.jid.split('/').next().and_then(|b| b.rsplit('@').next()).unwrap_or(&opts.domain);
@@ -456,11 +480,23 @@ impl Client {
     /// Hands the connection to a [`Session`]: a reader and a writer task,
     /// and an [`IqClient`] that makes requests concurrently. The
     /// negotiation timeout becomes the session's answer timeout.
+    /// When the server offers stream management (XEP-0198), the session
+    /// enables it, with resumption: see [`Session::resume`].
     pub fn into_session(self) -> Session {
         let origin = Origin::Client { jid: self.jid.clone() };
         let timeout = self.timeout;
+        let managed = self.stream_management;
         let (rd, wr) = self.split();
-        Session::start(rd, wr, origin, timeout)
+        if managed {
+            Session::start_managed(rd, wr, origin, timeout)
+        } else {
+            Session::start(rd, wr, origin, timeout)
+        }
+    }
+
+    /// Whether the server offered stream management (XEP-0198).
+    pub fn offers_stream_management(&self) -> bool {
+        self.stream_management
     }
 
     /// Closes the stream politely.

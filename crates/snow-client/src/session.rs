@@ -25,13 +25,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use snow_crypto::Identity;
-use snow_xml::{Element, FramedError, NS_CLIENT};
+use snow_xml::{Element, FramedError, NS_CLIENT, NS_SM};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::stream_management::Shared;
 use crate::{
     checked_certificate, key_entries, key_lookup, roster_contacts, roster_get, roster_set, stats, subscription,
-    ClientError, Contact, KeyEntry,
+    ClientError, ConnectOptions, Contact, KeyEntry, Login,
 };
 
 /// Most requests waiting for answers on one connection.
@@ -445,25 +446,63 @@ pub trait StanzaWriter: Send + 'static {
 /// for requests; stanzas that answer no request wait in
 /// [`next_stanza`](Self::next_stanza). Dropping it stops the reader and
 /// closes the stream.
+///
+/// A client session whose server offers XEP-0198 stream management
+/// enables it: every stanza sent is kept until the server acknowledges
+/// it, and the server keeps every stanza it sent until we do. When the
+/// connection breaks ([`next_stanza`](Self::next_stanza) returns the
+/// error, after the stanzas that came before it), [`resume`](Self::resume)
+/// logs in again and takes up the same session: nothing lost, nothing
+/// twice, the same [`IqClient`] (requests waiting for answers keep
+/// waiting).
 pub struct Session {
     iq: IqClient,
     inbound: mpsc::Receiver<Element>,
     reader: Option<JoinHandle<ClientError>>,
     writer: Option<JoinHandle<()>>,
     close: Option<oneshot::Sender<()>>,
+    /// What the writer sends; outlives a connection, so a resumed session
+    /// sends what was queued before.
+    outbound: Arc<tokio::sync::Mutex<mpsc::Receiver<Element>>>,
+    /// Stream management's counters, when enabled.
+    sm: Option<Arc<Shared>>,
+    timeout: Duration,
 }
 
 impl Session {
     /// Starts the tasks on `reader` and `writer`; `timeout` bounds the
     /// wait for each answer.
     pub fn start(reader: impl StanzaReader, writer: impl StanzaWriter, origin: Origin, timeout: Duration) -> Session {
+        Self::start_with(reader, writer, origin, timeout, None)
+    }
+
+    /// Like [`start`](Self::start), with XEP-0198 stream management: the
+    /// writer enables it (with resumption) before anything else.
+    pub(crate) fn start_managed(
+        reader: impl StanzaReader,
+        writer: impl StanzaWriter,
+        origin: Origin,
+        timeout: Duration,
+    ) -> Session {
+        Self::start_with(reader, writer, origin, timeout, Some(Arc::default()))
+    }
+
+    fn start_with(
+        reader: impl StanzaReader,
+        writer: impl StanzaWriter,
+        origin: Origin,
+        timeout: Duration,
+        sm: Option<Arc<Shared>>,
+    ) -> Session {
         let (out, out_rx) = mpsc::channel(OUTBOUND);
         let (in_tx, inbound) = mpsc::channel(INBOUND);
         let (close, close_rx) = oneshot::channel();
         let iq = IqClient::new(out, origin, timeout);
-        let reader = tokio::spawn(read_loop(reader, iq.clone(), in_tx));
-        let writer = tokio::spawn(write_loop(writer, out_rx, close_rx));
-        Session { iq, inbound, reader: Some(reader), writer: Some(writer), close: Some(close) }
+        let outbound = Arc::new(tokio::sync::Mutex::new(out_rx));
+        let first: Vec<Element> = sm.iter().map(|sm| sm.enable()).collect();
+        let reader = tokio::spawn(read_loop(reader, iq.clone(), in_tx, sm.clone()));
+        let writer = tokio::spawn(write_loop(writer, Arc::clone(&outbound), close_rx, sm.clone(), first));
+        Session { iq, inbound, reader: Some(reader), writer: Some(writer), close: Some(close), outbound, sm, timeout }
     }
 
     /// The handle for sending and requests; clone it for other tasks.
@@ -496,6 +535,99 @@ impl Session {
         self.inbound.try_recv().ok()
     }
 
+    /// Whether the server allows this session to be resumed (XEP-0198):
+    /// it offered stream management, and enabled it with resumption.
+    pub fn resumable(&self) -> bool {
+        self.sm.as_ref().is_some_and(|sm| sm.resumption().is_some())
+    }
+
+    /// After the connection broke, or when it seems dead: connects again
+    /// (`opts`, `identity`, as for [`Client::connect`]) and resumes this
+    /// session (XEP-0198 §5) instead of binding a new one. The server
+    /// sends again what it had sent and we had not acknowledged; we send
+    /// again what it had not acknowledged; the stanzas that arrived before
+    /// the break stay first in [`next_stanza`](Self::next_stanza). The
+    /// session's [`IqClient`] and its clones keep working.
+    ///
+    /// [`ClientError::NotResumed`]: the server would not (the session had
+    /// expired after `sm_resume_secs`, it was never resumable, the server
+    /// restarted); log in again with [`Client::connect`]. Stanzas the
+    /// server kept for us are then in offline storage; what we sent and
+    /// it never acknowledged is in
+    /// [`take_unacknowledged`](Self::take_unacknowledged). Any other error
+    /// (the network, still): try again later.
+    ///
+    /// [`Client::connect`]: crate::Client::connect
+    pub async fn resume(&mut self, opts: &ConnectOptions, identity: &Identity) -> Result<(), ClientError> {
+        self.resume_with(opts, &Login::Certificate(identity)).await
+    }
+
+    /// [`resume`](Self::resume), logging in as `login` says.
+    pub async fn resume_with(&mut self, opts: &ConnectOptions, login: &Login<'_>) -> Result<(), ClientError> {
+        let sm = self.sm.clone().ok_or_else(|| ClientError::NotResumed("no stream management".into()))?;
+        let (previd, h) =
+            sm.resumption().ok_or_else(|| ClientError::NotResumed("the server did not allow resumption".into()))?;
+        let (mut f, features) = crate::authenticated(opts, login).await?;
+        if !features.offers(NS_SM, "sm") {
+            sm.not_resumed();
+            return Err(ClientError::NotResumed("the server no longer offers stream management".into()));
+        }
+        let resume = Element::new(NS_SM, "resume").with_attr("previd", previd).with_attr("h", h.to_string());
+        f.send(&resume.to_xml(NS_CLIENT)).await.map_err(FramedError::Io)?;
+        let answer = f.next_element(opts.timeout).await?;
+        if answer.is(NS_SM, "failed") {
+            let condition = answer.children().next().map_or("failed", |c| c.name()).to_owned();
+            let _ = f.send("</stream:stream>").await;
+            self.stop_tasks().await;
+            return Err(ClientError::NotResumed(condition));
+        }
+        if !answer.is(NS_SM, "resumed") {
+            return Err(ClientError::Protocol(format!("<{}/> in answer to <resume/>", answer.name())));
+        }
+        let h = answer.attr("h").and_then(|h| h.trim().parse::<u32>().ok());
+        let again = h
+            .ok_or_else(|| "no 'h'".to_owned())
+            .and_then(|h| sm.resumed(h))
+            .map_err(|why| ClientError::Protocol(format!("a <resumed/> that does not add up: {why}")))?;
+        self.stop_tasks().await;
+        // What arrived before the break stays first.
+        let (in_tx, inbound) = mpsc::channel(INBOUND);
+        while let Ok(el) = self.inbound.try_recv() {
+            let _ = in_tx.try_send(el);
+        }
+        self.inbound = inbound;
+        let client =
+            crate::Client { framed: f, jid: self.jid().to_owned(), timeout: self.timeout, stream_management: true };
+        let (rd, wr) = client.split();
+        let (close, close_rx) = oneshot::channel();
+        self.reader = Some(tokio::spawn(read_loop(rd, self.iq.clone(), in_tx, Some(Arc::clone(&sm)))));
+        self.writer =
+            Some(tokio::spawn(write_loop(wr, Arc::clone(&self.outbound), close_rx, Some(Arc::clone(&sm)), again)));
+        self.close = Some(close);
+        Ok(())
+    }
+
+    /// The stanzas we sent that the server has not acknowledged (after
+    /// [`ClientError::NotResumed`], those it may never have had), taken:
+    /// the caller decides whether to send them again.
+    pub fn take_unacknowledged(&mut self) -> Vec<Element> {
+        self.sm.as_ref().map(|sm| sm.not_resumed()).unwrap_or_default()
+    }
+
+    /// Ends the old connection's tasks, if they still run, before a new
+    /// connection takes over.
+    async fn stop_tasks(&mut self) {
+        self.close = None;
+        if let Some(r) = self.reader.take() {
+            r.abort();
+        }
+        if let Some(w) = self.writer.take() {
+            w.abort();
+            // The queue is free once the writer is gone.
+            let _ = w.await;
+        }
+    }
+
     /// Sends what is queued, closes the stream, and waits briefly for the
     /// peer's closing tag.
     pub async fn close(mut self) -> Result<(), ClientError> {
@@ -523,11 +655,26 @@ impl Drop for Session {
     }
 }
 
-async fn read_loop(mut rd: impl StanzaReader, iq: IqClient, inbound: mpsc::Sender<Element>) -> ClientError {
+async fn read_loop(
+    mut rd: impl StanzaReader,
+    iq: IqClient,
+    inbound: mpsc::Sender<Element>,
+    sm: Option<Arc<Shared>>,
+) -> ClientError {
     let why = loop {
         match rd.next_stanza(READ_IDLE).await {
             Ok(el) => {
-                let Some(el) = iq.dispatch_reply(el) else { continue };
+                if let Some(sm) = &sm {
+                    if el.ns() == NS_SM {
+                        sm.received_nonza(&el);
+                        continue;
+                    }
+                }
+                let handled = || sm.iter().for_each(|sm| sm.handled());
+                let Some(el) = iq.dispatch_reply(el) else {
+                    handled();
+                    continue;
+                };
                 // A client answers disco#info about itself (XEP-0115's
                 // check of the caps it announced); every other request
                 // is its owner's to answer or refuse.
@@ -536,10 +683,20 @@ async fn read_loop(mut rd: impl StanzaReader, iq: IqClient, inbound: mpsc::Sende
                         if let Err(e) = iq.try_send(answer) {
                             tracing::debug!(error = %e, "a disco#info answer was not sent");
                         }
+                        handled();
                         continue;
                     }
                 }
-                if let Err(mpsc::error::TrySendError::Full(el)) = inbound.try_send(el) {
+                if sm.is_some() {
+                    // Under stream management a stanza counts as ours once
+                    // it is queued for the owner, so the reader waits for
+                    // room rather than drop one the server would then
+                    // believe delivered.
+                    if inbound.send(el).await.is_err() {
+                        break ClientError::Disconnected;
+                    }
+                    handled();
+                } else if let Err(mpsc::error::TrySendError::Full(el)) = inbound.try_send(el) {
                     tracing::warn!(name = el.name(), "a stanza nobody read was dropped");
                 }
             }
@@ -547,24 +704,70 @@ async fn read_loop(mut rd: impl StanzaReader, iq: IqClient, inbound: mpsc::Sende
             Err(e) => break e,
         }
     };
-    iq.disconnected();
+    // Requests of a session that can be resumed may still be answered.
+    if sm.is_none_or(|sm| sm.resumption().is_none()) {
+        iq.disconnected();
+    }
     why
 }
 
-async fn write_loop(mut wr: impl StanzaWriter, mut rx: mpsc::Receiver<Element>, mut close: oneshot::Receiver<()>) {
+/// Sends `first` (stream management's `<enable/>`, or after a resumption
+/// what the server had not acknowledged), then what is queued, until the
+/// session closes (the stream is ended) or a write fails (the queue stays
+/// for a resumed connection). Under stream management it keeps what it
+/// sends until acknowledged, asks for an ack after each burst and answers
+/// the server's requests.
+async fn write_loop(
+    mut wr: impl StanzaWriter,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Element>>>,
+    mut close: oneshot::Receiver<()>,
+    sm: Option<Arc<Shared>>,
+    first: Vec<Element>,
+) {
+    let mut rx = queue.lock().await;
+    for el in &first {
+        if wr.send_stanza(el).await.is_err() {
+            return;
+        }
+    }
+    if let Some(r) = sm.as_ref().and_then(|sm| sm.request()) {
+        if wr.send_stanza(&r).await.is_err() {
+            return;
+        }
+    }
     loop {
         tokio::select! {
             biased;
+            () = ack_due(sm.as_deref()) => {
+                if let Some(a) = sm.as_ref().and_then(|sm| sm.due_ack()) {
+                    if wr.send_stanza(&a).await.is_err() {
+                        return;
+                    }
+                }
+            }
             el = rx.recv() => match el {
                 Some(el) => {
+                    if let Some(sm) = &sm {
+                        sm.sending(&el);
+                    }
                     if wr.send_stanza(&el).await.is_err() {
                         return;
+                    }
+                    if rx.is_empty() {
+                        if let Some(r) = sm.as_ref().and_then(|sm| sm.request()) {
+                            if wr.send_stanza(&r).await.is_err() {
+                                return;
+                            }
+                        }
                     }
                 }
                 None => break,
             },
             _ = &mut close => {
                 while let Ok(el) = rx.try_recv() {
+                    if let Some(sm) = &sm {
+                        sm.sending(&el);
+                    }
                     if wr.send_stanza(&el).await.is_err() {
                         return;
                     }
@@ -573,7 +776,20 @@ async fn write_loop(mut wr: impl StanzaWriter, mut rx: mpsc::Receiver<Element>, 
             }
         }
     }
+    // Our last ack: the server then routes nothing it sent us again.
+    if let Some(a) = sm.as_ref().and_then(|sm| sm.final_ack()) {
+        let _ = wr.send_stanza(&a).await;
+    }
     let _ = wr.close().await;
+}
+
+/// Resolves when the server asked for an ack; never without stream
+/// management.
+async fn ack_due(sm: Option<&Shared>) {
+    match sm {
+        Some(sm) => sm.wake.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

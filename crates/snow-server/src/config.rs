@@ -69,6 +69,17 @@ pub struct ServerSettings {
     pub idle_timeout_secs: u64,
     /// Stanzas queued for one slow reader before it is disconnected.
     pub outbound_queue: usize,
+    /// Seconds a client session with stream management (XEP-0198) may be
+    /// resumed after its connection broke; until then what was sent to it
+    /// and not acknowledged waits for it, then goes to offline storage.
+    /// 0: no resumption (acknowledgements only). Sensible: 0 to 3600
+    /// (longer keeps the session's queue in memory for nothing).
+    pub sm_resume_secs: u64,
+    /// Stanzas a stream-managed session may have written and not yet
+    /// acknowledged (kept for retransmission); at the limit the server
+    /// asks for an ack and writes nothing more until it comes, so a client
+    /// that never acknowledges is a slow reader. Sensible: 1 to 100,000.
+    pub sm_max_unacked: usize,
     /// Refuse chat and normal messages whose body is clear text: only
     /// end-to-end encrypted bodies (XML Encryption) are stored or forwarded.
     pub require_e2e: bool,
@@ -140,6 +151,8 @@ impl Default for ServerSettings {
             negotiation_timeout_secs: 30,
             idle_timeout_secs: 900,
             outbound_queue: 1000,
+            sm_resume_secs: 300,
+            sm_max_unacked: 1000,
             require_e2e: false,
             component_bind: "127.0.0.1:5347".into(),
             client_check: ClientCheck::Warn,

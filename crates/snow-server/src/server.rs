@@ -19,6 +19,7 @@ use crate::services::{self, Registry, Service};
 use crate::transport::c2s::{self, C2s};
 use crate::transport::component::{self, ComponentPort, Components};
 use crate::transport::s2s::{self, Incoming, Links};
+use crate::transport::stream_management::SmSettings;
 use crate::transport::Accepting;
 use crate::trust::TrustStore;
 use crate::{tls, ServerConfig, ServerError};
@@ -112,6 +113,11 @@ impl Server {
             db: db.clone(),
             idle: Duration::from_secs(settings.idle_timeout_secs.max(1)),
             rate: (settings.stanza_rate, settings.stanza_burst),
+            sm: SmSettings {
+                resume: Duration::from_secs(settings.sm_resume_secs),
+                max_unacked: settings.sm_max_unacked.max(1),
+            },
+            resumable: Arc::default(),
             outbound_queue: settings.outbound_queue,
             accounts: limiter(Limited::Account, settings.account_stanza_rate, settings.account_stanza_burst),
             logins: limiter(Limited::Logins, logins / 60.0, logins),

@@ -1,7 +1,8 @@
 //! The XMPP server's own database: known accounts, rosters and offline
 //! messages (XEP-0160). An offline message is committed before the sender
-//! is answered and deleted only after it was written to the recipient's
-//! socket, so a crash at any point loses nothing.
+//! is answered and deleted only after the recipient's client acknowledged
+//! it (XEP-0198), or, for a client without stream management, after it was
+//! written to its socket, so a crash at any point loses nothing.
 
 use std::path::Path;
 
@@ -286,6 +287,27 @@ impl ServerDb {
         Ok(())
     }
 
+    /// Deletes the stored messages `ids` (delivered, or acknowledged by
+    /// the client) in one transaction: one commit, so one sync of the
+    /// disk, per batch rather than per message. Returns how many were
+    /// still there (a row already gone is no error: two sessions of one
+    /// account may both have been handed it).
+    pub fn delete_offline_many(&mut self, ids: &[i64]) -> Result<usize, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.conn.transaction()?;
+        let mut deleted = 0;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM offline WHERE id = ?1")?;
+            for id in ids {
+                deleted += stmt.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(deleted)
+    }
+
     pub fn replication_seq(&self, cursor: &crate::ReplicationCursor) -> Result<i64, StoreError> {
         Ok(self
             .conn
@@ -521,6 +543,20 @@ mod tests {
         assert_eq!(db.offline_page("a@x", 0, 1).unwrap().len(), 1);
         db.delete_offline(id1).unwrap();
         assert_eq!(db.offline_page("a@x", 0, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn offline_rows_leave_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = ServerDb::open(&dir.path().join("server.db")).unwrap();
+        let ids: Vec<i64> =
+            (0..5).map(|i| db.store_offline("a@x", &format!("<message>{i}</message>"), i).unwrap().unwrap()).collect();
+        assert_eq!(db.delete_offline_many(&[]).unwrap(), 0);
+        // A row already gone (another session of the account had it) counts
+        // for nothing and stops nothing.
+        db.delete_offline(ids[1]).unwrap();
+        assert_eq!(db.delete_offline_many(&ids[..3]).unwrap(), 2);
+        assert_eq!(db.offline_page("a@x", 0, 10).unwrap().iter().map(|r| r.0).collect::<Vec<_>>(), ids[3..]);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 /// Stream error conditions (RFC 6120 §4.9).
 pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+/// XEP-0198 stream management (acks and resumption, client streams).
+pub const NS_SM: &str = "urn:xmpp:sm:3";
 /// XEP-0199 ping.
 pub const NS_PING: &str = "urn:xmpp:ping";
 /// XEP-0030 service discovery.

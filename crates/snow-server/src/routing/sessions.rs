@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use snow_xml::Element;
 use tokio::sync::{mpsc, Notify};
@@ -14,8 +15,12 @@ use super::client_check::Announcement;
 #[derive(Debug)]
 pub enum Outbound {
     /// Serialized XML. If it came from offline storage, its row is
-    /// deleted once the bytes are on the socket.
-    Xml { xml: String, offline_id: Option<i64> },
+    /// deleted once the client acknowledged it (stream management) or,
+    /// without stream management, once the bytes are on the socket.
+    /// `queued`: when routing gave it to the session (a message the
+    /// client never had is routed again when the session ends, unless
+    /// another resource had it then).
+    Xml { xml: String, offline_id: Option<i64>, queued: Instant },
     /// Send this (a closing tag or stream error) and close the connection.
     Close(String),
 }
@@ -27,10 +32,13 @@ pub struct SessionHandle {
     tx: mpsc::Sender<Outbound>,
     /// Has sent initial presence and not gone unavailable.
     available: AtomicBool,
+    /// Since when it has been available (None: not available).
+    available_since: Mutex<Option<Instant>>,
     priority: AtomicI32,
     /// Has fetched its roster (and so wants roster pushes, RFC 6121 §2.1.6).
     pub interested: AtomicBool,
-    /// Signalled when the session must end (slow reader, replaced).
+    /// Signalled when the session must end (slow reader, replaced); a
+    /// session waiting to be resumed ends too.
     pub kill: Notify,
     /// The last broadcast presence, for contacts who come online later.
     last_presence: Mutex<Option<Element>>,
@@ -45,6 +53,7 @@ impl SessionHandle {
             full,
             tx,
             available: AtomicBool::new(false),
+            available_since: Mutex::new(None),
             priority: AtomicI32::new(0),
             interested: AtomicBool::new(false),
             kill: Notify::new(),
@@ -70,8 +79,22 @@ impl SessionHandle {
     }
 
     pub fn set_available(&self, available: bool, priority: i32) {
+        let mut since = self.available_since.lock().unwrap_or_else(|p| p.into_inner());
+        match (available, *since) {
+            (true, None) => *since = Some(Instant::now()),
+            (false, _) => *since = None,
+            (true, Some(_)) => {}
+        }
         self.priority.store(priority, Ordering::Release);
         self.available.store(available, Ordering::Release);
+    }
+
+    /// Whether it was available, with a priority that takes messages to
+    /// its bare JID, at `t` and ever since: then it had its own copy of
+    /// such a message routed at `t` (RFC 6121 §8.5.2.1.1).
+    pub fn took_bare_messages_at(&self, t: Instant) -> bool {
+        let since = *self.available_since.lock().unwrap_or_else(|p| p.into_inner());
+        self.priority() >= 0 && since.is_some_and(|s| s <= t)
     }
 
     pub fn priority(&self) -> i32 {
@@ -93,7 +116,7 @@ impl SessionHandle {
     }
 
     pub fn send_xml(&self, xml: String) -> bool {
-        self.send(Outbound::Xml { xml, offline_id: None })
+        self.send(Outbound::Xml { xml, offline_id: None, queued: Instant::now() })
     }
 
     /// Queues output, waiting while the queue is full instead of ending

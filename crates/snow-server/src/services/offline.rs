@@ -2,7 +2,12 @@
 //! resource is committed to the database, stamped with XEP-0203 delay,
 //! before anything else happens, and handed to the account's first
 //! session that becomes available, oldest first. A stored row is deleted
-//! only once the session has put it on the socket. Nothing is kept for an
+//! only once the client acknowledged it (XEP-0198 stream management, by
+//! the session in `transport::c2s`), or, for a client without stream
+//! management, once the session has put it on the socket; rows leave in
+//! batches, one transaction each. So a crash or a broken connection
+//! between the two loses nothing: what was not acknowledged is delivered
+//! again at the next login. Nothing is kept for an
 //! account whose certificate the key directory lists as revoked: the
 //! sender is refused (routing answers every refusal here with
 //! `service-unavailable`, as for an account that does not exist).
@@ -11,7 +16,10 @@
 //! waits for room in the session's queue, so however many messages are
 //! stored, the session neither overflows its queue (which would end it as
 //! a slow reader before it wrote one, at every login) nor holds them all
-//! in memory.
+//! in memory. The queue empties as fast as the client reads (and, under
+//! stream management, acknowledges: a session writes nothing more while
+//! `sm_max_unacked` stanzas wait for their ack), so the client's reading
+//! sets the pace.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -215,7 +223,10 @@ enum Stored {
 const PAGE: usize = 64;
 
 /// Queues the stored messages of `me`'s account, a page at a time, each
-/// when the queue has room; ends with the session or the store.
+/// when the queue has room; ends with the session or the store. Rows are
+/// read past the last one queued, not deleted here: the session deletes
+/// them when the client has them, and a row it never confirms stays for
+/// the next login.
 async fn feed(db: Db, me: Arc<SessionHandle>) {
     let mut after = 0;
     loop {
@@ -230,7 +241,8 @@ async fn feed(db: Db, me: Arc<SessionHandle>) {
         let last = page.len() < PAGE;
         for (id, xml) in page {
             after = id;
-            if !me.send_paced(Outbound::Xml { xml, offline_id: Some(id) }).await {
+            let queued = std::time::Instant::now();
+            if !me.send_paced(Outbound::Xml { xml, offline_id: Some(id), queued }).await {
                 return;
             }
         }

@@ -7,6 +7,7 @@
 //! then), reading through `snow_xml::Framed`, which holds no read buffer
 //! and frees the parser's scratch space while the client is quiet.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use base64::Engine;
 use snow_xml::stanza::{error_reply, is_reply, Condition};
 use snow_xml::{
-    stream_error_xml, Element, Framed, FramedError, StreamEvent, NS_BIND, NS_CLIENT, NS_SASL, NS_SESSION, NS_TLS,
+    stream_error_xml, Element, Framed, FramedError, StreamEvent, NS_BIND, NS_CLIENT, NS_SASL, NS_SESSION, NS_SM, NS_TLS,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
+use super::stream_management::{self, Handover, Resumable, Sm, SmSettings, Unacked};
 use super::{gone, refuse, Accepting, Deadline, Step};
 use crate::db::Db;
 use crate::limits::{ConnectionSlot, RateLimiter, TokenBucket, Verdict};
@@ -39,6 +41,10 @@ pub(crate) struct C2s {
     pub idle: Duration,
     /// Sustained stanzas per second, and the burst above it.
     pub rate: (f64, f64),
+    /// Stream management (`[server] sm_resume_secs`, `sm_max_unacked`).
+    pub sm: SmSettings,
+    /// The sessions a client may resume, by resumption id.
+    pub resumable: Arc<Resumable<Link>>,
     /// Stanzas queued for a slow reader before it is disconnected.
     pub outbound_queue: usize,
     /// Stanzas per account, across its sessions (`[server]
@@ -123,6 +129,9 @@ struct Session {
     bare: String,
     full: String,
     cert: CertRef,
+    /// Set when the client resumed a session (XEP-0198) instead of
+    /// binding: the connection goes to that session.
+    resume: Option<stream_management::Claim<Link>>,
 }
 
 /// The stream before TLS: STARTTLS required before anything else, then
@@ -185,11 +194,27 @@ async fn login(c2s: &Arc<C2s>, tls: TlsStream<TcpStream>) -> Step<Session> {
     f.send(&format!("<success xmlns='{NS_SASL}'/>")).await.map_err(gone)?;
     f.reset();
 
-    let features = format!("<bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>");
+    let features = format!(
+        "<bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>{}",
+        stream_management::feature()
+    );
     a.open_stream(&mut f, NS_CLIENT, &features, None).await?;
     let bare = jid.to_string();
     let (full, bind_iq) = loop {
         let iq = a.next_element(&mut f).await?;
+        if iq.is(NS_SM, "resume") {
+            match c2s.resumable.claim(&iq, &bare) {
+                Ok(claim) => {
+                    let full = claim.full.clone();
+                    return Ok(Session { stream: f, bare, full, cert, resume: Some(claim) });
+                }
+                // The client may bind instead (XEP-0198 §5).
+                Err(failed) => {
+                    f.send(&failed).await.map_err(gone)?;
+                    continue;
+                }
+            }
+        }
         if !iq.is(NS_CLIENT, "iq") || iq.attr("type") != Some("set") {
             return Err(refuse(
                 &mut f,
@@ -228,7 +253,7 @@ async fn login(c2s: &Arc<C2s>, tls: TlsStream<TcpStream>) -> Step<Session> {
     result.push_child(Element::new(NS_BIND, "bind").with_child(Element::new(NS_BIND, "jid").with_text(full.clone())));
     f.send(&result.to_xml(NS_CLIENT)).await.map_err(gone)?;
     tracing::info!(jid = %full, "session bound");
-    Ok(Session { stream: f, bare, full, cert })
+    Ok(Session { stream: f, bare, full, cert, resume: None })
 }
 
 /// Why a bound session ends.
@@ -242,43 +267,251 @@ enum End {
     /// Close with this stream error, without writing anything queued: the
     /// certificate is revoked.
     Revoked(String),
+    /// Silent for the idle time: close with this stream error. A session
+    /// that may be resumed then waits for its client, as after `Gone`.
+    Idle(String),
+    /// The client came back on a new connection (XEP-0198 resumption),
+    /// perhaps before this one was seen to break.
+    Resume(Box<Handover<Link>>),
+    /// Nobody resumed the session within its window (or the server shut
+    /// down meanwhile).
+    Expired,
+}
+
+/// The client's connection under a bound session; a resumption replaces
+/// it.
+pub(crate) struct Link {
+    stream: Framed<TlsStream<TcpStream>>,
+    /// The certificate it logged in with (matched against every CRL that
+    /// arrives while it runs).
+    cert: CertRef,
+    /// Its place in the connection limits: held until the session ends,
+    /// also while it waits to be resumed (so the limits count it, and a
+    /// server shutting down waits for what it routes again).
+    slot: ConnectionSlot,
 }
 
 /// The bound session: reads, parses and hands stanzas to routing, and
 /// writes what routing queued, until one side ends it. `slot` holds the
-/// connection's place in the limits until then.
+/// connection's place in the limits until then. With stream management
+/// and resumption, a broken connection leaves the session waiting for its
+/// client (still in the session table: what routing sends it is queued)
+/// for up to `sm_resume_secs`. A connection that resumes another session
+/// only hands itself over to it.
 async fn bound(c2s: Arc<C2s>, session: Session, slot: ConnectionSlot) {
-    let _slot = slot;
-    let Session { mut stream, bare, full, cert } = session;
+    let Session { stream, bare, full, cert, resume: claim } = session;
+    let link = Link { stream, cert, slot };
+    if let Some(claim) = claim {
+        if let Err(mut link) = claim.hand_over(link) {
+            // The session ended between the claim and now.
+            let xml = format!("{}</stream:stream>", stream_management::failed("item-not-found"));
+            let _ = tokio::time::timeout(Duration::from_secs(5), link.stream.send(&xml)).await;
+        }
+        return;
+    }
     let (tx, mut rx) = mpsc::channel(c2s.outbound_queue);
     let handle = SessionHandle::new(bare, full, tx);
     c2s.router.sessions.register(Arc::clone(&handle));
-    let end = serve(&c2s, &handle, &cert, &mut stream, &mut rx).await;
-    c2s.router.session_ended(&handle).await;
-    match end {
-        End::Close(xml) => {
-            // Flush what is queued, then the goodbye; but not forever.
-            let goodbye = async {
-                while let Ok(out) = rx.try_recv() {
-                    if let Outbound::Xml { xml, .. } = out {
-                        stream.write(&xml).await?;
+    let mut sm = Sm::Off;
+    let mut link = Some(link);
+    // The slot of a connection that broke, while the session waits.
+    let mut held = None;
+    let end = loop {
+        let end = match link.as_mut() {
+            Some(l) => serve(&c2s, &handle, l, &mut rx, &mut sm).await,
+            None => detached(&c2s, &handle, &mut sm).await,
+        };
+        match end {
+            // The old connection, if it is still open, is dropped.
+            End::Resume(handover) => {
+                let Handover { link: mut new, h } = *handover;
+                match resume(&c2s, &mut new, &mut sm, h).await {
+                    Ok(()) => {
+                        tracing::info!(jid = %handle.full, "session resumed");
+                        (link, held) = (Some(new), None);
+                    }
+                    Err(End::Gone) if sm.resumable() => (link, held) = (None, Some(new.slot)),
+                    Err(end) => {
+                        (link, held) = (Some(new), None);
+                        break end;
                     }
                 }
-                stream.send(&xml).await?;
-                stream.get_mut().shutdown().await
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(5), goodbye).await;
+            }
+            End::Gone | End::Idle(_) if sm.resumable() => {
+                if let (End::Idle(xml), Some(l)) = (&end, link.as_mut()) {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), l.stream.send(xml)).await;
+                }
+                if let Some(l) = link.take() {
+                    held = Some(l.slot);
+                }
+                tracing::info!(
+                    jid = %handle.full, window_secs = sm.window().as_secs(),
+                    "connection lost: the session waits to be resumed"
+                );
+            }
+            end => break end,
         }
-        End::Revoked(xml) => {
-            let goodbye = async {
-                stream.send(&xml).await?;
-                stream.get_mut().shutdown().await
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(5), goodbye).await;
+    };
+    c2s.router.session_ended(&handle).await;
+    let managed = sm.is_on();
+    let unacked = sm.take_unacked();
+    if let Some(l) = link.as_mut() {
+        let stream = &mut l.stream;
+        match end {
+            End::Close(xml) | End::Idle(xml) => {
+                // Flush what is queued, then the goodbye; but not forever.
+                // Under stream management nobody would acknowledge what
+                // is queued: it is routed again below instead.
+                let goodbye = async {
+                    if !managed {
+                        while let Ok(out) = rx.try_recv() {
+                            if let Outbound::Xml { xml, .. } = out {
+                                stream.write(&xml).await?;
+                            }
+                        }
+                    }
+                    stream.send(&xml).await?;
+                    stream.get_mut().shutdown().await
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), goodbye).await;
+            }
+            End::Revoked(xml) => {
+                let goodbye = async {
+                    stream.send(&xml).await?;
+                    stream.get_mut().shutdown().await
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), goodbye).await;
+            }
+            End::Gone | End::Killed | End::Resume(_) | End::Expired => {}
         }
-        End::Gone | End::Killed => {}
     }
+    route_again(&c2s, &handle, unacked, &mut rx).await;
+    // The connection's place in the limits goes last.
+    drop((link, held));
     tracing::info!(jid = %handle.full, "session ended");
+}
+
+/// A resumable session whose connection broke: waits for its client to
+/// resume, for the session's window at most.
+async fn detached(c2s: &C2s, handle: &SessionHandle, sm: &mut Sm<Link>) -> End {
+    let mut shutdown = c2s.accepting.shutdown.clone();
+    if *shutdown.borrow() {
+        return End::Expired;
+    }
+    let window = sm.window();
+    tokio::select! {
+        biased;
+        _ = handle.kill.notified() => End::Killed,
+        _ = shutdown.changed() => End::Expired,
+        h = sm.next_handover() => End::Resume(h),
+        _ = tokio::time::sleep(window) => {
+            tracing::info!(jid = %handle.full, "not resumed in time: the session ends");
+            End::Expired
+        }
+    }
+}
+
+/// A connection that resumes the session: its `h` acknowledges what the
+/// client had, then `<resumed/>` and everything else it had not
+/// acknowledged, again, in order (XEP-0198 §5).
+async fn resume(c2s: &C2s, link: &mut Link, sm: &mut Sm<Link>, h: u32) -> Result<(), End> {
+    match sm.acknowledge(h) {
+        Ok(acked) => delete_offline(c2s, acked).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "resumption refused");
+            let _ = tokio::time::timeout(Duration::from_secs(5), link.stream.send(&e.stream_error())).await;
+            return Err(End::Gone);
+        }
+    }
+    let again = sm.resumed();
+    let ask = sm.ask();
+    let stream = &mut link.stream;
+    let write = async {
+        for xml in again.iter().chain(&ask) {
+            stream.write(xml).await?;
+        }
+        stream.flush().await
+    };
+    match tokio::time::timeout(c2s.idle, write).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(End::Gone),
+    }
+}
+
+/// Routes again what the session was given and the client never had: under
+/// stream management what it did not acknowledge, and in any case what
+/// was still queued (never written), oldest first. A stored offline
+/// message is not: its row is still there, for the next login. A message
+/// goes where it would go now (another resource, or offline storage),
+/// except one to the bare JID that another resource, available since
+/// before it came, had too (RFC 6121 §8.5.2.1.1: not twice); an IQ
+/// request is answered `service-unavailable`; presence and replies are
+/// dropped. The session is out of the table by now.
+async fn route_again(
+    c2s: &Arc<C2s>,
+    handle: &SessionHandle,
+    unacked: VecDeque<Unacked>,
+    rx: &mut mpsc::Receiver<Outbound>,
+) {
+    rx.close();
+    let mut queued = Vec::new();
+    while let Ok(out) = rx.try_recv() {
+        if let Outbound::Xml { xml, offline_id, queued: at } = out {
+            queued.push(Unacked { xml, offline_id, queued: at });
+        }
+    }
+    let mut routed = 0;
+    for u in unacked.into_iter().chain(queued) {
+        if u.offline_id.is_some() {
+            continue;
+        }
+        let Some(el) = reparse(&u.xml) else { continue };
+        let el = match el.name() {
+            "message" if el.attr("to") == Some(handle.full.as_str()) => el,
+            "message" => {
+                let others = c2s.router.sessions.sessions(&handle.bare);
+                if others.iter().any(|s| s.took_bare_messages_at(u.queued)) {
+                    continue;
+                }
+                el
+            }
+            "iq" if matches!(el.attr("type"), Some("get" | "set")) => {
+                error_reply(&el, Condition::ServiceUnavailable, None)
+            }
+            _ => continue,
+        };
+        Box::pin(c2s.router.route(Origin::Server, el)).await;
+        routed += 1;
+    }
+    if routed > 0 {
+        tracing::info!(jid = %handle.full, routed, "stanzas the client did not have were routed again");
+    }
+}
+
+/// A queued stanza back as an element: routing serialized it in
+/// `jabber:client`, so it is parsed inside an element of that namespace.
+fn reparse(xml: &str) -> Option<Element> {
+    let doc = format!("<queued xmlns='{NS_CLIENT}'>{xml}</queued>");
+    let limits = snow_xml::Limits {
+        max_stanza_bytes: doc.len() + 1,
+        max_depth: 128,
+        max_attributes: 4096,
+        max_elements: usize::MAX,
+    };
+    let root = snow_xml::parse_document(doc.as_bytes(), limits).ok()?;
+    let first = root.children().next().cloned();
+    first
+}
+
+/// Deletes offline messages the client had (written to it, or
+/// acknowledged), all in one transaction.
+async fn delete_offline(c2s: &C2s, ids: Vec<i64>) {
+    if ids.is_empty() {
+        return;
+    }
+    if let Err(e) = c2s.db.call(move |db| db.delete_offline_many(&ids)).await {
+        tracing::error!(error = %e, "cannot delete delivered offline messages");
+    }
 }
 
 /// What woke the session up.
@@ -287,6 +520,8 @@ enum Wake {
     Shutdown,
     /// A new CRL is in force.
     Crl,
+    /// The client resumed the session on a new connection.
+    Resume(Box<Handover<Link>>),
     Out(Option<Outbound>),
     Read(Result<StreamEvent, FramedError>),
 }
@@ -294,27 +529,47 @@ enum Wake {
 async fn serve(
     c2s: &Arc<C2s>,
     handle: &Arc<SessionHandle>,
-    cert: &CertRef,
-    stream: &mut Framed<TlsStream<TcpStream>>,
+    link: &mut Link,
     rx: &mut mpsc::Receiver<Outbound>,
+    sm: &mut Sm<Link>,
 ) -> End {
+    let Link { stream, cert, .. } = link;
     let mut bucket = TokenBucket::new(c2s.rate.0, c2s.rate.1);
     let mut shutdown = c2s.accepting.shutdown.clone();
     let mut crls = c2s.trust.subscribe();
     // A CRL put in force between the login and here.
     crls.mark_changed();
+    let mut wrote = false;
     loop {
         if *shutdown.borrow() {
             return End::Close(stream_error_xml("system-shutdown", "the server is shutting down"));
         }
-        let wake = tokio::select! {
-            biased;
-            _ = handle.kill.notified() => Wake::Killed,
-            _ = shutdown.changed() => Wake::Shutdown,
-            Ok(()) = crls.changed() => Wake::Crl,
-            out = rx.recv() => Wake::Out(out),
-            ev = stream.next_event(c2s.idle) => Wake::Read(ev),
+        // After a write, what the client sent meanwhile comes first if it
+        // is there (its acks free the rows and the room to write more),
+        // so a long delivery does not keep its input waiting.
+        let ready = match wrote {
+            true => tokio::time::timeout(Duration::ZERO, stream.next_event(c2s.idle)).await.ok().map(Wake::Read),
+            false => None,
         };
+        // Under stream management, nothing more is written while
+        // `sm_max_unacked` stanzas wait for their ack.
+        let room = sm.has_room();
+        let wake = match ready {
+            Some(wake) => wake,
+            None => tokio::select! {
+                biased;
+                _ = handle.kill.notified() => Wake::Killed,
+                _ = shutdown.changed() => Wake::Shutdown,
+                Ok(()) = crls.changed() => Wake::Crl,
+                h = sm.next_handover() => Wake::Resume(h),
+                out = rx.recv(), if room => Wake::Out(out),
+                ev = stream.next_event(c2s.idle) => Wake::Read(ev),
+            },
+        };
+        wrote = matches!(wake, Wake::Out(Some(_)));
+        // A stanza from the client counts for our acks once handled
+        // (XEP-0198 §4); stream management's own elements do not.
+        let counted = matches!(&wake, Wake::Read(Ok(StreamEvent::Stanza(el))) if el.ns() != NS_SM);
         match wake {
             Wake::Killed => return End::Killed,
             Wake::Shutdown => return End::Close(stream_error_xml("system-shutdown", "the server is shutting down")),
@@ -329,6 +584,7 @@ async fn serve(
                     return End::Revoked(stream_error_xml("reset", "your certificate has been revoked"));
                 }
             }
+            Wake::Resume(h) => return End::Resume(h),
             Wake::Out(None) => return End::Gone,
             Wake::Out(Some(out)) => {
                 // A client that stops reading blocks the write: its full
@@ -337,9 +593,18 @@ async fn serve(
                 let end = tokio::select! {
                     biased;
                     _ = handle.kill.notified() => Some(End::Killed),
-                    end = tokio::time::timeout(c2s.idle, write(c2s, stream, out, rx)) => end.unwrap_or(Some(End::Gone)),
+                    end = tokio::time::timeout(c2s.idle, write(c2s, stream, out, rx, sm)) => end.unwrap_or(Some(End::Gone)),
                 };
                 if let Some(end) = end {
+                    return end;
+                }
+            }
+            Wake::Read(Ok(StreamEvent::Stanza(el))) if el.ns() == NS_SM => {
+                let wait = bucket.take();
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                if let Some(end) = managed(c2s, handle, stream, sm, &el).await {
                     return end;
                 }
             }
@@ -357,7 +622,7 @@ async fn serve(
                 return End::Close(stream_error_xml("bad-format", "unexpected stream restart"));
             }
             Wake::Read(Err(FramedError::Timeout(_))) => {
-                return End::Close(stream_error_xml("connection-timeout", "idle for too long"));
+                return End::Idle(stream_error_xml("connection-timeout", "idle for too long"));
             }
             Wake::Read(Err(FramedError::Xml(e))) => {
                 // The stanzas before the error were handled already.
@@ -366,41 +631,94 @@ async fn serve(
             }
             Wake::Read(Err(_)) => return End::Gone,
         }
+        if counted {
+            sm.handled();
+        }
     }
 }
 
-/// Writes `first` and whatever else is queued, then flushes; an offline
-/// message leaves the store only once it is on the socket.
+/// A stream management element from the client (XEP-0198): `<enable/>`,
+/// an ack request, or an ack, whose offline messages leave the store.
+async fn managed(
+    c2s: &C2s,
+    handle: &SessionHandle,
+    stream: &mut Framed<TlsStream<TcpStream>>,
+    sm: &mut Sm<Link>,
+    el: &Element,
+) -> Option<End> {
+    let answer = match el.name() {
+        "enable" => Some(sm.enable(el, c2s.sm, &c2s.resumable, &handle.bare, &handle.full)),
+        "r" => Some(sm.ack().unwrap_or_else(|| stream_management::failed("unexpected-request"))),
+        "a" => {
+            match stream_management::h_of(el).and_then(|h| sm.acknowledge(h)) {
+                Ok(acked) => delete_offline(c2s, acked).await,
+                Err(e) => {
+                    tracing::warn!(jid = %handle.full, error = %e, "bad acknowledgement");
+                    return Some(End::Close(e.stream_error()));
+                }
+            }
+            // What went out after the `<r/>` this answers.
+            sm.ask()
+        }
+        "resume" => Some(stream_management::failed("unexpected-request")),
+        other => {
+            tracing::debug!(jid = %handle.full, element = other, "unknown stream management element ignored");
+            None
+        }
+    };
+    match answer {
+        Some(xml) => match tokio::time::timeout(c2s.idle, stream.send(&xml)).await {
+            Ok(Ok(())) => None,
+            _ => Some(End::Gone),
+        },
+        None => None,
+    }
+}
+
+/// Writes `first` and whatever else is queued (under stream management,
+/// while fewer than `sm_max_unacked` wait for their ack), then flushes.
+/// Without stream management, the offline messages written leave the
+/// store after the flush, in one transaction; with it, an `<r/>` follows
+/// what was written and they leave when the client acknowledges them.
 async fn write(
     c2s: &C2s,
     stream: &mut Framed<TlsStream<TcpStream>>,
     first: Outbound,
     rx: &mut mpsc::Receiver<Outbound>,
+    sm: &mut Sm<Link>,
 ) -> Option<End> {
+    let mut delivered = Vec::new();
+    let mut closing = None;
     let mut next = Some(first);
     while let Some(out) = next.take() {
         match out {
-            Outbound::Xml { xml, offline_id } => {
-                if stream.write(&xml).await.is_err() {
+            Outbound::Xml { xml, offline_id, queued } => {
+                let written = stream.write(&xml).await.is_ok();
+                // Under stream management it is kept, written or not.
+                if let (Some(id), true) = (sm.wrote(xml, offline_id, queued), written) {
+                    delivered.push(id);
+                }
+                if !written {
                     return Some(End::Gone);
                 }
-                if let Some(id) = offline_id {
-                    if stream.flush().await.is_err() {
-                        return Some(End::Gone);
-                    }
-                    if let Err(e) = c2s.db.call(move |db| db.delete_offline(id)).await {
-                        tracing::error!(error = %e, "cannot delete delivered offline message");
-                    }
-                }
             }
-            Outbound::Close(xml) => return Some(End::Close(xml)),
+            Outbound::Close(xml) => {
+                closing = Some(xml);
+                break;
+            }
         }
-        next = rx.try_recv().ok();
+        next = if sm.has_room() { rx.try_recv().ok() } else { None };
+    }
+    if let Some(r) = sm.ask() {
+        if stream.write(&r).await.is_err() {
+            return Some(End::Gone);
+        }
     }
     if stream.flush().await.is_err() {
         return Some(End::Gone);
     }
-    None
+    delete_offline(c2s, delivered).await;
+    closing.map(End::Close)
 }
 
 /// One stanza from the client: checked, its `from` set by the server

@@ -9,6 +9,7 @@
 pub(crate) mod c2s;
 pub(crate) mod component;
 pub(crate) mod s2s;
+pub(crate) mod stream_management;
 
 use std::future::Future;
 use std::sync::Arc;
