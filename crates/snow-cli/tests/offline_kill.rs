@@ -174,7 +174,9 @@ async fn kill_and_restart(managed: bool) {
 
     let (mut server, addr) = serve(home.home(), &config);
     let mut second = Run::login(addr, &identity, &ca_der, managed).await;
-    let _ = second.read(2 * N, Duration::from_secs(3)).await;
+    // Until nothing more comes.
+    let quiet = second.read(2 * N, Duration::from_secs(3)).await;
+    assert!(quiet.as_ref().is_err_and(|e| e.contains("no data")), "{quiet:?}");
     // Everything acknowledged (a final ack) and closed, then stopped.
     if managed {
         second.ack().await.unwrap();

@@ -467,3 +467,58 @@ async fn resumption_takes_over_a_live_connection_and_bad_acks_end_the_stream() {
     }
     server.shutdown(T).await;
 }
+
+/// A stream-managed client that is slow to acknowledge while its backlog
+/// is delivered: the session stops writing at `sm_max_unacked`, the
+/// backlog fills only half the outbound queue, so an answer routed to the
+/// session meanwhile finds room instead of ending it as a slow reader
+/// (found by the kill test: a ping's answer during delivery ended the
+/// session). Once the client acknowledges, the rest comes, and the answer.
+#[tokio::test]
+async fn a_client_slow_to_acknowledge_keeps_its_session_during_delivery() {
+    const N: usize = 3000;
+    let (site, jids) = site(&["2222222"]);
+    backlog(&site, &jids[0], N);
+    let server = site.start().await;
+    let mut c = site.login(&server, "2222222").await.unwrap();
+    enable(&mut c).await;
+    c.send_presence().await.unwrap();
+    // Everything up to sm_max_unacked, not acknowledged.
+    let max = site.settings.sm_max_unacked;
+    let mut handled = 0u32;
+    let mut got = Tally::default();
+    while got.distinct() < max {
+        let el = c.next_stanza(T).await.unwrap();
+        if el.ns() != NS_SM {
+            handled += 1;
+            got.add(&el);
+        }
+    }
+    // The backlog waits in the session's queue meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ping = Element::new(NS_CLIENT, "iq")
+        .with_attr("type", "get")
+        .with_attr("id", "during")
+        .with_child(Element::new(NS_PING, "ping"));
+    c.send(&ping).await.unwrap();
+    // Its answer is routed to the session, behind the backlog.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut answered = false;
+    while got.distinct() < N || !answered {
+        c.send_raw(&format!("<a xmlns='{NS_SM}' h='{handled}'/>")).await.unwrap();
+        let el = match c.next_stanza(T).await {
+            Ok(el) => el,
+            Err(e) => panic!("the session ended after {} of {N}: {e}", got.distinct()),
+        };
+        if el.ns() == NS_SM {
+            continue;
+        }
+        handled += 1;
+        answered |= el.name() == "iq" && el.attr("id") == Some("during");
+        got.add(&el);
+    }
+    let (missing, twice) = got.check("m", N);
+    assert!(missing.is_empty() && twice.is_empty(), "missing {missing:?}, twice {twice:?}");
+    c.close().await.unwrap();
+    server.shutdown(T).await;
+}

@@ -40,6 +40,10 @@ pub struct SessionHandle {
     /// Signalled when the session must end (slow reader, replaced); a
     /// session waiting to be resumed ends too.
     pub kill: Notify,
+    /// Signalled when the writer has taken from the queue ([`send_paced`]).
+    ///
+    /// [`send_paced`]: SessionHandle::send_paced
+    drained: Notify,
     /// The last broadcast presence, for contacts who come online later.
     last_presence: Mutex<Option<Element>>,
     /// Whether it has announced the Snow client (`client_check`).
@@ -57,6 +61,7 @@ impl SessionHandle {
             priority: AtomicI32::new(0),
             interested: AtomicBool::new(false),
             kill: Notify::new(),
+            drained: Notify::new(),
             last_presence: Mutex::new(None),
             client: Announcement::default(),
         })
@@ -119,12 +124,35 @@ impl SessionHandle {
         self.send(Outbound::Xml { xml, offline_id: None, queued: Instant::now() })
     }
 
-    /// Queues output, waiting while the queue is full instead of ending
-    /// the session: for output the server paces itself (stored messages),
-    /// which must not count against the client as a slow reader. False
-    /// once the session has ended.
+    /// Queues output, waiting for room instead of ending the session: for
+    /// output the server paces itself (stored messages), which must not
+    /// count against the client as a slow reader. It waits until half the
+    /// queue is free, so it never fills more than half: the other half is
+    /// for what routing sends meanwhile (an answer, a new message), which
+    /// would otherwise find the queue full and end the session as a slow
+    /// reader. False once the session has ended.
     pub async fn send_paced(&self, out: Outbound) -> bool {
+        let half = (self.tx.max_capacity() / 2).max(1);
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            // Registered before the check: a wake between the two counts.
+            drained.as_mut().enable();
+            if self.tx.is_closed() {
+                return false;
+            }
+            if self.tx.capacity() >= half {
+                break;
+            }
+            drained.await;
+        }
         self.tx.send(out).await.is_ok()
+    }
+
+    /// The session's writer took from the queue (or the queue closed):
+    /// paced senders look again.
+    pub fn drained(&self) {
+        self.drained.notify_waiters();
     }
 }
 

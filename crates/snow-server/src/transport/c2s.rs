@@ -129,9 +129,18 @@ struct Session {
     bare: String,
     full: String,
     cert: CertRef,
-    /// Set when the client resumed a session (XEP-0198) instead of
-    /// binding: the connection goes to that session.
-    resume: Option<stream_management::Claim<Link>>,
+    then: Then,
+}
+
+/// How a login ends.
+enum Then {
+    /// A resource was bound: the answer to the bind request, written once
+    /// the session is in the session table, so that a stanza for the new
+    /// full JID, sent as soon as the client knows it, finds the session.
+    Bind(String),
+    /// The client resumed a session (XEP-0198) instead of binding: the
+    /// connection goes to that session.
+    Resume(stream_management::Claim<Link>),
 }
 
 /// The stream before TLS: STARTTLS required before anything else, then
@@ -206,7 +215,7 @@ async fn login(c2s: &Arc<C2s>, tls: TlsStream<TcpStream>) -> Step<Session> {
             match c2s.resumable.claim(&iq, &bare) {
                 Ok(claim) => {
                     let full = claim.full.clone();
-                    return Ok(Session { stream: f, bare, full, cert, resume: Some(claim) });
+                    return Ok(Session { stream: f, bare, full, cert, then: Then::Resume(claim) });
                 }
                 // The client may bind instead (XEP-0198 §5).
                 Err(failed) => {
@@ -251,9 +260,8 @@ async fn login(c2s: &Arc<C2s>, tls: TlsStream<TcpStream>) -> Step<Session> {
         result.set_attr("id", id);
     }
     result.push_child(Element::new(NS_BIND, "bind").with_child(Element::new(NS_BIND, "jid").with_text(full.clone())));
-    f.send(&result.to_xml(NS_CLIENT)).await.map_err(gone)?;
     tracing::info!(jid = %full, "session bound");
-    Ok(Session { stream: f, bare, full, cert, resume: None })
+    Ok(Session { stream: f, bare, full, cert, then: Then::Bind(result.to_xml(NS_CLIENT)) })
 }
 
 /// Why a bound session ends.
@@ -299,19 +307,27 @@ pub(crate) struct Link {
 /// for up to `sm_resume_secs`. A connection that resumes another session
 /// only hands itself over to it.
 async fn bound(c2s: Arc<C2s>, session: Session, slot: ConnectionSlot) {
-    let Session { stream, bare, full, cert, resume: claim } = session;
-    let link = Link { stream, cert, slot };
-    if let Some(claim) = claim {
-        if let Err(mut link) = claim.hand_over(link) {
-            // The session ended between the claim and now.
-            let xml = format!("{}</stream:stream>", stream_management::failed("item-not-found"));
-            let _ = tokio::time::timeout(Duration::from_secs(5), link.stream.send(&xml)).await;
+    let Session { stream, bare, full, cert, then } = session;
+    let mut link = Link { stream, cert, slot };
+    let answer = match then {
+        Then::Bind(answer) => answer,
+        Then::Resume(claim) => {
+            if let Err(mut link) = claim.hand_over(link) {
+                // The session ended between the claim and now.
+                let xml = format!("{}</stream:stream>", stream_management::failed("item-not-found"));
+                let _ = tokio::time::timeout(Duration::from_secs(5), link.stream.send(&xml)).await;
+            }
+            return;
         }
-        return;
-    }
+    };
     let (tx, mut rx) = mpsc::channel(c2s.outbound_queue);
     let handle = SessionHandle::new(bare, full, tx);
     c2s.router.sessions.register(Arc::clone(&handle));
+    // The bind result, before anything routing queued meanwhile.
+    if !matches!(tokio::time::timeout(c2s.idle, link.stream.send(&answer)).await, Ok(Ok(()))) {
+        c2s.router.session_ended(&handle).await;
+        return;
+    }
     let mut sm = Sm::Off;
     let mut link = Some(link);
     // The slot of a connection that broke, while the session waits.
@@ -454,6 +470,7 @@ async fn route_again(
     rx: &mut mpsc::Receiver<Outbound>,
 ) {
     rx.close();
+    handle.drained();
     let mut queued = Vec::new();
     while let Ok(out) = rx.try_recv() {
         if let Outbound::Xml { xml, offline_id, queued: at } = out {
@@ -595,6 +612,7 @@ async fn serve(
                     _ = handle.kill.notified() => Some(End::Killed),
                     end = tokio::time::timeout(c2s.idle, write(c2s, stream, out, rx, sm)) => end.unwrap_or(Some(End::Gone)),
                 };
+                handle.drained();
                 if let Some(end) = end {
                     return end;
                 }
