@@ -27,8 +27,21 @@ const CONFIRM_EVERY: usize = 250;
 const T: Duration = Duration::from_secs(20);
 const DOMAIN: &str = "po.example";
 
+/// A `snow serve` child, killed if the test ends without stopping it (a
+/// failed assertion leaves no server behind).
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `snow serve` on `home`; its STARTTLS address.
-fn serve(home: &Path, config: &Path) -> (Child, SocketAddr) {
+fn serve(home: &Path, config: &Path) -> (Serve, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_snow"))
         .arg("serve")
         .env("SNOW_HOME", home)
@@ -44,7 +57,7 @@ fn serve(home: &Path, config: &Path) -> (Child, SocketAddr) {
     let addr = first.rsplit_once(" on ").unwrap().1.split(' ').next().unwrap().parse().unwrap();
     // Keep reading, so the server never writes into a closed pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    (Serve(child), addr)
 }
 
 /// A site with a CA, a server certificate and the user 2222222 (whose
@@ -166,8 +179,8 @@ async fn kill_and_restart(managed: bool) {
 
     let mut first = Run::login(addr, &identity, &ca_der, managed).await;
     first.read(KILL_AFTER, T).await.unwrap();
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
     // What was already on its way still arrives; then the connection ends.
     let end = first.read(N, T).await;
     assert!(end.is_err(), "all {N} arrived before the kill: kill sooner");
@@ -182,8 +195,8 @@ async fn kill_and_restart(managed: bool) {
         second.ack().await.unwrap();
     }
     second.client.close().await.unwrap();
-    assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap().success());
-    assert!(server.wait().unwrap().success());
+    assert!(Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap().success());
+    assert!(server.0.wait().unwrap().success());
 
     let mut count: BTreeMap<&str, usize> = BTreeMap::new();
     for id in first.ids.iter().chain(&second.ids) {
