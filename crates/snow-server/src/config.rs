@@ -546,6 +546,8 @@ impl ServerSettings {
         range("[server] stanza_burst", s.stanza_burst, 1.0, 1e6)?;
         range("[server] account_stanza_rate", s.account_stanza_rate, 0.001, 1e6)?;
         range("[server] account_stanza_burst", s.account_stanza_burst, 1.0, 1e6)?;
+        range("[server] sm_resume_secs", s.sm_resume_secs, 0, 3600)?;
+        range("[server] sm_max_unacked", s.sm_max_unacked, 1, 100_000)?;
         range("[server] login_attempts_per_minute", s.login_attempts_per_minute, 1, 1_000_000)?;
         range("[server] component_stanza_rate", s.component_stanza_rate, 0.001, 1e6)?;
         range("[server] component_stanza_burst", s.component_stanza_burst, 1.0, 1e6)?;
@@ -650,6 +652,8 @@ mod tests {
         refused(with(&|s| s.component_stanza_rate = f64::NEG_INFINITY), "[server] component_stanza_rate");
         refused(with(&|s| s.component_stanza_burst = 0.5), "[server] component_stanza_burst");
         refused(with(&|s| s.login_attempts_per_minute = 0), "[server] login_attempts_per_minute");
+        refused(with(&|s| s.sm_resume_secs = 3601), "[server] sm_resume_secs");
+        refused(with(&|s| s.sm_max_unacked = 0), "[server] sm_max_unacked");
         refused(with(&|s| s.max_connections = 0), "[server] max_connections");
         refused(with(&|s| s.max_connections_per_ip = 0), "[server] max_connections_per_ip");
         refused(with(&|s| s.max_preauth_per_ip = 0), "[server] max_preauth_per_ip");
