@@ -13,33 +13,12 @@ use std::time::{Duration, Instant};
 
 use attacker::Refusal;
 use snow_client::{Client, ClientError};
-use snow_xml::{Element, NS_CLIENT, NS_PING};
-use support::{body, error_condition, next_message, Site, DOMAIN};
+use snow_xml::Element;
+use support::{body, error_condition, next_message, until_pong, Site, DOMAIN};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const T: Duration = Duration::from_secs(10);
-
-/// Sends a ping and returns everything that arrived up to its answer (or
-/// its refusal), that included: the stanzas sent before it have been
-/// handled by then.
-async fn until_pong(c: &mut Client) -> Vec<Element> {
-    let ping = Element::new(NS_CLIENT, "iq")
-        .with_attr("type", "get")
-        .with_attr("id", "pong")
-        .with_attr("to", DOMAIN)
-        .with_child(Element::new(NS_PING, "ping"));
-    c.send(&ping).await.unwrap();
-    let mut got = Vec::new();
-    loop {
-        let el = c.next_stanza(T).await.unwrap();
-        let pong = el.name() == "iq" && el.attr("id") == Some("pong");
-        got.push(el);
-        if pong {
-            return got;
-        }
-    }
-}
 
 /// The ids of the `policy-violation` errors among `stanzas`.
 fn refused(stanzas: &[Element]) -> Vec<String> {

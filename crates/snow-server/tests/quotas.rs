@@ -8,34 +8,14 @@ mod support;
 
 use std::time::Duration;
 
-use snow_client::Client;
-use snow_xml::{Element, NS_CLIENT, NS_PING, NS_STANZAS};
-use support::{body, error_condition, next_message, Site, DOMAIN};
+use snow_xml::{Element, NS_CLIENT, NS_STANZAS};
+use support::{body, error_condition, next_message, until_pong, Site, DOMAIN};
 
 const T: Duration = Duration::from_secs(10);
 
 /// The text of a stanza error.
 fn error_text(el: &Element) -> String {
     el.child(NS_CLIENT, "error").and_then(|e| e.child(NS_STANZAS, "text")).map(Element::text).unwrap_or_default()
-}
-
-/// Sends a ping and returns everything that arrived before its answer:
-/// the stanzas sent before it have been handled by then.
-async fn until_pong(c: &mut Client) -> Vec<Element> {
-    let ping = Element::new(NS_CLIENT, "iq")
-        .with_attr("type", "get")
-        .with_attr("id", "pong")
-        .with_attr("to", DOMAIN)
-        .with_child(Element::new(NS_PING, "ping"));
-    c.send(&ping).await.unwrap();
-    let mut got = Vec::new();
-    loop {
-        let el = c.next_stanza(T).await.unwrap();
-        if el.name() == "iq" && el.attr("id") == Some("pong") {
-            return got;
-        }
-        got.push(el);
-    }
 }
 
 /// The errors among `stanzas`: (id, condition, text).

@@ -273,3 +273,25 @@ pub async fn forge_results(
     let ping = Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_child(Element::new(NS_PING, "ping"));
     attacker.iq().request(ping).await.unwrap();
 }
+
+/// Sends a ping to the server and returns everything that arrived up to
+/// its answer (or its refusal), that included: the stanzas sent before it
+/// have been handled by then.
+pub async fn until_pong(c: &mut Client) -> Vec<snow_xml::Element> {
+    use snow_xml::{Element, NS_CLIENT, NS_PING};
+    let ping = Element::new(NS_CLIENT, "iq")
+        .with_attr("type", "get")
+        .with_attr("id", "pong")
+        .with_attr("to", DOMAIN)
+        .with_child(Element::new(NS_PING, "ping"));
+    c.send(&ping).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let el = c.next_stanza(Duration::from_secs(10)).await.unwrap();
+        let pong = el.name() == "iq" && el.attr("id") == Some("pong");
+        got.push(el);
+        if pong {
+            return got;
+        }
+    }
+}
