@@ -39,10 +39,6 @@ fn kind_name(t: &Texts, k: AlertKind) -> &'static str {
     }
 }
 
-fn area_name(a: &Area) -> &str {
-    a.code()
-}
-
 /// The inbox's list, by filter (`new` by default).
 fn list_markup(live: &Live, t: &Texts, show: &str) -> Markup {
     let d = live.data();
@@ -66,7 +62,7 @@ fn list_markup(live: &Live, t: &Texts, show: &str) -> Markup {
                         li class=(format!("card {}", a.kind)) {
                             h3 {
                                 a href=(format!("/alerts/{}", a.id)) {
-                                    (kind_name(t, a.kind)) ": " (a.analysis) " " (area_name(&a.area)) ", " (t.alert_week) " " (a.week)
+                                    (kind_name(t, a.kind)) ": " (a.analysis) " " (a.area.code()) ", " (t.alert_week) " " (a.week)
                                 }
                             }
                             (summary(t, a))
@@ -226,7 +222,7 @@ pub async fn detail(
             .collect();
         (live.status(&d, &a), c)
     };
-    let title = format!("{}: {} {}, {} {}", kind_name(t, a.kind), a.analysis, area_name(&a.area), t.alert_week, a.week);
+    let title = format!("{}: {} {}, {} {}", kind_name(t, a.kind), a.analysis, a.area.code(), t.alert_week, a.week);
     let body = html! {
         (summary(t, &a))
         p class="meta" { (when(a.issued)) " · " (t.alert_from) " " (a.author) }

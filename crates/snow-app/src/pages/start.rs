@@ -179,11 +179,10 @@ pub async fn setup(
 
 /// Logs in with an unlocked key.
 async fn go_online(app: &AppState, identity: snow_crypto::Identity) -> Result<(), String> {
-    let t_err = |e: &dyn std::fmt::Display| e.to_string();
-    let target = LoginTarget::of(identity.chain()).map_err(|e| t_err(&e))?;
+    let target = LoginTarget::of(identity.chain()).map_err(|e| e.to_string())?;
     let live = Live::start(&app.opts, identity, target, Arc::clone(&app.dismissed), app.events.clone())
         .await
-        .map_err(|e| t_err(&e))?;
+        .map_err(|e| e.to_string())?;
     app.set_live(Some(live));
     Ok(())
 }
