@@ -2,8 +2,9 @@
 //! alerts of the areas subscribed to, conversations, contacts and their
 //! presence. One task reads the connection and keeps this up to date; the
 //! pages read it and send through the shared [`IqClient`]. When the
-//! connection drops, the task logs in again (the key stays unlocked in
-//! this process, never in the browser) and the pages say so meanwhile.
+//! connection drops, the task resumes the session (XEP-0198: what was in
+//! flight arrives once) or else logs in again (the key stays unlocked in
+//! this process, never in the browser), and the pages say so meanwhile.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -286,27 +287,73 @@ impl Live {
             }
             self.online.store(false, Ordering::Relaxed);
             self.tell("connection", None);
-            let mut pause = Duration::from_secs(1);
-            session = loop {
-                tokio::select! {
-                    () = stopped(&mut stop) => return,
-                    _ = tokio::time::sleep(pause) => {}
-                }
-                pause = (pause * 2).min(Duration::from_secs(30));
-                match Client::connect(&self.connect, &self.identity).await {
-                    Ok(client) => match begin(client).await {
-                        Ok((s, iq)) => {
-                            *self.iq.write().unwrap_or_else(|p| p.into_inner()) = iq;
-                            break s;
-                        }
-                        Err(e) => tracing::warn!(error = %e, "logging in again failed"),
-                    },
-                    Err(e) => tracing::warn!(error = %e, "logging in again failed"),
-                }
+            let resumed = match self.reconnect(&mut session, &mut stop).await {
+                Some(resumed) => resumed,
+                None => return,
             };
             self.online.store(true, Ordering::Relaxed);
-            self.reload().await;
+            if !resumed {
+                // A new session: what the server kept for us meanwhile is
+                // in storage or in the lists, so read them again.
+                self.reload().await;
+            }
             self.tell("connection", None);
+        }
+    }
+
+    /// After the connection broke: resumes the session (XEP-0198), so what
+    /// was in flight either way arrives once; when the server will not
+    /// (it restarted, the session expired), logs in afresh and sends again
+    /// what it never acknowledged. Tries until it works, waiting longer each
+    /// time; `Some(true)` resumed, `Some(false)` a new session, `None` the
+    /// app was locked meanwhile.
+    async fn reconnect(&self, session: &mut Session, stop: &mut tokio::sync::watch::Receiver<bool>) -> Option<bool> {
+        let mut pause = Duration::from_secs(1);
+        let mut resumable = session.resumable();
+        loop {
+            tokio::select! {
+                () = stopped(stop) => return None,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
+            if resumable {
+                match session.resume(&self.connect, &self.identity).await {
+                    Ok(()) => {
+                        tracing::info!("the session was resumed");
+                        return Some(true);
+                    }
+                    Err(ClientError::NotResumed(why)) => {
+                        tracing::info!(why = %why, "the session could not be resumed; logging in again");
+                        resumable = false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "resuming the session failed");
+                        continue;
+                    }
+                }
+            }
+            match Client::connect(&self.connect, &self.identity).await {
+                Ok(client) => match begin(client).await {
+                    Ok((fresh, iq)) => {
+                        let unacknowledged = session.take_unacknowledged();
+                        *self.iq.write().unwrap_or_else(|p| p.into_inner()) = iq;
+                        // The old session's tasks have ended with its connection.
+                        drop(std::mem::replace(session, fresh));
+                        for el in unacknowledged {
+                            // Presence is sent anew by `begin`; answers to
+                            // requests of a past session mean nothing now.
+                            if el.name() == "message" {
+                                if let Err(e) = session.iq().send(el).await {
+                                    tracing::warn!(error = %e, "cannot send again a message the server had not acknowledged");
+                                }
+                            }
+                        }
+                        return Some(false);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "logging in again failed"),
+                },
+                Err(e) => tracing::warn!(error = %e, "logging in again failed"),
+            }
         }
     }
 

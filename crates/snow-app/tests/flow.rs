@@ -13,7 +13,7 @@ use snow_core::stats::Area;
 use snow_crypto::{pkcs12, Identity};
 use snow_pki::{outbox, Ca, PkiSettings};
 use snow_server::{S2sSettings, Server, ServerConfig, ServerSettings};
-use support::{open, request, start_app, Answer};
+use support::{open, request, start_app, Answer, Relay};
 
 const DOMAIN: &str = "po.example";
 const PASS: &str = "a personal passphrase";
@@ -112,15 +112,17 @@ fn form_value(s: &str) -> String {
         .collect()
 }
 
-#[tokio::test]
-async fn first_run_dialog_chat_and_alerts_against_a_real_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let paths = snow_core::SiteHome::new(dir.path().join("po"));
-    let pki = PkiSettings { ca_key_bits: 2048, ..PkiSettings::default() };
-    let mut ca = Ca::init(&paths, &DOMAIN.parse().unwrap(), "an admin passphrase", &pki).unwrap();
-    ca.issue_server(&DOMAIN.parse().unwrap(), &[]).unwrap();
-    let gp1 = add_gp(&mut ca, "1111111");
-    let gp2 = add_gp(&mut ca, "2222222");
+/// A PO with two GPs and its server (clear text refused, as at a real site).
+struct Site {
+    _dir: tempfile::TempDir,
+    ca: Ca,
+    gp1: Gp,
+    gp2: Gp,
+    server: snow_server::ServerHandle,
+    home: snow_core::SiteHome,
+}
+
+async fn start_server(home: &snow_core::SiteHome) -> snow_server::ServerHandle {
     let settings = ServerSettings {
         c2s_bind: "127.0.0.1:0".into(),
         direct_tls_bind: String::new(),
@@ -128,8 +130,52 @@ async fn first_run_dialog_chat_and_alerts_against_a_real_server() {
         ..ServerSettings::default()
     };
     let s2s = S2sSettings { bind: String::new(), ..S2sSettings::default() };
-    let server = Server::start(ServerConfig::for_home(&paths, DOMAIN.parse().unwrap(), settings, s2s)).await.unwrap();
+    Server::start(ServerConfig::for_home(home, DOMAIN.parse().unwrap(), settings, s2s)).await.unwrap()
+}
 
+async fn site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = snow_core::SiteHome::new(dir.path().join("po"));
+    let pki = PkiSettings { ca_key_bits: 2048, ..PkiSettings::default() };
+    let mut ca = Ca::init(&paths, &DOMAIN.parse().unwrap(), "an admin passphrase", &pki).unwrap();
+    ca.issue_server(&DOMAIN.parse().unwrap(), &[]).unwrap();
+    let gp1 = add_gp(&mut ca, "1111111");
+    let gp2 = add_gp(&mut ca, "2222222");
+    let server = start_server(&paths).await;
+    Site { _dir: dir, ca, gp1, gp2, server, home: paths }
+}
+
+/// The first run with GP 1's .p12 (the right SMS password): the cookie and
+/// the page's CSRF token.
+async fn first_run(app: &snow_app::RunningApp, gp: &Gp) -> (String, String) {
+    let cookie = open(app).await;
+    let csrf = get(app, &cookie, "/setup").await.csrf().unwrap();
+    let (kind, body) = multipart(&[
+        ("file", &gp.p12),
+        ("password", gp.password.as_bytes()),
+        ("passphrase", PASS.as_bytes()),
+        ("passphrase2", PASS.as_bytes()),
+    ]);
+    let a = post_bytes(app.addr, &format!("/setup?csrf={csrf}"), &cookie, &kind, &body).await;
+    assert_eq!((a.status, a.header("location")), (303, Some("/")), "{}", a.body);
+    (cookie, csrf)
+}
+
+/// How GP 2's command-line client reaches the server.
+fn client_options(ca: &Ca, server: &snow_server::ServerHandle) -> ConnectOptions {
+    ConnectOptions {
+        addr: server.c2s_addr,
+        domain: DOMAIN.into(),
+        ca_der: ca.cert_der().to_vec(),
+        direct_tls: false,
+        resource: None,
+        timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test]
+async fn first_run_dialog_chat_and_alerts_against_a_real_server() {
+    let Site { _dir, ca, gp1, gp2, server, .. } = site().await;
     let app_dir = tempfile::tempdir().unwrap();
     let app = start_app(app_dir.path(), server.c2s_addr, vec![]).await;
     let cookie = open(&app).await;
@@ -173,14 +219,7 @@ async fn first_run_dialog_chat_and_alerts_against_a_real_server() {
     assert!(!alerts.body.contains("PRIVATE KEY"));
 
     // GP 2 with the command-line client.
-    let opts = ConnectOptions {
-        addr: server.c2s_addr,
-        domain: DOMAIN.into(),
-        ca_der: ca.cert_der().to_vec(),
-        direct_tls: false,
-        resource: None,
-        timeout: Duration::from_secs(10),
-    };
+    let opts = client_options(&ca, &server);
     let id2 = identity(&gp2);
     let mut c2 = Client::connect(&opts, &id2).await.unwrap();
     c2.send_presence().await.unwrap();
@@ -256,6 +295,64 @@ async fn first_run_dialog_chat_and_alerts_against_a_real_server() {
     let a = post(&app, &cookie, &csrf, "/unlock", &format!("passphrase={}", form_value(PASS))).await;
     assert_eq!((a.status, a.header("location")), (303, Some("/")), "{}", a.body);
     assert_eq!(server.open_connections(), before);
+
+    app.shutdown().await;
+    server.shutdown(Duration::from_secs(10)).await;
+}
+
+/// The network drops under the app while a colleague writes: the app
+/// resumes its session (XEP-0198, the same address), so the message sent
+/// meanwhile shows once; when the server has restarted and cannot resume,
+/// the app logs in again and the message sent meanwhile comes from
+/// storage, also once.
+#[tokio::test]
+async fn a_dropped_connection_is_resumed_and_each_message_shows_once() {
+    let Site { _dir, ca, gp1, gp2, server, home } = site().await;
+    let relay = Relay::start(server.c2s_addr).await;
+    let app_dir = tempfile::tempdir().unwrap();
+    let app = start_app(app_dir.path(), relay.addr, vec![]).await;
+    let (cookie, _csrf) = first_run(&app, &gp1).await;
+    let live = app.state.live().expect("logged in");
+    let address = live.iq().jid().to_owned();
+
+    let opts = client_options(&ca, &server);
+    let id2 = identity(&gp2);
+    let gp2_session = Client::connect(&opts, &id2).await.unwrap().into_session();
+    gp2_session.iq().send_presence().await.unwrap();
+    let ca_der = ca.cert_der().to_vec();
+    let conv = format!("/chat/with/{}", gp2.jid);
+    let lines = async |text: &str| get(&app, &cookie, &format!("{conv}/lines")).await.body.matches(text).count();
+
+    gp2_session.iq().send_encrypted_chat(&gp1.jid, "before the break", &id2, &ca_der).await.unwrap();
+    eventually("the first message", async || lines("before the break").await == 1).await;
+
+    relay.cut();
+    eventually("the app knows it is offline", async || !live.online()).await;
+    gp2_session.iq().send_encrypted_chat(&gp1.jid, "during the break", &id2, &ca_der).await.unwrap();
+    eventually("the app back online", async || live.online()).await;
+    eventually("the message sent during the break", async || lines("during the break").await == 1).await;
+    assert_eq!(live.iq().jid(), address, "resumed: the same session, not a new login");
+    // Nothing shows twice, even a little later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(lines("before the break").await, 1);
+    assert_eq!(lines("during the break").await, 1);
+
+    // The server restarts: no session to resume; the app logs in again and
+    // the message written meanwhile arrives (from storage or live) once.
+    drop(gp2_session);
+    server.shutdown(Duration::from_secs(10)).await;
+    let server = start_server(&home).await;
+    relay.retarget(server.c2s_addr);
+    relay.cut();
+    let gp2_session = Client::connect(&client_options(&ca, &server), &id2).await.unwrap().into_session();
+    gp2_session.iq().send_encrypted_chat(&gp1.jid, "after the restart", &id2, &ca_der).await.unwrap();
+    eventually("the message sent over the restart", async || lines("after the restart").await == 1).await;
+    assert!(live.online());
+    assert_ne!(live.iq().jid(), address, "a new login after the restart");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for text in ["before the break", "during the break", "after the restart"] {
+        assert_eq!(lines(text).await, 1, "{text}");
+    }
 
     app.shutdown().await;
     server.shutdown(Duration::from_secs(10)).await;

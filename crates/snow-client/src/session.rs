@@ -569,7 +569,7 @@ impl Session {
             sm.resumption().ok_or_else(|| ClientError::NotResumed("the server did not allow resumption".into()))?;
         let (mut f, features) = crate::authenticated(opts, login).await?;
         if !features.offers(NS_SM, "sm") {
-            sm.not_resumed();
+            // What was unacknowledged stays for `take_unacknowledged`.
             return Err(ClientError::NotResumed("the server no longer offers stream management".into()));
         }
         let resume = Element::new(NS_SM, "resume").with_attr("previd", previd).with_attr("h", h.to_string());

@@ -98,3 +98,52 @@ pub async fn open(app: &snow_app::RunningApp) -> String {
     assert_eq!(a.status, 303, "{}", a.body);
     cookie(&a).expect("a session cookie")
 }
+
+/// A TCP relay between the app and the server whose links can be cut, as
+/// a dropped network would (the server sees its connection end).
+pub struct Relay {
+    pub addr: SocketAddr,
+    target: std::sync::Arc<std::sync::Mutex<SocketAddr>>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(target: SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = std::sync::Arc::default();
+        let target = std::sync::Arc::new(std::sync::Mutex::new(target));
+        let (l, t) = (std::sync::Arc::clone(&links), std::sync::Arc::clone(&target));
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let to = *t.lock().unwrap();
+                let Ok(mut server) = tokio::net::TcpStream::connect(to).await else { continue };
+                let link = tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+                l.lock().unwrap().push(link);
+            }
+        });
+        Relay { addr, target, links, accept }
+    }
+
+    /// New links go to `target` (a restarted server).
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
+    }
+
+    /// Every link open now ends, both ways.
+    pub fn cut(&self) {
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
