@@ -2,7 +2,11 @@
 //! in `data/in` (see `snow_lab::import`) as soon as the kernel reports a
 //! change there (inotify, through `notify`), and every scan interval in any
 //! case, so an event lost (or a file system without notifications) only
-//! delays a file. The work runs on the blocking pool; a crash mid-import
+//! delays a file. A file a writer still holds open (a write seen and no
+//! close-after-write yet) is never taken while the importer runs, however
+//! long the writer pauses; the settle time (`[lab] settle_ms`) is the rule
+//! for the rest (a file already open when the importer started, or no
+//! notifications at all). The work runs on the blocking pool; a crash mid-import
 //! leaves the file in `in/` and the database unchanged, so the next scan
 //! imports it once.
 //!
@@ -10,7 +14,10 @@
 //! starts both when `[lab] import` is on), not inside the XMPP server: the
 //! server knows nothing of lab files (issue 15).
 
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use snow_core::SiteHome;
@@ -73,14 +80,94 @@ impl Importer {
     }
 }
 
+/// The names in `in/` that a writer holds open, as the kernel's change
+/// notifications tell it: a name with a create or a write and no
+/// close-after-write since is being written (docs/architecture.md §5).
+/// The kernel sends the close when the writer's last descriptor for it
+/// goes, a crashed writer's included, so no name stays here for ever.
+#[derive(Debug, Clone, Default)]
+struct Writing(Arc<Mutex<HashSet<OsString>>>);
+
+impl Writing {
+    fn names(&self) -> std::sync::MutexGuard<'_, HashSet<OsString>> {
+        // A panic while holding the lock leaves a set that is still a set.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a writer still holds `name` open.
+    fn holds(&self, name: &OsStr) -> bool {
+        self.names().contains(name)
+    }
+
+    /// Takes one event in `in/` into account.
+    fn update(&self, event: &notify::Event) {
+        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        use notify::EventKind;
+        let name = |i: usize| event.paths.get(i).and_then(|p| p.file_name()).map(OsStr::to_owned);
+        let mut names = self.names();
+        match event.kind {
+            _ if event.need_rescan() => {
+                // Events were lost (the kernel's queue overflowed): a close
+                // may be among them, so no name is known to be open any
+                // more; the settle time is the rule until the next write.
+                if !names.is_empty() {
+                    tracing::warn!(
+                        "change notifications were lost; files in the drop directory are taken by their settle time"
+                    );
+                }
+                names.clear();
+            }
+            EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
+                if let Some(n) = name(0) {
+                    names.insert(n);
+                }
+            }
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) | EventKind::Remove(_) => {
+                if let Some(n) = name(0) {
+                    names.remove(&n);
+                }
+            }
+            // Renamed while open (a `.part` renamed before its close): the
+            // new name is as open as the old one was.
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                if let (Some(from), Some(to)) = (name(0), name(1)) {
+                    if names.remove(&from) {
+                        names.insert(to);
+                    } else {
+                        names.remove(&to);
+                    }
+                }
+            }
+            // Another file under this name, moved in: not one we saw
+            // opened. (The `From` half of a rename changes nothing: `Both`
+            // follows when both ends are in `in/`; a name moved out and
+            // left here is replaced by whatever event brings the name
+            // back.)
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                if let Some(n) = name(0) {
+                    names.remove(&n);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Watches `dir`; every change sends a wake-up (coalesced: a full channel
-/// already holds one). `None` if watching is not possible here.
-fn watch(dir: &Path) -> Option<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+/// already holds one), and every event updates `writing`. `None` if
+/// watching is not possible here.
+fn watch(dir: &Path, writing: Writing) -> Option<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+    use notify::event::{AccessKind, AccessMode};
     use notify::{EventKind, RecursiveMode, Watcher};
     let (tx, rx) = mpsc::channel(1);
     let handler = move |event: notify::Result<notify::Event>| {
         if let Ok(e) = event {
-            if matches!(e.kind, EventKind::Create(_) | EventKind::Modify(_)) {
+            writing.update(&e);
+            // A close after writing is a file that may now be ready.
+            if matches!(
+                e.kind,
+                EventKind::Create(_) | EventKind::Modify(_) | EventKind::Access(AccessKind::Close(AccessMode::Write))
+            ) {
                 let _ = tx.try_send(());
             }
         }
@@ -109,16 +196,19 @@ async fn run(config: ImporterConfig, mut shutdown: watch::Receiver<bool>) {
     }
     tracing::info!(dir = %incoming.display(), "watching for lab files");
     // The watcher lives as long as this loop.
-    let (_watcher, mut changes) = match watch(&incoming) {
+    // Filled by the watcher; empty without one (the settle time alone).
+    let writing = Writing::default();
+    let (_watcher, mut changes) = match watch(&incoming, writing.clone()) {
         Some((w, rx)) => (Some(w), Some(rx)),
         None => (None, None),
     };
     loop {
         let (drop, db_path, settings) = (config.drop.clone(), config.lab_db.clone(), config.settings.clone());
+        let open = writing.clone();
         let pass = tokio::task::spawn_blocking(move || -> Result<usize, String> {
             let mut db = snow_store::LabDb::open(&db_path).map_err(|e| e.to_string())?;
             let today = time::OffsetDateTime::now_utc().date();
-            Ok(drop.process(&mut db, &settings, today).len())
+            Ok(drop.process_unless(&mut db, &settings, today, &|name| open.holds(name)).len())
         })
         .await;
         match pass {
@@ -142,8 +232,9 @@ async fn run(config: ImporterConfig, mut shutdown: watch::Receiver<bool>) {
             }
         };
         // A file still settling is looked at again as soon as it may be ready.
-        let drop = config.drop.clone();
-        let settling = tokio::task::spawn_blocking(move || drop.next_ready()).await.ok().flatten();
+        let (drop, open) = (config.drop.clone(), writing.clone());
+        let settling =
+            tokio::task::spawn_blocking(move || drop.next_ready_unless(&|name| open.holds(name))).await.ok().flatten();
         let wait = settling.map_or(config.scan_interval, |s| s.min(config.scan_interval) + SETTLE);
         tokio::select! {
             _ = shutdown.changed() => return,

@@ -115,3 +115,67 @@ async fn a_file_written_in_place_with_a_pause_is_imported_once_and_whole() {
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), importer.join()).await.expect("the importer stops on shutdown");
 }
+
+/// A writer that keeps the file open and pauses for longer than
+/// `[lab] settle_ms` (a slow copy, a program writing as it goes): while
+/// the importer runs, a file still open for writing is never taken, so
+/// nothing is lost and the file is imported once, whole, after it is
+/// closed. The same name written again later (a new week under an old
+/// name) is a new file, held back in the same way.
+#[tokio::test]
+async fn a_writer_that_keeps_the_file_open_past_the_settle_time_loses_nothing() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let home = SiteHome::new(dir.path().join("home"));
+    let lab = LabServerSettings { import: true, scan_interval_secs: 3600, settle_ms: 300, ..Default::default() };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let importer = Importer::start(ImporterConfig::for_home(&home, &lab), stopped);
+    let incoming = home.incoming();
+    std::fs::create_dir_all(&incoming).unwrap();
+    // Let the importer's first pass and its watcher start.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Writes the header and `first` rows, pauses with the file open, writes
+    // the rest, closes.
+    async fn write_slowly(path: std::path::PathBuf, whole: &[u8], first: usize) {
+        let cut = whole.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(first).map(|(i, _)| i + 1).unwrap();
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&whole[..cut]).unwrap();
+        f.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        f.write_all(&whole[cut..]).unwrap();
+        drop(f);
+    }
+    async fn done_after(home: &SiteHome, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !home.done().join(name).exists() {
+            assert!(Instant::now() < deadline, "{name} was not imported");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Any second pass over a part of it would have happened by now.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let tested = |home: &SiteHome| {
+        let db = snow_store::LabDb::open(&home.lab_db()).unwrap();
+        let w = db.weekly(&snow_store::WeeklyFilter::new("INFA", "5401", (202601, 202653))).unwrap();
+        w.iter().map(|r| r.tested).sum::<i64>()
+    };
+
+    write_slowly(incoming.join("slow.csv"), &export_rows(48), 19).await;
+    done_after(&home, "slow.csv").await;
+    assert_eq!(tested(&home), 48, "every row of the file written with a pause, once");
+    assert!(!home.rejected().exists() || std::fs::read_dir(home.rejected()).unwrap().next().is_none());
+
+    // The name again, with other rows (other patients and samples).
+    let mut again = String::from_utf8(export_rows(60)).unwrap();
+    let header_end = again.find('\n').unwrap() + 1;
+    let rest: Vec<&str> = again[header_end..].lines().skip(48).collect();
+    again = format!("{}{}\n", &again[..header_end], rest.join("\n"));
+    write_slowly(incoming.join("slow.csv"), again.as_bytes(), 5).await;
+    done_after(&home, "slow.2.csv").await;
+    assert_eq!(tested(&home), 60, "the second file under the same name, whole and once");
+    assert!(!home.done().join("slow.3.csv").exists());
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), importer.join()).await.expect("the importer stops on shutdown");
+}

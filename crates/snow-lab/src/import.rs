@@ -8,7 +8,8 @@
 //! Only complete files are imported (docs/architecture.md §5): writers
 //! upload `NAME.csv.part` and rename it to `NAME.csv` when done; a file
 //! written in place is taken only once it has not changed for the settle
-//! time; a file that changes while it is being imported is left for the
+//! time and, where the caller knows it (the importer, from inotify), is no
+//! longer open for writing; a file that changes while it is being imported is left for the
 //! next pass; and a last line without its line break (an upload cut off)
 //! rejects the file instead of becoming data.
 //!
@@ -460,11 +461,14 @@ impl DropDir {
     /// stay unchanged before it is taken (zero: ready). Every kind of entry
     /// is listed (looked at with `lstat`, never followed): one that is not
     /// a regular file is refused when taken, not left to pile up.
-    fn candidates(&self) -> Vec<(PathBuf, std::time::Duration)> {
+    /// An entry `writing` names (a writer still holds it open) is not
+    /// listed at all: it is not ready, however long ago it last changed.
+    fn candidates(&self, writing: &dyn Fn(&OsStr) -> bool) -> Vec<(PathBuf, std::time::Duration)> {
         let Ok(rd) = std::fs::read_dir(self.incoming()) else { return Vec::new() };
         let now = std::time::SystemTime::now();
         rd.filter_map(|e| e.ok())
             .filter(|e| e.path().extension().is_some_and(|x| x == "csv"))
+            .filter(|e| !writing(&e.file_name()))
             .filter_map(|e| {
                 // `DirEntry::metadata` does not follow a link.
                 let m = e.metadata().ok()?;
@@ -478,7 +482,14 @@ impl DropDir {
     /// How long until a file in `in/` that is still settling becomes
     /// ready, if there is one: the importer looks again then.
     pub fn next_ready(&self) -> Option<std::time::Duration> {
-        self.candidates().into_iter().map(|(_, wait)| wait).filter(|w| !w.is_zero()).min()
+        self.next_ready_unless(&|_| false)
+    }
+
+    /// [`DropDir::next_ready`], leaving out the names `writing` says a
+    /// writer still holds open (they become ready when closed, not by the
+    /// clock).
+    pub fn next_ready_unless(&self, writing: &dyn Fn(&OsStr) -> bool) -> Option<std::time::Duration> {
+        self.candidates(writing).into_iter().map(|(_, wait)| wait).filter(|w| !w.is_zero()).min()
     }
 
     /// Imports every complete `*.csv` in `in/` (writers upload `*.part`
@@ -494,14 +505,36 @@ impl DropDir {
     /// name already taken in `done/` or `rejected/` is not overwritten: the
     /// file gets the first free numbered name (`NAME.2.csv`, …; see
     /// [`numbered`]), its `.error` beside it.
+    ///
+    /// Where nothing tells which files are still open (`snow lab process`,
+    /// a file system without notifications), the settle time is the only
+    /// rule: see [`DropDir::process_unless`] for the importer's.
     pub fn process(
         &self,
         db: &mut LabDb,
         settings: &LabSettings,
         today: Date,
     ) -> Vec<(PathBuf, Result<Imported, String>)> {
+        self.process_unless(db, settings, today, &|_| false)
+    }
+
+    /// [`DropDir::process`], except that a file whose name `writing`
+    /// reports as still open for writing is not taken, however long ago it
+    /// last changed: a writer that pauses longer than the settle time (a
+    /// slow copy, a program writing as it goes) would otherwise lose the
+    /// rows it writes after the pause. The running importer knows this from
+    /// the kernel's change notifications (a write with no close yet); it
+    /// is the settle time that still holds for a file that was closed, and
+    /// for one already open before the importer started watching.
+    pub fn process_unless(
+        &self,
+        db: &mut LabDb,
+        settings: &LabSettings,
+        today: Date,
+        writing: &dyn Fn(&OsStr) -> bool,
+    ) -> Vec<(PathBuf, Result<Imported, String>)> {
         let mut files: Vec<PathBuf> =
-            self.candidates().into_iter().filter(|(_, wait)| wait.is_zero()).map(|(p, _)| p).collect();
+            self.candidates(writing).into_iter().filter(|(_, wait)| wait.is_zero()).map(|(p, _)| p).collect();
         files.sort();
         let mut out = Vec::new();
         for path in files {
