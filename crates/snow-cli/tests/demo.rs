@@ -260,3 +260,37 @@ fn the_demo_cleans_up_on_sigterm() {
     assert!(status.success(), "{status:?}");
     assert!(!folder.exists(), "{} is still there after SIGTERM", folder.display());
 }
+
+/// A signal in the demo's first seconds, while it is still creating the CA,
+/// the keys and the lab's data (CPU-heavy steps), ends it just as well:
+/// the process exits on its own and its folder, with the CA passphrase, is
+/// gone. Before, a signal in that window took its default action and left
+/// the folder behind.
+#[test]
+fn the_demo_cleans_up_on_an_early_signal() {
+    for (signal, after) in [("TERM", 300), ("HUP", 300), ("INT", 300), ("TERM", 1500), ("HUP", 1500)] {
+        let started = std::time::Instant::now();
+        let mut demo = spawn_demo(&["demo"]);
+        let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("the demo says where it is").unwrap();
+        let folder = Path::new(first.strip_prefix("Snow demo in ").unwrap_or_else(|| panic!("{first}"))).to_owned();
+        std::thread::spawn(move || lines.for_each(drop));
+        let at = std::time::Duration::from_millis(after);
+        std::thread::sleep(at.saturating_sub(started.elapsed()));
+        let pid = demo.id().to_string();
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = demo.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = demo.kill();
+                panic!("the demo did not stop after SIG{signal} at {after} ms");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(status.success(), "SIG{signal} at {after} ms: {status:?}");
+        assert!(!folder.exists(), "{} is still there after SIG{signal} at {after} ms", folder.display());
+    }
+}

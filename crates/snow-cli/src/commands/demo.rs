@@ -10,6 +10,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -39,6 +41,17 @@ const CLUSTER: (&str, &str, u64) = ("MYCPN", "5401", 30);
 const STEPS: u32 = 6;
 
 pub fn run(_ctx: &Ctx, args: DemoArgs) -> anyhow::Result<()> {
+    let rt = super::runtime()?;
+    // Ctrl-C, SIGTERM and SIGHUP all end the demo the same way, at any
+    // moment: the servers stop and its folder (with the CA passphrase and
+    // keys) is removed. So the handlers are installed before the folder
+    // exists: a signal before that finds nothing to clean, and one after
+    // it never takes its default action (ending the process and leaving
+    // the folder).
+    let mut stop = {
+        let _in_runtime = rt.enter();
+        Stop::install()?
+    };
     let (_temp, dir) = match &args.dir {
         Some(d) => {
             if d.exists() && std::fs::read_dir(d).map(|mut r| r.next().is_some()).unwrap_or(true) {
@@ -53,41 +66,90 @@ pub fn run(_ctx: &Ctx, args: DemoArgs) -> anyhow::Result<()> {
             (Some(t), p)
         }
     };
-    let rt = super::runtime()?;
-    // Ctrl-C, SIGTERM and SIGHUP all end the demo the same way, at any
-    // step: the servers stop and its folder (with the CA passphrase and
-    // keys) is removed.
+    let stopping = Arc::new(AtomicBool::new(false));
     let result = rt.block_on(async {
+        // The stop first: a signal that came during a step is acted on as
+        // soon as the step yields, whatever else is ready.
         tokio::select! {
-            r = demo(&dir, args.once) => r,
-            r = stop_requested() => {
+            biased;
+            r = stop.requested() => {
                 say("Stopping…");
                 r
             }
+            r = demo(&dir, args.once, &stopping) => r,
         }
     });
-    drop(rt);
+    // A step on the blocking pool (keys, synthetic data) ends at its next
+    // checkpoint; the folder is removed (`_temp`) only after it has.
+    stopping.store(true, Ordering::SeqCst);
+    rt.shutdown_timeout(Duration::from_secs(30));
     result
 }
 
-/// Resolves on Ctrl-C, SIGTERM or SIGHUP.
-async fn stop_requested() -> anyhow::Result<()> {
+/// Ctrl-C, SIGTERM and SIGHUP, registered at once (`tokio::signal::ctrl_c`
+/// alone would install its handler only when first polled).
+struct Stop {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (mut term, mut hup) = (signal(SignalKind::terminate())?, signal(SignalKind::hangup())?);
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r?,
-            _ = term.recv() => {}
-            _ = hup.recv() => {}
+    signals: [tokio::signal::unix::Signal; 3],
+}
+
+impl Stop {
+    /// Takes the three signals from now on. Must be called within the
+    /// runtime.
+    fn install() -> anyhow::Result<Stop> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signals = [
+                signal(SignalKind::interrupt()).context("cannot take Ctrl-C")?,
+                signal(SignalKind::terminate()).context("cannot take SIGTERM")?,
+                signal(SignalKind::hangup()).context("cannot take SIGHUP")?,
+            ];
+            Ok(Stop { signals })
         }
-        Ok(())
+        #[cfg(not(unix))]
+        Ok(Stop {})
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await?;
-        Ok(())
+
+    /// Resolves on the first of the three.
+    async fn requested(&mut self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        {
+            let [int, term, hup] = &mut self.signals;
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+            }
+            Ok(())
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await?;
+            Ok(())
+        }
     }
+}
+
+/// Runs a CPU-heavy step of the demo on the blocking pool, so that a stop
+/// is noticed while it runs; the step itself returns at its next
+/// checkpoint (`stopping`) once the demo is stopping.
+async fn blocking<T: Send + 'static>(
+    stopping: &Arc<AtomicBool>,
+    step: impl FnOnce(&dyn Fn() -> anyhow::Result<()>) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let stopping = stopping.clone();
+    tokio::task::spawn_blocking(move || {
+        let checkpoint = || -> anyhow::Result<()> {
+            if stopping.load(Ordering::SeqCst) {
+                bail!("the demo is stopping");
+            }
+            Ok(())
+        };
+        step(&checkpoint)
+    })
+    .await
+    .context("a step of the demo failed")?
 }
 
 fn say(text: impl AsRef<str>) {
@@ -107,80 +169,24 @@ fn secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-async fn demo(dir: &Path, once: bool) -> anyhow::Result<()> {
+async fn demo(dir: &Path, once: bool, stopping: &Arc<AtomicBool>) -> anyhow::Result<()> {
     say(format!("Snow demo in {}", dir.display()));
     let po_paths = SiteHome::new(dir.join("po"));
     let lab_paths = SiteHome::new(dir.join("lab"));
 
     // 1. The PKI: CA, server, agent and GP certificates.
     say(format!("[1/{STEPS}] Creating the CA of {PO} and the certificates of both servers, the agent and two GPs…"));
-    let ca_pass = one_time_password::generate(24)?;
-    secret_file(&dir.join("ca-passphrase.txt"), &ca_pass)?;
-    let mut ca = Ca::init(&po_paths, &PO.parse()?, &ca_pass, &PkiSettings::default())?;
-    ca.issue_server(&PO.parse()?, &[])?;
-    let lab_server = ca.issue_server(&LAB.parse()?, &[])?;
-    let agent_jid = format!("search@{LAB}");
-    let agent = ca.issue_agent(&agent_jid.parse()?)?;
-    // The lab server's home gets what the PO admin would copy to it.
-    for (from, to) in [
-        (po_paths.ca_cert(), lab_paths.ca_cert()),
-        (po_paths.crl(), lab_paths.crl()),
-        (lab_server.cert_path.clone(), lab_paths.server_cert(LAB)),
-        (lab_server.key_path.clone(), lab_paths.server_key(LAB)),
-        (agent.cert_path.clone(), lab_paths.agent_cert(&agent_jid)),
-        (agent.key_path.clone(), lab_paths.agent_key(&agent_jid)),
-    ] {
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::copy(&from, &to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
-    }
-    let gp_pass = one_time_password::generate(20)?;
-    secret_file(&dir.join("gp-passphrase.txt"), &gp_pass)?;
-    let mut gps = Vec::new();
-    for (i, hpnr) in GPS.iter().enumerate() {
-        let issued = ca.add_user(
-            &hpnr.parse()?,
-            &format!("+479000000{}", i + 1).parse()?,
-            &format!("gp{}@demo.example", i + 1).parse()?,
-        )?;
-        let sms = std::fs::read_to_string(&issued.delivery.sms)?;
-        let otp = outbox::password_of(&sms).context("the SMS in the outbox holds no password")?;
-        let contents = pkcs12::read(&issued.p12, &otp, "the demo GP's key file")?;
-        let identity = Identity::new(contents.key_pkcs8, contents.chain)?;
-        let home = dir.join(format!("gp-{hpnr}"));
-        FileKeyStore::new(SiteHome::new(&home).keystore()).save(&identity, &gp_pass, false)?;
-        gps.push((issued.jid.to_string(), home, identity));
-    }
+    let (d, po_p, lab_p) = (dir.to_owned(), po_paths.clone(), lab_paths.clone());
+    let (ca_der, gps) = blocking(stopping, move |checkpoint| pki(&d, &po_p, &lab_p, checkpoint)).await?;
 
     // 2. The lab: its database's export, pseudonymised inside the lab and
     //    pushed to the lab server's drop directory.
     say(format!(
         "[2/{STEPS}] Generating {WEEKS} weeks of synthetic lab results and exporting them (keyed pseudonyms, age groups)…"
     ));
-    let lab_side = dir.join("lab-lan");
-    std::fs::create_dir_all(&lab_side)?;
-    let today = time::OffsetDateTime::now_utc().date();
-    let raw_path = lab_side.join("lab-db-export.csv");
-    let rows =
-        snow_lab::synth::raw_export(std::io::BufWriter::new(std::fs::File::create(&raw_path)?), today, WEEKS, 2026)?;
-    let secret = one_time_password::random_hex(32)?;
-    secret_file(&lab_side.join("pseudonym-secret"), &secret)?;
-    let incoming = lab_paths.incoming();
-    std::fs::create_dir_all(&incoming)?;
-    let part = incoming.join("winter.csv.part");
-    let pseudonymiser = snow_lab::export::Pseudonymiser::new(secret.as_bytes())?;
-    snow_lab::export::export(
-        std::io::BufReader::new(std::fs::File::open(&raw_path)?),
-        std::io::BufWriter::new(std::fs::File::create(&part)?),
-        &pseudonymiser,
-        &snow_lab::LabSettings::default(),
-        today,
-        |_| {},
-    )?;
-    // Uploaded as .part and renamed, as scp jobs do: only whole files count.
-    std::fs::rename(&part, incoming.join("winter.csv"))?;
-    say(format!("      {rows} rows pushed to {}", incoming.join("winter.csv").display()));
+    let (d, incoming) = (dir.to_owned(), lab_paths.incoming());
+    let rows = blocking(stopping, move |checkpoint| lab_data(&d, &incoming, checkpoint)).await?;
+    say(format!("      {rows} rows pushed to {}", lab_paths.incoming().join("winter.csv").display()));
 
     // 3. Both servers, federated; the lab also runs its search agent.
     say(format!("[3/{STEPS}] Starting {PO} and {LAB} on 127.0.0.1 (federated, require_e2e on) and the search agent…"));
@@ -222,11 +228,98 @@ async fn demo(dir: &Path, once: bool) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let result = run_demo(dir, &po, &lab, ca.cert_der(), &gps, once).await;
+    let result = run_demo(dir, &po, &lab, &ca_der, &gps, once).await;
     say("Stopping…");
     lab.stop().await;
     po.stop().await;
     result
+}
+
+/// A GP of the demo: JID, home, unlocked identity.
+type Gp = (String, PathBuf, Identity);
+
+/// Step 1, CPU-heavy (RSA keys): the CA in `po`, the certificates of both
+/// servers, the agent and the GPs, the lab server's copies in `lab`, the
+/// GPs' key stores under `dir`. Returns the CA certificate and the GPs.
+fn pki(
+    dir: &Path,
+    po: &SiteHome,
+    lab: &SiteHome,
+    checkpoint: &dyn Fn() -> anyhow::Result<()>,
+) -> anyhow::Result<(Vec<u8>, Vec<Gp>)> {
+    let ca_pass = one_time_password::generate(24)?;
+    secret_file(&dir.join("ca-passphrase.txt"), &ca_pass)?;
+    checkpoint()?;
+    let mut ca = Ca::init(po, &PO.parse()?, &ca_pass, &PkiSettings::default())?;
+    checkpoint()?;
+    ca.issue_server(&PO.parse()?, &[])?;
+    checkpoint()?;
+    let lab_server = ca.issue_server(&LAB.parse()?, &[])?;
+    checkpoint()?;
+    let agent_jid = format!("search@{LAB}");
+    let agent = ca.issue_agent(&agent_jid.parse()?)?;
+    // The lab server's home gets what the PO admin would copy to it.
+    for (from, to) in [
+        (po.ca_cert(), lab.ca_cert()),
+        (po.crl(), lab.crl()),
+        (lab_server.cert_path.clone(), lab.server_cert(LAB)),
+        (lab_server.key_path.clone(), lab.server_key(LAB)),
+        (agent.cert_path.clone(), lab.agent_cert(&agent_jid)),
+        (agent.key_path.clone(), lab.agent_key(&agent_jid)),
+    ] {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(&from, &to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    }
+    let gp_pass = one_time_password::generate(20)?;
+    secret_file(&dir.join("gp-passphrase.txt"), &gp_pass)?;
+    let mut gps = Vec::new();
+    for (i, hpnr) in GPS.iter().enumerate() {
+        checkpoint()?;
+        let issued = ca.add_user(
+            &hpnr.parse()?,
+            &format!("+479000000{}", i + 1).parse()?,
+            &format!("gp{}@demo.example", i + 1).parse()?,
+        )?;
+        let sms = std::fs::read_to_string(&issued.delivery.sms)?;
+        let otp = outbox::password_of(&sms).context("the SMS in the outbox holds no password")?;
+        let contents = pkcs12::read(&issued.p12, &otp, "the demo GP's key file")?;
+        let identity = Identity::new(contents.key_pkcs8, contents.chain)?;
+        let home = dir.join(format!("gp-{hpnr}"));
+        FileKeyStore::new(SiteHome::new(&home).keystore()).save(&identity, &gp_pass, false)?;
+        gps.push((issued.jid.to_string(), home, identity));
+    }
+    Ok((ca.cert_der().to_vec(), gps))
+}
+
+/// Step 2: the lab's synthetic export under `dir/lab-lan`, pseudonymised
+/// and pushed to `incoming` as `winter.csv`. Returns the rows.
+fn lab_data(dir: &Path, incoming: &Path, checkpoint: &dyn Fn() -> anyhow::Result<()>) -> anyhow::Result<u64> {
+    let lab_side = dir.join("lab-lan");
+    std::fs::create_dir_all(&lab_side)?;
+    let today = time::OffsetDateTime::now_utc().date();
+    let raw_path = lab_side.join("lab-db-export.csv");
+    let rows =
+        snow_lab::synth::raw_export(std::io::BufWriter::new(std::fs::File::create(&raw_path)?), today, WEEKS, 2026)?;
+    checkpoint()?;
+    let secret = one_time_password::random_hex(32)?;
+    secret_file(&lab_side.join("pseudonym-secret"), &secret)?;
+    std::fs::create_dir_all(incoming)?;
+    checkpoint()?;
+    let part = incoming.join("winter.csv.part");
+    let pseudonymiser = snow_lab::export::Pseudonymiser::new(secret.as_bytes())?;
+    snow_lab::export::export(
+        std::io::BufReader::new(std::fs::File::open(&raw_path)?),
+        std::io::BufWriter::new(std::fs::File::create(&part)?),
+        &pseudonymiser,
+        &snow_lab::LabSettings::default(),
+        today,
+        |_| {},
+    )?;
+    // Uploaded as .part and renamed, as scp jobs do: only whole files count.
+    std::fs::rename(&part, incoming.join("winter.csv"))?;
+    Ok(rows)
 }
 
 async fn run_demo(
