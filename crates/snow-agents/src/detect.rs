@@ -252,7 +252,7 @@ pub(crate) async fn run_loop(
                                     "subscribers without a valid certificate were left out"
                                 );
                             }
-                            tracing::info!(analysis = %p.analysis, area = %p.area, week = %p.week, recipients = n, "outbreak alert sent");
+                            tracing::info!(analysis = %p.analysis, area = %p.area.code(), week = %p.week, recipients = n, "outbreak alert sent");
                             let (path, rec) = (lab_db.clone(), sent(p, n));
                             let stored =
                                 tokio::task::spawn_blocking(move || LabDb::open(&path)?.record_alert(&rec)).await;
@@ -267,7 +267,7 @@ pub(crate) async fn run_loop(
                             }
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, analysis = %p.analysis, area = %p.area, week = %p.week, "alert not sent; retrying later");
+                            tracing::warn!(error = %e, analysis = %p.analysis, area = %p.area.code(), week = %p.week, "alert not sent; retrying later");
                             all_sent = false;
                         }
                     }

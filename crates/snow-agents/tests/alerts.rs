@@ -74,8 +74,36 @@ fn agent(
     start_agent(po, lab_home, attach, identity, 4, Some(detection))
 }
 
+/// The log lines of this test binary (one test: the only one to set it).
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    fn capture() -> Log {
+        let log = Log::default();
+        let out = log.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || out.clone()).finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        log
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches_the_others() {
+    let log = Log::capture();
     let (mut po, lab) = sites(&[]);
     for gp in ["3333333", "4444444"] {
         po.add_user(gp);
@@ -144,6 +172,11 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
     let for_5401: Vec<_> = sent.iter().filter(|s| s.area == "5401").collect();
     assert_eq!(for_5401.len(), 1, "{sent:?}");
     assert_eq!(for_5401[0].recipients, 3);
+    // The lab's log names the area as the GP writes it (one area syntax).
+    let text = log.text();
+    let sent_lines: Vec<&str> = text.lines().filter(|l| l.contains("outbreak alert sent")).collect();
+    assert!(sent_lines.iter().any(|l| l.contains("area=5401 ")), "{text}");
+    assert!(sent_lines.iter().all(|l| !l.contains("municipality:") && !l.contains("county:")), "{sent_lines:?}");
 
     // GP 1 confirms; GP 3 sees the confirmation.
     // The PO's service assigns the confirmation's id.

@@ -209,12 +209,13 @@ pub fn unsubscribe_iq(service: &str, node: &str, jid: &str) -> Element {
 /// or county, never `all`).
 pub fn series_of(analysis: &str, area: &str) -> Result<(String, Area), StatsError> {
     let analysis = normalize_analysis(analysis)?;
+    let words =
+        "must be a municipality (4 digits, e.g. 5401) or a county (2 digits, e.g. 54); alerts are not sent for all";
     match Area::parse_loose(area) {
         Ok(a @ (Area::Municipality(_) | Area::County(_))) => Ok((analysis, a)),
-        _ => Err(bad(
-            "area",
-            "must be a municipality (4 digits, e.g. 5401) or a county (2 digits, e.g. 54); alerts are not sent for all",
-        )),
+        // The wire form (`county:54`): the refusal says what to type.
+        Err(e) if area.parse::<Area>().is_ok_and(|a| a != Area::All) => Err(e),
+        _ => Err(bad("area", words)),
     }
 }
 

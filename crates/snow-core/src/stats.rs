@@ -299,9 +299,13 @@ impl Area {
         }
     }
 
-    /// Accepts the short form people type, in any case: `5401` is a
-    /// municipality, `54` a county, `all` everything (the wire form
-    /// `county:54` too). The error speaks the short form only.
+    /// Accepts the short form people type: `5401` is a municipality, `54`
+    /// a county, `all` (in any case) everything. This is the one syntax
+    /// the GP meets (help, errors, the CLI's and the app's output), so the
+    /// wire form (`county:54`) is refused here, with the short form to
+    /// type instead: accepting it too would make two syntaxes for the same
+    /// thing. The wire is read by [`Area::from_str`] alone. The error
+    /// speaks the short form only.
     pub fn parse_loose(s: &str) -> Result<Area, StatsError> {
         if digits(s, 4).is_some() {
             return Ok(Area::Municipality(s.to_owned()));
@@ -309,7 +313,14 @@ impl Area {
         if digits(s, 2).is_some() {
             return Ok(Area::County(s.to_owned()));
         }
-        s.parse().map_err(|_| StatsError { field: "area", reason: AREA_WORDS.into() })
+        match s.parse::<Area>() {
+            Ok(Area::All) => Ok(Area::All),
+            Ok(a) => Err(StatsError {
+                field: "area",
+                reason: format!("write {} as {}: an area {AREA_WORDS}", a.describe(), a.code()),
+            }),
+            Err(_) => Err(StatsError { field: "area", reason: AREA_WORDS.into() }),
+        }
     }
 }
 
@@ -765,6 +776,8 @@ mod tests {
             ("MUNICIPALITY:5401", Area::Municipality("5401".into())),
         ] {
             assert_eq!(s.parse::<Area>().unwrap(), a, "{s}");
+        }
+        for (s, a) in [("ALL", Area::All), ("all", Area::All)] {
             assert_eq!(Area::parse_loose(s).unwrap(), a, "{s}");
         }
         assert_eq!(Period::parse("2026-w01", "2026-w03").unwrap(), Period::parse("2026-W01", "2026-W03").unwrap());
@@ -784,6 +797,19 @@ mod tests {
         assert_eq!(Area::Municipality("5401".into()).describe(), "municipality 5401");
         assert_eq!(Area::County("54".into()).describe(), "county 54");
         assert_eq!(Area::All.describe(), "all areas");
+    }
+
+    /// One area syntax for the GP: the wire form typed where the GP's is
+    /// expected is refused, with what to type instead (and the wire is
+    /// still read by its own parser).
+    #[test]
+    fn the_gp_types_areas_in_one_form_only() {
+        for (wire, short) in [("county:54", "54"), ("municipality:5401", "5401"), ("County:54", "54")] {
+            let text = Area::parse_loose(wire).unwrap_err().to_string();
+            assert!(text.contains(&format!(" as {short}:")), "{wire}: {text}");
+            assert!(!text.contains("county:") && !text.contains("municipality:"), "{text}");
+            assert!(wire.parse::<Area>().is_ok(), "{wire}");
+        }
     }
 
     #[test]

@@ -188,6 +188,9 @@ mod tests {
             assert!(e.starts_with(&format!("{field}:")), "{e}");
             assert!(!e.contains("county:") && !e.contains("municipality:") && !e.contains("OR 1=1"), "{e}");
         }
+        // One area syntax: the wire form is refused with what to type.
+        let e = series_of("INFA", "municipality:5401").unwrap_err().to_string();
+        assert!(e.starts_with("area: write municipality 5401 as 5401:"), "{e}");
     }
 
     #[test]

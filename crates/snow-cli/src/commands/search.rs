@@ -383,6 +383,11 @@ mod tests {
             assert!(e.starts_with("area:") && e.contains("5401") && e.contains("54") && e.contains("all"), "{e}");
             assert!(!e.contains("county:") && !e.contains("municipality:") && !e.contains("OR 1=1"), "{e}");
         }
+        // One area syntax: the wire form is refused with what to type.
+        for (wire, short) in [("county:54", "54"), ("Municipality:5401", "5401")] {
+            let e = query_of(&args(&["--analysis", "INFA", "--area", wire]), today()).unwrap_err().to_string();
+            assert!(e.starts_with("area: write ") && e.contains(&format!(" as {short}:")), "{e}");
+        }
         let e = query_of(&args(&["--analysis", "IN FA"]), today()).unwrap_err().to_string();
         assert!(e.starts_with("analysis:"), "{e}");
         let e = query_of(&args(&["--analysis", "INFA", "--sex", "x"]), today()).unwrap_err().to_string();
