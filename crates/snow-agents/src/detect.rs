@@ -41,7 +41,7 @@ pub struct DetectionConfig {
     pub said: Said,
 }
 
-/// The last note logged per analysis.
+/// The last note logged per analysis (or per series: any key).
 #[derive(Debug, Clone, Default)]
 pub struct Said(Arc<std::sync::Mutex<HashMap<String, String>>>);
 
@@ -105,19 +105,34 @@ pub fn find_alarms(db: &LabDb, cfg: &DetectionConfig, analyses: &[String]) -> Re
             Fitted::Substitute(d, why) => {
                 // It still detects: said at the default level, not as a fault.
                 if cfg.said.is_new(analysis, &why) {
-                    tracing::info!(analysis = %analysis, "outbreak detection: {why}");
+                    tracing::info!("outbreak detection of {analysis} (its series in every area): {why}");
                 }
                 substitute = d;
                 &substitute
             }
             Fitted::TooShort { needed } => {
-                let why = format!(
-                    "outbreak detection cannot run yet: {} needs {needed} weeks of history and the series has {}",
-                    cfg.detector(analysis).label(),
-                    weeks.len()
-                );
-                if cfg.said.is_new(analysis, &why) {
-                    tracing::warn!(analysis = %analysis, "{why}");
+                // Named series by series (analysis and area, as the GP
+                // writes them), once each per process: not a line per area
+                // at every import.
+                let configured = cfg.detector(analysis);
+                let start = configured.history_to_start();
+                for code in db.areas(analysis)? {
+                    if !cfg.said.is_new(&format!("too short {analysis} {code}"), "") {
+                        continue;
+                    }
+                    let until = if start < needed {
+                        format!("; detection starts, with a substitute, at {start} weeks")
+                    } else {
+                        String::new()
+                    };
+                    let area = if code.len() == 4 { Area::Municipality(code) } else { Area::County(code) };
+                    tracing::warn!(
+                        "outbreak detection cannot run yet on {analysis} in {}: {} needs {needed} weeks of \
+                         history and the series has {}{until}",
+                        area.describe(),
+                        configured.describe(),
+                        weeks.len(),
+                    );
                 }
                 continue;
             }

@@ -209,7 +209,7 @@ fn warn_short(all: &[snow_lab::detect::series::Series], detector: &snow_lab::det
         eprintln!(
             "warning: series {}: {} needs {needed} weeks of history and the series has {}: no week of it is judged",
             s.name,
-            detector.label(),
+            detector.describe(),
             s.counts.len()
         );
     }

@@ -54,6 +54,31 @@ impl Detector {
         }
     }
 
+    /// In words for a person (log lines, warnings): `Farrington
+    /// (flexible, b = 5)`, `EARS C2`. [`Detector::label`] stays the name in
+    /// machine output (`snow lab detect`'s CSV, an alert's `algorithm`),
+    /// where it is the R reference's and the interop comparison reads it.
+    pub fn describe(&self) -> String {
+        match self {
+            Detector::Ears(p) if p.alpha == p.method.default_alpha() => format!("EARS {}", p.method.name()),
+            Detector::Ears(p) => format!("EARS {} (alpha = {})", p.method.name(), p.alpha),
+            Detector::Farrington(p) => format!("Farrington (flexible, b = {})", p.b),
+        }
+    }
+
+    /// The fewest weeks of history with which [`Detector::for_history`]
+    /// finds something to run (this detector or a substitute): until then
+    /// no week of the series is judged.
+    pub fn history_to_start(&self) -> usize {
+        let c2 = ears::Params::new(ears::Method::C2);
+        match self {
+            Detector::Ears(p) => p.first_week(),
+            Detector::Farrington(p) => {
+                farrington::Params { b: 1.min(p.b), ..*p }.first_week().min(c2.first_week()).min(self.history_needed())
+            }
+        }
+    }
+
     /// Weeks of a series up to and including the first week this detector
     /// can judge (Farrington: `b` years of reference windows; EARS: the
     /// baseline and lag).
@@ -79,7 +104,7 @@ impl Detector {
             if let Some(q) = fits {
                 let why = format!(
                     "{} needs {needed} weeks of history and the series has {weeks}: using b = {} until enough years exist",
-                    self.label(),
+                    self.describe(),
                     q.b
                 );
                 return Fitted::Substitute(Detector::Farrington(q), why);
@@ -89,7 +114,7 @@ impl Detector {
         if weeks >= c2.first_week() && !matches!(self, Detector::Ears(_)) {
             let why = format!(
                 "{} needs {needed} weeks of history and the series has {weeks}: using EARS C2 until enough years exist",
-                self.label()
+                self.describe()
             );
             return Fitted::Substitute(Detector::Ears(c2), why);
         }
@@ -131,6 +156,9 @@ mod tests {
             Fitted::Substitute(Detector::Farrington(p), why) => {
                 assert_eq!(p.b, 1, "two years hold one past year and its window, not two");
                 assert!(why.contains("264 weeks") && why.contains("has 104"), "{why}");
+                // Words for people; the R label stays in machine output.
+                assert!(why.starts_with("Farrington (flexible, b = 5) needs") && !why.contains("FF_"), "{why}");
+                assert_eq!(ff.label(), "FF_default");
             }
             other => panic!("{other:?}"),
         }

@@ -1,0 +1,78 @@
+//! What the detection agent says in the server's log about a series too
+//! short for its algorithm: the series by name (analysis and area as the
+//! GP writes them), the algorithm in words, once per series.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use snow_agents::detect::{find_alarms, DetectionConfig, Said};
+use snow_lab::detect::{farrington, Detector};
+
+/// The log lines written while `f` runs.
+fn logged(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let out = buffer.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || out.clone()).finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let text = buffer.0.lock().unwrap().clone();
+    String::from_utf8(text).unwrap()
+}
+
+#[test]
+fn a_series_too_short_is_named_in_words_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let today = time::OffsetDateTime::now_utc().date();
+    // Four weeks of synthetic data, through the export and the import.
+    let mut raw = Vec::new();
+    snow_lab::synth::raw_export(&mut raw, today, 4, 7).unwrap();
+    let p = snow_lab::export::Pseudonymiser::new(b"a lab secret of 16+ bytes").unwrap();
+    let mut out = Vec::new();
+    snow_lab::export::export(&raw[..], &mut out, &p, &snow_lab::LabSettings::default(), today, |_| {}).unwrap();
+    let file = dir.path().join("w.csv");
+    std::fs::write(&file, &out).unwrap();
+    let mut db = snow_store::LabDb::open(&dir.path().join("lab.db")).unwrap();
+    snow_lab::import::import_file(&mut db, &file, &snow_lab::LabSettings::default(), today, |_| {}).unwrap();
+
+    let cfg = DetectionConfig {
+        service: "po.example".into(),
+        recent_weeks: 1,
+        default: Detector::Farrington(farrington::Params::default()),
+        per_analysis: HashMap::new(),
+        poll: Duration::from_secs(1),
+        said: Said::default(),
+    };
+    let analyses = vec!["INFA".to_owned()];
+    let log = logged(|| {
+        // Two polls: the second says nothing new.
+        for _ in 0..2 {
+            assert!(find_alarms(&db, &cfg, &analyses).unwrap().is_empty());
+        }
+    });
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("cannot run yet")).collect();
+    let series = db.areas("INFA").unwrap();
+    assert!(series.len() > 1, "{series:?}");
+    assert_eq!(lines.len(), series.len(), "one line per series, once: {log}");
+    let line = lines
+        .iter()
+        .find(|l| l.contains("on INFA in municipality 5401:"))
+        .unwrap_or_else(|| panic!("the series INFA in 5401 is not named: {log}"));
+    assert!(line.contains("Farrington (flexible, b = 5) needs 264 weeks of history and the series has"), "{line}");
+    assert!(line.contains("detection starts, with a substitute, at"), "{line}");
+    assert!(lines.iter().any(|l| l.contains("on INFA in county 54:")), "{log}");
+    for l in &lines {
+        assert!(!l.contains("FF_default") && !l.contains("analysis="), "{l}");
+    }
+}
