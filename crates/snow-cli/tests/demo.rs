@@ -212,6 +212,13 @@ fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
     let out =
         as_gp("1000002", &["send", "--analysis", "INFA", "--area", "5401", "--text", "Three families with influenza"]);
     assert!(out.contains("to alerts/INFA/5401: 1 other GP subscribes to it"), "{out}");
+    // The demo's own suggestion: GP 1 subscribed to MYCPN in 5401, and so
+    // did the lab's detection agent, which is no GP.
+    let out = as_gp(
+        "1000002",
+        &["send", "--analysis", "MYCPN", "--area", "5401", "--text", "Two more children with atypical pneumonia"],
+    );
+    assert!(out.contains("to alerts/MYCPN/5401: 1 other GP subscribes to it"), "{out}");
     let list = as_gp("1000001", &["list"]);
     let id = list
         .lines()

@@ -423,6 +423,21 @@ pub struct Published {
     pub recipients: Vec<String>,
     /// Subscribers left out: no valid certificate in the key directory.
     pub skipped: Vec<(String, String)>,
+    /// Those of `recipients` who are GPs (users), not agents: a lab's
+    /// detection agent subscribes to the nodes it publishes on, and is no
+    /// one a GP's "how many others read this" should count.
+    pub gps: Vec<String>,
+}
+
+/// Whether `cert_der` is a user's certificate for `jid`: the CA issues a
+/// user's with subject CN = the HPNR and xmppAddr `HPNR@domain`, an
+/// agent's with CN = its JID (docs/architecture.md §6, certificates). Both
+/// are clientAuth, so the extended key usage cannot tell them apart.
+pub fn is_user_certificate(cert_der: &[u8], jid: &str) -> bool {
+    let Some((local, _)) = jid.split_once('@') else { return false };
+    let Ok(info) = snow_crypto::cert::CertInfo::from_der(cert_der) else { return false };
+    let cn = info.subject.split(',').map(str::trim).find_map(|rdn| rdn.strip_prefix("CN="));
+    cn == Some(local) && local.parse::<snow_core::Hpnr>().is_ok_and(|h| h.as_str() == local)
 }
 
 /// Publishes `alert` on its node at `service`, encrypted to the node's
@@ -453,6 +468,9 @@ pub async fn publish(
         for jid in chunk {
             match checked_certificate(&entries, jid, ca_der) {
                 Ok(c) => {
+                    if is_user_certificate(&c, jid) {
+                        out.gps.push(jid.clone());
+                    }
                     certs.push(c);
                     out.recipients.push(jid.clone());
                 }

@@ -98,7 +98,8 @@ fn series_of(analysis: &str, area: &str) -> anyhow::Result<(String, Area)> {
 }
 
 fn report(a: &Alert, published: &alert::Published, me: &str) {
-    let others = published.recipients.iter().filter(|j| *j != me).count();
+    // GPs only: the lab's detection agent subscribes to its own nodes.
+    let others = published.gps.iter().filter(|j| *j != me).count();
     if published.recipients.is_empty() {
         println!("Nobody can receive {} yet: no subscriber has a valid certificate.", a.id);
     } else {
