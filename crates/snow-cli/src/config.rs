@@ -113,7 +113,24 @@ impl Config {
             toml::from_str(&text).with_context(|| format!("bad configuration in {}", path.display()))?;
         config.pki.validate().with_context(|| format!("bad configuration in {}", path.display()))?;
         config.lab.validate().with_context(|| format!("bad configuration in {}", path.display()))?;
+        config.smtp.validate().with_context(|| format!("bad configuration in {}", path.display()))?;
         Ok(config)
+    }
+}
+
+impl SmtpSettings {
+    /// The numbers in range and the mechanism known, when the
+    /// configuration is read rather than at the first `snow outbox send`.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        snow_core::settings::range("smtp.port", self.port, 1, u16::MAX).map_err(anyhow::Error::msg)?;
+        snow_core::settings::range("smtp.timeout_secs", self.timeout_secs, 1, 3600).map_err(anyhow::Error::msg)?;
+        if !matches!(self.mechanism.as_str(), "auto" | "cram-md5" | "plain") {
+            anyhow::bail!("smtp.mechanism = {:?}: it must be auto, cram-md5 or plain", self.mechanism);
+        }
+        if self.username.is_some() != self.password_file.is_some() {
+            anyhow::bail!("smtp.username and smtp.password_file go together");
+        }
+        Ok(())
     }
 }
 
@@ -149,6 +166,23 @@ mod tests {
         assert_eq!(format!("{p:?}"), format!("{pd:?}"), "snow.example.toml [pubsub] differs from the defaults");
         // Without [pubsub] analyses, a server library user gets [lab]'s default.
         assert_eq!(snow_server::config::DEFAULT_ALERT_ANALYSES, LabServerSettings::default().analyses);
+    }
+
+    #[test]
+    fn smtp_numbers_and_mechanism_are_checked() {
+        SmtpSettings::default().validate().unwrap();
+        for (text, key) in [
+            ("port = 0", "smtp.port"),
+            ("timeout_secs = 0", "smtp.timeout_secs"),
+            ("timeout_secs = 86400", "smtp.timeout_secs"),
+            ("mechanism = \"login\"", "smtp.mechanism"),
+            ("username = \"snow\"", "smtp.username"),
+        ] {
+            let c: Config = toml::from_str(&format!("[smtp]\n{text}\n")).unwrap();
+            let e = c.smtp.validate().unwrap_err().to_string();
+            assert!(e.starts_with(key), "{text}: {e}");
+        }
+        assert!(toml::from_str::<Config>("[smtp]\nport = -1\n").is_err());
     }
 
     #[test]

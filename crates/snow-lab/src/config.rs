@@ -145,7 +145,35 @@ impl Default for DetectionParams {
     }
 }
 
+/// [`snow_core::settings::range`] as a `[lab]` configuration error.
+fn range<T: PartialOrd + std::fmt::Display>(key: &str, value: T, lo: T, hi: T) -> Result<(), LabConfigError> {
+    snow_core::settings::range(key, value, lo, hi).map_err(LabConfigError)
+}
+
 impl DetectionParams {
+    /// Every number in range, named under `prefix`
+    /// (`lab.detection.default`, `lab.detection.analyses.INFA`): NaN,
+    /// infinities, negative or absurd values stop the start.
+    fn check_ranges(&self, prefix: &str) -> Result<(), LabConfigError> {
+        let key = |k: &str| format!("{prefix}.{k}");
+        if let Some(alpha) = self.alpha {
+            range(&key("alpha"), alpha, 1e-9, 0.5)?;
+        }
+        range(&key("baseline"), self.baseline, 2, 520)?;
+        range(&key("min_sigma"), self.min_sigma, 0.0, 1e9)?;
+        range(&key("b"), self.b, 1, 20)?;
+        range(&key("w"), self.w, 0, 26)?;
+        range(&key("weights_threshold"), self.weights_threshold, 1e-3, 1e3)?;
+        range(&key("p_threshold_trend"), self.p_threshold_trend, 1e-9, 1.0)?;
+        range(&key("limit54[0] (cases)"), self.limit54[0], 0, 1_000_000)?;
+        range(&key("limit54[1] (weeks)"), self.limit54[1], 1, 52)?;
+        range(&key("no_periods"), self.no_periods, 1, 52)?;
+        if let Some(n) = self.past_weeks_not_included {
+            range(&key("past_weeks_not_included"), n, 0, 52)?;
+        }
+        Ok(())
+    }
+
     /// The detector these parameters describe, checked by a run over an
     /// empty series, so a bad parameter stops the start, not the first
     /// import.
@@ -259,15 +287,20 @@ impl LabServerSettings {
         {
             return bad("lab.search_agent_name must be a JID's local part, like \"search\"".into());
         }
+        range("lab.scan_interval_secs", self.scan_interval_secs, 1, 86_400)?;
+        // 0: a file is taken at once (fine when every upload is NAME.part,
+        // then renamed); at most an hour.
+        range("lab.settle_ms", self.settle_ms, 0, 3_600_000)?;
         let d = &self.detection;
-        if d.recent_weeks == 0 || d.recent_weeks > 52 || d.poll_secs == 0 {
-            return bad("lab.detection.recent_weeks must be 1 to 52 and poll_secs positive".into());
-        }
+        range("lab.detection.recent_weeks", d.recent_weeks, 1, 52)?;
+        range("lab.detection.poll_secs", d.poll_secs, 1, 86_400)?;
+        d.default.check_ranges("lab.detection.default")?;
         d.default.detector()?;
         for (code, p) in &d.analyses {
             if !self.analyses.contains(code) {
                 return bad(format!("lab.detection.analyses.{code}: not one of lab.analyses"));
             }
+            p.check_ranges(&format!("lab.detection.analyses.{code}"))?;
             p.detector()?;
         }
         Ok(())
@@ -282,6 +315,40 @@ mod tests {
     fn the_defaults_are_valid() {
         LabServerSettings::default().validate().unwrap();
         assert!(matches!(DetectionParams::default().detector(), Ok(Detector::Farrington(_))));
+    }
+
+    #[test]
+    fn every_lab_number_is_range_checked_naming_the_key() {
+        let refused = |f: &dyn Fn(&mut LabServerSettings), key: &str| {
+            let mut lab = LabServerSettings::default();
+            f(&mut lab);
+            let e = lab.validate().unwrap_err().0;
+            assert!(e.starts_with(&format!("{key} = ")) && e.contains("out of range"), "{key}: {e}");
+        };
+        refused(&|l| l.scan_interval_secs = 0, "lab.scan_interval_secs");
+        refused(&|l| l.settle_ms = 7_200_000, "lab.settle_ms");
+        refused(&|l| l.detection.poll_secs = 0, "lab.detection.poll_secs");
+        refused(&|l| l.detection.recent_weeks = 53, "lab.detection.recent_weeks");
+        refused(&|l| l.detection.default.alpha = Some(f64::NAN), "lab.detection.default.alpha");
+        refused(&|l| l.detection.default.alpha = Some(-0.05), "lab.detection.default.alpha");
+        refused(&|l| l.detection.default.min_sigma = f64::INFINITY, "lab.detection.default.min_sigma");
+        refused(&|l| l.detection.default.weights_threshold = f64::NAN, "lab.detection.default.weights_threshold");
+        refused(&|l| l.detection.default.p_threshold_trend = 0.0, "lab.detection.default.p_threshold_trend");
+        refused(&|l| l.detection.default.b = 0, "lab.detection.default.b");
+        refused(&|l| l.detection.default.no_periods = 0, "lab.detection.default.no_periods");
+        refused(&|l| l.detection.default.limit54 = [5, 0], "lab.detection.default.limit54[1] (weeks)");
+        refused(
+            &|l| {
+                let p = DetectionParams { algorithm: "C2".into(), alpha: Some(1.5), ..Default::default() };
+                l.detection.analyses.insert("INFA".into(), p);
+            },
+            "lab.detection.analyses.INFA.alpha",
+        );
+        // The edges pass.
+        let mut lab = LabServerSettings::default();
+        lab.settle_ms = 0;
+        lab.detection.default.alpha = Some(0.5);
+        lab.validate().unwrap();
     }
 
     #[test]

@@ -500,14 +500,9 @@ impl ServerConfig {
     }
 }
 
-/// Checks that a numeric setting lies in `lo..=hi`, naming the key and the
-/// range when it does not. NaN lies in no range, and infinity in none of
-/// ours, so neither gets past.
+/// [`snow_core::settings::range`] as a configuration error.
 fn range<T: PartialOrd + std::fmt::Display>(key: &str, value: T, lo: T, hi: T) -> Result<(), ServerError> {
-    if value >= lo && value <= hi {
-        return Ok(());
-    }
-    Err(ServerError::Config(format!("{key} = {value} is out of range: it must be from {lo} to {hi}")))
+    snow_core::settings::range(key, value, lo, hi).map_err(ServerError::Config)
 }
 
 /// Checks that a plain-TCP listener (`key` = `addr`) is on loopback: the
