@@ -25,6 +25,8 @@ const DOMAIN: &str = "bench.example";
 /// The flood's bodies start with this; receivers leave them out of the
 /// normal users' figures.
 const FLOOD: &str = "flood ";
+/// How long after a phase its messages still count as delivered.
+const LATE: Duration = Duration::from_secs(3);
 
 /// A user of the bench: bare JID and unlocked key.
 type User = (String, Arc<Identity>);
@@ -34,7 +36,8 @@ type User = (String, Arc<Identity>);
 struct Phase {
     sent: AtomicU64,
     received: AtomicU64,
-    latencies_us: Mutex<Vec<u64>>,
+    /// (sent at, latency), microseconds since the phase began.
+    latencies_us: Mutex<Vec<(u64, u64)>>,
     flood_sent: AtomicU64,
     flood_refused: AtomicU64,
     flood_received: AtomicU64,
@@ -109,6 +112,10 @@ pub fn run(_ctx: &Ctx, args: BenchAbuseArgs) -> anyhow::Result<()> {
         .context("cannot start snow serve")?;
     let pid = server.id();
     let rt = super::runtime()?;
+    // The flood runs on a runtime of its own: on one runtime its tasks
+    // would keep the normal users' readers from their threads, and the
+    // bench would measure its own scheduling, not the server.
+    let flood_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let result = rt.block_on(async {
         let opts = ConnectOptions {
             addr: format!("127.0.0.1:{port}").parse()?,
@@ -122,7 +129,7 @@ pub fn run(_ctx: &Ctx, args: BenchAbuseArgs) -> anyhow::Result<()> {
         let (users, flooder) = ids.split_at(args.users);
         let quiet = phase(&opts, users, None, &args).await?;
         report("without the flood", &quiet, pid, &home.server_db());
-        let loud = phase(&opts, users, Some(&flooder[0]), &args).await?;
+        let loud = phase(&opts, users, Some((&flooder[0], flood_rt.handle())), &args).await?;
         report(
             &format!("with one account flooding from {} connections", args.flood_connections),
             &loud,
@@ -173,7 +180,7 @@ async fn wait_for(opts: &ConnectOptions, id: &Identity) -> anyhow::Result<()> {
 async fn phase(
     opts: &ConnectOptions,
     users: &[User],
-    flooder: Option<&User>,
+    flooder: Option<(&User, &tokio::runtime::Handle)>,
     args: &BenchAbuseArgs,
 ) -> anyhow::Result<Arc<Phase>> {
     let stats = Arc::new(Phase::default());
@@ -188,22 +195,28 @@ async fn phase(
         let (mut rd, mut wr) = client.split();
         let to = users[(i + 1) % users.len()].0.clone();
         let s = Arc::clone(&stats);
-        // Read until a quiet second after the phase (late messages count).
+        // Read until a few seconds after the phase (late messages count,
+        // the flood only within the phase: what its connections' socket
+        // buffers still hold trickles in at their paced rate for minutes).
         readers.push(tokio::spawn(async move {
-            loop {
-                match rd.next_stanza(Duration::from_secs(3)).await {
+            while let Some(left) = (run_for + LATE).checked_sub(t0.elapsed()) {
+                match rd.next_stanza(left).await {
                     Ok(el) if el.name() == "message" => {
                         let body = el.child(NS_CLIENT, "body").map(|b| b.text()).unwrap_or_default();
                         if body.starts_with(FLOOD) {
-                            s.flood_received.fetch_add(1, Ordering::Relaxed);
+                            if t0.elapsed() <= run_for {
+                                s.flood_received.fetch_add(1, Ordering::Relaxed);
+                            }
                         } else if let Some(sent) = body.strip_prefix("t=").and_then(|t| t.parse::<u64>().ok()) {
                             let now = t0.elapsed().as_micros() as u64;
                             s.received.fetch_add(1, Ordering::Relaxed);
-                            s.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).push(now.saturating_sub(sent));
+                            s.latencies_us
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((sent, now.saturating_sub(sent)));
                         }
                     }
                     Ok(_) => {}
-                    Err(ClientError::Framed(snow_xml::FramedError::Timeout(_))) if t0.elapsed() > run_for => break,
                     Err(ClientError::Framed(snow_xml::FramedError::Timeout(_))) => {}
                     Err(_) => break,
                 }
@@ -227,30 +240,35 @@ async fn phase(
         }));
     }
     let mut flood = Vec::new();
-    if let Some((_, id)) = flooder {
+    if let Some(((_, id), flood_rt)) = flooder {
         for c in 0..args.flood_connections {
-            let client = Client::connect(opts, id).await?;
+            let (opts, id) = (opts.clone(), Arc::clone(id));
+            let client = flood_rt.spawn(async move { Client::connect(&opts, &id).await }).await??;
             let (mut rd, mut wr) = client.split();
             let targets: Vec<String> = users.iter().map(|(j, _)| j.clone()).collect();
             let s = Arc::clone(&stats);
             // What comes back: refusals (errors) are counted.
             let s2 = Arc::clone(&stats);
-            flood.push(tokio::spawn(async move {
-                loop {
-                    match rd.next_stanza(Duration::from_secs(3)).await {
+            flood.push(flood_rt.spawn(async move {
+                while let Some(left) = run_for.checked_sub(t0.elapsed()) {
+                    match rd.next_stanza(left).await {
                         Ok(el) if el.attr("type") == Some("error") => {
                             s2.flood_refused.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(_) => {}
-                        Err(ClientError::Framed(snow_xml::FramedError::Timeout(_))) if t0.elapsed() > run_for => break,
                         Err(ClientError::Framed(snow_xml::FramedError::Timeout(_))) => {}
                         Err(_) => break,
                     }
                 }
             }));
-            flood.push(tokio::spawn(async move {
+            // Writes as fast as the server reads, until the phase ends: a
+            // write still waiting then (the server paces this connection,
+            // so the socket's buffers are full) is abandoned with the
+            // connection, so the phase ends on time and what the flood got
+            // through is counted within it.
+            flood.push(flood_rt.spawn(async move {
                 let mut n = c;
-                while t0.elapsed() < run_for {
+                while let Some(left) = run_for.checked_sub(t0.elapsed()) {
                     let to = &targets[n % targets.len()];
                     n += 1;
                     let body = Element::new(NS_CLIENT, "body").with_text(format!("{FLOOD}{n}"));
@@ -258,10 +276,10 @@ async fn phase(
                         .with_attr("to", to.as_str())
                         .with_attr("type", "chat")
                         .with_child(body);
-                    if wr.send(&msg).await.is_err() {
-                        break;
-                    }
-                    s.flood_sent.fetch_add(1, Ordering::Relaxed);
+                    match tokio::time::timeout(left, wr.send(&msg)).await {
+                        Ok(Ok(())) => s.flood_sent.fetch_add(1, Ordering::Relaxed),
+                        Ok(Err(_)) | Err(_) => break,
+                    };
                 }
             }));
         }
@@ -281,7 +299,20 @@ async fn phase(
 }
 
 fn percentile(p: &Phase, q: f64) -> u64 {
-    let mut v = p.latencies_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    percentile_after(p, q, 0)
+}
+
+/// The `q` percentile of the latencies of messages sent `after_us` or
+/// later into the phase.
+fn percentile_after(p: &Phase, q: f64, after_us: u64) -> u64 {
+    let mut v: Vec<u64> = p
+        .latencies_us
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(sent, _)| *sent >= after_us)
+        .map(|(_, l)| *l)
+        .collect();
     if v.is_empty() {
         return 0;
     }
@@ -304,6 +335,24 @@ fn report(what: &str, p: &Phase, pid: u32, db_path: &Path) {
         percentile(p, 50.0) as f64 / 1000.0,
         percentile(p, 99.0) as f64 / 1000.0
     );
+    // Each second's p99: where in the phase the slow messages were.
+    let secs = p.latencies_us.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(s, _)| s / 1_000_000).max();
+    let per_second: Vec<String> = (0..=secs.unwrap_or(0))
+        .map(|sec| {
+            let mut v: Vec<u64> = p
+                .latencies_us
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|(s, _)| s / 1_000_000 == sec)
+                .map(|(_, l)| *l)
+                .collect();
+            v.sort_unstable();
+            let i = ((0.99 * v.len().saturating_sub(1) as f64).round() as usize).min(v.len().saturating_sub(1));
+            v.get(i).map_or("-".into(), |l| format!("{:.1}", *l as f64 / 1000.0))
+        })
+        .collect();
+    println!("  p99 of each second (ms): {}", per_second.join(" "));
     let fs = p.flood_sent.load(Ordering::Relaxed);
     if fs > 0 {
         println!(
