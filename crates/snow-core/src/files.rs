@@ -2,7 +2,8 @@
 //!
 //! Writes never leave a half-written file behind, even on a crash or a
 //! failed command: write a temporary file in the same directory, flush it to
-//! disk, then rename it over the target. Reads are bounded, because every
+//! disk, then rename it over the target and flush the directory. Reads are
+//! bounded, because every
 //! file Snow reads may come from someone else.
 
 use std::io::{self, Read, Write};
@@ -38,6 +39,10 @@ pub fn write(path: &Path, contents: &[u8], mode: Mode) -> io::Result<()> {
     tmp.write_all(contents)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
+    // The rename is durable only once the directory is: after a crash the
+    // name would otherwise still show the old file (or none).
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 
