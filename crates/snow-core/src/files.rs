@@ -3,8 +3,7 @@
 //! Writes never leave a half-written file behind, even on a crash or a
 //! failed command: write a temporary file in the same directory, flush it to
 //! disk, then rename it over the target and flush the directory. Reads are
-//! bounded, because every
-//! file Snow reads may come from someone else.
+//! bounded, because every file Snow reads may come from someone else.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
