@@ -10,6 +10,7 @@ pub mod csv;
 pub mod files;
 pub mod hpnr;
 pub mod jid;
+pub mod nonce_cache;
 pub mod settings;
 pub mod site_home;
 pub mod stats;
