@@ -183,3 +183,119 @@ async fn a_full_roster_is_refused_in_words() {
     assert_eq!(r.unwrap().attr("type"), Some("result"));
     server.shutdown(T).await;
 }
+
+/// Every stanza that arrives within `wait`.
+async fn drain(s: &mut Session, wait: Duration) -> Vec<Element> {
+    let until = tokio::time::Instant::now() + wait;
+    let mut out = Vec::new();
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return out;
+        }
+        if let Ok(el) = s.next_stanza(left).await {
+            out.push(el);
+        }
+    }
+}
+
+/// A request made while the contact was offline, then answered (the
+/// contact adds the requester back) and the contact removed: nothing of it
+/// shows later as a request waiting for an answer (RFC 6121 §3.1.3, §3.1.5:
+/// the request is kept until answered, not after). The roster is its
+/// record; no copy waits in offline storage to arrive late.
+#[tokio::test]
+async fn an_answered_request_never_arrives_late() {
+    let mut site = Site::new();
+    let a = site.add_user("1111111");
+    let b = site.add_user("2222222");
+    let server = site.start().await;
+
+    // A asks while B is offline (short sessions, as the CLI's).
+    let alice = site.login(&server, "1111111").await.unwrap().into_session();
+    alice.iq().add_contact(&b, None).await.unwrap();
+    alice.close().await.unwrap();
+    // B adds A back without going online: both see each other.
+    let bob = site.login(&server, "2222222").await.unwrap().into_session();
+    let added = bob.iq().add_contact(&a, None).await.unwrap();
+    assert!(added.contact.you_see_them && added.contact.they_see_you, "{added:?}");
+    // B removes A.
+    assert!(bob.iq().remove_contact(&a).await.unwrap());
+    bob.close().await.unwrap();
+
+    // B's next sessions go online: no request from A, now or later.
+    for _ in 0..2 {
+        let mut bob = site.login(&server, "2222222").await.unwrap().into_session();
+        bob.iq().send_presence().await.unwrap();
+        let got = drain(&mut bob, Duration::from_millis(800)).await;
+        let phantom = got.iter().find(|el| {
+            el.name() == "presence"
+                && el.attr("type") == Some("subscribe")
+                && el.attr("from").is_some_and(|f| f.starts_with(&a))
+        });
+        assert!(phantom.is_none(), "a request arrived after it was answered: {}", phantom.unwrap().to_xml(NS_CLIENT));
+        assert!(bob.iq().contacts().await.unwrap().iter().all(|c| !c.they_asked));
+        bob.close().await.unwrap();
+    }
+
+    // A request still unanswered is delivered at the contact's next
+    // initial presence, once, from the roster.
+    let alice = site.login(&server, "1111111").await.unwrap().into_session();
+    alice.iq().remove_contact(&b).await.ok();
+    alice.iq().add_contact(&b, None).await.unwrap();
+    alice.close().await.unwrap();
+    let mut bob = site.login(&server, "2222222").await.unwrap().into_session();
+    bob.iq().send_presence().await.unwrap();
+    let got = drain(&mut bob, Duration::from_millis(800)).await;
+    let requests = got
+        .iter()
+        .filter(|el| {
+            el.name() == "presence"
+                && el.attr("type") == Some("subscribe")
+                && el.attr("from").is_some_and(|f| f.starts_with(&a))
+        })
+        .count();
+    assert_eq!(requests, 1, "the pending request, once");
+    server.shutdown(T).await;
+}
+
+/// A contact whose certificate is revoked takes no stanzas, but removing
+/// them still ends the subscriptions in both rosters: given a new
+/// certificate later, they neither see the one who removed them nor are
+/// listed as seen by them.
+#[tokio::test]
+async fn removing_a_revoked_contact_ends_the_subscription_both_ways() {
+    let mut site = Site::new();
+    let a = site.add_user("1111111");
+    let b = site.add_user("2222222");
+    let server = site.start().await;
+    let alice = site.login(&server, "1111111").await.unwrap().into_session();
+    let bob = site.login(&server, "2222222").await.unwrap().into_session();
+    alice.iq().add_contact(&b, None).await.unwrap();
+    let added = bob.iq().add_contact(&a, None).await.unwrap();
+    assert!(added.contact.you_see_them && added.contact.they_see_you, "{added:?}");
+    bob.close().await.unwrap();
+    alice.close().await.unwrap();
+    server.shutdown(T).await;
+
+    // Bob is revoked; the server starts with its directory saying so.
+    site.revoke("2222222");
+    let server = site.start().await;
+    let alice = site.login(&server, "1111111").await.unwrap().into_session();
+    let reply = alice.iq().request(snow_client::key_lookup(&[&b])).await.unwrap();
+    let entries = snow_client::key_entries(&reply).unwrap();
+    assert!(entries.iter().any(|e| e.jid == b && e.status == "revoked"), "{entries:?}");
+    assert!(alice.iq().remove_contact(&b).await.unwrap());
+    alice.close().await.unwrap();
+    server.shutdown(T).await;
+
+    // Bob gets a new certificate.
+    site.rekey("2222222");
+    let server = site.start().await;
+    let bob = site.login(&server, "2222222").await.unwrap().into_session();
+    let view = bob.iq().contacts().await.unwrap();
+    if let Some(alice_there) = view.iter().find(|c| c.jid == a) {
+        assert!(!alice_there.you_see_them && !alice_there.they_see_you, "{alice_there:?}");
+    }
+    server.shutdown(T).await;
+}

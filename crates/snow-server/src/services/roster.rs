@@ -424,15 +424,23 @@ impl Roster {
     ) {
         // Subscription stanzas carry bare JIDs (RFC 6121 §3.1.2).
         el.set_attr("from", me.bare.clone());
-        match router.resolve(to).await {
-            Destination::Account(_) | Destination::Session(_) => {}
+        let reachable = match router.resolve(to).await {
+            Destination::Account(_) | Destination::Session(_) => true,
             // Another site's contact (or a component): passed on.
             Destination::Remote(_) | Destination::Component(_) => {
                 router.route(Origin::Session(Arc::clone(me)), el).await;
                 return;
             }
+            // A local account that takes no stanzas (its certificate is
+            // revoked): a cancellation still ends the subscription in both
+            // rosters, so no row goes on saying the contact sees (or is
+            // seen by) someone who removed them — it would show their
+            // presence again to a user issued a new certificate. It never
+            // creates an item, so it writes nothing for an address that
+            // never was an account.
+            Destination::NoAccount if matches!(request, Request::Unsubscribe | Request::Unsubscribed) => false,
             Destination::Server | Destination::NoAccount => return,
-        }
+        };
         let user = me.bare.clone();
         let contact = to.bare();
         if contact == user {
@@ -459,8 +467,8 @@ impl Roster {
         if let Some(t) = &out.theirs {
             push(router, &contact, t, out.theirs_removed).await;
         }
-        if out.deliver {
-            router.route(Origin::Session(Arc::clone(me)), el).await;
+        if out.deliver && reachable {
+            deliver_online(router, me, &contact, &el).await;
         }
         if out.sender_sees_contact {
             // The contact's server answers for the contact (pre-approved,
@@ -494,6 +502,22 @@ impl Roster {
     fn full(&self, owner: &str) {
         let n = self.counters.add(Count::RosterFull);
         tracing::info!(%owner, refused = n, "roster full: addition refused");
+    }
+}
+
+/// A subscription stanza between local users goes to the contact's
+/// available resources only, never to offline storage: between local users
+/// the roster is the record of it (RFC 6121 §3.1.3). A request still
+/// unanswered is delivered again at the contact's next initial presence
+/// (`presence::requests_again`, from the roster); an answer or a
+/// cancellation is in the contact's roster. A stored copy would arrive
+/// late, after it was answered: a request approved (or withdrawn, or
+/// followed by a removal) would show again as waiting for an answer.
+async fn deliver_online(router: &Arc<Router>, me: &Arc<SessionHandle>, contact: &str, el: &Element) {
+    for s in router.sessions.sessions(contact).into_iter().filter(|s| s.is_available()) {
+        let mut copy = el.clone();
+        copy.set_attr("to", s.full.clone());
+        router.route(Origin::Session(Arc::clone(me)), copy).await;
     }
 }
 
