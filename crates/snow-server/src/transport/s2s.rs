@@ -186,6 +186,11 @@ async fn link_task(
     let connect_timeout = Duration::from_secs(s2s.connect_timeout_secs);
     let idle = Duration::from_secs(s2s.idle_timeout_secs.max(1));
     let mut pending: VecDeque<Element> = VecDeque::new();
+    // Failures since the link was last up: the first is said at info (a
+    // peer that is not up yet, e.g. a site restarted before its lab
+    // server; the next stanza for it connects again), a failure that
+    // lasts at warn.
+    let mut failing = Failing::default();
     loop {
         if pending.is_empty() {
             match tokio::time::timeout(idle, rx.recv()).await {
@@ -211,12 +216,12 @@ async fn link_task(
         let (mut link, cert) = match tokio::time::timeout(connect_timeout, attempt).await {
             Ok(Ok(link)) => link,
             Ok(Err(why)) => {
-                tracing::warn!(%domain, why, "s2s link failed");
+                failing.log(domain, &why);
                 drain_and_bounce(&router, &mut pending, &mut rx, Condition::RemoteServerNotFound, &why);
                 continue;
             }
             Err(_) => {
-                tracing::warn!(%domain, "s2s link timed out");
+                failing.log(domain, "the remote server did not answer in time");
                 drain_and_bounce(
                     &router,
                     &mut pending,
@@ -228,6 +233,7 @@ async fn link_task(
             }
         };
         tracing::info!(%local, %domain, "s2s link up");
+        failing = Failing::default();
         crls.borrow_and_update();
         // Send until the link breaks or goes idle.
         'up: loop {
@@ -279,6 +285,37 @@ async fn link_task(
                     _ => break 'up,
                 },
             }
+        }
+    }
+}
+
+/// How long an outgoing link may keep failing before it is a warning.
+const PERSISTENT_FAILURE: Duration = Duration::from_secs(30);
+
+/// The failures of one outgoing link since it was last up, for the log:
+/// one info line for the first (it may just not be up yet), a warning once
+/// it has failed for [`PERSISTENT_FAILURE`], and then at the 2nd, 4th, 8th…
+/// failure, not at every stanza that tries again.
+#[derive(Debug, Default)]
+struct Failing {
+    count: u32,
+    since: Option<std::time::Instant>,
+    warned: bool,
+}
+
+impl Failing {
+    fn log(&mut self, domain: &str, why: &str) {
+        self.count += 1;
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        let lasting = since.elapsed() >= PERSISTENT_FAILURE;
+        if self.count == 1 {
+            tracing::info!(%domain, why, "s2s link failed; will retry when there is more to send");
+        } else if lasting && (!self.warned || self.count.is_power_of_two()) {
+            self.warned = true;
+            let secs = since.elapsed().as_secs();
+            tracing::warn!(%domain, why, failures = self.count, secs, "s2s link keeps failing");
+        } else {
+            tracing::debug!(%domain, why, failures = self.count, "s2s link failed again");
         }
     }
 }
@@ -598,4 +635,59 @@ async fn claims_ours<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 ) -> super::Refused {
     tracing::warn!(domain, "s2s peer refused: it claims one of this server's own domains");
     refuse(f, &stream_error_xml("invalid-from", "that domain is served here"), "claims our own domain").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// The log lines written while `f` runs.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || out.clone()).finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = buffer.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    /// A peer not up yet (the README's restarted PO before its lab server)
+    /// is an info line saying it will be tried again; a warning only once
+    /// the link has failed for a while, and not at every attempt.
+    #[test]
+    fn a_first_failure_is_info_and_a_lasting_one_a_warning() {
+        let why = "cannot connect to 127.0.0.1:5369";
+        let mut failing = Failing::default();
+        let log = logged(|| {
+            failing.log("lab.example", why);
+            failing.log("lab.example", why);
+        });
+        assert!(log.contains(" INFO ") && log.contains("s2s link failed; will retry"), "{log}");
+        assert!(!log.contains("WARN"), "{log}");
+
+        failing.since = std::time::Instant::now().checked_sub(PERSISTENT_FAILURE);
+        // Failures 3 to 7: a warning at the first that lasts, then at 4
+        // (and 8, 16, …), not at each.
+        let log = logged(|| {
+            for _ in 3..=7 {
+                failing.log("lab.example", why);
+            }
+        });
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 2, "{log}");
+        assert!(warnings[0].contains("s2s link keeps failing") && warnings[0].contains("failures=3"), "{log}");
+        assert!(warnings[1].contains("failures=4"), "{log}");
+    }
 }
