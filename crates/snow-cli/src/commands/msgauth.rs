@@ -113,7 +113,7 @@ pub fn run(ctx: &Ctx, cmd: MsgauthCommand) -> anyhow::Result<()> {
             let receiver = Receiver::with_window(store, ctx.config.msgauth.window_secs);
             let message = read_input(input.as_deref())?;
             let (verified, out) = match carrier.as_str() {
-                "text" => msgauth::text::verify(&receiver, &message).map(|(v, m)| (v, m.to_owned()))?,
+                "text" => msgauth::text::verify(&receiver, &message).map(|(v, m)| (v, m.into_owned()))?,
                 "xml" => msgauth::xml_message::verify(&receiver, &message)?,
                 "stanza" | "shim" => {
                     let mut el = parse_stanza(&message)?;

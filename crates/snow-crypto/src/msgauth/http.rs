@@ -15,6 +15,13 @@
 //! requests and signs responses (axum, hyper servers), `client` signs
 //! requests and verifies responses (hyper clients). Bodies are read
 //! whole, up to [`MAX_BODY`].
+//!
+//! A confidential sender seals the body: it travels as the raw bytes
+//! `nonce ‖ ciphertext ‖ tag` with the header `$$Enc: aes256-gcm`, and
+//! the MAC covers the head and the sealed body. The method, path and
+//! query, the status and every other header stay visible (put nothing
+//! secret there); a `Content-Length` is set to the length actually sent
+//! ([`super::confidential`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +33,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 
-use super::{valid_name, AuthError, Carrier, Receiver, Sender, Tag, Verified};
+use super::{confidential, valid_name, AuthError, Carrier, Receiver, Sender, Tag, Verified};
 
 /// Largest body authenticated (it is read whole).
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -37,6 +44,8 @@ pub const H_KID: HeaderName = HeaderName::from_static("$$kid");
 pub const H_EPOCH: HeaderName = HeaderName::from_static("$$epoch");
 pub const H_SEQ: HeaderName = HeaderName::from_static("$$seq");
 pub const H_TS: HeaderName = HeaderName::from_static("$$ts");
+/// The confidentiality marker: `$$Enc: aes256-gcm` on a sealed body.
+pub const H_ENC: HeaderName = HeaderName::from_static("$$enc");
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
@@ -71,11 +80,24 @@ fn put(headers: &mut HeaderMap, tag: &Tag) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// Reads the tag from `headers` and removes the headers.
-fn take(headers: &mut HeaderMap) -> Result<Tag, AuthError> {
+/// Reads the tag from `headers` and removes the headers; true if the
+/// body is sealed (`$$Enc`).
+fn take(headers: &mut HeaderMap) -> Result<(Tag, bool), AuthError> {
     if !headers.contains_key(H_HMAC) {
         return Err(AuthError::Missing);
     }
+    let sealed = {
+        let mut all = headers.get_all(&H_ENC).iter();
+        match (all.next(), all.next()) {
+            (None, _) => false,
+            (Some(v), None) => {
+                confidential::check_alg(v.to_str().ok())?;
+                true
+            }
+            _ => return Err(AuthError::Malformed(format!("header {H_ENC} repeated"))),
+        }
+    };
+    headers.remove(&H_ENC);
     let mut get = |h: HeaderName| -> Result<String, AuthError> {
         let mut all = headers.get_all(&h).iter();
         let (Some(v), None) = (all.next(), all.next()) else {
@@ -97,42 +119,98 @@ fn take(headers: &mut HeaderMap) -> Result<Tag, AuthError> {
     if !valid_name(&kid) {
         return Err(bad("$$Kid"));
     }
-    Ok(Tag {
+    let tag = Tag {
         source,
         kid,
         epoch: get(H_EPOCH)?.parse().map_err(|_| bad("$$Epoch"))?,
         seq: get(H_SEQ)?.parse().map_err(|_| bad("$$Seq"))?,
         ts: get(H_TS)?.parse().map_err(|_| bad("$$Ts"))?,
         mac,
-    })
+    };
+    Ok((tag, sealed))
 }
 
-pub fn sign_request(sender: &Sender, parts: &mut http::request::Parts, body: &[u8]) -> Result<(), AuthError> {
-    let tag = sender.sign_with(Carrier::Http, feed(&request_head(parts), body))?;
-    put(&mut parts.headers, &tag)
+/// A `Content-Length` already there now says `len`.
+fn fix_length(headers: &mut HeaderMap, len: usize) {
+    if headers.contains_key(http::header::CONTENT_LENGTH) {
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
 }
 
+/// Signs a message whose MAC head is `head`: the body to send (the same
+/// one, or sealed for a confidential sender).
+fn sign(sender: &Sender, head: &str, headers: &mut HeaderMap, body: Bytes) -> Result<Bytes, AuthError> {
+    let mut draft = sender.draft()?;
+    let body = if sender.is_confidential() {
+        let sealed = Bytes::from(draft.seal(Carrier::Http, &body)?);
+        headers.insert(H_ENC, HeaderValue::from_static(confidential::ALG));
+        fix_length(headers, sealed.len());
+        sealed
+    } else {
+        body
+    };
+    let tag = draft.finish(Carrier::Http, feed(head, &body))?;
+    put(headers, &tag)?;
+    Ok(body)
+}
+
+/// Verifies a message whose MAC head is `head`: the body to hand on (the
+/// same one, or decrypted).
+fn verify(
+    receiver: &Receiver,
+    head: &str,
+    (tag, sealed): (Tag, bool),
+    headers: &mut HeaderMap,
+    body: Bytes,
+) -> Result<(Verified, Bytes), AuthError> {
+    if !sealed {
+        return Ok((receiver.verify_with(Carrier::Http, &tag, feed(head, &body))?, body));
+    }
+    let (v, plain) = receiver.verify_sealed(Carrier::Http, &tag, feed(head, &body), &body)?;
+    fix_length(headers, plain.len());
+    Ok((v, Bytes::from(plain)))
+}
+
+/// Outbound filter for a request: adds the headers and returns the body to
+/// send, sealed if the sender is confidential (the headers then say so).
+pub fn sign_request(
+    sender: &Sender,
+    parts: &mut http::request::Parts,
+    body: impl Into<Bytes>,
+) -> Result<Bytes, AuthError> {
+    let head = request_head(parts);
+    sign(sender, &head, &mut parts.headers, body.into())
+}
+
+/// Inbound filter for a request: checks and removes the headers and
+/// returns the body to hand on, decrypted if it was sealed.
 pub fn verify_request(
     receiver: &Receiver,
     parts: &mut http::request::Parts,
-    body: &[u8],
-) -> Result<Verified, AuthError> {
+    body: impl Into<Bytes>,
+) -> Result<(Verified, Bytes), AuthError> {
     let tag = take(&mut parts.headers)?;
-    receiver.verify_with(Carrier::Http, &tag, feed(&request_head(parts), body))
+    verify(receiver, &request_head(parts), tag, &mut parts.headers, body.into())
 }
 
-pub fn sign_response(sender: &Sender, parts: &mut http::response::Parts, body: &[u8]) -> Result<(), AuthError> {
-    let tag = sender.sign_with(Carrier::Http, feed(&response_head(parts), body))?;
-    put(&mut parts.headers, &tag)
+/// Outbound filter for a response, as [`sign_request`].
+pub fn sign_response(
+    sender: &Sender,
+    parts: &mut http::response::Parts,
+    body: impl Into<Bytes>,
+) -> Result<Bytes, AuthError> {
+    let head = response_head(parts);
+    sign(sender, &head, &mut parts.headers, body.into())
 }
 
+/// Inbound filter for a response, as [`verify_request`].
 pub fn verify_response(
     receiver: &Receiver,
     parts: &mut http::response::Parts,
-    body: &[u8],
-) -> Result<Verified, AuthError> {
+    body: impl Into<Bytes>,
+) -> Result<(Verified, Bytes), AuthError> {
     let tag = take(&mut parts.headers)?;
-    receiver.verify_with(Carrier::Http, &tag, feed(&response_head(parts), body))
+    verify(receiver, &response_head(parts), tag, &mut parts.headers, body.into())
 }
 
 /// Which side of the connection the layer sits on.
@@ -239,23 +317,22 @@ where
                 }
                 Err(e) => return Err(HttpAuthError::Body(e)),
             };
-            match layer.side {
-                Side::Server => {
-                    if let Err(e) = verify_request(&layer.receiver, &mut parts, &body) {
-                        return Ok(plain(StatusCode::UNAUTHORIZED, format!("message authentication failed: {e}\n")));
+            let body = match layer.side {
+                Side::Server => match verify_request(&layer.receiver, &mut parts, body) {
+                    Ok((_, body)) => body,
+                    Err(e) => {
+                        return Ok(plain(StatusCode::UNAUTHORIZED, format!("message authentication failed: {e}\n")))
                     }
-                }
-                Side::Client => sign_request(&layer.sender, &mut parts, &body).map_err(HttpAuthError::Auth)?,
-            }
+                },
+                Side::Client => sign_request(&layer.sender, &mut parts, body).map_err(HttpAuthError::Auth)?,
+            };
             let resp = inner.call(Request::from_parts(parts, Full::new(body))).await.map_err(HttpAuthError::Inner)?;
             let (mut parts, body) = resp.into_parts();
             let body = read_all(body).await.map_err(HttpAuthError::Body)?;
-            match layer.side {
-                Side::Server => sign_response(&layer.sender, &mut parts, &body).map_err(HttpAuthError::Auth)?,
-                Side::Client => {
-                    verify_response(&layer.receiver, &mut parts, &body).map_err(HttpAuthError::Auth)?;
-                }
-            }
+            let body = match layer.side {
+                Side::Server => sign_response(&layer.sender, &mut parts, body).map_err(HttpAuthError::Auth)?,
+                Side::Client => verify_response(&layer.receiver, &mut parts, body).map_err(HttpAuthError::Auth)?.1,
+            };
             Ok(Response::from_parts(parts, Full::new(body)))
         })
     }
@@ -264,7 +341,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msgauth::tests::check_carrier;
+    use crate::msgauth::tests::{check_carrier, check_confidential_carrier};
 
     fn request(i: u32) -> (http::request::Parts, Vec<u8>) {
         let (p, b) =
@@ -295,17 +372,96 @@ mod tests {
         (p, body.as_bytes().to_vec())
     }
 
+    /// The wire form with a binary body: the head as text, the body raw.
+    fn wire_bytes(parts: &http::request::Parts, body: &[u8]) -> Vec<u8> {
+        let mut s = format!("{} {}\n", parts.method, parts.uri);
+        for (k, v) in &parts.headers {
+            s.push_str(&format!("{k}: {}\n", v.to_str().unwrap()));
+        }
+        let mut w = (s + "\n").into_bytes();
+        w.extend_from_slice(body);
+        w
+    }
+
+    fn unwire_bytes(w: &[u8]) -> (http::request::Parts, Vec<u8>) {
+        let i = w.windows(2).position(|x| x == b"\n\n").unwrap();
+        let (p, _) = unwire(std::str::from_utf8(&w[..i + 2]).unwrap());
+        (p, w[i + 2..].to_vec())
+    }
+
+    fn secret_request(i: u32) -> (http::request::Parts, Vec<u8>) {
+        let body = format!("Influensa A: {i} positive i 5401");
+        let (p, b) = Request::post(format!("/stats?week={i}"))
+            .header(http::header::CONTENT_TYPE, "text/plain")
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(body.into_bytes())
+            .unwrap()
+            .into_parts();
+        (p, b)
+    }
+
+    #[test]
+    fn the_confidential_http_carrier() {
+        check_confidential_carrier(
+            |s, i| {
+                let (mut p, b) = secret_request(i);
+                let b = sign_request(s, &mut p, b).unwrap();
+                if !s.is_confidential() {
+                    assert!(!p.headers.contains_key(H_ENC));
+                    return wire_bytes(&p, &b);
+                }
+                assert_eq!(p.headers[&H_ENC], "aes256-gcm");
+                assert_eq!(p.headers[http::header::CONTENT_LENGTH], b.len().to_string().as_str());
+                assert_eq!(p.headers[http::header::CONTENT_TYPE], "text/plain", "headers stay visible");
+                assert_eq!(p.uri.path(), "/stats", "the path stays visible");
+                wire_bytes(&p, &b)
+            },
+            |r, w| {
+                let (mut p, b) = unwire_bytes(w);
+                verify_request(r, &mut p, b).map(|(v, b)| (v, wire_bytes(&p, &b)))
+            },
+            |i| {
+                let (p, b) = secret_request(i);
+                wire_bytes(&p, &b)
+            },
+            |w| {
+                let mut w = w.to_vec();
+                let last = w.len() - 1;
+                w[last] ^= 1;
+                w
+            },
+            "Influensa",
+        );
+    }
+
+    /// A response both ways, and the marker is refused on a receiver that
+    /// does not expect it even when the headers are otherwise clear.
+    #[test]
+    fn a_confidential_response() {
+        let s = crate::msgauth::tests::store();
+        let tx = Sender::new(Arc::clone(&s), "agent").unwrap().confidential(true);
+        let rx = Receiver::new(Arc::clone(&s)).confidential(true);
+        let (mut p, _) = Response::builder().status(200).body(()).unwrap().into_parts();
+        let b = sign_response(&tx, &mut p, &b"week 47: 12 positive"[..]).unwrap();
+        assert!(!crate::msgauth::tests::contains(&b, b"positive"));
+        let mut q = p.clone();
+        assert_eq!(&verify_response(&rx, &mut p, b.clone()).unwrap().1[..], b"week 47: 12 positive");
+        assert!(!p.headers.contains_key(H_ENC) && !p.headers.contains_key(H_HMAC));
+        let e = verify_response(&Receiver::new(s), &mut q, b).unwrap_err();
+        assert!(matches!(e, AuthError::UnexpectedEncryption(_)), "{e:?}");
+    }
+
     #[test]
     fn the_http_carrier() {
         check_carrier(
             |s, i| {
                 let (mut p, b) = request(i);
-                sign_request(s, &mut p, &b).unwrap();
+                let b = sign_request(s, &mut p, b).unwrap();
                 wire(&p, &b)
             },
             |r, w| {
                 let (mut p, b) = unwire(w);
-                verify_request(r, &mut p, &b).map(|v| (v, wire(&p, &b)))
+                verify_request(r, &mut p, b).map(|(v, b)| (v, wire(&p, &b)))
             },
             |i| {
                 let (p, b) = request(i);

@@ -12,7 +12,10 @@
 //! ```
 //!
 //! as the stanza's last child; the MAC covers the canonical stanza without
-//! it (as the stanza carrier's does).
+//! it (as the stanza carrier's does). A confidential sender seals the
+//! stanza's content as the stanza carrier does: one
+//! `<encrypted xmlns='urn:snow:msgauth:1' alg='aes256-gcm'>` child before
+//! the headers ([`super::confidential`]).
 
 use snow_xml::Element;
 
@@ -26,7 +29,7 @@ fn header(name: &str, value: String) -> Element {
 
 /// Outbound filter.
 pub fn sign(sender: &Sender, stanza: &mut Element) -> Result<(), AuthError> {
-    let t = sender.sign_with(Carrier::Shim, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m))?;
+    let t = super::stanza::sign_content(sender, Carrier::Shim, stanza)?;
     let mut h = Element::new(NS_SHIM, "headers");
     h.push_child(header("Source", t.source.clone()));
     h.push_child(header("HMAC", t.mac_base64()));
@@ -67,18 +70,39 @@ pub fn verify(receiver: &Receiver, stanza: &mut Element) -> Result<Verified, Aut
     {
         stanza.nodes_mut().remove(i);
     }
-    receiver.verify_with(Carrier::Shim, &tag, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m))
+    super::stanza::verify_content(receiver, Carrier::Shim, &tag, stanza)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msgauth::tests::check_carrier;
+    use crate::msgauth::tests::{check_carrier, check_confidential_carrier};
 
     fn message(i: u32) -> Element {
         Element::new(snow_xml::NS_CLIENT, "message")
             .with_attr("to", "echo.po.example")
             .with_child(Element::new(snow_xml::NS_CLIENT, "body").with_text(format!("echo {i}")))
+    }
+
+    #[test]
+    fn the_confidential_shim_carrier() {
+        check_confidential_carrier(
+            |s, i| {
+                let mut m = message(i);
+                sign(s, &mut m).unwrap();
+                let w = m.to_xml("");
+                assert!(w.contains("<header name='HMAC-Epoch'>"), "{w}");
+                assert_eq!(w.contains("<encrypted xmlns='urn:snow:msgauth:1' alg='aes256-gcm'>"), s.is_confidential());
+                w.into_bytes()
+            },
+            |r, w| {
+                let mut m = snow_xml::parse_document(w, snow_xml::Limits::default()).unwrap();
+                verify(r, &mut m).map(|v| (v, m.to_xml("").into_bytes()))
+            },
+            |i| message(i).to_xml("").into_bytes(),
+            |w| crate::msgauth::tests::flip_after(w, "alg='aes256-gcm'>"),
+            "echo ",
+        );
     }
 
     #[test]

@@ -9,10 +9,17 @@
 //! it. The stream namespace (`jabber:client`, `jabber:server`,
 //! `jabber:component:accept`) is normalized first: it changes from hop to
 //! hop while the stanza does not.
+//!
+//! A confidential sender ([`Sender::confidential`]) seals the stanza's
+//! content first: its children become one
+//! `<encrypted xmlns='urn:snow:msgauth:1' alg='aes256-gcm'>` holding
+//! Base64 `nonce ‖ ciphertext ‖ tag`, and the MAC covers the stanza with
+//! it; the stanza's own attributes (`to`, `from`, `type`, `id`) stay
+//! visible for routing ([`super::confidential`]).
 
 use snow_xml::Element;
 
-use super::{AuthError, Carrier, Receiver, Sender, Tag, Verified};
+use super::{confidential, AuthError, Carrier, Receiver, Sender, Tag, Verified};
 
 pub const NS_MSGAUTH: &str = "urn:snow:msgauth:1";
 
@@ -54,9 +61,42 @@ fn parse_tag(mut el: Element) -> Result<Tag, AuthError> {
 /// already there).
 pub fn sign(sender: &Sender, stanza: &mut Element) -> Result<(), AuthError> {
     strip(stanza);
-    let tag = sender.sign_with(Carrier::Stanza, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m))?;
+    let tag = sign_content(sender, Carrier::Stanza, stanza)?;
     stanza.push_child(tag_element(tag));
     Ok(())
+}
+
+/// Signs `stanza` (no tag in it) for `carrier`; a confidential sender's
+/// stanza first has its content sealed into one `<encrypted/>` child.
+/// Shared with the SHIM carrier.
+pub(crate) fn sign_content(sender: &Sender, carrier: Carrier, stanza: &mut Element) -> Result<Tag, AuthError> {
+    let mut draft = sender.draft()?;
+    if sender.is_confidential() {
+        let content = confidential::take_content(stanza);
+        let sealed = draft.seal(carrier, content.as_bytes())?;
+        stanza.push_child(confidential::encrypted_element(&sealed));
+    }
+    draft.finish(carrier, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m))
+}
+
+/// Verifies `stanza` (its tag taken off) against `tag` for `carrier`;
+/// sealed content is decrypted back into the stanza after the MAC and the
+/// replay window pass. Shared with the SHIM carrier.
+pub(crate) fn verify_content(
+    receiver: &Receiver,
+    carrier: Carrier,
+    tag: &Tag,
+    stanza: &mut Element,
+) -> Result<Verified, AuthError> {
+    match confidential::sealed_child(stanza)? {
+        None => receiver.verify_with(carrier, tag, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m)),
+        Some(sealed) => {
+            let (v, content) =
+                receiver.verify_sealed(carrier, tag, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m), &sealed)?;
+            confidential::restore_content(stanza, &content)?;
+            Ok(v)
+        }
+    }
 }
 
 /// Removes every `<auth/>` child; returns the last one.
@@ -91,7 +131,7 @@ pub fn verify(receiver: &Receiver, stanza: &mut Element) -> Result<Verified, Aut
     }
     let tag_el = strip(stanza).ok_or(AuthError::Missing)?;
     let tag = parse_tag(tag_el)?;
-    receiver.verify_with(Carrier::Stanza, &tag, |m| snow_xml::c14n::write_exclusive_stanza(stanza, m))
+    verify_content(receiver, Carrier::Stanza, &tag, stanza)
 }
 
 #[cfg(test)]
@@ -133,6 +173,82 @@ mod tests {
         assert_eq!(v.source, "agent");
         got.rename_ns_deep(NS_COMPONENT, NS_CLIENT);
         assert_eq!(got, original, "the receiver sees exactly what the sender's filter got");
+    }
+
+    fn secret_message(i: u32) -> Element {
+        Element::new(NS_CLIENT, "message")
+            .with_attr("to", "1111111@po.example")
+            .with_attr("from", "echo.po.example")
+            .with_attr("type", "chat")
+            .with_attr("id", format!("m{i}"))
+            .with_child(Element::new(NS_CLIENT, "body").with_text(format!("Influensa A: {i} positive i 5401")))
+            .with_child(Element::new("urn:example:x", "extra").with_attr("k", "v"))
+    }
+
+    /// [`secret_message`] as the receiver sees it: parsed (attributes in
+    /// the parser's order).
+    fn parsed(i: u32) -> Element {
+        snow_xml::parse_document(secret_message(i).to_xml("").as_bytes(), snow_xml::Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn the_confidential_stanza_carrier() {
+        crate::msgauth::tests::check_confidential_carrier(
+            |s, i| {
+                let mut m = secret_message(i);
+                sign(s, &mut m).unwrap();
+                m.to_xml("").into_bytes()
+            },
+            |r, w| {
+                let mut m = snow_xml::parse_document(w, snow_xml::Limits::default()).unwrap();
+                verify(r, &mut m).map(|v| (v, m.to_xml("").into_bytes()))
+            },
+            |i| parsed(i).to_xml("").into_bytes(),
+            |w| crate::msgauth::tests::flip_after(w, "alg='aes256-gcm'>"),
+            "Influensa",
+        );
+    }
+
+    /// What a confidential stanza shows on the wire: its attributes, one
+    /// `<encrypted/>` and the tag; and it crosses stream namespaces as a
+    /// clear one does.
+    #[test]
+    fn a_confidential_stanza_shows_only_its_routing() {
+        let s = store();
+        let tx = Sender::new(Arc::clone(&s), "agent").unwrap().confidential(true);
+        let rx = Receiver::new(Arc::clone(&s)).confidential(true);
+        let mut m = secret_message(1);
+        m.rename_ns_deep(NS_CLIENT, NS_COMPONENT);
+        sign(&tx, &mut m).unwrap();
+        let kids: Vec<&str> = m.children().map(|c| c.name()).collect();
+        assert_eq!(kids, ["encrypted", "auth"]);
+        for (k, v) in [("to", "1111111@po.example"), ("from", "echo.po.example"), ("type", "chat"), ("id", "m1")] {
+            assert_eq!(m.attr(k), Some(v));
+        }
+        let wire = m.to_xml(NS_COMPONENT);
+        assert!(!wire.contains("urn:example:x") && !wire.contains("body"), "{wire}");
+        let mut got = snow_xml::parse_document(
+            format!("<stream xmlns='{NS_COMPONENT}'>{wire}</stream>").as_bytes(),
+            snow_xml::Limits::default(),
+        )
+        .unwrap()
+        .children()
+        .next()
+        .unwrap()
+        .clone();
+        verify(&rx, &mut got).unwrap();
+        assert_eq!(got.ns(), NS_COMPONENT);
+        got.rename_ns_deep(NS_COMPONENT, NS_CLIENT);
+        assert_eq!(got, parsed(1));
+        // Sealed content beside clear content is refused.
+        let mut m = secret_message(2);
+        sign(&tx, &mut m).unwrap();
+        let tag = m.nodes_mut().pop();
+        m.push_child(Element::new(NS_CLIENT, "body").with_text("added"));
+        if let Some(snow_xml::Node::Element(t)) = tag {
+            m.push_child(t);
+        }
+        assert!(matches!(verify(&rx, &mut m), Err(AuthError::Malformed(_))));
     }
 
     #[test]

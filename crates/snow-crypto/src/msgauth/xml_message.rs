@@ -10,11 +10,25 @@
 //! them and with formatting whitespace (whitespace-only text) removed, as
 //! the seed asks. The tags are inserted into the document's text and cut
 //! out again, so the receiver gets the sender's document byte for byte.
+//!
+//! A confidential sender seals the whole document (declaration, root
+//! attributes, content: byte for byte); what travels is the root's name
+//! around one `<encrypted xmlns='urn:snow:msgauth:1' alg='aes256-gcm'>`
+//! with Base64 `nonce ‖ ciphertext ‖ tag` (the root's local name only, in
+//! no namespace), then the two tags:
+//!
+//! ```xml
+//! <shiporder><encrypted xmlns='urn:snow:msgauth:1' alg='aes256-gcm'>…</encrypted><SourceDigest>…</SourceDigest><HMAC …>…</HMAC></shiporder>
+//! ```
+//!
+//! The MAC covers that envelope; the receiver decrypts after it passes
+//! and takes the document only if its root has the envelope's local name
+//! ([`super::confidential`]).
 
 use base64::Engine;
 use snow_xml::{Element, Limits, Node};
 
-use super::{valid_name, AuthError, Carrier, Receiver, Sender, Tag, Verified};
+use super::{confidential, valid_name, AuthError, Carrier, Receiver, Sender, Tag, Verified};
 
 /// Largest document: 16 MiB, 100,000 elements, 64 levels.
 pub fn limits() -> Limits {
@@ -48,7 +62,22 @@ fn parse(doc: &str) -> Result<Element, AuthError> {
 /// Outbound filter: `doc` with the two tag elements inside its root.
 pub fn sign(sender: &Sender, doc: &str) -> Result<String, AuthError> {
     let root = parse(doc)?;
+    if sender.is_confidential() {
+        let mut draft = sender.draft()?;
+        let sealed = draft.seal(Carrier::Xml, doc.as_bytes())?;
+        // The envelope's root is in no namespace (the tags are read in
+        // none): only the local name shows.
+        let envelope = Element::new("", root.name().to_owned()).with_child(confidential::encrypted_element(&sealed));
+        let t = draft.finish(Carrier::Xml, |m| m.update(canonical(&envelope).as_bytes()))?;
+        return Ok(with_tags(&envelope.to_xml(""), &envelope, &t));
+    }
     let t = sender.sign(Carrier::Xml, canonical(&root).as_bytes())?;
+    Ok(with_tags(doc, &root, &t))
+}
+
+/// `doc` (whose root is `root`) with the tags of `t` as the root's last
+/// children.
+fn with_tags(doc: &str, root: &Element, t: &Tag) -> String {
     let tags = format!(
         "<SourceDigest>{}</SourceDigest><HMAC kid='{}' epoch='{}' seq='{}' ts='{}'>{}</HMAC>",
         b64().encode(&t.source),
@@ -62,10 +91,11 @@ pub fn sign(sender: &Sender, doc: &str) -> Result<String, AuthError> {
     let tail = &doc[body.len()..];
     if let Some(open) = body.strip_suffix("/>") {
         // `<root …/>`: the end tag appears.
-        return Ok(format!("{open}>{tags}</{}>{tail}", root.name()));
+        return format!("{open}>{tags}</{}>{tail}", root.name());
     }
-    let end = body.rfind("</").ok_or_else(|| AuthError::Malformed("no end tag".into()))?;
-    Ok(format!("{}{tags}{}{tail}", &body[..end], &body[end..]))
+    // A well-formed document that does not end in `/>` ends in an end tag.
+    let end = body.rfind("</").unwrap_or(body.len());
+    format!("{}{tags}{}{tail}", &body[..end], &body[end..])
 }
 
 /// Inbound filter: checks the tags and returns the document without them.
@@ -101,8 +131,20 @@ pub fn verify(receiver: &Receiver, doc: &str) -> Result<(Verified, String), Auth
     let start = doc.rfind("<SourceDigest").ok_or(AuthError::Missing)?;
     let end = doc.rfind("</HMAC>").filter(|e| *e > start).ok_or(AuthError::Missing)? + "</HMAC>".len();
     let original = format!("{}{}", &doc[..start], &doc[end..]);
-    let verified = receiver.verify(Carrier::Xml, &tag, canonical(&parse(&original)?).as_bytes())?;
-    Ok((verified, original))
+    let envelope = parse(&original)?;
+    let Some(sealed) = confidential::sealed_child(&envelope)? else {
+        let verified = receiver.verify(Carrier::Xml, &tag, canonical(&envelope).as_bytes())?;
+        return Ok((verified, original));
+    };
+    let (verified, plain) =
+        receiver.verify_sealed(Carrier::Xml, &tag, |m| m.update(canonical(&envelope).as_bytes()), &sealed)?;
+    let plain =
+        String::from_utf8(plain).map_err(|_| AuthError::Malformed("the decrypted document is not UTF-8".into()))?;
+    let root = parse(&plain)?;
+    if root.name() != envelope.name() {
+        return Err(AuthError::Malformed("the decrypted document's root is not the envelope's".into()));
+    }
+    Ok((verified, plain))
 }
 
 #[cfg(test)]
@@ -119,6 +161,40 @@ mod tests {
             verify,
             |i| ORDER.replace('N', &i.to_string()),
         );
+    }
+
+    #[test]
+    fn the_confidential_xml_message_carrier() {
+        crate::msgauth::tests::check_confidential_carrier(
+            |s, i| {
+                let w = sign(s, &ORDER.replace('N', &i.to_string())).unwrap();
+                if s.is_confidential() {
+                    assert!(w.starts_with("<shiporder><encrypted xmlns='urn:snow:msgauth:1' alg='aes256-gcm'>"), "{w}");
+                    assert!(!w.contains("889923"), "the root's attributes are sealed too: {w}");
+                }
+                w.into_bytes()
+            },
+            |r, w| verify(r, std::str::from_utf8(w).unwrap()).map(|(v, d)| (v, d.into_bytes())),
+            |i| ORDER.replace('N', &i.to_string()).into_bytes(),
+            |w| crate::msgauth::tests::flip_after(w, "alg='aes256-gcm'>"),
+            "Synthetic Person",
+        );
+    }
+
+    /// A namespaced root travels as its local name only, and comes back
+    /// byte for byte; an envelope whose name is not the document's root
+    /// is refused.
+    #[test]
+    fn a_confidential_document_keeps_its_namespace_and_root() {
+        let s = crate::msgauth::tests::store();
+        let tx = Sender::new(std::sync::Arc::clone(&s), "agent").unwrap().confidential(true);
+        let rx = Receiver::new(s).confidential(true);
+        let doc = "<?xml version='1.0'?><r:report xmlns:r='urn:example:report'><r:week>47</r:week></r:report>";
+        let w = sign(&tx, doc).unwrap();
+        assert!(w.starts_with("<report><encrypted ") && !w.contains("urn:example"), "{w}");
+        assert_eq!(verify(&rx, &w).unwrap().1, doc);
+        let renamed = sign(&tx, doc).unwrap().replace("<report>", "<order>").replace("</report>", "</order>");
+        assert!(verify(&rx, &renamed).is_err());
     }
 
     #[test]
