@@ -193,7 +193,8 @@ fn the_demo_runs_until_interrupted_and_gps_can_search_it() {
     assert!(err.contains("5401") && !err.contains("county:") && !err.contains("municipality:"), "{err}");
     let out = gp(&["--analysis", "EBOLA", "--weeks", "8"]);
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(!out.status.success() && err.contains("bad-request") && err.contains("analysis"), "{err}");
+    assert!(!out.status.success() && err.contains("analysis: not an analysis of this lab"), "{err}");
+    assert!(!err.contains("bad-request"), "protocol jargon shown to the GP: {err}");
 
     // Alerts from the command line: GP 1 subscribes to INFA in 5401, GP 2
     // sends an alert there, GP 1 lists and confirms it, GP 2's own list

@@ -63,10 +63,7 @@ pub fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<()> {
         session.close().await?;
         anyhow::Ok(answer)
     })?;
-    let answer = answer.map_err(|e| match unknown_area(&e) {
-        Some(area) => anyhow::anyhow!("the lab {lab} has no data for {}", area.describe()),
-        None => e.into(),
-    })?;
+    let answer = answer.map_err(|e| refusal(e, &lab))?;
     let agent_bare = agent.split('/').next().unwrap_or(&agent);
     let text = match format {
         Format::Csv => snow_client::stats::answer_csv(&answer),
@@ -186,6 +183,23 @@ fn choices_json(c: &Catalogue, agent: &str) -> anyhow::Result<String> {
         "coverage": c.coverage.map(|(from, to)| serde_json::json!({ "from": from.to_string(), "to": to.to_string() })),
     });
     Ok(serde_json::to_string_pretty(&v)? + "\n")
+}
+
+/// The agent's refusal of a search in the GP's words: an area without
+/// data by name; any other refusal of the search's parameters
+/// (`bad-request`, the agent's text naming the field and why) by its text
+/// alone, without the protocol's condition, which tells a GP nothing.
+/// Other errors (the agent not reached, …) as they are.
+fn refusal(e: ClientError, lab: &str) -> anyhow::Error {
+    if let Some(area) = unknown_area(&e) {
+        return anyhow::anyhow!("the lab {lab} has no data for {}", area.describe());
+    }
+    match e {
+        ClientError::Refused { condition, text: Some(text), .. } if condition == "bad-request" => {
+            anyhow::anyhow!("the lab {lab} refused the search: {text}")
+        }
+        e => e.into(),
+    }
 }
 
 /// The area of the agent's refusal of an area it has no data for.
@@ -407,6 +421,26 @@ mod tests {
         );
         assert_eq!(unknown_area(&refused("bad-request", "analysis: not an analysis of this lab")), None);
         assert_eq!(unknown_area(&refused("forbidden", "area: no data for county 99")), None);
+    }
+
+    /// The GP reads the agent's reason, not the protocol's condition.
+    #[test]
+    fn a_refused_search_shows_the_reason_without_the_condition() {
+        let refused = |condition: &str, text: &str| ClientError::Refused {
+            who: "search@lab.example/agent".into(),
+            condition: condition.into(),
+            text: Some(text.into()),
+        };
+        let e = refusal(refused("bad-request", "analysis: not an analysis of this lab (known: INFA)"), "lab.example");
+        assert_eq!(
+            e.to_string(),
+            "the lab lab.example refused the search: analysis: not an analysis of this lab (known: INFA)"
+        );
+        let e = refusal(refused("bad-request", "area: no data for county 99"), "lab.example");
+        assert_eq!(e.to_string(), "the lab lab.example has no data for county 99");
+        // Anything else keeps what it says (who, and the condition).
+        let e = refusal(refused("service-unavailable", "offline"), "lab.example").to_string();
+        assert!(e.contains("service-unavailable"), "{e}");
     }
 
     /// 2026-W01 no data; W02 counts with two suppressed; W03 real zeros.
