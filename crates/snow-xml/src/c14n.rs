@@ -182,6 +182,109 @@ fn write<S: Sink>(el: &Element, out: &mut S, rendered: &[(&str, &str)], norm: &d
     out.put(">");
 }
 
+/// The exclusive canonical form of `el` with the prefixes the document was
+/// written with (`written`, from [`crate::written::parse_document_written`];
+/// `index` is `el`'s document-order index in it): what another signer
+/// (xmlsec1, say) canonicalized. `None` when `written` does not describe
+/// `el`'s subtree.
+///
+/// Namespace declarations follow the exclusive rule: a prefix (or the
+/// default namespace) is declared on the first output element that uses
+/// it, in an element name or an attribute name, unless the nearest output
+/// ancestor already declared it with the same URI. No InclusiveNamespaces
+/// PrefixList: declarations used only in content (QNames in text or
+/// attribute values) are not carried.
+pub fn exclusive_written(el: &Element, written: &crate::written::Written, index: usize) -> Option<String> {
+    let mut out = String::with_capacity(256 + text_len(el));
+    let mut next = index;
+    let mut scope: Vec<(String, String)> = vec![(String::new(), String::new())];
+    write_written(el, &mut out, &mut scope, written, &mut next)?;
+    Some(out)
+}
+
+fn write_written(
+    el: &Element,
+    out: &mut String,
+    scope: &mut Vec<(String, String)>,
+    written: &crate::written::Written,
+    next: &mut usize,
+) -> Option<()> {
+    let names = written.get(*next)?;
+    *next += 1;
+    let in_scope = |scope: &[(String, String)], p: &str| -> Option<String> {
+        scope.iter().rev().find(|(q, _)| q == p).map(|(_, u)| u.clone())
+    };
+    // Visibly utilized namespaces: the element's, then its attributes'.
+    let mut used: Vec<(&str, &str)> = vec![(names.prefix.as_str(), el.ns())];
+    if names.prefix == "xml" || (!names.prefix.is_empty() && el.ns().is_empty()) {
+        return None;
+    }
+    for a in el.attrs() {
+        if a.ns.is_empty() || a.ns == NS_XML {
+            continue;
+        }
+        let p = names.attr_prefix(&a.ns, &a.name)?;
+        match used.iter().find(|(q, _)| *q == p) {
+            Some((_, u)) if *u != a.ns => return None,
+            Some(_) => {}
+            None => used.push((p, a.ns.as_str())),
+        }
+    }
+    let mut decls: Vec<(&str, &str)> =
+        used.into_iter().filter(|(p, u)| in_scope(scope, p).as_deref() != Some(*u)).collect();
+    decls.sort();
+    out.push('<');
+    if !names.prefix.is_empty() {
+        out.push_str(&names.prefix);
+        out.push(':');
+    }
+    out.push_str(el.name());
+    for (p, u) in &decls {
+        if p.is_empty() {
+            out.push_str(" xmlns=\"");
+        } else {
+            out.push_str(" xmlns:");
+            out.push_str(p);
+            out.push_str("=\"");
+        }
+        push_attr(out, u);
+        out.push('"');
+    }
+    let mut attrs: Vec<&crate::element::Attr> = el.attrs().iter().collect();
+    attrs.sort_by(|a, b| (&a.ns, &a.name).cmp(&(&b.ns, &b.name)));
+    for a in attrs {
+        out.push(' ');
+        if a.ns == NS_XML {
+            out.push_str("xml:");
+        } else if !a.ns.is_empty() {
+            out.push_str(names.attr_prefix(&a.ns, &a.name)?);
+            out.push(':');
+        }
+        out.push_str(&a.name);
+        out.push_str("=\"");
+        push_attr(out, &a.value);
+        out.push('"');
+    }
+    out.push('>');
+    let depth = scope.len();
+    scope.extend(decls.iter().map(|(p, u)| ((*p).to_owned(), (*u).to_owned())));
+    for n in el.nodes() {
+        match n {
+            Node::Element(c) => write_written(c, out, scope, written, next)?,
+            Node::Text(t) => push_text(out, t),
+        }
+    }
+    scope.truncate(depth);
+    out.push_str("</");
+    if !names.prefix.is_empty() {
+        out.push_str(&names.prefix);
+        out.push(':');
+    }
+    out.push_str(el.name());
+    out.push('>');
+    Some(())
+}
+
 /// A byte table of `specials`, for the short-string path of [`clean`].
 const fn table(specials: &[u8; 6]) -> [bool; 256] {
     let mut t = [false; 256];
@@ -285,6 +388,30 @@ mod tests {
             "<iq xmlns=\"jabber:client\" id=\"1\" type=\"get\"><query xmlns=\"urn:x\"><item a=\"&#x9;&#xA;\" b=\"2\" \
              xml:lang=\"no\"></item></query><x xmlns=\"\"></x></iq>"
         );
+    }
+
+    #[test]
+    fn prefixes_as_written_are_kept() {
+        let doc = "<p:r xmlns:p='urn:p' xmlns:q='urn:q' xmlns:unused='urn:u'><q:c b='2' q:a='&lt;' xml:lang='no'>\
+                   <d xmlns='urn:d'><p:e/></d></q:c><f/></p:r>";
+        let (el, written) = crate::written::parse_document_written(doc.as_bytes(), Limits::default()).unwrap();
+        assert_eq!(
+            exclusive_written(&el, &written, 0).unwrap(),
+            "<p:r xmlns:p=\"urn:p\"><q:c xmlns:q=\"urn:q\" b=\"2\" xml:lang=\"no\" q:a=\"&lt;\"><d xmlns=\"urn:d\">\
+             <p:e></p:e></d></q:c><f></f></p:r>"
+        );
+        // A subtree as the apex, by its document-order index.
+        let c = el.children().next().unwrap();
+        assert_eq!(
+            exclusive_written(c, &written, 1).unwrap(),
+            "<q:c xmlns:q=\"urn:q\" b=\"2\" xml:lang=\"no\" q:a=\"&lt;\"><d xmlns=\"urn:d\"><p:e xmlns:p=\"urn:p\"></p:e></d></q:c>"
+        );
+        // Unprefixed, it is what `exclusive` gives for the tree.
+        let plain = "<r xmlns='urn:r'><c xmlns:a0='urn:q' a0:a='1'/><x xmlns=''/></r>";
+        let (el, written) = crate::written::parse_document_written(plain.as_bytes(), Limits::default()).unwrap();
+        assert_eq!(exclusive_written(&el, &written, 0).unwrap(), exclusive(&el));
+        // A table that does not describe the tree.
+        assert!(exclusive_written(&el, &written, 2).is_none());
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod framed;
 pub mod initiator;
 pub mod stanza;
 pub mod stream;
+pub mod written;
 
 pub use element::{Element, Node};
 pub use error::{StreamErrorCondition, XmlError};
