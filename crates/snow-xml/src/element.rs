@@ -206,7 +206,9 @@ impl Element {
         out.push_str(&self.name);
         if self.ns != parent_ns {
             out.push_str(" xmlns='");
-            push_escaped(out, &self.ns);
+            // An attribute value: a tab or line feed must survive the
+            // reader's normalization (found by fuzzing xmpp_stream).
+            crate::escape::push_escaped_attr(out, &self.ns);
             out.push('\'');
         }
         let mut prefixes: Vec<&str> = Vec::new();
@@ -221,7 +223,7 @@ impl Element {
                         prefixes.push(&a.ns);
                         let i = prefixes.len() - 1;
                         out.push_str(&format!("xmlns:a{i}='"));
-                        push_escaped(out, &a.ns);
+                        crate::escape::push_escaped_attr(out, &a.ns);
                         out.push_str("' ");
                         i
                     }
@@ -247,5 +249,24 @@ impl Element {
         out.push_str("</");
         out.push_str(&self.name);
         out.push('>');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{parse_document, Element, Limits};
+
+    /// Namespace names are attribute values too: a tab, line feed or
+    /// carriage return in one comes back unchanged (xmpp_stream fuzzing
+    /// found a tab turned into a space).
+    #[test]
+    fn whitespace_in_namespace_names_survives_a_round_trip() {
+        let ns = "urn:x\tab\ncd\ref 'q\" &<>";
+        let mut el =
+            Element::new(ns, "c").with_attr("v", "a\tb\nc\rd").with_child(Element::new("urn:y", "d").with_text("t\r"));
+        el.set_attr_ns(ns, "at", "1");
+        let xml = el.to_xml("jabber:client");
+        let back = parse_document(xml.as_bytes(), Limits::default()).unwrap();
+        assert_eq!(back, el, "{xml}");
     }
 }
