@@ -52,6 +52,7 @@ async fn the_echo_agent_with_hmac_and_a_rogue_component() {
             secret_file: format!("components/{n}.secret").into(),
             hmac: true,
             source: Some(n.into()),
+            confidential: false,
         })
         .to_vec();
     let server = Server::start(config).await.unwrap();

@@ -33,6 +33,7 @@ fn config(site: &Site) -> ServerConfig {
         secret_file: "components/echo.secret".into(),
         hmac: true,
         source: Some("echo".into()),
+        confidential: false,
     }];
     config
 }

@@ -202,6 +202,7 @@ async fn the_search_agent_answers_as_a_component_across_the_federation() {
         secret_file: "search.secret".into(),
         hmac: true,
         source: Some("search".into()),
+        confidential: false,
     }];
     let po_server = po.start().await;
     let lab_server = snow_server::Server::start(config).await.unwrap();

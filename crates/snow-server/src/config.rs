@@ -259,6 +259,12 @@ pub struct ComponentSettings {
     /// The source the component signs with (default: its domain).
     #[serde(default)]
     pub source: Option<String>,
+    /// Also encrypt every stanza's content both ways (AES-256-GCM under a
+    /// key derived from the msgauth keys; needs `hmac`): the component
+    /// port is plain TCP. The component must have it on too; a stanza in
+    /// the other form is refused with `not-authorized`, saying why.
+    #[serde(default)]
+    pub confidential: bool,
 }
 
 /// The `[msgauth]` section: message authentication between components
@@ -492,6 +498,12 @@ impl ServerConfig {
             if c.source.as_deref().is_some_and(|s| !snow_crypto::msgauth::valid_name(s)) {
                 return bad(format!("[[components]] {}: source must be 1 to 64 of A-Z a-z 0-9 . _ @ -", c.domain));
             }
+            if c.confidential && !c.hmac {
+                return bad(format!(
+                    "[[components]] {}: confidential = true needs hmac = true (its key comes from the msgauth keys)",
+                    c.domain
+                ));
+            }
         }
         if !self.components.is_empty() {
             loopback_only("[server] component_bind", &self.settings.component_bind)?;
@@ -720,6 +732,30 @@ mod tests {
         refused(with(&|s| s.window_secs = 0), "[msgauth] window_secs");
         refused(with(&|s| s.window_secs = -300), "[msgauth] window_secs");
         assert!(with(&|s| s.overlap_secs = 0).is_ok(), "no overlap is a choice");
+    }
+
+    /// `confidential` needs `hmac` (its key is derived from the msgauth
+    /// keys): refused naming the component, not silently ignored.
+    #[test]
+    fn a_confidential_component_needs_hmac() {
+        let c = ComponentSettings {
+            domain: "echo.po.example".into(),
+            secret_file: "e".into(),
+            hmac: true,
+            source: None,
+            confidential: true,
+        };
+        let mut config = ServerConfig::for_home(
+            &snow_core::SiteHome::new(std::path::Path::new("/nonexistent")),
+            "po.example".parse().unwrap(),
+            ServerSettings::default(),
+            S2sSettings::default(),
+        );
+        config.components = vec![c];
+        assert!(config.validate().is_ok());
+        config.components[0].hmac = false;
+        let e = config.validate().unwrap_err().to_string();
+        assert!(e.contains("echo.po.example") && e.contains("confidential = true needs hmac = true"), "{e}");
     }
 
     #[test]

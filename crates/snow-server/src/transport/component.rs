@@ -7,6 +7,12 @@
 //! the server signs what it sends with its own source and verifies that
 //! what arrives is signed by the component's declared source; a stanza
 //! that fails is answered with `not-authorized`, logged and dropped.
+//! With `confidential = true` as well, every stanza's content is also
+//! encrypted both ways (`snow_crypto::msgauth::confidential`: AES-256-GCM,
+//! the key derived from the same msgauth keys), so the plain-TCP link
+//! shows only the stanzas' routing attributes; a clear stanza from such a
+//! component, or a sealed one from a component without it, is refused the
+//! same way, saying why.
 //!
 //! A component link presents no certificate (XEP-0114 has no TLS): the
 //! shared secret of its `[[components]]` entry proves who it is. But an
@@ -88,7 +94,8 @@ impl Components {
                     return Err(ServerError::Config(format!("msgauth.keys has no key for source {theirs:?}")));
                 }
                 let sender = Sender::new(Arc::clone(&s), &ours)
-                    .map_err(|e| ServerError::Config(format!("msgauth: {e} (this server signs as {ours:?})")))?;
+                    .map_err(|e| ServerError::Config(format!("msgauth: {e} (this server signs as {ours:?})")))?
+                    .confidential(c.confidential);
                 let state = match &replay {
                     Some(r) => Arc::clone(r),
                     None => {
@@ -98,7 +105,7 @@ impl Components {
                         Arc::clone(replay.insert(Arc::new(r)))
                     }
                 };
-                let receiver = Receiver::with_state(Arc::clone(&s), state);
+                let receiver = Receiver::with_state(Arc::clone(&s), state).confidential(c.confidential);
                 Some((sender, receiver, theirs))
             } else {
                 None
@@ -227,7 +234,8 @@ async fn serve(port: &ComponentPort, mut f: Framed<TcpStream>, domain: String) -
         );
     }
     f.send(&format!("<handshake xmlns='{NS_COMPONENT}'/>")).await.map_err(|e| Refused::Gone(e.to_string()))?;
-    tracing::info!(%domain, hmac = def.auth.is_some(), "component connected");
+    let confidential = def.auth.as_ref().is_some_and(|(s, _, _)| s.is_confidential());
+    tracing::info!(%domain, hmac = def.auth.is_some(), confidential, "component connected");
     let result = pump(port, &domain, def, f, &mut rx).await;
     port.router.components.detach(&domain);
     result.map(|()| domain)

@@ -207,7 +207,13 @@ pub fn component(home: &std::path::Path, domain: &str, secret: &str) -> snow_ser
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    snow_server::ComponentSettings { domain: domain.to_owned(), secret_file: path, hmac: false, source: None }
+    snow_server::ComponentSettings {
+        domain: domain.to_owned(),
+        secret_file: path,
+        hmac: false,
+        source: None,
+        confidential: false,
+    }
 }
 
 /// The body text of a message stanza.
