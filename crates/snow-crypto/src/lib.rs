@@ -18,6 +18,7 @@ pub mod pkcs12;
 pub mod pkcs8_file;
 pub mod rsa_key;
 pub mod tls_words;
+pub mod xmldsig;
 
 pub use cert::CertInfo;
 pub use error::CryptoError;
