@@ -462,15 +462,34 @@ fn main() -> Res<()> {
         out.seed("msgauth_carriers", &format!("{source}-shim"), sh.to_xml(NS_CLIENT))?;
 
         let (mut parts, body) = http::Request::post("/stats?week=47").body(b"INFA,5401,12".to_vec())?.into_parts();
-        msgauth::http::sign_request(&tx, &mut parts, &body)?;
+        let body = msgauth::http::sign_request(&tx, &mut parts, body)?;
         out.seed("msgauth_http", &format!("{source}-request"), http_wire(&format!("{} {}", parts.method, parts.uri), &parts.headers, &body))?;
         let (mut parts, body) = http::Request::get("/catalogue").body(Vec::new())?.into_parts();
-        msgauth::http::sign_request(&tx, &mut parts, &body)?;
+        let body = msgauth::http::sign_request(&tx, &mut parts, body)?;
         out.seed("msgauth_http", &format!("{source}-get"), http_wire(&format!("{} {}", parts.method, parts.uri), &parts.headers, &body))?;
         let (mut parts, body) = http::Response::builder().status(200).body(b"ok\n".to_vec())?.into_parts();
-        msgauth::http::sign_response(&tx, &mut parts, &body)?;
+        let body = msgauth::http::sign_response(&tx, &mut parts, body)?;
         out.seed("msgauth_http", &format!("{source}-response"), http_wire(&parts.status.as_u16().to_string(), &parts.headers, &body))?;
     }
+
+    // The same, sealed (confidential): for the targets' confidential
+    // receivers.
+    let tx = Sender::new(std::sync::Arc::clone(&store), "agent")?.confidential(true);
+    out.seed("msgauth_carriers", "sealed-text", msgauth::text::sign(&tx, "week 47: 12 positive")?)?;
+    let doc = "<?xml version='1.0'?><report xmlns='urn:example:report'><week>2026-W47</week></report>";
+    out.seed("msgauth_carriers", "sealed-xml", msgauth::xml_message::sign(&tx, doc)?)?;
+    let mut st = snow_client::chat_message("1111111@po.example", "sealed").with_attr("from", "echo.po.example");
+    msgauth::stanza::sign(&tx, &mut st)?;
+    out.seed("msgauth_carriers", "sealed-stanza", st.to_xml(NS_CLIENT))?;
+    let mut sh = snow_client::chat_message("1111111@po.example", "sealed shim").with_attr("from", "echo.po.example");
+    msgauth::shim::sign(&tx, &mut sh)?;
+    out.seed("msgauth_carriers", "sealed-shim", sh.to_xml(NS_CLIENT))?;
+    let (mut parts, body) = http::Request::post("/stats?week=47").body(b"INFA,5401,12".to_vec())?.into_parts();
+    let body = msgauth::http::sign_request(&tx, &mut parts, body)?;
+    out.seed("msgauth_http", "sealed-request", http_wire(&format!("{} {}", parts.method, parts.uri), &parts.headers, &body))?;
+    let (mut parts, body) = http::Response::builder().status(200).body(b"ok\n".to_vec())?.into_parts();
+    let body = msgauth::http::sign_response(&tx, &mut parts, body)?;
+    out.seed("msgauth_http", "sealed-response", http_wire(&parts.status.as_u16().to_string(), &parts.headers, &body))?;
 
     // server_config: snow.example.toml, and sections with every list filled.
     out.seed("server_config", "snow.example.toml", std::fs::read(fuzz.join("../snow.example.toml"))?)?;

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use snow_crypto::msgauth::{KeyStore, Receiver};
+use snow_crypto::msgauth::{KeyStore, Receiver, Sender};
 use snow_crypto::Identity;
 
 /// The test CA's certificate (DER), `Snow CA po.example`.
@@ -65,6 +65,35 @@ pub fn receivers() -> [&'static Receiver; 2] {
         (Receiver::new(msgauth_store()), Receiver::with_window(msgauth_store(), wide))
     });
     [a, b]
+}
+
+/// The same two receivers with confidentiality on
+/// (`msgauth::confidential`): they take only sealed messages, and decrypt
+/// them after the MAC and the replay window pass.
+pub fn confidential_receivers() -> [&'static Receiver; 2] {
+    static R: OnceLock<(Receiver, Receiver)> = OnceLock::new();
+    let (a, b) = R.get_or_init(|| {
+        let wide = 100 * 366 * 86_400;
+        (
+            Receiver::new(msgauth_store()).confidential(true),
+            Receiver::with_window(msgauth_store(), wide).confidential(true),
+        )
+    });
+    [a, b]
+}
+
+/// A confidential sender of source `agent` and a confidential receiver
+/// of its own, for round trips of fuzzed plaintexts (the sender numbers
+/// on, so the receiver never sees a replay).
+pub fn confidential_pair() -> &'static (Sender, Receiver) {
+    static P: OnceLock<(Sender, Receiver)> = OnceLock::new();
+    P.get_or_init(|| {
+        let wide = 100 * 366 * 86_400;
+        (
+            Sender::new(msgauth_store(), "agent").expect("the agent's key").confidential(true),
+            Receiver::with_window(msgauth_store(), wide).confidential(true),
+        )
+    })
 }
 
 /// A directory of this process's own under the temporary directory.
