@@ -125,7 +125,8 @@ pub enum Command {
     /// At the PO: set up another site of this CA, such as a lab server.
     #[command(subcommand)]
     Site(SiteCommand),
-    /// XML Encryption for files: the envelope Snow puts around messages.
+    /// XML Encryption and XML Signature for files: the envelope and the
+    /// signature Snow puts on messages.
     #[command(subcommand)]
     Crypt(CryptCommand),
     /// The key directory: other users' certificates, from your server.
@@ -374,6 +375,43 @@ pub enum CryptCommand {
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
         /// The file holding the xenc:EncryptedData.
+        file: PathBuf,
+    },
+    /// Sign FILE with your key store's key: W3C XML Signature, enveloped
+    /// (exclusive c14n, RSA-SHA256, your certificate in KeyInfo), as Snow
+    /// signs its messages. An XML document gets the ds:Signature as its
+    /// root's last child; any other file is first wrapped in
+    /// <signed-file xmlns='urn:snow:signed:1' name='…'>base64</signed-file>.
+    Sign {
+        #[command(flatten)]
+        key: KeyStoreArgs,
+        /// Wrap FILE even if it is XML (sign its bytes, not its content).
+        #[arg(long)]
+        wrap: bool,
+        /// Output file (default: standard output).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// The file to sign.
+        file: PathBuf,
+    },
+    /// Verify the XML Signature in FILE (Snow's profile only), the
+    /// signer's certificate chain to the CA in your key store, its validity
+    /// and, with a CRL, its revocation; prints the signer.
+    Verify {
+        /// Key store whose CA certificate is trusted (default:
+        /// SNOW_HOME/keystore; without one, SNOW_HOME/ca/ca.pem). No
+        /// passphrase is needed.
+        #[arg(long, value_name = "DIR", env = "SNOW_KEYSTORE")]
+        keystore: Option<PathBuf>,
+        /// The CA's CRL (PEM or DER); default SNOW_HOME/ca/crl.pem when it
+        /// exists. Without one, revocation is not checked (and said so).
+        #[arg(long, value_name = "PATH")]
+        crl: Option<PathBuf>,
+        /// Write the verified content here: the document without its
+        /// Signature, or a signed-file's original bytes.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// The signed file.
         file: PathBuf,
     },
 }
