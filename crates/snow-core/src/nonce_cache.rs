@@ -1,11 +1,12 @@
 //! Each signed message is taken once, also across a restart.
 //!
 //! A signed payload (issue 20) carries its signer, a timestamp and a random
-//! nonce inside the signature. A receiver refuses a timestamp outside its
-//! clock window, and a (signer, nonce) it has already taken within that
-//! window: a captured message played again is refused, before or after the
-//! receiver restarted. Outside the window the timestamp alone refuses it, so
-//! only the window's nonces are kept.
+//! nonce inside the signature. A receiver refuses a timestamp older than its
+//! maximum age (a message kept offline may arrive days late) or ahead of its
+//! clock by more than [`MAX_SKEW_SECS`], and a (signer, nonce) it has
+//! already taken within that window: a captured message played again is
+//! refused, before or after the receiver restarted. Outside the window the
+//! timestamp alone refuses it, so only the window's nonces are kept.
 //!
 //! # The file
 //!
@@ -29,14 +30,16 @@ use std::path::{Path, PathBuf};
 use crate::files::{self, Mode};
 
 const HEADER: &str = "snow-nonces/1";
+/// How far ahead of our clock a signer's may be.
+pub const MAX_SKEW_SECS: i64 = 300;
 
 /// Why a nonce was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum NonceError {
     #[error("already received (a replay)")]
     Replayed,
-    #[error("its time ({ts}) is more than {window_secs} s from ours ({now})")]
-    OutsideWindow { ts: i64, now: i64, window_secs: i64 },
+    #[error("its time ({ts}) is more than {max_age_secs} s before ours ({now}) or {MAX_SKEW_SECS} s after it")]
+    OutsideWindow { ts: i64, now: i64, max_age_secs: i64 },
     #[error("the signer {0:?} or nonce {1:?} is malformed")]
     Malformed(String, String),
     #[error("more than {0} messages within the clock window: refused until older ones expire")]
@@ -51,7 +54,7 @@ pub enum NonceError {
 pub struct NonceCache {
     path: PathBuf,
     file: std::fs::File,
-    window_secs: i64,
+    max_age_secs: i64,
     max_entries: usize,
     /// (signer, nonce) → timestamp.
     seen: HashMap<(String, String), i64>,
@@ -61,9 +64,9 @@ pub struct NonceCache {
 
 impl NonceCache {
     /// Opens (or creates) the cache at `path`: timestamps more than
-    /// `window_secs` from `now` are refused, at most `max_entries` nonces
-    /// are held at once.
-    pub fn open(path: &Path, window_secs: i64, max_entries: usize, now: i64) -> Result<NonceCache, NonceError> {
+    /// `max_age_secs` before `now` (or [`MAX_SKEW_SECS`] after) are
+    /// refused, at most `max_entries` nonces are held at once.
+    pub fn open(path: &Path, max_age_secs: i64, max_entries: usize, now: i64) -> Result<NonceCache, NonceError> {
         let io = |e| NonceError::Io(path.to_owned(), e);
         let max_bytes = (max_entries as u64 + 1) * 400;
         let mut seen = HashMap::new();
@@ -84,7 +87,7 @@ impl NonceCache {
                     };
                     let ts: i64 = ts.parse().map_err(|_| damaged(format!("line {}: bad time", n + 2)))?;
                     check_names(signer, nonce).map_err(|_| damaged(format!("line {}: bad signer or nonce", n + 2)))?;
-                    if (ts - now).abs() <= window_secs {
+                    if in_window(ts, now, max_age_secs) {
                         seen.insert((signer.to_owned(), nonce.to_owned()), ts);
                     }
                 }
@@ -95,7 +98,7 @@ impl NonceCache {
         rewrite(path, &seen).map_err(io)?;
         let file = std::fs::OpenOptions::new().append(true).open(path).map_err(io)?;
         let lines = seen.len();
-        Ok(NonceCache { path: path.to_owned(), file, window_secs, max_entries, seen, lines })
+        Ok(NonceCache { path: path.to_owned(), file, max_age_secs, max_entries, seen, lines })
     }
 
     /// Takes `nonce` of `signer` stamped `ts`, once: refused if `ts` is
@@ -103,15 +106,15 @@ impl NonceCache {
     /// cannot be recorded.
     pub fn take(&mut self, signer: &str, nonce: &str, ts: i64, now: i64) -> Result<(), NonceError> {
         check_names(signer, nonce)?;
-        if (ts - now).abs() > self.window_secs {
-            return Err(NonceError::OutsideWindow { ts, now, window_secs: self.window_secs });
+        if !in_window(ts, now, self.max_age_secs) {
+            return Err(NonceError::OutsideWindow { ts, now, max_age_secs: self.max_age_secs });
         }
         let key = (signer.to_owned(), nonce.to_owned());
         if self.seen.contains_key(&key) {
             return Err(NonceError::Replayed);
         }
-        let window = self.window_secs;
-        self.seen.retain(|_, t| (*t - now).abs() <= window);
+        let max_age = self.max_age_secs;
+        self.seen.retain(|_, t| in_window(*t, now, max_age));
         if self.seen.len() >= self.max_entries {
             return Err(NonceError::Full(self.max_entries));
         }
@@ -137,6 +140,10 @@ impl NonceCache {
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
+}
+
+fn in_window(ts: i64, now: i64, max_age_secs: i64) -> bool {
+    ts >= now.saturating_sub(max_age_secs) && ts <= now.saturating_add(MAX_SKEW_SECS)
 }
 
 /// A signer is a JID-like name without spaces or controls; a nonce 16 to
@@ -182,8 +189,12 @@ mod tests {
         c.take("gp@po.example", N2, 1100, 1100).unwrap();
         // Outside the window: refused by time; expired nonces are dropped.
         assert!(matches!(c.take("gp@po.example", N1, 1000, 1400), Err(NonceError::OutsideWindow { .. })));
+        // From the future: only within the skew.
+        c.take("gp@po.example", "aaaaaaaaaaaaaaaa", 1100 + MAX_SKEW_SECS, 1100).unwrap();
+        let ahead = c.take("gp@po.example", "bbbbbbbbbbbbbbbb", 1101 + MAX_SKEW_SECS, 1100);
+        assert!(matches!(ahead, Err(NonceError::OutsideWindow { .. })));
         drop(c);
-        let c = NonceCache::open(&p, 300, 10, 1500).unwrap();
+        let c = NonceCache::open(&p, 300, 10, 1500 + 2 * MAX_SKEW_SECS).unwrap();
         assert_eq!(c.len(), 0);
     }
 
