@@ -144,8 +144,19 @@ fn carrier_rate(store: &Arc<KeyStore>, carrier: &str, sealed: bool, text: &str) 
 /// The confidential table: every carrier at 4 KiB.
 fn confidential(store: &Arc<KeyStore>) {
     let text: String = "Influensa A positive i 5401, uke 47. ".chars().cycle().take(4096).collect();
+    let key = aws_lc_rs::aead::RandomizedNonceKey::new(&aws_lc_rs::aead::AES_256_GCM, &[7u8; 32]).unwrap();
+    let raw_gcm = rate(text.len(), || {
+        let mut buf = text.as_bytes().to_vec();
+        let nonce = key.seal_in_place_append_tag(aws_lc_rs::aead::Aad::from(b"aad"), &mut buf).unwrap();
+        key.open_in_place(nonce, aws_lc_rs::aead::Aad::from(b"aad"), &mut buf).unwrap();
+    });
+    let hkey = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[7u8; 32]);
+    let raw_mac = rate(text.len(), || {
+        let tag = aws_lc_rs::hmac::sign(&hkey, text.as_bytes());
+        aws_lc_rs::hmac::verify(&hkey, text.as_bytes(), tag.as_ref()).unwrap();
+    });
     println!();
-    println!("4 KiB, sign + verify, MB/s of plaintext");
+    println!("4 KiB, sign + verify, MB/s of plaintext (raw aws-lc-rs: HMAC-SHA256 {raw_mac:.0}, AES-256-GCM seal + open {raw_gcm:.0})");
     println!("{:>7}  {:>12}  {:>17}  {:>6}", "carrier", "MAC-only", "confidential", "share");
     for carrier in ["stanza", "shim", "xml", "text", "http"] {
         let clear = carrier_rate(store, carrier, false, &text);
