@@ -15,6 +15,7 @@ pub mod alert;
 pub mod caps;
 pub mod keys;
 pub mod session;
+pub mod signed;
 pub mod smtp;
 pub mod stats;
 mod stream_management;

@@ -123,6 +123,12 @@ pub fn fingerprint(der: &[u8]) -> String {
     d.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
+/// SHA-256 of `bytes` in lower-case hex: digests carried in Snow's own
+/// payloads (a signed answer names the request it answers by one).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(digest(&SHA256, bytes).as_ref())
+}
+
 /// An unsigned big-endian integer in decimal.
 pub fn decimal(bytes: &[u8]) -> String {
     let mut n: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
