@@ -572,6 +572,11 @@ pub enum AgentCommand {
         /// The source the server signs with (default: the parent domain).
         #[arg(long)]
         server_source: Option<String>,
+        /// Also encrypt every stanza's content both ways (AES-256-GCM under
+        /// a key derived from the [msgauth] keys); the server's
+        /// [[components]] entry must say confidential = true.
+        #[arg(long, requires = "hmac")]
+        confidential: bool,
         /// Seconds to wait for the component port while it refuses
         /// connections (the server may be starting); 0 tries once.
         #[arg(long, value_name = "SECS", default_value_t = 10)]

@@ -47,7 +47,7 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        AgentCommand::Run { agent, server, domain, secret_file, hmac, source, server_source, wait } => {
+        AgentCommand::Run { agent, server, domain, secret_file, hmac, source, server_source, confidential, wait } => {
             if agent != "echo" && agent != "search" {
                 bail!("unknown agent {agent:?}: the agents that run as components are echo and search");
             }
@@ -69,8 +69,8 @@ pub fn run(ctx: &Ctx, cmd: AgentCommand) -> anyhow::Result<()> {
                 let state_file = snow_crypto::msgauth::state_path(&super::msgauth::key_file(ctx), &source);
                 let state = snow_crypto::msgauth::ReplayState::open(&state_file, ctx.config.msgauth.window_secs)?;
                 Some(LinkAuth {
-                    sender: Arc::new(Sender::new(Arc::clone(&store), &source)?),
-                    receiver: Arc::new(Receiver::with_state(store, Arc::new(state))),
+                    sender: Arc::new(Sender::new(Arc::clone(&store), &source)?.confidential(confidential)),
+                    receiver: Arc::new(Receiver::with_state(store, Arc::new(state)).confidential(confidential)),
                     server_source,
                 })
             } else {
