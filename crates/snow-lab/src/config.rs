@@ -345,8 +345,7 @@ mod tests {
             "lab.detection.analyses.INFA.alpha",
         );
         // The edges pass.
-        let mut lab = LabServerSettings::default();
-        lab.settle_ms = 0;
+        let mut lab = LabServerSettings { settle_ms: 0, ..Default::default() };
         lab.detection.default.alpha = Some(0.5);
         lab.validate().unwrap();
     }
