@@ -123,6 +123,9 @@ impl Server {
             logins: limiter(Limited::Logins, logins / 60.0, logins),
         });
         let c2s_addr = local_addr(&c2s_listener, "c2s")?;
+        // Before anyone is served: the directory knows every certificate
+        // issued so far.
+        directory.catch_up().await;
         let mut listeners = Vec::new();
         // Starts serving a listener (if enabled); its address.
         let mut listen = |l: Option<TcpListener>, what: &str, serve: Handler| match l {

@@ -370,7 +370,25 @@ impl Directory {
         }
     }
 
-    async fn replicate_once(&self, router: &Arc<Router>, ca: &Arc<Mutex<snow_store::CaDb>>) -> Result<(), String> {
+    /// Brings the directory up to date with the CA database once, before
+    /// the server accepts anyone: a server that has started knows every
+    /// certificate issued before it started (a first lookup or contact
+    /// request does not race the replication loop's first step).
+    pub async fn catch_up(&self) {
+        let Some(ca_db_path) = self.ca_db.clone() else { return };
+        let ca = match tokio::task::spawn_blocking(move || snow_store::CaDb::open(&ca_db_path)).await {
+            Ok(Ok(db)) => Arc::new(Mutex::new(db)),
+            // The replication loop says why, and keeps trying.
+            _ => return,
+        };
+        if let Err(e) = self.apply_local(&ca).await {
+            tracing::error!(error = %e, "key directory: cannot read the CA database at startup");
+        }
+    }
+
+    /// The CA database's changes since the last applied, into the directory
+    /// (and the CRL reloaded after a revocation).
+    async fn apply_local(&self, ca: &Arc<Mutex<snow_store::CaDb>>) -> Result<i64, String> {
         let local =
             self.db.call(|db| db.replication_seq(&ReplicationCursor::AppliedLocal)).await.map_err(|e| e.to_string())?;
         let db = Arc::clone(ca);
@@ -393,6 +411,11 @@ impl Directory {
                 self.trust.reload_crl().map_err(|e| e.to_string())?;
             }
         }
+        Ok(last)
+    }
+
+    async fn replicate_once(&self, router: &Arc<Router>, ca: &Arc<Mutex<snow_store::CaDb>>) -> Result<(), String> {
+        let last = self.apply_local(ca).await?;
         // The CRL in force goes with every push; a new one is pushed alone.
         let crl = self.trust.site_crl();
         let crl_number = crl.as_ref().map_or(0, |(_, n)| crl_position(n));
