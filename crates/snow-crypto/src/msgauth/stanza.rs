@@ -142,6 +142,17 @@ mod tests {
     use crate::msgauth::tests::store;
     use snow_xml::{NS_CLIENT, NS_COMPONENT};
 
+    /// A stanza as the other side of a component stream reads it.
+    fn received(wire: &str) -> Element {
+        let doc = format!("<stream xmlns='{NS_COMPONENT}'>{wire}</stream>");
+        snow_xml::parse_document(doc.as_bytes(), snow_xml::Limits::default())
+            .unwrap()
+            .children()
+            .next()
+            .unwrap()
+            .clone()
+    }
+
     fn message() -> Element {
         snow_xml::parse_document(
             b"<message xmlns='jabber:client' to='search@lab.example/agent' from='po.example' type='chat'><body>ping &amp; pong</body></message>",
@@ -160,15 +171,7 @@ mod tests {
         sign(&tx, &mut m).unwrap();
         // On the wire in a component stream, re-parsed on the other side.
         let wire = m.to_xml(NS_COMPONENT);
-        let mut got = snow_xml::parse_document(
-            format!("<stream xmlns='{NS_COMPONENT}'>{wire}</stream>").as_bytes(),
-            snow_xml::Limits::default(),
-        )
-        .unwrap()
-        .children()
-        .next()
-        .unwrap()
-        .clone();
+        let mut got = received(&wire);
         let v = verify(&rx, &mut got).unwrap();
         assert_eq!(v.source, "agent");
         got.rename_ns_deep(NS_COMPONENT, NS_CLIENT);
@@ -227,15 +230,7 @@ mod tests {
         }
         let wire = m.to_xml(NS_COMPONENT);
         assert!(!wire.contains("urn:example:x") && !wire.contains("body"), "{wire}");
-        let mut got = snow_xml::parse_document(
-            format!("<stream xmlns='{NS_COMPONENT}'>{wire}</stream>").as_bytes(),
-            snow_xml::Limits::default(),
-        )
-        .unwrap()
-        .children()
-        .next()
-        .unwrap()
-        .clone();
+        let mut got = received(&wire);
         verify(&rx, &mut got).unwrap();
         assert_eq!(got.ns(), NS_COMPONENT);
         got.rename_ns_deep(NS_COMPONENT, NS_CLIENT);
