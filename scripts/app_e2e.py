@@ -560,7 +560,7 @@ class Walk:
             page.wait_for_selector(f"#lines li.mine:has-text('{message}')")
             need(page.locator("#sensitivity").count() == 0, "the dialog is still on the page after confirming")
             lines = self.wait_listener(listen, listen_out, 40)
-            need(len(lines) == 1 and message in lines[0] and self.gp1 in lines[0] and "[encrypted]" in lines[0],
+            need(len(lines) == 1 and message in lines[0] and f"[encrypted, signed by {self.gp1}]" in lines[0],
                  f"GP 2 received: {lines}")
 
         reply = "Same here, three this week (e2e reply)"

@@ -53,6 +53,10 @@ pub enum LineKind {
     Unreadable,
     /// Our message came back as an error.
     Failed,
+    /// Decrypted, but its signature, sender, recipients, time or nonce did
+    /// not hold, or the key directory does not list the signer's
+    /// certificate as valid: the text holds the reason, never the message.
+    Unverified,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +118,30 @@ pub struct Live {
     connect: ConnectOptions,
     /// Set when the GP locks the app: the task closes the stream and ends.
     stop: tokio::sync::watch::Sender<bool>,
+    /// The chats' nonces taken (`app-nonces` beside the state file), so a
+    /// replayed chat is dropped, also after the app restarted.
+    nonces: std::sync::Mutex<snow_core::nonce_cache::NonceCache>,
+}
+
+/// Why the app could not go online.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Without its record of the chats received, a replayed chat could be
+    /// shown as new: the app stays offline.
+    #[error("cannot open the record of received messages: {0}")]
+    Nonces(#[from] snow_core::nonce_cache::NonceError),
+}
+
+/// Where the app keeps the chats' nonces: `app-nonces` in the state
+/// file's directory (the app's own, one per GP; `snow chat` keeps its own
+/// in the key store).
+pub fn nonces_path(opts: &AppOptions) -> std::path::PathBuf {
+    match opts.state_file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.join("app-nonces"),
+        _ => std::path::PathBuf::from("app-nonces"),
+    }
 }
 
 impl Live {
@@ -124,7 +152,8 @@ impl Live {
         target: LoginTarget,
         dismissed: Arc<Mutex<HashSet<String>>>,
         events: broadcast::Sender<Event>,
-    ) -> Result<Arc<Live>, ClientError> {
+    ) -> Result<Arc<Live>, StartError> {
+        let nonces = std::sync::Mutex::new(snow_client::open_chat_nonces(&nonces_path(opts))?);
         let connect = ConnectOptions {
             addr: opts.server_addr,
             domain: target.jid.domain().to_string(),
@@ -150,6 +179,7 @@ impl Live {
             events,
             connect,
             stop: tokio::sync::watch::channel(false).0,
+            nonces,
         });
         live.reload().await;
         tokio::spawn(Arc::clone(&live).run(session));
@@ -374,11 +404,19 @@ impl Live {
                 self.tell("message", Some(from));
             }
             "message" => {
-                let (Some(from), Some(body)) = (from_bare, snow_client::read_body(&el, &self.identity)) else { return };
+                let Some(from) = from_bare else { return };
+                let opened =
+                    snow_client::open_chat(&self.iq(), &el, &self.identity, &self.target.ca_der, &self.nonces).await;
+                let Some(body) = opened else { return };
                 let (text, kind) = match body {
-                    Body::Encrypted(t) => (t, LineKind::Encrypted),
+                    Body::Verified { text, .. } => (text, LineKind::Encrypted),
                     Body::Clear(t) => (t, LineKind::Clear),
                     Body::Unreadable(why) => (why, LineKind::Unreadable),
+                    // The reason only: the text may be a forgery.
+                    Body::Unverified(why) => {
+                        tracing::warn!(from = %from, reason = %why, "unverified message dropped");
+                        (why, LineKind::Unverified)
+                    }
                 };
                 self.add_line(&from, Line { mine: false, text, kind, at: now() });
                 self.tell("message", Some(from));

@@ -249,15 +249,52 @@ async fn first_run_dialog_chat_and_alerts_against_a_real_server() {
             break el;
         }
     };
-    assert_eq!(snow_client::read_body(&got, &id2), Some(Body::Encrypted("Hei kollega".into())));
+    // Signed by GP 1, then encrypted: GP 2 verifies it before showing it.
+    let (session2, ca_der) = (c2.into_session(), ca.cert_der().to_vec());
+    let nonces_dir = tempfile::tempdir().unwrap();
+    let nonces = std::sync::Mutex::new(snow_client::open_chat_nonces(&nonces_dir.path().join("n")).unwrap());
+    assert_eq!(
+        snow_client::open_chat(session2.iq(), &got, &id2, &ca_der, &nonces).await,
+        Some(Body::Verified { text: "Hei kollega".into(), signer: gp1.jid.to_string() })
+    );
 
     // GP 2 answers (end to end): it shows in the conversation.
-    let (session2, ca_der) = (c2.into_session(), ca.cert_der().to_vec());
     session2.iq().send_encrypted_chat(&gp1.jid, "Hei tilbake", &id2, &ca_der).await.unwrap();
     eventually("the reply in the conversation", async || {
         get(&app, &cookie, &format!("{conv}/lines")).await.body.contains("Hei tilbake")
     })
     .await;
+
+    // A chat GP 2 signed for someone else, encrypted to GP 1: the app says
+    // it dropped it and why, never its text.
+    let signed = snow_client::signed::sign(
+        snow_client::signed::Kind::Chat,
+        vec![snow_xml::Node::Text("not for GP 1".into())],
+        &[&gp2.jid],
+        None,
+        &id2,
+        snow_client::unix_now(),
+    )
+    .unwrap();
+    let mut body = snow_xml::Element::new(snow_xml::NS_CLIENT, "body").with_child(signed);
+    snow_crypto::e2e::encrypt_content(
+        &mut body,
+        snow_xml::NS_CLIENT,
+        &[identity(&gp1).certificate()],
+        Default::default(),
+    )
+    .unwrap();
+    let forged = snow_xml::Element::new(snow_xml::NS_CLIENT, "message")
+        .with_attr("to", gp1.jid.as_str())
+        .with_attr("type", "chat")
+        .with_child(body);
+    session2.iq().send(forged).await.unwrap();
+    let dropped = format!("unverified message dropped: it is not addressed to {}", gp1.jid);
+    eventually("the dropped message's reason", async || {
+        get(&app, &cookie, &format!("{conv}/lines")).await.body.contains(&dropped)
+    })
+    .await;
+    assert!(!get(&app, &cookie, &format!("{conv}/lines")).await.body.contains("not for GP 1"));
 
     // Alerts: GP 1 subscribes in the app; GP 2's alert arrives; GP 1
     // confirms it; GP 2 sees the confirmation.

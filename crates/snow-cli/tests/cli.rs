@@ -474,7 +474,10 @@ fn serve_and_chat() {
     let out = site.ok(&client(&["chat", "send"], &addr, &ks1, &gp, &["--to", "2222222@po.example", "God morgen"]));
     assert!(out.contains("Sent to 2222222@po.example"), "{out}");
     let out = site.ok(&client(&["chat", "listen"], &addr, &ks2, &gp, &["--count", "1", "--timeout", "20"]));
-    assert!(out.contains("1111111@po.example") && out.contains(": [encrypted] God morgen"), "{out}");
+    assert!(
+        out.contains("1111111@po.example") && out.contains(": [encrypted, signed by 1111111@po.example] God morgen"),
+        "{out}"
+    );
     let e = site.fails(&client(&["chat", "send"], &addr, &ks1, &gp, &["--to", "7777777@po.example", "hallo"]));
     assert!(e.contains("no such user in the key directory: 7777777@po.example"), "{e}");
     let e =
@@ -513,6 +516,63 @@ fn serve_and_chat() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A chat whose signature does not hold for the receiver (here: signed
+/// for someone else) is dropped by `snow chat listen`, with its reason and
+/// without its text.
+#[test]
+fn chat_listen_drops_an_unverified_chat() {
+    let site = chat_site();
+    let gp = site.path("gp.pass").display().to_string();
+    let (mut server, addr) = start_server(&site);
+    let ks1 = site.path("ks-1111111");
+    let ks2 = site.path("ks-2222222").display().to_string();
+    // GP 1 writes with its own client: signed for GP 1 only, encrypted to GP 2.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use snow_crypto::KeyStore;
+        let store = snow_crypto::FileKeyStore::new(&ks1);
+        let identity = store.unlock(GP_PASS).unwrap();
+        let chain = store.certificate_chain().unwrap();
+        let gp2 = snow_crypto::FileKeyStore::new(&ks2).certificate_chain().unwrap();
+        let opts = snow_client::ConnectOptions {
+            addr: addr.parse().unwrap(),
+            domain: "po.example".into(),
+            ca_der: chain.last().unwrap().clone(),
+            direct_tls: false,
+            resource: None,
+            timeout: std::time::Duration::from_secs(15),
+        };
+        let mut c = snow_client::Client::connect(&opts, &identity).await.unwrap();
+        let signed = snow_client::signed::sign(
+            snow_client::signed::Kind::Chat,
+            vec![snow_xml::Node::Text("ikke til deg".into())],
+            &["1111111@po.example"],
+            None,
+            &identity,
+            snow_client::unix_now(),
+        )
+        .unwrap();
+        let mut body = snow_xml::Element::new(snow_xml::NS_CLIENT, "body").with_child(signed);
+        snow_crypto::e2e::encrypt_content(&mut body, snow_xml::NS_CLIENT, &[gp2[0].as_slice()], Default::default())
+            .unwrap();
+        let msg = snow_xml::Element::new(snow_xml::NS_CLIENT, "message")
+            .with_attr("to", "2222222@po.example")
+            .with_attr("type", "chat")
+            .with_child(body);
+        c.send(&msg).await.unwrap();
+        c.close().await.unwrap();
+    });
+    let out = site.ok(&client(&["chat", "listen"], &addr, &ks2, &gp, &["--count", "1", "--timeout", "20"]));
+    assert!(
+        out.contains("1111111@po.example")
+            && out.contains(": unverified message dropped: it is not addressed to 2222222@po.example"),
+        "{out}"
+    );
+    assert!(!out.contains("ikke til deg"), "the text was shown: {out}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
 /// Offline messages are on disk once the sender has its answer: a server
 /// killed with SIGKILL and restarted delivers each of them exactly once.
 #[test]
@@ -539,7 +599,8 @@ fn offline_messages_survive_sigkill() {
     let (mut server, addr) = start_server(&site);
     let out = site.ok(&client(&["chat", "listen"], &addr, &ks2, &gp, &["--count", "3", "--timeout", "20"]));
     let got: Vec<&str> = out.lines().filter_map(|l| l.rsplit_once(": ").map(|(_, b)| b)).collect();
-    assert_eq!(got, ["[encrypted] melding 1", "[encrypted] melding 2", "[encrypted] melding 3"], "{out}");
+    let signed = |t: &str| format!("[encrypted, signed by 1111111@po.example] {t}");
+    assert_eq!(got, [signed("melding 1"), signed("melding 2"), signed("melding 3")], "{out}");
     // Listening again right away: nothing is delivered twice.
     let out = site.ok(&client(&["chat", "listen"], &addr, &ks2, &gp, &["--timeout", "2"]));
     assert!(!out.contains("melding"), "delivered twice: {out}");

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use snow_core::nonce_cache::NonceCache;
 use snow_crypto::Identity;
 
 pub mod alert;
@@ -67,6 +68,8 @@ pub enum ClientError {
     BadKey { jid: String, why: snow_crypto::e2e::recipient::RecipientError },
     #[error(transparent)]
     E2e(#[from] snow_crypto::e2e::E2eError),
+    #[error("cannot sign the message: {0}")]
+    Sign(#[from] signed::SignError),
     #[error("{who} refused: {condition}{}", text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
     Refused { who: String, condition: String, text: Option<String> },
     #[error("the answer from {who} is not valid: {why}")]
@@ -276,16 +279,48 @@ pub fn chat_message(to: &str, body: &str) -> Element {
 /// A received chat message's body and how it travelled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
-    /// End-to-end encrypted to us and authenticated (AES-GCM tag checked).
-    Encrypted(String),
-    /// Sent in clear text.
+    /// End-to-end encrypted to us, authenticated (AES-GCM tag checked) and
+    /// signed by `signer` (a bare JID, the stanza's sender): the signature,
+    /// kind, recipients, time and nonce held ([`signed::open`]) and the
+    /// signer's certificate is the key directory's valid one for them.
+    Verified { text: String, signer: String },
+    /// Sent in clear text: nothing proves who wrote it (shown as such).
     Clear(String),
     /// Encrypted, but not readable by us: why.
     Unreadable(String),
+    /// Decrypted, but not shown: it is not proven to come from its sender,
+    /// for us, once. The reason in words ("unverified message dropped:
+    /// {reason}"); never the text, which may be a forgery.
+    Unverified(String),
 }
 
-/// The body of a message stanza, decrypted with `identity` if encrypted.
-pub fn read_body(message: &Element, identity: &Identity) -> Option<Body> {
+/// Opens the nonce cache of one-to-one chats at `path` (one per process
+/// and identity: `snow chat` keeps `chat-nonces` in the key store's
+/// directory, the GP app `app-nonces` beside its state file), with the
+/// chat's clock window ([`signed::Kind::Chat`]).
+pub fn open_chat_nonces(path: &std::path::Path) -> Result<NonceCache, snow_core::nonce_cache::NonceError> {
+    NonceCache::open(path, signed::Kind::Chat.max_age_secs(), CHAT_NONCES, unix_now())
+}
+
+/// Chat nonces held at once: far more than a GP receives in the window.
+pub const CHAT_NONCES: usize = 100_000;
+
+/// The body of a one-to-one chat message, decrypted with `identity` and
+/// its signature checked before anything is shown (issue 20): a signed
+/// [`Kind::Chat`](signed::Kind::Chat) payload from the stanza's sender
+/// (bare `from`; our own copies, signed by us, the same way) that names us
+/// among its recipients, within the clock window, its nonce taken once in
+/// `nonces`; then the signer's certificate must be the one the key
+/// directory lists as valid for the sender ([`IqClient::certificate_of`]:
+/// chain, validity and the CA's CRL, asked each time so a revocation
+/// counts from the next message). `None` for a message without a body.
+pub async fn open_chat(
+    iq: &IqClient,
+    message: &Element,
+    identity: &Identity,
+    ca_der: &[u8],
+    nonces: &std::sync::Mutex<NonceCache>,
+) -> Option<Body> {
     let body = message.child(NS_CLIENT, "body")?;
     if body.child(snow_crypto::e2e::NS_XENC, "EncryptedData").is_none() {
         return Some(Body::Clear(body.text()));
@@ -293,10 +328,71 @@ pub fn read_body(message: &Element, identity: &Identity) -> Option<Body> {
     let mut copy = body.clone();
     // Snow's envelope: only the EncryptedKey naming our certificate is
     // tried, at most 16 read (docs/architecture.md §6).
-    match snow_crypto::e2e::decrypt_content(&mut copy, NS_CLIENT, identity.key_pkcs8(), identity.certificate()) {
-        Ok(()) => Some(Body::Encrypted(copy.text())),
-        Err(e) => Some(Body::Unreadable(e.to_string())),
+    if let Err(e) =
+        snow_crypto::e2e::decrypt_content(&mut copy, NS_CLIENT, identity.key_pkcs8(), identity.certificate())
+    {
+        return Some(Body::Unreadable(e.to_string()));
     }
+    let unverified = |e: signed::Unverified| Some(Body::Unverified(e.to_string()));
+    // Without a sender nothing can be checked: our server always stamps one.
+    let Some(from) = message.attr("from") else {
+        return unverified(signed::Unverified::NotFromSender { claimed: "?".into(), sender: "nobody".into() });
+    };
+    let sender = from.split('/').next().unwrap_or(from).to_owned();
+    let me = iq.jid().split('/').next().unwrap_or_default().to_owned();
+    let Some(signed_el) = only_signed(&copy) else { return unverified(signed::Unverified::NotSigned) };
+    let expect = signed::Expect { kind: signed::Kind::Chat, sender: &sender, me: &me, answers: None };
+    // The guard is dropped before the directory is asked (an await).
+    let opened = {
+        let mut cache = nonces.lock().unwrap_or_else(|p| p.into_inner());
+        signed::open(signed_el, &expect, &mut cache, unix_now())
+    };
+    let opened = match opened {
+        Ok(o) => o,
+        Err(e) => return unverified(e),
+    };
+    match iq.certificate_of(&sender, ca_der).await {
+        Ok(listed) if listed == opened.signer_cert => {}
+        Ok(_) => return unverified(signed::Unverified::NotDirectorys(sender)),
+        Err(ClientError::NoKey { status, .. }) if status == "revoked" => {
+            return unverified(signed::Unverified::Revoked(sender))
+        }
+        Err(ClientError::NoKey { status, .. }) if status == "unknown" => {
+            return unverified(signed::Unverified::NotInDirectory(sender))
+        }
+        Err(ClientError::BadKey { why: snow_crypto::e2e::recipient::RecipientError::Revoked { .. }, .. }) => {
+            return unverified(signed::Unverified::Revoked(sender))
+        }
+        // The directory's certificate failed our own checks: its reason,
+        // not the encryption's wording of it.
+        Err(ClientError::BadKey { why, .. }) => {
+            return unverified(signed::Unverified::Directory { jid: sender, why: why.to_string() })
+        }
+        Err(e) => return unverified(signed::Unverified::Directory { jid: sender, why: e.to_string() }),
+    }
+    Some(Body::Verified { text: opened.content.text(), signer: opened.from.to_ascii_lowercase() })
+}
+
+/// The one `<signed>` element a decrypted chat body holds (whitespace
+/// around it allowed); `None` for anything else (an unsigned text).
+fn only_signed(content: &Element) -> Option<&Element> {
+    let mut found = None;
+    for n in content.nodes() {
+        match n {
+            snow_xml::Node::Text(t) if t.trim().is_empty() => {}
+            snow_xml::Node::Element(e) if found.is_none() && e.is(signed::NS_SIGNED, "signed") => found = Some(e),
+            _ => return None,
+        }
+    }
+    found
+}
+
+/// Unix seconds now (0 before 1970: every signed time is then ahead).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Where and how to connect.

@@ -287,9 +287,12 @@ impl IqClient {
         self.send(crate::caps::presence()).await
     }
 
-    /// Sends a chat message end-to-end encrypted for the recipient and for
-    /// ourselves (so our own history stays readable). A revoked or unknown
-    /// recipient certificate is refused.
+    /// Sends a chat message signed by us, then end-to-end encrypted for
+    /// the recipient and for ourselves (so our own history stays
+    /// readable): the signature binds the text to us, the recipient and
+    /// ourselves, the time and a nonce ([`signed`](crate::signed), issue
+    /// 20), so the receiver can tell a forgery or a replay. A revoked or
+    /// unknown recipient certificate is refused.
     pub async fn send_encrypted_chat(
         &self,
         to: &str,
@@ -299,7 +302,16 @@ impl IqClient {
     ) -> Result<(), ClientError> {
         let bare = to.split('/').next().unwrap_or(to);
         let cert = self.certificate_of(bare, ca_der).await?;
-        let mut body = Element::new(NS_CLIENT, "body").with_text(text);
+        let own = self.jid().split('/').next().unwrap_or_default().to_owned();
+        let signed = crate::signed::sign(
+            crate::signed::Kind::Chat,
+            vec![snow_xml::Node::Text(text.to_owned())],
+            &[bare, &own],
+            None,
+            identity,
+            crate::unix_now(),
+        )?;
+        let mut body = Element::new(NS_CLIENT, "body").with_child(signed);
         snow_crypto::e2e::encrypt_content(
             &mut body,
             NS_CLIENT,

@@ -113,6 +113,19 @@ pub enum Unverified {
     Replayed,
     #[error("it cannot be recorded as received: {0}")]
     Unrecorded(NonceError),
+    /// The signer's certificate verified, but the key directory lists
+    /// another valid one for the sender (a second certificate with their
+    /// address, from another CA or a replaced key).
+    #[error("the signer's certificate is not the one the key directory lists for {0}")]
+    NotDirectorys(String),
+    #[error("{0}'s certificate has been revoked")]
+    Revoked(String),
+    #[error("{0} is not in the key directory")]
+    NotInDirectory(String),
+    /// The directory could not be asked, or its certificate did not pass
+    /// our checks: nothing proves the signer's certificate is valid.
+    #[error("the key directory's certificate for {jid} cannot be checked: {why}")]
+    Directory { jid: String, why: String },
 }
 
 /// A payload whose signature and context held.

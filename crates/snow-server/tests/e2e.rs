@@ -57,19 +57,29 @@ async fn require_e2e_refuses_clear_text_and_nothing_readable_is_stored_or_forwar
             assert!(!bytes.windows(9).any(|w| w == b"hemmelig:"), "clear text in the lab's {}", f.display());
         }
     }
-    let mut b = po.login_at(&lab_server, "lab.example", "5555555").await.unwrap();
-    b.send_presence().await.unwrap();
-    let m = next_message(&mut b).await;
+    // Stored offline at the lab, after crossing the link: the signature
+    // still verifies (the lab's directory lists the PO user's certificate).
+    let mut b = po.login_at(&lab_server, "lab.example", "5555555").await.unwrap().into_session();
+    b.iq().send_presence().await.unwrap();
+    let m = loop {
+        let el = b.next_stanza(T).await.unwrap();
+        if el.name() == "message" {
+            break el;
+        }
+    };
     assert!(!m.to_xml("").contains("hemmelig"));
-    assert_eq!(
-        snow_client::read_body(&m, &po.identity("5555555")),
-        Some(Body::Encrypted("hemmelig: 12 positive".into()))
-    );
-    // The sender can read its own copy; an outsider cannot.
-    assert_eq!(snow_client::read_body(&m, &gp), Some(Body::Encrypted("hemmelig: 12 positive".into())));
+    let dir = tempfile::tempdir().unwrap();
+    let nonces = |name: &str| std::sync::Mutex::new(snow_client::open_chat_nonces(&dir.path().join(name)).unwrap());
+    let verified = Some(Body::Verified { text: "hemmelig: 12 positive".into(), signer: "1111111@po.example".into() });
+    let lab_nonces = nonces("lab");
+    assert_eq!(snow_client::open_chat(b.iq(), &m, &po.identity("5555555"), &ca, &lab_nonces).await, verified);
+    // The sender can read its own copy (signed by itself, for itself too);
+    // an outsider cannot.
+    assert_eq!(snow_client::open_chat(a.iq(), &m, &gp, &ca, &nonces("gp")).await, verified);
     let mut other = Site::new();
     other.add_user("9999999");
-    assert!(matches!(snow_client::read_body(&m, &other.identity("9999999")), Some(Body::Unreadable(_))));
+    let outsider = snow_client::open_chat(a.iq(), &m, &other.identity("9999999"), &ca, &nonces("other")).await;
+    assert!(matches!(outsider, Some(Body::Unreadable(_))), "{outsider:?}");
 
     // A revoked recipient: the client refuses to encrypt for it.
     po.revoke("5555555");

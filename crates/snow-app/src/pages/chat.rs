@@ -114,8 +114,13 @@ fn lines_markup(live: &Live, t: &Texts, with: &str) -> Markup {
                         LineKind::Clear => { " " span class="warn" { "[" (t.not_encrypted) "]" } }
                         LineKind::Unreadable => { " " span class="warn" { "[" (t.unreadable) "]" } }
                         LineKind::Failed => { " " span class="warn" { "[" (t.not_delivered) "]" } }
+                        LineKind::Unverified => {}
                     }
-                    p { (l.text) }
+                    @if l.kind == LineKind::Unverified {
+                        p class="warn" { (t.unverified_dropped) ": " (l.text) }
+                    } @else {
+                        p { (l.text) }
+                    }
                 }
             }
         }

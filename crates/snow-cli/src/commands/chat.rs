@@ -45,9 +45,13 @@ pub fn run(ctx: &Ctx, cmd: ChatCommand) -> anyhow::Result<()> {
         ChatCommand::Listen { conn, count, timeout } => {
             let rt = super::runtime()?;
             rt.block_on(async {
-                let (mut client, identity, _) = connect_with_identity(ctx, &conn).await?;
-                client.send_presence().await?;
-                eprintln!("Listening as {} (Ctrl-C to stop)…", client.jid());
+                let (client, identity, ca_der) = connect_with_identity(ctx, &conn).await?;
+                let nonces = chat_nonces(ctx, &conn)?;
+                // A session: the key directory is asked (for each signer)
+                // while messages keep arriving.
+                let mut session = client.into_session();
+                session.iq().send_presence().await?;
+                eprintln!("Listening as {} (Ctrl-C to stop)…", session.jid());
                 let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
                 let mut seen = 0usize;
                 loop {
@@ -63,17 +67,19 @@ pub fn run(ctx: &Ctx, cmd: ChatCommand) -> anyhow::Result<()> {
                     }
                     let el = tokio::select! {
                         _ = tokio::signal::ctrl_c() => break,
-                        r = client.next_stanza(left) => match r {
+                        r = session.next_stanza(left) => match r {
                             Ok(el) => el,
                             Err(ClientError::Framed(snow_xml::FramedError::Timeout(_))) => continue,
                             Err(e) => return Err(e.into()),
                         },
                     };
-                    let Some(line) = message_line(&el, &identity) else { continue };
+                    let Some(line) = message_line(session.iq(), &el, &identity, &ca_der, &nonces).await else {
+                        continue;
+                    };
                     println!("{line}");
                     seen += 1;
                 }
-                client.close().await?;
+                session.close().await?;
                 Ok(())
             })
         }
@@ -94,7 +100,8 @@ pub fn presence(
     }
     let rt = super::runtime()?;
     rt.block_on(async {
-        let (client, identity, _) = connect_with_identity(ctx, &conn).await?;
+        let (client, identity, ca_der) = connect_with_identity(ctx, &conn).await?;
+        let nonces = chat_nonces(ctx, &conn)?;
         let mut session = client.into_session();
         let contacts = session.iq().contacts().await?;
         let mut p = snow_client::caps::presence();
@@ -135,7 +142,7 @@ pub fn presence(
                 ("presence", Some("unavailable")) => online.retain(|(b, _)| *b != bare),
                 ("presence", Some("subscribe")) if !asking.contains(&bare) => asking.push(bare),
                 // Stored messages come with the first presence: shown, not lost.
-                ("message", _) => messages.extend(message_line(&el, &identity)),
+                ("message", _) => messages.extend(message_line(session.iq(), &el, &identity, &ca_der, &nonces).await),
                 _ => {}
             }
         }
@@ -211,16 +218,25 @@ pub fn lookup(ctx: &Ctx, conn: ConnArgs, jids: Vec<String>) -> anyhow::Result<()
     })
 }
 
-/// A received chat message as `FROM (sent STAMP): [encrypted] TEXT`; `None`
-/// for anything else.
-fn message_line(el: &Element, identity: &snow_crypto::Identity) -> Option<String> {
+/// A received chat message as `FROM (sent STAMP): [encrypted, signed by
+/// JID] TEXT`, its signature checked first ([`snow_client::open_chat`]);
+/// one that does not verify is `FROM: unverified message dropped: REASON`,
+/// without its text. `None` for anything else.
+async fn message_line(
+    iq: &snow_client::IqClient,
+    el: &Element,
+    identity: &snow_crypto::Identity,
+    ca_der: &[u8],
+    nonces: &std::sync::Mutex<snow_core::nonce_cache::NonceCache>,
+) -> Option<String> {
     if el.name() != "message" || el.attr("type") == Some("error") {
         return None;
     }
-    let body = match snow_client::read_body(el, identity)? {
-        snow_client::Body::Encrypted(t) => format!("[encrypted] {t}"),
+    let body = match snow_client::open_chat(iq, el, identity, ca_der, nonces).await? {
+        snow_client::Body::Verified { text, signer } => format!("[encrypted, signed by {signer}] {text}"),
         snow_client::Body::Clear(t) => format!("[NOT encrypted] {t}"),
         snow_client::Body::Unreadable(why) => format!("[encrypted, cannot read: {why}]"),
+        snow_client::Body::Unverified(why) => format!("unverified message dropped: {why}"),
     };
     let from = el.attr("from").unwrap_or("?");
     let when = el
@@ -229,6 +245,16 @@ fn message_line(el: &Element, identity: &snow_crypto::Identity) -> Option<String
         .map(|s| format!(" (sent {s})"))
         .unwrap_or_default();
     Some(format!("{from}{when}: {body}"))
+}
+
+/// The chats' nonces taken by `snow chat` for this key store:
+/// `chat-nonces` in the key store's directory, one per identity (the GP
+/// app keeps its own, `app-nonces`), so a replayed chat is dropped also
+/// in a later run.
+fn chat_nonces(ctx: &Ctx, conn: &ConnArgs) -> anyhow::Result<std::sync::Mutex<snow_core::nonce_cache::NonceCache>> {
+    let path = ctx.key_store(&conn.key).dir().join("chat-nonces");
+    let cache = snow_client::open_chat_nonces(&path).context("cannot open the record of received chats")?;
+    Ok(std::sync::Mutex::new(cache))
 }
 
 fn condition(el: &Element) -> String {
