@@ -1061,7 +1061,7 @@ fn a_client_started_before_the_server_waits_for_it() {
     let got = listen.wait_with_output().unwrap();
     assert!(got.status.success());
     let got = String::from_utf8_lossy(&got.stdout);
-    assert!(got.contains(": [encrypted] God morgen"), "{got}");
+    assert!(got.contains(": [encrypted, signed by 1111111@po.example] God morgen"), "{got}");
     let rest: Vec<String> = err.map_while(Result::ok).collect();
     assert!(rest.iter().all(|l| !l.contains("waiting for")), "said more than once: {rest:?}");
     terminate(&mut server);
