@@ -1,6 +1,7 @@
 //! Signed chats over real sockets (issue 20): what the receiver's
 //! `snow_client::open_chat` shows of a forged, replayed, misdirected or
-//! revoked chat: the reason, never the text.
+//! revoked chat, or one signed by an impostor's certificate: the reason,
+//! never the text.
 
 mod support;
 
@@ -105,6 +106,21 @@ async fn forged_replayed_misdirected_and_revoked_chats_are_dropped_with_their_re
     // (c) Signed for GP 3 (and GP 1), encrypted to GP 2: not for us.
     a.send(&chat(&gp1, &[GP3, GP1], &readers, "for someone else")).await.unwrap();
     assert_eq!(unverified(open(next_chat(&mut rx).await).await), format!("it is not addressed to {GP2}"));
+
+    // Right from, wrong key: another CA's certificate naming GP 1 signs;
+    // the signature holds, the key directory lists another certificate.
+    let evil_home = snow_core::SiteHome::new(dir.path().join("evil"));
+    let pki = snow_pki::PkiSettings { ca_key_bits: 2048, ..Default::default() };
+    let mut evil = snow_pki::Ca::init(&evil_home, &"po.example".parse().unwrap(), "another passphrase", &pki).unwrap();
+    let issued = evil
+        .add_user(&"1111111".parse().unwrap(), &"+4791234567".parse().unwrap(), &"gp@x.example".parse().unwrap())
+        .unwrap();
+    let sms = std::fs::read_to_string(&issued.delivery.sms).unwrap();
+    let p12 = snow_crypto::pkcs12::read(&issued.p12, &snow_pki::outbox::password_of(&sms).unwrap(), "p12").unwrap();
+    let impostor = Identity::new(p12.key_pkcs8, p12.chain).unwrap();
+    a.send(&chat(&impostor, &[GP2, GP1], &readers, "impostor: 12 positive")).await.unwrap();
+    let why = unverified(open(next_chat(&mut rx).await).await);
+    assert_eq!(why, format!("the signer's certificate is not the one the key directory lists for {GP1}"));
 
     // Right from, wrong key: GP 1's key is replaced; a chat signed with
     // the old one is not what the directory lists for GP 1 now.
