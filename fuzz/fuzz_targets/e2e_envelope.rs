@@ -13,6 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use snow_client::signed;
 use snow_crypto::e2e::{self, DecryptPolicy, E2eError, MAX_ENCRYPTED_KEYS, MAX_PLAINTEXT, MAX_RECIPIENTS};
 use snow_xml::{parse_document, Limits, NS_CLIENT};
 
@@ -24,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(el) = parse_document(xml, limits) else { return };
     // The envelope itself, and the first EncryptedData child of a wrapper
     // (a message body, an alert).
-    let envelope = if el.is(e2e::NS_XENC, "EncryptedData") { Some(&el) } else { el.child(e2e::NS_XENC, "EncryptedData") };
+    let envelope =
+        if el.is(e2e::NS_XENC, "EncryptedData") { Some(&el) } else { el.child(e2e::NS_XENC, "EncryptedData") };
     if let Some(enc) = envelope {
         for max in [MAX_ENCRYPTED_KEYS, MAX_RECIPIENTS] {
             match e2e::encrypted_keys(enc, max) {
@@ -47,9 +49,35 @@ fuzz_target!(|data: &[u8]| {
         let mut copy = el.clone();
         let _ = e2e::decrypt_content_with(&mut copy, NS_CLIENT, key, cert, &policy);
     }
-    // A chat message's body, as the client reads it.
+    // A chat message's body, as the client reads it: decrypted, then its
+    // signed payload checked (the key directory's check needs a server,
+    // so it is not reached here).
     if key.is_empty() {
         return;
     }
-    let _ = snow_client::read_body(&el, snow_fuzz::identity());
+    let Some(body) = el.child(NS_CLIENT, "body") else { return };
+    let mut copy = body.clone();
+    if e2e::decrypt_content(&mut copy, NS_CLIENT, key, cert).is_err() {
+        return;
+    }
+    let expect = signed::Expect {
+        kind: signed::Kind::Chat,
+        sender: "2222222@po.example",
+        me: "1111111@po.example",
+        answers: None,
+    };
+    let mut cache = nonces().lock().unwrap_or_else(|p| p.into_inner());
+    for s in copy.children() {
+        let _ = signed::open(s, &expect, &mut cache, snow_fuzz::now().unix_timestamp());
+    }
 });
+
+/// The chat nonces of this fuzzing process, in the temporary directory.
+fn nonces() -> &'static std::sync::Mutex<snow_core::nonce_cache::NonceCache> {
+    static N: std::sync::OnceLock<std::sync::Mutex<snow_core::nonce_cache::NonceCache>> = std::sync::OnceLock::new();
+    N.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("snow-fuzz-nonces-{}", std::process::id()));
+        let cache = snow_core::nonce_cache::NonceCache::open(&path, 3600, 1000, snow_fuzz::now().unix_timestamp());
+        std::sync::Mutex::new(cache.expect("a nonce cache in the temporary directory"))
+    })
+}
