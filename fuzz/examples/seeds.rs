@@ -20,8 +20,8 @@ use base64::Engine;
 use snow_client::stats::{answer_element, catalogue_element, query_element, NS_STATS};
 use snow_core::alert::{Alert, AlertKind};
 use snow_core::stats::{
-    AnalysisChoice, Area, AreaChoice, Bucket, Catalogue, Count, Counts, Granularity, IsoWeek, Period, Sex,
-    StatsAnswer, StatsQuery,
+    AnalysisChoice, Area, AreaChoice, Bucket, Catalogue, Count, Counts, Granularity, IsoWeek, Period, Sex, StatsAnswer,
+    StatsQuery,
 };
 use snow_core::{Domain, SiteHome};
 use snow_crypto::e2e::{self, KeyTransport};
@@ -291,7 +291,13 @@ fn main() -> Res<()> {
         confirms: None,
         text: None,
     };
-    let gp = snow_client::alert::gp_alert("RSV".into(), area.clone(), "Many cases at the school".into(), "9144889@po.example", 1_763_780_100);
+    let gp = snow_client::alert::gp_alert(
+        "RSV".into(),
+        area.clone(),
+        "Many cases at the school".into(),
+        "9144889@po.example",
+        1_763_780_100,
+    );
     let mut confirmation =
         snow_client::alert::confirmation(&signal, "9144889@po.example", Some("Seen here too".into()), 1_763_780_200);
     confirmation.id = "c-0123456789abcdef".into();
@@ -377,7 +383,8 @@ fn main() -> Res<()> {
             ),
     );
     let bind = Element::new(NS_CLIENT, "iq").with_attr("type", "set").with_attr("id", "bind-1").with_child(
-        Element::new(snow_xml::NS_BIND, "bind").with_child(Element::new(snow_xml::NS_BIND, "resource").with_text("app")),
+        Element::new(snow_xml::NS_BIND, "bind")
+            .with_child(Element::new(snow_xml::NS_BIND, "resource").with_text("app")),
     );
     let auth = |authzid: Option<&str>| {
         Element::new(NS_SASL, "auth")
@@ -463,13 +470,25 @@ fn main() -> Res<()> {
 
         let (mut parts, body) = http::Request::post("/stats?week=47").body(b"INFA,5401,12".to_vec())?.into_parts();
         let body = msgauth::http::sign_request(&tx, &mut parts, body)?;
-        out.seed("msgauth_http", &format!("{source}-request"), http_wire(&format!("{} {}", parts.method, parts.uri), &parts.headers, &body))?;
+        out.seed(
+            "msgauth_http",
+            &format!("{source}-request"),
+            http_wire(&format!("{} {}", parts.method, parts.uri), &parts.headers, &body),
+        )?;
         let (mut parts, body) = http::Request::get("/catalogue").body(Vec::new())?.into_parts();
         let body = msgauth::http::sign_request(&tx, &mut parts, body)?;
-        out.seed("msgauth_http", &format!("{source}-get"), http_wire(&format!("{} {}", parts.method, parts.uri), &parts.headers, &body))?;
+        out.seed(
+            "msgauth_http",
+            &format!("{source}-get"),
+            http_wire(&format!("{} {}", parts.method, parts.uri), &parts.headers, &body),
+        )?;
         let (mut parts, body) = http::Response::builder().status(200).body(b"ok\n".to_vec())?.into_parts();
         let body = msgauth::http::sign_response(&tx, &mut parts, body)?;
-        out.seed("msgauth_http", &format!("{source}-response"), http_wire(&parts.status.as_u16().to_string(), &parts.headers, &body))?;
+        out.seed(
+            "msgauth_http",
+            &format!("{source}-response"),
+            http_wire(&parts.status.as_u16().to_string(), &parts.headers, &body),
+        )?;
     }
 
     // The same, sealed (confidential): for the targets' confidential
@@ -486,7 +505,11 @@ fn main() -> Res<()> {
     out.seed("msgauth_carriers", "sealed-shim", sh.to_xml(NS_CLIENT))?;
     let (mut parts, body) = http::Request::post("/stats?week=47").body(b"INFA,5401,12".to_vec())?.into_parts();
     let body = msgauth::http::sign_request(&tx, &mut parts, body)?;
-    out.seed("msgauth_http", "sealed-request", http_wire(&format!("{} {}", parts.method, parts.uri), &parts.headers, &body))?;
+    out.seed(
+        "msgauth_http",
+        "sealed-request",
+        http_wire(&format!("{} {}", parts.method, parts.uri), &parts.headers, &body),
+    )?;
     let (mut parts, body) = http::Response::builder().status(200).body(b"ok\n".to_vec())?.into_parts();
     let body = msgauth::http::sign_response(&tx, &mut parts, body)?;
     out.seed("msgauth_http", "sealed-response", http_wire(&parts.status.as_u16().to_string(), &parts.headers, &body))?;
@@ -518,8 +541,10 @@ fn main() -> Res<()> {
     let greeting = "220 mail.po.example ESMTP ready\r\n";
     let ehlo = "250-mail.po.example greets snow\r\n250-PIPELINING\r\n250-AUTH CRAM-MD5 PLAIN\r\n250 8BITMIME\r\n";
     let ehlo_tls = "250-mail.po.example\r\n250-STARTTLS\r\n250 AUTH CRAM-MD5 PLAIN\r\n";
-    let cram = "334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n235 2.7.0 Authentication successful\r\n";
-    let rest = "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as 12345\r\n\
+    let cram =
+        "334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n235 2.7.0 Authentication successful\r\n";
+    let rest =
+        "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as 12345\r\n\
                 221 2.0.0 Bye\r\n";
     out.seed("smtp_replies", "plain-delivery", format!("\x00{greeting}{ehlo}{rest}"))?;
     out.seed("smtp_replies", "cram-md5", format!("\x06{greeting}{ehlo}{cram}{rest}"))?;
