@@ -4,12 +4,14 @@
 //! the agent sends nothing again; a GP's confirmation reaches the other GP.
 
 mod lab_federation;
+mod log_capture;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use lab_federation::support::Site;
 use lab_federation::{import_rows, sites, start_agent, start_servers, wait_for_key};
+use log_capture::Log;
 use snow_agents::detect::DetectionConfig;
 use snow_agents::{Attach, SearchAgent};
 use snow_client::alert;
@@ -72,33 +74,6 @@ fn agent(
     };
     let attach = Attach::Client { server, domain: "lab.example".into() };
     start_agent(po, lab_home, attach, identity, 4, Some(detection))
-}
-
-/// The log lines of this test binary (one test: the only one to set it).
-#[derive(Clone, Default)]
-struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Log {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Log {
-    fn capture() -> Log {
-        let log = Log::default();
-        let out = log.clone();
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || out.clone()).finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        log
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -3,33 +3,13 @@
 //! GP writes them), the algorithm in words, once per series.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod log_capture;
+
+use log_capture::Log;
 use snow_agents::detect::{find_alarms, DetectionConfig, Said};
 use snow_lab::detect::{farrington, Detector};
-
-/// The log lines written while `f` runs.
-fn logged(f: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let out = buffer.clone();
-    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || out.clone()).finish();
-    tracing::subscriber::with_default(subscriber, f);
-    let text = buffer.0.lock().unwrap().clone();
-    String::from_utf8(text).unwrap()
-}
 
 #[test]
 fn a_series_too_short_is_named_in_words_once() {
@@ -55,7 +35,7 @@ fn a_series_too_short_is_named_in_words_once() {
         said: Said::default(),
     };
     let analyses = vec!["INFA".to_owned()];
-    let log = logged(|| {
+    let log = Log::during(|| {
         // Two polls: the second says nothing new.
         for _ in 0..2 {
             assert!(find_alarms(&db, &cfg, &analyses).unwrap().is_empty());
