@@ -1029,7 +1029,7 @@ fn client_errors_in_words() {
 fn a_client_started_before_the_server_waits_for_it() {
     use std::io::{BufRead, BufReader};
     let site = chat_site();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = snow_core::spare_port::spare_port().unwrap();
     std::fs::write(
         site.path("snow.toml"),
         format!(

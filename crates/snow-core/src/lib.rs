@@ -13,6 +13,7 @@ pub mod jid;
 pub mod nonce_cache;
 pub mod settings;
 pub mod site_home;
+pub mod spare_port;
 pub mod stats;
 
 pub use contact::{Email, Phone};

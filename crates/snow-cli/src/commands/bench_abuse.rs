@@ -90,7 +90,7 @@ pub fn run(_ctx: &Ctx, args: BenchAbuseArgs) -> anyhow::Result<()> {
     }
     eprintln!("users made in {:.1} s", setup.elapsed().as_secs_f64());
     let ca_der = ca.cert_der().to_vec();
-    let port = free_port()?;
+    let port = snow_core::spare_port::spare_port()?;
     std::fs::write(
         home.config_file(),
         format!(
@@ -154,10 +154,6 @@ pub fn run(_ctx: &Ctx, args: BenchAbuseArgs) -> anyhow::Result<()> {
         );
     }
     result
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Until the server takes a login (it is starting).

@@ -158,12 +158,6 @@ fn say(text: impl AsRef<str>) {
     let _ = out.flush();
 }
 
-/// A port free a moment ago: s2s routes must name ports before the
-/// servers start.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
     files::write(path, format!("{secret}\n").as_bytes(), Mode::Private)
         .with_context(|| format!("cannot write {}", path.display()))
@@ -190,7 +184,10 @@ async fn demo(dir: &Path, once: bool, stopping: &Arc<AtomicBool>) -> anyhow::Res
 
     // 3. Both servers, federated; the lab also runs its search agent.
     say(format!("[3/{STEPS}] Starting {PO} and {LAB} on 127.0.0.1 (federated, require_e2e on) and the search agent…"));
-    let (po_s2s, lab_s2s) = (format!("127.0.0.1:{}", free_port()?), format!("127.0.0.1:{}", free_port()?));
+    let (po_s2s, lab_s2s) = (
+        format!("127.0.0.1:{}", snow_core::spare_port::spare_port()?),
+        format!("127.0.0.1:{}", snow_core::spare_port::spare_port()?),
+    );
     let server = |domain: &str| ServerSettings {
         domain: Some(domain.into()),
         c2s_bind: "127.0.0.1:0".into(),

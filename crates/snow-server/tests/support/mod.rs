@@ -222,9 +222,9 @@ pub fn body(el: &snow_xml::Element) -> Option<String> {
 }
 
 /// A port that was free a moment ago (for configs that must name ports
-/// before the servers start).
+/// before the servers start), outside the range outgoing connections use.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    snow_core::spare_port::spare_port().unwrap()
 }
 
 /// The stanza error condition of an error reply.
