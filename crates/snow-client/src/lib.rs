@@ -351,26 +351,36 @@ pub async fn open_chat(
         Ok(o) => o,
         Err(e) => return unverified(e),
     };
-    match iq.certificate_of(&sender, ca_der).await {
-        Ok(listed) if listed == opened.signer_cert => {}
-        Ok(_) => return unverified(signed::Unverified::NotDirectorys(sender)),
-        Err(ClientError::NoKey { status, .. }) if status == "revoked" => {
-            return unverified(signed::Unverified::Revoked(sender))
-        }
-        Err(ClientError::NoKey { status, .. }) if status == "unknown" => {
-            return unverified(signed::Unverified::NotInDirectory(sender))
-        }
+    if let Err(e) = check_signer(iq, &sender, &opened.signer_cert, ca_der).await {
+        return unverified(e);
+    }
+    Some(Body::Verified { text: opened.content.text(), signer: opened.from.to_ascii_lowercase() })
+}
+
+/// Whether `signer_cert` (from a payload [`signed::open`] accepted) is the
+/// certificate the key directory lists as valid for `jid` now
+/// ([`IqClient::certificate_of`]: chain, validity and the CA's CRL, asked
+/// each time so a revocation counts from the next message).
+pub async fn check_signer(
+    iq: &IqClient,
+    jid: &str,
+    signer_cert: &[u8],
+    ca_der: &[u8],
+) -> Result<(), signed::Unverified> {
+    let jid = jid.split('/').next().unwrap_or(jid).to_owned();
+    match iq.certificate_of(&jid, ca_der).await {
+        Ok(listed) if listed == signer_cert => Ok(()),
+        Ok(_) => Err(signed::Unverified::NotDirectorys(jid)),
+        Err(ClientError::NoKey { status, .. }) if status == "revoked" => Err(signed::Unverified::Revoked(jid)),
+        Err(ClientError::NoKey { status, .. }) if status == "unknown" => Err(signed::Unverified::NotInDirectory(jid)),
         Err(ClientError::BadKey { why: snow_crypto::e2e::recipient::RecipientError::Revoked { .. }, .. }) => {
-            return unverified(signed::Unverified::Revoked(sender))
+            Err(signed::Unverified::Revoked(jid))
         }
         // The directory's certificate failed our own checks: its reason,
         // not the encryption's wording of it.
-        Err(ClientError::BadKey { why, .. }) => {
-            return unverified(signed::Unverified::Directory { jid: sender, why: why.to_string() })
-        }
-        Err(e) => return unverified(signed::Unverified::Directory { jid: sender, why: e.to_string() }),
+        Err(ClientError::BadKey { why, .. }) => Err(signed::Unverified::Directory { jid, why: why.to_string() }),
+        Err(e) => Err(signed::Unverified::Directory { jid, why: e.to_string() }),
     }
-    Some(Body::Verified { text: opened.content.text(), signer: opened.from.to_ascii_lowercase() })
 }
 
 /// The one `<signed>` element a decrypted chat body holds (whitespace
