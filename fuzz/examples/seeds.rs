@@ -246,7 +246,8 @@ fn main() -> Res<()> {
     };
     out.seed("stats_payloads", "query-months.xml", query_element(&mq).to_xml(""))?;
     out.seed("stats_payloads", "period", "2026-W012026-W03")?;
-    let request = snow_client::stats::search_request("search@lab.example", &q, &user_der)?;
+    let user_id = snow_crypto::Identity::new(key.clone(), contents.chain.clone())?;
+    let (request, _) = snow_client::stats::search_request("search@lab.example", &q, &user_der, &user_id)?;
     out.seed("stats_payloads", "search-request.xml", request.to_xml(""))?;
 
     // stats_catalogue: a catalogue, its children alone, and an IQ reply.

@@ -17,5 +17,7 @@ pub mod runtime;
 pub mod search;
 
 pub use importer::{Importer, ImporterConfig};
-pub use runtime::{load_identity, AgentConfig, AgentError, Attach, SearchAgent, AGENT_RESOURCE};
+pub use runtime::{
+    load_identity, open_search_nonces, AgentConfig, AgentError, Attach, SearchAgent, AGENT_RESOURCE, SEARCH_NONCES,
+};
 pub use search::{SearchError, SearchSettings};

@@ -28,14 +28,26 @@
 //! ([`e2e::DecryptPolicy::SNOW`]). The asker's certificate for the answer
 //! comes from the key directory and is checked like any client's
 //! ([`snow_client::checked_certificate`]).
+//!
+//! Signed both ways (issue 20, [`snow_client::signed`]): the decrypted
+//! request must be the asker's signed `search-request` for this agent,
+//! fresh and never taken before (its nonce kept in [`AgentConfig::nonces`],
+//! across restarts), signed with the very certificate the key directory
+//! lists for the asker; anything else is refused `not-acceptable` with
+//! "unverified message dropped: <reason>", before the lab store is read.
+//! The answer is signed as a `search-answer` naming the request's id and
+//! the digest of its signed element, so the asker can tell it answers
+//! this request and no other.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use snow_client::signed::{self, RequestRef};
 use snow_client::stats::{answer_element, catalogue_element, parse_query, NS_STATS};
 use snow_client::{Client, ClientError, ConnectOptions, IqClient, Origin, Session};
+use snow_core::nonce_cache::NonceCache;
 use snow_core::stats::Catalogue;
 use snow_crypto::e2e::{self, E2eError, KeyTransport};
 use snow_crypto::Identity;
@@ -96,6 +108,22 @@ pub struct AgentConfig {
     pub queue: usize,
     /// Outbreak detection after each import, with alerts (`None`: off).
     pub detection: Option<DetectionConfig>,
+    /// The signed searches taken ([`open_search_nonces`]): a request is
+    /// answered once, also across a restart.
+    pub nonces: NonceCache,
+}
+
+/// Search nonces held at once: the window is ten minutes (and the clock
+/// skew), and the server's per-account rates keep one GP far below this.
+pub const SEARCH_NONCES: usize = 200_000;
+
+/// Opens (or creates, with its directory) the agent's search replay
+/// cache at `path`.
+pub fn open_search_nonces(path: &Path) -> Result<NonceCache, snow_core::nonce_cache::NonceError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| snow_core::nonce_cache::NonceError::Io(dir.to_owned(), e))?;
+    }
+    NonceCache::open(path, signed::Kind::SearchRequest.max_age_secs(), SEARCH_NONCES, snow_client::unix_now())
 }
 
 /// Reads an agent's certificate chain and plain PKCS#8 key (PEM), as
@@ -146,6 +174,7 @@ impl SearchAgent {
             name: AgentName { bare, search },
             catalogues: Arc::new(Semaphore::new(CATALOGUES_AT_ONCE)),
             catalogue: Mutex::new(None),
+            nonces: Mutex::new(config.nonces),
         });
         let s = Arc::clone(&shared);
         let queue = WorkQueue::start(config.workers, config.queue, move |job: Job| {
@@ -195,6 +224,8 @@ struct Shared {
     /// (`LabDb::latest_import`): areas and coverage change only with an
     /// import, and reading the areas costs a scan of the aggregates.
     catalogue: Mutex<Option<(Option<i64>, Arc<Catalogue>)>>,
+    /// Signed searches taken (a replay is refused).
+    nonces: Mutex<NonceCache>,
 }
 
 /// A task that ends with the connection it belongs to, however that
@@ -444,7 +475,9 @@ impl Shared {
         // EncryptedKey naming our certificate tried.
         e2e::decrypt_content(&mut search, NS_STATS, self.identity.key_pkcs8(), self.identity.certificate())
             .map_err(|e| (Condition::NotAcceptable, words_of(&e)))?;
-        let query = search
+        let opened = self.open_request(&search, &asker)?;
+        let query = opened
+            .content
             .child(NS_STATS, "query")
             .ok_or((Condition::BadRequest, "no <query/> in the search".to_owned()))
             .and_then(|q| parse_query(q).map_err(|e| (Condition::BadRequest, e.to_string())))?;
@@ -458,6 +491,11 @@ impl Shared {
                     .and_then(|entries| snow_client::checked_certificate(&entries, &asker, &self.ca_der))
                     .map_err(|e| (Condition::Forbidden, format!("no usable certificate for you: {e}")))
             })?;
+        if cert != opened.signer_cert {
+            let why = signed::Unverified::NotDirectorys(asker.clone());
+            tracing::info!(%why, "a search refused: unverified");
+            return Err((Condition::NotAcceptable, format!("unverified message dropped: {why}")));
+        }
         let me = Arc::clone(self);
         let result = tokio::task::spawn_blocking(move || me.query(&query))
             .await
@@ -470,11 +508,39 @@ impl Shared {
                 return Err((Condition::InternalServerError, "the search failed".to_owned()));
             }
         };
-        let mut payload = Element::new(NS_STATS, "search").with_child(answer_element(&answer));
+        let request = RequestRef { id: job.iq.attr("id").unwrap_or_default().to_owned(), digest: opened.digest };
+        let signed_answer = signed::sign(
+            signed::Kind::SearchAnswer,
+            vec![snow_xml::Node::Element(answer_element(&answer))],
+            &[&asker],
+            Some(&request),
+            &self.identity,
+            snow_client::unix_now(),
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot sign a search answer");
+            (Condition::InternalServerError, "cannot sign the answer".to_owned())
+        })?;
+        let mut payload = Element::new(NS_STATS, "search").with_child(signed_answer);
         e2e::encrypt_content(&mut payload, NS_STATS, &[cert.as_slice()], KeyTransport::default())
             .map_err(|_| (Condition::InternalServerError, "cannot encrypt the answer".to_owned()))?;
         tracing::info!(buckets = answer.buckets.len(), "search answered");
         Ok(iq_result(&job.iq, Some(payload)))
+    }
+
+    /// The asker's signed request inside a decrypted `<search/>`: for us,
+    /// from the asker, fresh, its nonce taken once. Refused
+    /// `not-acceptable` with the reason otherwise.
+    fn open_request(&self, search: &Element, asker: &str) -> Result<signed::Opened, (Condition, String)> {
+        let refused = |why: signed::Unverified| {
+            tracing::info!(%why, "a search refused: unverified");
+            (Condition::NotAcceptable, format!("unverified message dropped: {why}"))
+        };
+        let signed_el = signed::only_signed(search).ok_or_else(|| refused(signed::Unverified::NotSigned))?;
+        let expect =
+            signed::Expect { kind: signed::Kind::SearchRequest, sender: asker, me: &self.name.bare, answers: None };
+        let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        signed::open(signed_el, &expect, &mut nonces, snow_client::unix_now()).map_err(refused)
     }
 
     /// Runs on the blocking pool with a pooled read connection.
@@ -551,7 +617,7 @@ mod tests {
 
     /// A search encrypted to `cert`, with its one EncryptedKey repeated to
     /// `n` (as an attacker would send it).
-    fn search_with_keys(cert: &[u8], n: usize) -> Element {
+    fn search_with_keys(identity: &Identity, n: usize) -> Element {
         let q = snow_core::stats::StatsQuery {
             analysis: "INFA".into(),
             period: snow_core::stats::Period::parse("2026-W01", "2026-W02").unwrap(),
@@ -560,7 +626,9 @@ mod tests {
             sex: None,
             granularity: snow_core::stats::Granularity::Week,
         };
-        let mut iq = snow_client::stats::search_request("search@lab.example/agent", &q, cert).unwrap();
+        let (mut iq, _) =
+            snow_client::stats::search_request("search@lab.example/agent", &q, identity.certificate(), identity)
+                .unwrap();
         iq.set_attr("from", "1111111@po.example/gp");
         iq.set_attr("id", "s1");
         let ki = iq
@@ -587,6 +655,7 @@ mod tests {
             name: AgentName { bare: "search@lab.example".into(), search: "search@lab.example/agent".into() },
             catalogues: Arc::new(Semaphore::new(CATALOGUES_AT_ONCE)),
             catalogue: Mutex::new(None),
+            nonces: Mutex::new(open_search_nonces(&dir.join("search-nonces")).unwrap()),
         })
     }
 
@@ -598,7 +667,7 @@ mod tests {
     async fn a_search_with_200_encrypted_keys_is_refused_before_any_rsa_operation() {
         let dir = tempfile::tempdir().unwrap();
         let (identity, ca_der) = agent(dir.path());
-        let iq = search_with_keys(identity.certificate(), 200);
+        let iq = search_with_keys(&identity, 200);
         let shared = shared(identity, ca_der, dir.path());
         let (out, mut sent) = mpsc::channel(8);
         let link =
@@ -630,7 +699,7 @@ mod tests {
         assert!(matches!(refused, Err((Condition::NotAcceptable, t)) if t.contains("at most 16")));
 
         // 16 pass the screen (and go to the queue).
-        assert!(screen(&search_with_keys(shared.identity.certificate(), 16)).is_ok());
+        assert!(screen(&search_with_keys(&shared.identity, 16)).is_ok());
     }
 
     /// The catalogue is answered beside the search queue, in clear; a

@@ -5,6 +5,9 @@
 //!   certificate;
 //! - a search answer counts only from the agent asked, not from anyone who
 //!   learned the request's id;
+//! - (issue 20) the agent answers only a fresh search signed by the asker
+//!   for it, and the GP takes only the answer signed by the agent for its
+//!   very request;
 //! - a client refuses to encrypt to what a hostile key directory vouches
 //!   for (a fake lab server on a real socket, the agent attached to it as a
 //!   component): a revoked, expired, other CA's or wrong-usage
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant};
 use lab_federation::support::Site;
 use lab_federation::{agent_identity, first_answer, log_in_gps, sites, start_servers, Federation, AGENT};
 use snow_agents::component::{ComponentLink, ComponentOptions};
+use snow_client::signed;
 use snow_client::stats::{answer_element, search_request, NS_STATS};
 use snow_client::{Client, ClientError, Origin, Session, NS_KEYS};
 use snow_core::stats::{Area, Bucket, Count, Counts, StatsAnswer};
@@ -53,7 +57,7 @@ async fn the_agent_refuses_200_encrypted_keys_and_never_tries_a_key_for_another_
 
     // 200 EncryptedKeys (one, repeated): refused as it arrives, without a
     // place in the queue.
-    let mut many = search_request(AGENT, &query(), &agent_cert).unwrap();
+    let mut many = search_request(AGENT, &query(), &agent_cert, identity).unwrap().0;
     let ki = key_info(&mut many);
     let ek = ki.children().next().unwrap().clone();
     for _ in 1..200 {
@@ -73,7 +77,7 @@ async fn the_agent_refuses_200_encrypted_keys_and_never_tries_a_key_for_another_
     // the agent would open it if it tried; it does not.
     let gp_cert = CertInfo::from_der(identity.certificate()).unwrap();
     for what in ["the GP's serial", "another issuer", "nobody"] {
-        let mut misnamed = search_request(AGENT, &query(), &agent_cert).unwrap();
+        let mut misnamed = search_request(AGENT, &query(), &agent_cert, identity).unwrap().0;
         let ki = key_info(&mut misnamed);
         match what {
             "the GP's serial" => set_text(issuer_serial(ki), "X509SerialNumber", &gp_cert.serial_decimal),
@@ -111,15 +115,7 @@ fn set_text(parent: &mut Element, name: &str, text: &str) {
 
 /// An answer encrypted to the GP with `tested` tests in 2026-W02.
 fn answer_payload(tested: u64, gp_cert: &[u8]) -> Element {
-    let answer = StatsAnswer {
-        query: query(),
-        threshold: 5,
-        buckets: vec![Bucket {
-            label: "2026-W02".into(),
-            counts: Some(Counts { tested: Count::Exact(tested), positive: Count::Exact(0), persons: Count::Exact(0) }),
-        }],
-    };
-    let mut payload = Element::new(NS_STATS, "search").with_child(answer_element(&answer));
+    let mut payload = Element::new(NS_STATS, "search").with_child(answer_element(&answer_of(tested)));
     e2e::encrypt_content(&mut payload, NS_STATS, &[gp_cert], KeyTransport::default()).unwrap();
     payload
 }
@@ -166,11 +162,52 @@ async fn a_search_answer_from_another_entity_with_the_right_id_is_ignored() {
     }
     assert!(!asking.is_finished(), "a forged answer was taken");
 
-    agent.send(&iq_result(&request, Some(answer_payload(12, gp_identity.certificate())))).await.unwrap();
+    let signed = signed_answer(12, gp_identity.certificate(), &agent_id, &request, "1111111@po.example");
+    agent.send(&iq_result(&request, Some(signed))).await.unwrap();
     let answer = asking.await.unwrap().unwrap();
     assert_eq!(answer.buckets[0].counts.unwrap().tested, Count::Exact(12));
     po_server.shutdown(T).await;
     lab_server.shutdown(T).await;
+}
+
+/// `tested` tests in 2026-W02.
+fn answer_of(tested: u64) -> StatsAnswer {
+    StatsAnswer {
+        query: query(),
+        threshold: 5,
+        buckets: vec![Bucket {
+            label: "2026-W02".into(),
+            counts: Some(Counts { tested: Count::Exact(tested), positive: Count::Exact(0), persons: Count::Exact(0) }),
+        }],
+    }
+}
+
+/// The answer the agent `agent_id` gives to `request` (as it arrived):
+/// `tested` tests in 2026-W02, signed for `to` and naming the request,
+/// encrypted to `gp_cert`.
+fn signed_answer(
+    tested: u64,
+    gp_cert: &[u8],
+    agent_id: &snow_crypto::Identity,
+    request: &Element,
+    to: &str,
+) -> Element {
+    let mut search = request.child(NS_STATS, "search").unwrap().clone();
+    e2e::decrypt_content(&mut search, NS_STATS, agent_id.key_pkcs8(), agent_id.certificate()).unwrap();
+    let asked = signed::only_signed(&search).unwrap();
+    let request_ref = signed::RequestRef { id: request.attr("id").unwrap().into(), digest: signed::digest(asked) };
+    let el = signed::sign(
+        signed::Kind::SearchAnswer,
+        vec![snow_xml::Node::Element(answer_element(&answer_of(tested)))],
+        &[to],
+        Some(&request_ref),
+        agent_id,
+        snow_client::unix_now(),
+    )
+    .unwrap();
+    let mut payload = Element::new(NS_STATS, "search").with_child(el);
+    e2e::encrypt_content(&mut payload, NS_STATS, &[gp_cert], KeyTransport::default()).unwrap();
+    payload
 }
 
 fn clone_identity(i: &snow_crypto::Identity) -> snow_crypto::Identity {
@@ -383,4 +420,189 @@ async fn the_client_refuses_what_a_hostile_key_directory_vouches_for() {
 fn crl_of(site: &Site) -> Vec<u8> {
     let pem = std::fs::read(site.paths.crl()).unwrap();
     snow_crypto::pem::decode_all(&pem, "crl").unwrap().into_iter().find(|(l, _)| l == "X509 CRL").unwrap().1
+}
+
+/// Issue 20 at the agent, over real sockets: a search is answered only
+/// when it is signed by the asker, with the certificate the key directory
+/// lists for them, for this agent, fresh, and never seen before. Each
+/// refusal says why, and carries no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_agent_answers_only_a_fresh_search_signed_by_the_asker_for_it() {
+    let f = Federation::start(4, [("INFA", "5401", 2, 1, true)]).await;
+    let (gp, identity, ca) = (&f.gp, &f.identity, f.ca.as_slice());
+    first_answer(gp, AGENT, &query(), identity, ca).await;
+    let agent_cert = gp.iq().certificate_of("search@lab.example", ca).await.unwrap();
+    let now = snow_client::unix_now();
+    // A signed, encrypted request with its parts chosen by the attacker.
+    let request = |signer: &snow_crypto::Identity, to: &str, ts: i64| {
+        let el = signed::sign(
+            signed::Kind::SearchRequest,
+            vec![snow_xml::Node::Element(snow_client::stats::query_element(&query()))],
+            &[to],
+            None,
+            signer,
+            ts,
+        )
+        .unwrap();
+        let mut search = Element::new(NS_STATS, "search").with_child(el);
+        e2e::encrypt_content(&mut search, NS_STATS, &[agent_cert.as_slice()], KeyTransport::default()).unwrap();
+        Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_attr("to", AGENT).with_child(search)
+    };
+    let refused = |reply: &Element, why: &str| {
+        let (condition, text) = error_of(reply);
+        let text = text.unwrap_or_default();
+        assert_eq!(condition, "not-acceptable", "{why}: {}", reply.to_xml(""));
+        assert!(text.starts_with("unverified message dropped: ") && text.contains(why), "{why}: {text}");
+        assert!(reply.child(NS_STATS, "search").is_none(), "a refusal carried an answer");
+    };
+
+    // Encrypted but not signed.
+    let mut search = Element::new(NS_STATS, "search").with_child(snow_client::stats::query_element(&query()));
+    e2e::encrypt_content(&mut search, NS_STATS, &[agent_cert.as_slice()], KeyTransport::default()).unwrap();
+    let unsigned = Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_attr("to", AGENT).with_child(search);
+    refused(&gp.iq().request(unsigned).await.unwrap(), "it is not signed");
+
+    // The GP's own search, answered once; sent again (a new stanza id, the
+    // same signed request) it is a replay.
+    let (iq, asked) = search_request(AGENT, &query(), &agent_cert, identity).unwrap();
+    let reply = gp.iq().request_as_is(iq.clone()).await.unwrap();
+    snow_client::stats::read_search_answer(AGENT, &reply, identity, &agent_cert, &asked).unwrap();
+    refused(&gp.iq().request(iq).await.unwrap(), "(a replay)");
+
+    // Signed by another GP (2222222 at the lab), sent by 1111111.
+    let other = f.po.identity("2222222");
+    refused(
+        &gp.iq().request(request(&other, "search@lab.example", now)).await.unwrap(),
+        "it was signed as 2222222@lab.example, but came from 1111111@po.example",
+    );
+    // Signed for another agent.
+    refused(
+        &gp.iq().request(request(identity, "search@other.example", now)).await.unwrap(),
+        "it is not addressed to search@lab.example",
+    );
+    // An hour old: searches are answered while the GP waits.
+    refused(&gp.iq().request(request(identity, "search@lab.example", now - 3600)).await.unwrap(), "its time");
+    // Signed with a certificate for 1111111@po.example from another CA: the
+    // signature holds, but it is not the directory's certificate.
+    let rogue_dir = tempfile::tempdir().unwrap();
+    let rogue_home = snow_core::SiteHome::new(rogue_dir.path());
+    let pki = snow_pki::PkiSettings { ca_key_bits: 2048, ..snow_pki::PkiSettings::default() };
+    let mut rogue_ca = snow_pki::Ca::init(&rogue_home, &"po.example".parse().unwrap(), "rogue admin", &pki).unwrap();
+    let issued = rogue_ca
+        .add_user(&"1111111".parse().unwrap(), &"+4791234567".parse().unwrap(), &"gp@x.example".parse().unwrap())
+        .unwrap();
+    let sms = std::fs::read_to_string(&issued.delivery.sms).unwrap();
+    let password = snow_pki::outbox::password_of(&sms).unwrap();
+    let p12 = snow_crypto::pkcs12::read(&issued.p12, &password, "p12").unwrap();
+    let rogue = snow_crypto::Identity::new(p12.key_pkcs8, p12.chain).unwrap();
+    refused(
+        &gp.iq().request(request(&rogue, "search@lab.example", now)).await.unwrap(),
+        "not the one the key directory lists for 1111111@po.example",
+    );
+
+    // The real thing is still answered.
+    let a = gp.iq().search(AGENT, &query(), identity, ca).await.unwrap();
+    assert_eq!(a.buckets[0].counts.unwrap().tested, Count::Below(5));
+    f.shutdown().await;
+}
+
+/// Issue 20 at the GP: the test plays the lab's agent (logged in with its
+/// certificate) and answers the GP's searches wrongly in every way an
+/// attacker on the path could. Only the answer signed by the agent for
+/// this GP, naming this very request, is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gp_takes_only_the_answer_signed_by_the_agent_for_its_request() {
+    let (mut po, lab) = sites(&[]);
+    po.add_user("3333333");
+    let agent_id = agent_identity(&mut po, "search@lab.example");
+    let (po_server, lab_server) = start_servers(&po, &lab).await;
+    let mut opts = po.options(&lab_server, false);
+    opts.domain = "lab.example".into();
+    opts.resource = Some(snow_agents::AGENT_RESOURCE.into());
+    let mut agent = Client::connect(&opts, &agent_id).await.unwrap();
+    let (gp, _lab_gp) = log_in_gps(&po, &po_server, &lab_server, "search@lab.example").await;
+    let gp_identity = po.identity("1111111");
+    let other_gp = po.identity("3333333");
+    let gp_cert = gp_identity.certificate().to_vec();
+    let ca = po.ca.cert_der().to_vec();
+    let me = "1111111@po.example";
+
+    // Asks once; the agent's side answers with `answer(request)`.
+    let mut ask = async |answer: &mut dyn FnMut(&Element) -> Element| {
+        let asking = tokio::spawn({
+            let (iq, ca, identity) = (gp.iq().clone(), ca.clone(), clone_identity(&gp_identity));
+            async move { iq.search(AGENT, &query(), &identity, &ca).await }
+        });
+        let request = loop {
+            let el = agent.next_stanza(T).await.unwrap();
+            if el.name() == "iq" && el.child(NS_STATS, "search").is_some() {
+                break el;
+            }
+        };
+        agent.send(&iq_result(&request, Some(answer(&request)))).await.unwrap();
+        (request, asking.await.unwrap())
+    };
+    let dropped = |got: Result<StatsAnswer, ClientError>, why: &str| match got {
+        Err(e @ ClientError::Unverified { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.starts_with("unverified message dropped: ") && text.contains(why) && text.ends_with("(from search@lab.example)"),
+                "{text}"
+            );
+        }
+        other => panic!("{why}: not dropped: {other:?}"),
+    };
+
+    // The genuine answer.
+    let mut first_answer = None;
+    let (first, got) = ask(&mut |r| {
+        let a = signed_answer(12, &gp_cert, &agent_id, r, me);
+        first_answer = Some(a.clone());
+        a
+    })
+    .await;
+    assert_eq!(got.unwrap().buckets[0].counts.unwrap().tested, Count::Exact(12));
+    let first_answer = first_answer.unwrap();
+
+    // The first answer, replayed to the next request.
+    let (_, got) = ask(&mut |_| first_answer.clone()).await;
+    dropped(got, "it does not answer our request");
+    // An answer with this request's id but the digest of the first.
+    let (_, got) = ask(&mut |r| {
+        let mut forged = first.clone();
+        forged.set_attr("id", r.attr("id").unwrap());
+        signed_answer(13, &gp_cert, &agent_id, &forged, me)
+    })
+    .await;
+    dropped(got, "it does not answer our request");
+    // Signed by another GP, not the agent.
+    let (_, got) = ask(&mut |r| {
+        let mut search = r.child(NS_STATS, "search").unwrap().clone();
+        e2e::decrypt_content(&mut search, NS_STATS, agent_id.key_pkcs8(), agent_id.certificate()).unwrap();
+        let digest = signed::digest(signed::only_signed(&search).unwrap());
+        let request_ref = signed::RequestRef { id: r.attr("id").unwrap().into(), digest };
+        let el = signed::sign(
+            signed::Kind::SearchAnswer,
+            vec![snow_xml::Node::Element(answer_element(&answer_of(14)))],
+            &[me],
+            Some(&request_ref),
+            &other_gp,
+            snow_client::unix_now(),
+        )
+        .unwrap();
+        let mut payload = Element::new(NS_STATS, "search").with_child(el);
+        e2e::encrypt_content(&mut payload, NS_STATS, &[gp_cert.as_slice()], KeyTransport::default()).unwrap();
+        payload
+    })
+    .await;
+    dropped(got, "it was signed as 3333333@po.example, but came from search@lab.example");
+    // Signed for someone else.
+    let (_, got) = ask(&mut |r| signed_answer(15, &gp_cert, &agent_id, r, "3333333@po.example")).await;
+    dropped(got, "it is not addressed to 1111111@po.example");
+    // Not signed at all.
+    let (_, got) = ask(&mut |_| answer_payload(16, &gp_cert)).await;
+    dropped(got, "it is not signed");
+
+    po_server.shutdown(T).await;
+    lab_server.shutdown(T).await;
 }

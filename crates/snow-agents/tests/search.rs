@@ -96,19 +96,18 @@ async fn a_gp_searches_a_labs_statistics_across_the_federation() {
     let mut burst = f.po.login(&f.po_server, "1111111").await.unwrap();
     let before = (f.agent.stats().accepted(), f.agent.stats().rejected());
     let mut batch = String::new();
-    for i in 0..10 {
-        let mut iq = search_request(AGENT, &query(Area::All), &agent_cert).unwrap();
-        iq.set_attr("id", format!("burst-{i}"));
+    let mut requests = std::collections::HashMap::new();
+    for _ in 0..10 {
+        let (iq, request) = search_request(AGENT, &query(Area::All), &agent_cert, identity).unwrap();
         batch.push_str(&iq.to_xml(NS_CLIENT));
+        requests.insert(request.id.clone(), request);
     }
     burst.send_raw(&batch).await.unwrap();
     let (mut answered, mut refused) = (0, 0);
     while answered + refused < 10 {
         let el = burst.next_stanza(Duration::from_secs(20)).await.unwrap();
-        if !el.attr("id").is_some_and(|id| id.starts_with("burst-")) {
-            continue;
-        }
-        match read_search_answer(AGENT, &el, identity) {
+        let Some(request) = el.attr("id").and_then(|id| requests.get(id)) else { continue };
+        match read_search_answer(AGENT, &el, identity, &agent_cert, request) {
             Ok(_) => answered += 1,
             Err(ClientError::Refused { condition, .. }) if condition == "resource-constraint" => refused += 1,
             Err(e) => panic!("unexpected: {e}"),

@@ -8,6 +8,7 @@
 mod lab_federation;
 
 use lab_federation::{first_answer, query, Federation, Row, AGENT};
+use snow_client::signed;
 use snow_client::stats::{query_element, read_search_answer, NS_STATS};
 use snow_client::ClientError;
 use snow_core::stats::{Area, Count, Counts, Granularity, Sex, StatsAnswer, StatsError, StatsQuery};
@@ -88,7 +89,17 @@ async fn unknown_areas_are_refused_by_name_and_periods_outside_the_data_are_no_d
     for (attr, value) in [("analysis", "infa"), ("sex", "f"), ("granularity", "Week"), ("area", "Municipality:5401")] {
         q.set_attr(attr, value);
     }
-    let mut search = Element::new(NS_STATS, "search").with_child(q);
+    let signed_q = signed::sign(
+        signed::Kind::SearchRequest,
+        vec![snow_xml::Node::Element(q)],
+        &["search@lab.example"],
+        None,
+        identity,
+        snow_client::unix_now(),
+    )
+    .unwrap();
+    let request = signed::RequestRef { id: "mixed-case-codes".into(), digest: signed::digest(&signed_q) };
+    let mut search = Element::new(NS_STATS, "search").with_child(signed_q);
     snow_crypto::e2e::encrypt_content(
         &mut search,
         NS_STATS,
@@ -96,9 +107,13 @@ async fn unknown_areas_are_refused_by_name_and_periods_outside_the_data_are_no_d
         snow_crypto::e2e::KeyTransport::default(),
     )
     .unwrap();
-    let iq = Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_attr("to", AGENT).with_child(search);
-    let reply = gp.iq().request(iq).await.unwrap();
-    let a = read_search_answer(AGENT, &reply, identity).unwrap();
+    let iq = Element::new(NS_CLIENT, "iq")
+        .with_attr("type", "get")
+        .with_attr("to", AGENT)
+        .with_attr("id", request.id.clone())
+        .with_child(search);
+    let reply = gp.iq().request_as_is(iq).await.unwrap();
+    let a = read_search_answer(AGENT, &reply, identity, &agent_cert, &request).unwrap();
     assert_eq!(
         (a.query.analysis.as_str(), a.query.sex, a.query.granularity),
         ("INFA", Some(Sex::Female), Granularity::Week)

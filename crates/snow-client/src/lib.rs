@@ -74,6 +74,10 @@ pub enum ClientError {
     Refused { who: String, condition: String, text: Option<String> },
     #[error("the answer from {who} is not valid: {why}")]
     BadAnswer { who: String, why: String },
+    /// A signed payload that did not verify (issue 20): dropped, never
+    /// shown as genuine.
+    #[error("unverified message dropped: {why} (from {who})")]
+    Unverified { who: String, why: signed::Unverified },
     #[error("no answer from {who} within {after:?}")]
     NoAnswer { who: String, after: Duration },
     #[error("too many requests are waiting for answers (at most {0})")]
@@ -340,7 +344,7 @@ pub async fn open_chat(
     };
     let sender = from.split('/').next().unwrap_or(from).to_owned();
     let me = iq.jid().split('/').next().unwrap_or_default().to_owned();
-    let Some(signed_el) = only_signed(&copy) else { return unverified(signed::Unverified::NotSigned) };
+    let Some(signed_el) = signed::only_signed(&copy) else { return unverified(signed::Unverified::NotSigned) };
     let expect = signed::Expect { kind: signed::Kind::Chat, sender: &sender, me: &me, answers: None };
     // The guard is dropped before the directory is asked (an await).
     let opened = {
@@ -381,20 +385,6 @@ pub async fn check_signer(
         Err(ClientError::BadKey { why, .. }) => Err(signed::Unverified::Directory { jid, why: why.to_string() }),
         Err(e) => Err(signed::Unverified::Directory { jid, why: e.to_string() }),
     }
-}
-
-/// The one `<signed>` element a decrypted chat body holds (whitespace
-/// around it allowed); `None` for anything else (an unsigned text).
-fn only_signed(content: &Element) -> Option<&Element> {
-    let mut found = None;
-    for n in content.nodes() {
-        match n {
-            snow_xml::Node::Text(t) if t.trim().is_empty() => {}
-            snow_xml::Node::Element(e) if found.is_none() && e.is(signed::NS_SIGNED, "signed") => found = Some(e),
-            _ => return None,
-        }
-    }
-    found
 }
 
 /// Unix seconds now (0 before 1970: every signed time is then ahead).

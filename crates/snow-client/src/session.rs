@@ -206,8 +206,19 @@ impl IqClient {
     /// to read. A component's request is stamped with its address, and
     /// addressed to its server when it names nobody.
     pub async fn request(&self, mut iq: Element) -> Result<Element, ClientError> {
-        let id = snow_crypto::one_time_password::random_hex(8)?;
-        iq.set_attr("id", id.clone());
+        iq.set_attr("id", snow_crypto::one_time_password::random_hex(8)?);
+        self.request_as_is(iq).await
+    }
+
+    /// [`request`](Self::request) for an IQ that carries its id already
+    /// (a signed search names it: [`stats::search_request`]); the id must
+    /// be unpredictable and not pending.
+    pub async fn request_as_is(&self, mut iq: Element) -> Result<Element, ClientError> {
+        let id = iq
+            .attr("id")
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::Protocol("a request without an id".into()))?;
         self.inner.origin.stamp(&mut iq);
         let from = Expected::reply_to(&self.inner.origin, iq.attr("to"));
         let who = from.who().to_owned();
@@ -216,6 +227,9 @@ impl IqClient {
             let mut pending = self.inner.pending();
             if pending.len() >= MAX_PENDING {
                 return Err(ClientError::TooManyRequests(MAX_PENDING));
+            }
+            if pending.contains_key(&id) {
+                return Err(ClientError::Protocol(format!("a request with id {id} is waiting already")));
             }
             pending.insert(id.clone(), Waiter { from, tx });
         }
@@ -396,8 +410,9 @@ impl IqClient {
             }
             other => other?,
         };
-        let answer = self.request(stats::search_request(agent, query, &cert)?).await?;
-        stats::read_search_answer(agent, &answer, identity)
+        let (iq, request) = stats::search_request(agent, query, &cert, identity)?;
+        let answer = self.request_as_is(iq).await?;
+        stats::read_search_answer(agent, &answer, identity, &cert, &request)
     }
 
     /// Asks a lab's search agent (`agent`: its full JID, or a component's

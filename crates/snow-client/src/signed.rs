@@ -219,6 +219,38 @@ pub fn digest(signed: &Element) -> String {
 /// Checks a signed payload against what the receiver expects (module doc)
 /// and takes its nonce; `now` in Unix seconds.
 pub fn open(signed: &Element, expect: &Expect<'_>, nonces: &mut NonceCache, now: i64) -> Result<Opened, Unverified> {
+    let (opened, nonce) = verified(signed, expect, now)?;
+    match nonces.take(&opened.from.to_ascii_lowercase(), &nonce, opened.ts, now) {
+        Ok(()) => Ok(opened),
+        Err(NonceError::Replayed) => Err(Unverified::Replayed),
+        Err(e @ NonceError::OutsideWindow { .. }) | Err(e @ NonceError::Malformed(..)) => Err(Unverified::Time(e)),
+        Err(e) => Err(Unverified::Unrecorded(e)),
+    }
+}
+
+/// Checks a signed answer to `request` from `sender` to `me` (module
+/// doc), without a nonce cache: the answer names the digest of our signed
+/// request, which holds a fresh random nonce of ours, so an answer to any
+/// earlier request, replayed, can never match; and the request's own
+/// reply is taken once ([`crate::IqClient::request`]).
+pub fn open_answer(
+    signed: &Element,
+    sender: &str,
+    me: &str,
+    request: &RequestRef,
+    now: i64,
+) -> Result<Opened, Unverified> {
+    let expect = Expect { kind: Kind::SearchAnswer, sender, me, answers: Some(request) };
+    let (opened, _nonce) = verified(signed, &expect, now)?;
+    let max_age_secs = Kind::SearchAnswer.max_age_secs();
+    if opened.ts > now.saturating_add(snow_core::nonce_cache::MAX_SKEW_SECS) {
+        return Err(Unverified::Time(NonceError::OutsideWindow { ts: opened.ts, now, max_age_secs }));
+    }
+    Ok(opened)
+}
+
+/// Everything [`open`] checks but the nonce, which it returns.
+fn verified(signed: &Element, expect: &Expect<'_>, now: i64) -> Result<(Opened, String), Unverified> {
     if !signed.is(NS_SIGNED, "signed") {
         return Err(Unverified::NotSigned);
     }
@@ -263,19 +295,26 @@ pub fn open(signed: &Element, expect: &Expect<'_>, nonces: &mut NonceCache, now:
         }
     }
     let ts: i64 = attr("ts")?.parse().map_err(|_| malformed("ts is not a number"))?;
-    let nonce = attr("nonce")?;
+    let nonce = attr("nonce")?.to_owned();
     if ts < now.saturating_sub(expect.kind.max_age_secs()) {
         return Err(Unverified::Time(NonceError::OutsideWindow { ts, now, max_age_secs: expect.kind.max_age_secs() }));
     }
-    match nonces.take(&from.to_ascii_lowercase(), nonce, ts, now) {
-        Ok(()) => {}
-        Err(NonceError::Replayed) => return Err(Unverified::Replayed),
-        Err(e @ NonceError::OutsideWindow { .. }) | Err(e @ NonceError::Malformed(..)) => {
-            return Err(Unverified::Time(e))
+    Ok((Opened { from, to, ts, content, signer_cert: verified.signer, digest: digest(signed) }, nonce))
+}
+
+/// The one `<signed>` element a decrypted payload holds (whitespace
+/// around it allowed); `None` for anything else (an unsigned text, a
+/// second element beside it).
+pub fn only_signed(payload: &Element) -> Option<&Element> {
+    let mut found = None;
+    for n in payload.nodes() {
+        match n {
+            Node::Text(t) if t.trim().is_empty() => {}
+            Node::Element(e) if found.is_none() && e.is(NS_SIGNED, "signed") => found = Some(e),
+            _ => return None,
         }
-        Err(e) => return Err(Unverified::Unrecorded(e)),
     }
-    Ok(Opened { from, to, ts, content, signer_cert: verified.signer, digest: digest(signed) })
+    found
 }
 
 fn bare(jid: &str) -> &str {

@@ -77,6 +77,7 @@ use snow_core::stats::{
 use snow_crypto::Identity;
 use snow_xml::{Element, NS_CLIENT};
 
+use crate::signed::{self, RequestRef};
 use crate::ClientError;
 
 pub const NS_STATS: &str = "urn:snow:stats:1";
@@ -119,20 +120,55 @@ fn bad(field: &'static str, reason: &str) -> StatsError {
     StatsError { field, reason: reason.into() }
 }
 
-/// The IQ that asks `agent` (a full JID) for `query`, encrypted to the
-/// agent's certificate `agent_cert` (checked by the caller).
-pub fn search_request(agent: &str, query: &StatsQuery, agent_cert: &[u8]) -> Result<Element, ClientError> {
-    let mut search = Element::new(NS_STATS, "search").with_child(query_element(query));
+/// The IQ that asks `agent` (a full JID, or a component's domain) for
+/// `query`: the `<query/>` signed by `identity` for the agent's bare JID
+/// ([`signed::Kind::SearchRequest`]), then encrypted to the agent's
+/// certificate `agent_cert` (checked by the caller). The IQ carries its
+/// id already (the signature's answer must name it): send it with
+/// [`crate::IqClient::request_as_is`]. The [`RequestRef`] is what the
+/// answer must name.
+pub fn search_request(
+    agent: &str,
+    query: &StatsQuery,
+    agent_cert: &[u8],
+    identity: &Identity,
+) -> Result<(Element, RequestRef), ClientError> {
+    let bare = agent.split('/').next().unwrap_or(agent);
+    let signed_el = signed::sign(
+        signed::Kind::SearchRequest,
+        vec![snow_xml::Node::Element(query_element(query))],
+        &[bare],
+        None,
+        identity,
+        crate::unix_now(),
+    )?;
+    let request = RequestRef { id: snow_crypto::one_time_password::random_hex(8)?, digest: signed::digest(&signed_el) };
+    let mut search = Element::new(NS_STATS, "search").with_child(signed_el);
     snow_crypto::e2e::encrypt_content(&mut search, NS_STATS, &[agent_cert], snow_crypto::e2e::KeyTransport::default())?;
-    Ok(Element::new(NS_CLIENT, "iq").with_attr("type", "get").with_attr("to", agent).with_child(search))
+    let iq = Element::new(NS_CLIENT, "iq")
+        .with_attr("type", "get")
+        .with_attr("to", agent)
+        .with_attr("id", request.id.clone())
+        .with_child(search);
+    Ok((iq, request))
 }
 
 /// The answer in the agent's reply to [`search_request`], decrypted with
 /// our key (only the EncryptedKey naming our certificate is tried, at most
-/// 16 read); a stanza error becomes [`ClientError::Refused`]. Which reply
-/// answers the request — the one with its id from the agent asked — is
-/// [`crate::IqClient::request`]'s business.
-pub fn read_search_answer(agent: &str, reply: &Element, identity: &Identity) -> Result<StatsAnswer, ClientError> {
+/// 16 read), and believed only if it is signed by the agent with
+/// `agent_cert` (the key directory's, as the request was encrypted to),
+/// for us, answering `request` ([`signed::open_answer`]): anything else is
+/// [`ClientError::Unverified`]. A stanza error becomes
+/// [`ClientError::Refused`]. Which reply answers the request — the one
+/// with its id from the agent asked — is [`crate::IqClient::request`]'s
+/// business.
+pub fn read_search_answer(
+    agent: &str,
+    reply: &Element,
+    identity: &Identity,
+    agent_cert: &[u8],
+    request: &RequestRef,
+) -> Result<StatsAnswer, ClientError> {
     if reply.attr("type") == Some("error") {
         let (condition, text) = snow_xml::stanza::error_of(reply);
         return Err(ClientError::Refused { who: agent.to_owned(), condition, text });
@@ -141,7 +177,18 @@ pub fn read_search_answer(agent: &str, reply: &Element, identity: &Identity) -> 
     let mut payload = reply.child(NS_STATS, "search").cloned().ok_or_else(|| bad("no <search/> payload".into()))?;
     snow_crypto::e2e::decrypt_content(&mut payload, NS_STATS, identity.key_pkcs8(), identity.certificate())
         .map_err(|e| bad(format!("cannot decrypt it: {e}")))?;
-    let el = payload.child(NS_STATS, "answer").ok_or_else(|| bad("no <answer/> inside".into()))?;
+    let bare = agent.split('/').next().unwrap_or(agent);
+    let unverified = |why: signed::Unverified| ClientError::Unverified { who: bare.to_owned(), why };
+    let signed_el = signed::only_signed(&payload).ok_or_else(|| unverified(signed::Unverified::NotSigned))?;
+    let me = snow_crypto::CertInfo::from_der(identity.certificate())
+        .ok()
+        .and_then(|c| c.jid().map(str::to_owned))
+        .unwrap_or_default();
+    let opened = signed::open_answer(signed_el, bare, &me, request, crate::unix_now()).map_err(unverified)?;
+    if opened.signer_cert != agent_cert {
+        return Err(unverified(signed::Unverified::NotDirectorys(bare.to_owned())));
+    }
+    let el = opened.content.child(NS_STATS, "answer").ok_or_else(|| bad("no <answer/> inside".into()))?;
     parse_answer(el).map_err(|e| bad(e.to_string()))
 }
 

@@ -148,6 +148,10 @@ impl SiteHome {
     pub fn lab_db(&self) -> PathBuf {
         self.data_dir().join("lab.db")
     }
+    /// The signed searches a search agent took (its replay cache).
+    pub fn agent_nonces(&self, jid: &str) -> PathBuf {
+        self.data_dir().join(format!("{jid}.search-nonces"))
+    }
     /// Where the lab pushes its files.
     pub fn incoming(&self) -> PathBuf {
         self.data_dir().join(INCOMING_DIR)

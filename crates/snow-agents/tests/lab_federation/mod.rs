@@ -93,6 +93,8 @@ pub fn start_agent(
             ca_der: po.ca.cert_der().to_vec(),
             identity,
             lab_db: SiteHome::new(lab_home).lab_db(),
+            nonces: snow_agents::open_search_nonces(&SiteHome::new(lab_home).agent_nonces("search@lab.example"))
+                .unwrap(),
             settings: SearchSettings::default(),
             workers: 1,
             queue,

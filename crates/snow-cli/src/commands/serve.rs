@@ -139,6 +139,7 @@ pub fn search_agent_config(
         settings: SearchSettings { lab: config.lab.lab_settings(), threshold: config.lab.disclosure_threshold },
         workers: config.lab.max_search_agents,
         queue: config.lab.search_queue,
+        nonces: snow_agents::open_search_nonces(&paths.agent_nonces(jid))?,
     })
 }
 
