@@ -118,7 +118,8 @@ fn at_agent(f: &Fixture, settings: &SearchSettings, request: &Element) -> Elemen
     e2e::decrypt_content(&mut search, NS_STATS, f.agent.key_pkcs8(), f.agent.certificate()).unwrap();
     let signed_el = signed::only_signed(&search).unwrap();
     let verified = snow_crypto::xmldsig::verify_enveloped(signed_el).unwrap();
-    let q = parse_query(verified.content.child(signed::NS_SIGNED, "content").unwrap().child(NS_STATS, "query").unwrap());
+    let q =
+        parse_query(verified.content.child(signed::NS_SIGNED, "content").unwrap().child(NS_STATS, "query").unwrap());
     let a = answer(&f.db, settings, &q.unwrap()).unwrap();
     let asked = signed::RequestRef { id: "bench".into(), digest: signed::digest(signed_el) };
     let el = signed::sign(

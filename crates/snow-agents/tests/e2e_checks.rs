@@ -546,7 +546,9 @@ async fn a_gp_takes_only_the_answer_signed_by_the_agent_for_its_request() {
         Err(e @ ClientError::Unverified { .. }) => {
             let text = e.to_string();
             assert!(
-                text.starts_with("unverified message dropped: ") && text.contains(why) && text.ends_with("(from search@lab.example)"),
+                text.starts_with("unverified message dropped: ")
+                    && text.contains(why)
+                    && text.ends_with("(from search@lab.example)"),
                 "{text}"
             );
         }

@@ -45,7 +45,9 @@ pub struct Event {
 /// How one line of a conversation travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineKind {
-    /// End-to-end encrypted (and authenticated).
+    /// End-to-end encrypted and signed; a received one's signature was
+    /// verified (its signer is the conversation's other party, as
+    /// `snow_client::open_chat` requires).
     Encrypted,
     /// Sent in clear text by the other side.
     Clear,

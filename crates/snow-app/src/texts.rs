@@ -184,6 +184,8 @@ pub struct Texts {
     pub not_delivered: &'static str,
     /// Before the reason a received chat was not shown.
     pub unverified_dropped: &'static str,
+    /// Beside a received chat whose signature proved its sender.
+    pub verified_sender: &'static str,
     pub dialog_title: &'static str,
     pub dialog_text: &'static str,
     pub dialog_confirm: &'static str,
@@ -310,6 +312,7 @@ pub static NB: Texts = Texts {
     unreadable: "kryptert, kan ikke leses",
     not_delivered: "ikke levert",
     unverified_dropped: "ubekreftet melding forkastet",
+    verified_sender: "avsender bekreftet",
     dialog_title: "Før du skriver",
     dialog_text: "Denne samtalen skal ikke inneholde sensitive eller graderte opplysninger, for eksempel opplysninger som kan identifisere en pasient. Bekreft at du har forstått dette.",
     dialog_confirm: "Jeg bekrefter",
@@ -436,6 +439,7 @@ pub static EN: Texts = Texts {
     unreadable: "encrypted, cannot be read",
     not_delivered: "not delivered",
     unverified_dropped: "unverified message dropped",
+    verified_sender: "sender verified",
     dialog_title: "Before you write",
     dialog_text: "This conversation must not contain sensitive or classified information, such as anything that could identify a patient. Confirm that you understand this.",
     dialog_confirm: "I confirm",

@@ -264,6 +264,10 @@ async fn first_run_dialog_chat_and_alerts_against_a_real_server() {
         get(&app, &cookie, &format!("{conv}/lines")).await.body.contains("Hei tilbake")
     })
     .await;
+    // Its signature was checked: the app says the sender is verified
+    // (once: GP 1's own line carries no mark).
+    let lines = get(&app, &cookie, &format!("{conv}/lines")).await.body;
+    assert_eq!(lines.matches("sender verified").count(), 1, "{lines}");
 
     // A chat GP 2 signed for someone else, encrypted to GP 1: the app says
     // it dropped it and why, never its text.

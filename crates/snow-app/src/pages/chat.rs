@@ -110,6 +110,11 @@ fn lines_markup(live: &Live, t: &Texts, with: &str) -> Markup {
                     " "
                     span class="meta" { (when(l.at)) }
                     @match l.kind {
+                        // Received: signed by the sender, checked
+                        // against the key directory (open_chat).
+                        LineKind::Encrypted if !l.mine => {
+                            " " span class="verified" title=(with) { "✓ " (t.verified_sender) }
+                        }
                         LineKind::Encrypted => {}
                         LineKind::Clear => { " " span class="warn" { "[" (t.not_encrypted) "]" } }
                         LineKind::Unreadable => { " " span class="warn" { "[" (t.unreadable) "]" } }
