@@ -192,6 +192,7 @@ mod tests {
                     age_group: "0-4",
                     sex: "F",
                     positive: i == 0,
+                    record_key: 0x9e37_79b9u32.wrapping_mul(sample.len() as u32 + i as u32),
                 })
                 .unwrap();
             }

@@ -248,6 +248,7 @@ async fn the_search_agent_answers_as_a_component_across_the_federation() {
         age_group: "25-44",
         sex: "F",
         positive: true,
+        record_key: 7,
     })
     .unwrap();
     more.commit("h2", "more.csv", 0).unwrap();

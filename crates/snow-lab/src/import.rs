@@ -79,6 +79,34 @@ pub enum ImportError {
     Changed,
     #[error(transparent)]
     Store(#[from] snow_store::StoreError),
+    #[error("the system's random generator failed: no record keys")]
+    Random,
+}
+
+/// Random record keys for the cell key method (issue 21): uniform 32-bit
+/// values from the system's CSPRNG, drawn a buffer at a time. Whoever
+/// could predict them could strip the noise off the published counts, so
+/// they come from the same generator as the keys.
+struct RecordKeys {
+    buf: [u8; 4096],
+    at: usize,
+}
+
+impl RecordKeys {
+    fn new() -> Self {
+        RecordKeys { buf: [0; 4096], at: 4096 }
+    }
+
+    fn next(&mut self) -> Result<u32, ImportError> {
+        if self.at + 4 > self.buf.len() {
+            aws_lc_rs::rand::fill(&mut self.buf).map_err(|_| ImportError::Random)?;
+            self.at = 0;
+        }
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.buf[self.at..self.at + 4]);
+        self.at += 4;
+        Ok(u32::from_le_bytes(b))
+    }
 }
 
 /// The errors of a file: the first `MAX_LISTED_ERRORS` in file order, and
@@ -365,6 +393,7 @@ pub fn import_file(
     // Rows are added until the first error; after it, the transaction is
     // rolled back and the rest of the file only checked.
     let mut tx = Some(db.begin()?);
+    let mut keys = RecordKeys::new();
     let mut errors = RowErrors::default();
     let mut n = 0u64;
     loop {
@@ -393,6 +422,7 @@ pub fn import_file(
                         age_group: &row.age_group,
                         sex: &sex,
                         positive: row.result == crate::row::Outcome::Positive,
+                        record_key: keys.next()?,
                     })?;
                 }
             }

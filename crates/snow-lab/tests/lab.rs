@@ -167,6 +167,7 @@ fn a_crash_mid_import_leaves_nothing_and_the_file_is_imported_once_after() {
             age_group: "15-24",
             sex: "F",
             positive: true,
+            record_key: 7,
         })
         .unwrap();
         std::mem::forget(tx); // no rollback, no commit: as if the process died

@@ -3,6 +3,16 @@
 //! kept; only what counting needs: positive patients' pseudonyms per week
 //! (for distinct persons) and sample pseudonyms (so a sample exported twice
 //! is counted once).
+//!
+//! Cell keys (issue 21, the cell key method): every record counted — a
+//! sample, and a positive person in a week's cell — carries a random
+//! 32-bit record key, chosen at import by the caller and kept here, never
+//! sent. Each aggregate row keeps, beside each count, the sum of its
+//! records' keys modulo 2^32; a search's cell key is the sum of its rows'
+//! keys modulo 2^32 (as a fraction of 2^32: the fractional part of the
+//! sum of the records' keys). Integer sums make the key of a cell the
+//! same however it is summed (municipalities or the county row, weeks or
+//! a month), so the same cell always gets the same noise.
 
 use std::path::Path;
 
@@ -11,6 +21,9 @@ use std::collections::HashMap;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::{migrate, StoreError};
+
+/// Record keys and their sums are taken modulo 2^32.
+const KEY_MASK: i64 = 0xffff_ffff;
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -105,6 +118,32 @@ CREATE TABLE coverage (
 );
 INSERT INTO coverage SELECT 1, min(yw), max(yw) FROM weekly HAVING count(*) > 0;
 "#,
+    r#"
+-- Cell keys (issue 21). Records imported before keys existed have none:
+-- each of their weekly cells gets one random key per count instead (a
+-- sum of unknown uniform keys is itself uniform), and the area rows the
+-- sums of their municipalities' keys, as an import would make them.
+ALTER TABLE samples ADD COLUMN record_key INTEGER;
+ALTER TABLE positive_persons ADD COLUMN record_key INTEGER;
+ALTER TABLE weekly ADD COLUMN tested_key INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE weekly ADD COLUMN positive_key INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE weekly ADD COLUMN persons_key INTEGER NOT NULL DEFAULT 0;
+UPDATE weekly SET tested_key = random() & 4294967295, positive_key = random() & 4294967295,
+    persons_key = random() & 4294967295;
+ALTER TABLE weekly_area ADD COLUMN tested_key INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE weekly_area ADD COLUMN positive_key INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE weekly_area ADD COLUMN persons_key INTEGER NOT NULL DEFAULT 0;
+UPDATE weekly_area SET (tested_key, positive_key, persons_key) = (
+    SELECT SUM(w.tested_key) & 4294967295, SUM(w.positive_key) & 4294967295, SUM(w.persons_key) & 4294967295
+    FROM weekly w
+    WHERE w.analysis = weekly_area.analysis AND w.yw = weekly_area.yw AND w.age_group = weekly_area.age_group
+      AND w.sex = weekly_area.sex AND (weekly_area.area = 'all' OR substr(w.municipality, 1, 2) = weekly_area.area));
+-- The municipality index covers the keys too: a search still reads one
+-- index entry per week, age group and sex.
+DROP INDEX weekly_by_municipality;
+CREATE INDEX weekly_by_municipality
+    ON weekly (analysis, municipality, yw, tested, positive, positive_persons, tested_key, positive_key, persons_key);
+"#,
 ];
 
 /// An alert the detection agent sent.
@@ -132,6 +171,10 @@ pub struct AggRow<'a> {
     pub age_group: &'a str,
     pub sex: &'a str,
     pub positive: bool,
+    /// The record's random key (uniform over u32, from a CSPRNG): also
+    /// the key of the positive person it makes, if it is their first
+    /// positive sample in the week's cell.
+    pub record_key: u32,
 }
 
 /// A weekly aggregate row.
@@ -142,6 +185,30 @@ pub struct Weekly {
     pub tested: i64,
     pub positive: i64,
     pub positive_persons: i64,
+    /// The cell keys of the three counts: sums of record keys mod 2^32.
+    pub keys: CellKeys,
+}
+
+/// The cell keys of tested, positive and positive persons: sums of their
+/// records' keys modulo 2^32 (module doc). The keys of the union of two
+/// disjoint cells are their sum (`+`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CellKeys {
+    pub tested: u32,
+    pub positive: u32,
+    pub persons: u32,
+}
+
+impl std::ops::Add for CellKeys {
+    type Output = CellKeys;
+
+    fn add(self, other: CellKeys) -> CellKeys {
+        CellKeys {
+            tested: self.tested.wrapping_add(other.tested),
+            positive: self.positive.wrapping_add(other.positive),
+            persons: self.persons.wrapping_add(other.persons),
+        }
+    }
 }
 
 pub struct LabDb {
@@ -152,8 +219,8 @@ pub struct LabDb {
 type WeekKey = (String, String, i32, u8, String, String);
 /// Key of one `weekly_area` row: analysis, area, yw, age group, sex.
 type AreaKey<'a> = (&'a str, &'a str, i32, &'a str, &'a str);
-/// Tested, positive, positive persons.
-type Counts = (i64, i64, i64);
+/// Tested, positive, positive persons, and their cell keys.
+type Counts = (i64, i64, i64, CellKeys);
 
 /// An import in progress: one transaction for the whole file. Weekly
 /// counts are summed in memory (their number is bounded by the
@@ -279,21 +346,29 @@ impl LabDb {
         let weeks = (filter.weeks.0, filter.weeks.1);
         let map = |r: &rusqlite::Row<'_>| {
             let yw: i32 = r.get(0)?;
+            let key = |i| r.get::<_, i64>(i).map(|k| (k & KEY_MASK) as u32);
             Ok(Weekly {
                 year: yw / 100,
                 week: (yw % 100) as u8,
                 tested: r.get(1)?,
                 positive: r.get(2)?,
                 positive_persons: r.get(3)?,
+                keys: CellKeys { tested: key(4)?, positive: key(5)?, persons: key(6)? },
             })
         };
+        // Key sums: at most one row per age group and sex is added (far
+        // below 2^31 rows), so SUM cannot overflow before the mask.
         let sql = if filter.area.len() == 4 {
-            "SELECT yw, SUM(tested), SUM(positive), SUM(positive_persons) FROM weekly INDEXED BY weekly_by_municipality
+            "SELECT yw, SUM(tested), SUM(positive), SUM(positive_persons),
+                    SUM(tested_key), SUM(positive_key), SUM(persons_key)
+             FROM weekly INDEXED BY weekly_by_municipality
              WHERE analysis = ?1 AND municipality = ?2 AND yw BETWEEN ?3 AND ?4
                AND (?5 IS NULL OR age_group = ?5) AND (?6 IS NULL OR sex = ?6)
              GROUP BY yw ORDER BY yw"
         } else {
-            "SELECT yw, SUM(tested), SUM(positive), SUM(positive_persons) FROM weekly_area
+            "SELECT yw, SUM(tested), SUM(positive), SUM(positive_persons),
+                    SUM(tested_key), SUM(positive_key), SUM(persons_key)
+             FROM weekly_area
              WHERE analysis = ?1 AND area = ?2 AND yw BETWEEN ?3 AND ?4
                AND (?5 IS NULL OR age_group = ?5) AND (?6 IS NULL OR sex = ?6)
              GROUP BY yw ORDER BY yw"
@@ -330,9 +405,11 @@ impl LabImport<'_> {
     /// not counted again.
     pub fn add(&mut self, r: &AggRow<'_>) -> Result<(), StoreError> {
         self.rows += 1;
-        let new_sample =
-            self.tx.prepare_cached("INSERT OR IGNORE INTO samples (sample_id) VALUES (?1)")?.execute([r.sample_id])?
-                == 1;
+        let new_sample = self
+            .tx
+            .prepare_cached("INSERT OR IGNORE INTO samples (sample_id, record_key) VALUES (?1, ?2)")?
+            .execute(params![r.sample_id, r.record_key])?
+            == 1;
         if !new_sample {
             return Ok(());
         }
@@ -342,9 +419,19 @@ impl LabImport<'_> {
                 .tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO positive_persons
-                     (analysis, year, week, municipality, age_group, sex, patient) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     (analysis, year, week, municipality, age_group, sex, patient, record_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
-                .execute(params![r.analysis, r.year, r.week, r.municipality, r.age_group, r.sex, r.patient])?
+                .execute(params![
+                    r.analysis,
+                    r.year,
+                    r.week,
+                    r.municipality,
+                    r.age_group,
+                    r.sex,
+                    r.patient,
+                    r.record_key
+                ])?
                 == 1;
         let key = (
             r.analysis.to_owned(),
@@ -354,10 +441,13 @@ impl LabImport<'_> {
             r.age_group.to_owned(),
             r.sex.to_owned(),
         );
-        let e = self.weekly.entry(key).or_insert((0, 0, 0));
+        let e = self.weekly.entry(key).or_insert((0, 0, 0, CellKeys::default()));
         e.0 += 1;
         e.1 += i64::from(r.positive);
         e.2 += i64::from(new_person);
+        let k = r.record_key;
+        e.3 = e.3
+            + CellKeys { tested: k, positive: if r.positive { k } else { 0 }, persons: if new_person { k } else { 0 } };
         Ok(())
     }
 
@@ -370,31 +460,39 @@ impl LabImport<'_> {
     pub fn commit(self, hash: &str, file: &str, now: i64) -> Result<(), StoreError> {
         {
             let mut stmt = self.tx.prepare_cached(
-                "INSERT INTO weekly (analysis, municipality, year, week, age_group, sex, tested, positive, positive_persons)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO weekly (analysis, municipality, year, week, age_group, sex, tested, positive, positive_persons,
+                                     tested_key, positive_key, persons_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT DO UPDATE SET tested = tested + excluded.tested, positive = positive + excluded.positive,
-                     positive_persons = positive_persons + excluded.positive_persons",
+                     positive_persons = positive_persons + excluded.positive_persons,
+                     tested_key = (tested_key + excluded.tested_key) & 4294967295,
+                     positive_key = (positive_key + excluded.positive_key) & 4294967295,
+                     persons_key = (persons_key + excluded.persons_key) & 4294967295",
             )?;
-            for ((a, m, y, w, g, s), (t, p, pp)) in &self.weekly {
-                stmt.execute(params![a, m, y, w, g, s, t, p, pp])?;
+            for ((a, m, y, w, g, s), (t, p, pp, k)) in &self.weekly {
+                stmt.execute(params![a, m, y, w, g, s, t, p, pp, k.tested, k.positive, k.persons])?;
             }
             // The same counts summed per county and for all.
             let mut areas: HashMap<AreaKey<'_>, Counts> = HashMap::new();
-            for ((a, m, y, w, g, s), (t, p, pp)) in &self.weekly {
+            for ((a, m, y, w, g, s), (t, p, pp, k)) in &self.weekly {
                 let yw = y * 100 + i32::from(*w);
                 for area in [m.get(..2).unwrap_or(m), "all"] {
-                    let e = areas.entry((a, area, yw, g, s)).or_insert((0, 0, 0));
-                    (e.0, e.1, e.2) = (e.0 + t, e.1 + p, e.2 + pp);
+                    let e = areas.entry((a, area, yw, g, s)).or_insert((0, 0, 0, CellKeys::default()));
+                    (e.0, e.1, e.2, e.3) = (e.0 + t, e.1 + p, e.2 + pp, e.3 + *k);
                 }
             }
             let mut stmt = self.tx.prepare_cached(
-                "INSERT INTO weekly_area (analysis, area, yw, age_group, sex, tested, positive, positive_persons)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO weekly_area (analysis, area, yw, age_group, sex, tested, positive, positive_persons,
+                                          tested_key, positive_key, persons_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT DO UPDATE SET tested = tested + excluded.tested, positive = positive + excluded.positive,
-                     positive_persons = positive_persons + excluded.positive_persons",
+                     positive_persons = positive_persons + excluded.positive_persons,
+                     tested_key = (tested_key + excluded.tested_key) & 4294967295,
+                     positive_key = (positive_key + excluded.positive_key) & 4294967295,
+                     persons_key = (persons_key + excluded.persons_key) & 4294967295",
             )?;
-            for ((a, area, yw, g, s), (t, p, pp)) in areas {
-                stmt.execute(params![a, area, yw, g, s, t, p, pp])?;
+            for ((a, area, yw, g, s), (t, p, pp, k)) in areas {
+                stmt.execute(params![a, area, yw, g, s, t, p, pp, k.tested, k.positive, k.persons])?;
             }
             // The areas and weeks the lab now has data for.
             let mut known = std::collections::HashSet::new();
@@ -456,6 +554,12 @@ mod tests {
             assert_eq!(db.knows_area(area).unwrap(), known, "{area}");
         }
         assert_eq!(db.coverage().unwrap(), Some((202603, 202603)));
+        // Rows from before cell keys got random keys, and the county's are
+        // the sums of its municipalities'.
+        let keys = |area| db.weekly(&WeeklyFilter::new("INFA", area, (202601, 202610))).unwrap()[0].keys;
+        assert_eq!(keys("54"), keys("5401") + keys("5402"));
+        assert_eq!(keys("all"), keys("54") + keys("1804"));
+        assert_ne!(keys("5401"), CellKeys::default());
     }
 
     /// Imports grow the known areas (of any analysis) and the weeks the
@@ -476,6 +580,7 @@ mod tests {
             age_group: "0-4",
             sex: "F",
             positive: false,
+            record_key: 7,
         };
         let mut import = |hash: &str, rows: &[AggRow<'_>]| {
             let mut imp = db.begin().unwrap();
@@ -516,6 +621,7 @@ mod tests {
                 age_group: groups[(i % 2) as usize],
                 sex: if i % 7 < 3 { "M" } else { "F" },
                 positive: i % 4 == 0,
+                record_key: i.wrapping_mul(0x9e37_79b9),
             })
             .unwrap();
         }
@@ -542,5 +648,78 @@ mod tests {
         assert_eq!(all, 200);
         let county: i64 = db.weekly(&WeeklyFilter::new("INFA", "54", weeks)).unwrap().iter().map(|w| w.tested).sum();
         assert_eq!(county, 134);
+    }
+
+    /// Issue 21: a cell's key is the sum (mod 2^32) of its records' keys,
+    /// whichever rows it is summed from and across two imports: tested
+    /// from every sample, positive from the positive ones, persons from a
+    /// patient's first positive sample in the week's cell only.
+    #[test]
+    fn cell_keys_are_the_sums_of_their_records_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = LabDb::open(&dir.path().join("lab.db")).unwrap();
+        let groups = ["0-4", "25-44"];
+        // (municipality, week, group, sex, positive, patient, key)
+        let mut records = Vec::new();
+        for i in 0..300u32 {
+            let key = i.wrapping_mul(0x9e37_79b9) ^ 0x5bd1_e995;
+            let muni = ["5401", "5402", "1804"][(i % 3) as usize];
+            records.push((
+                muni,
+                (1 + i % 4) as u8,
+                groups[(i % 2) as usize],
+                ["M", "F"][(i % 5 % 2) as usize],
+                i % 3 != 1,
+                i % 11,
+                key,
+            ));
+        }
+        for (n, part) in records.chunks(150).enumerate() {
+            let mut imp = db.begin().unwrap();
+            for (j, (m, w, g, s, pos, patient, key)) in part.iter().enumerate() {
+                let (sample, patient) = (format!("{n}-{j:030}"), format!("{patient:064x}"));
+                imp.add(&AggRow {
+                    sample_id: &sample,
+                    patient: &patient,
+                    analysis: "INFA",
+                    municipality: m,
+                    year: 2026,
+                    week: *w,
+                    age_group: g,
+                    sex: s,
+                    positive: *pos,
+                    record_key: *key,
+                })
+                .unwrap();
+            }
+            imp.commit(&format!("h{n}"), "f.csv", 0).unwrap();
+        }
+        let expected = |area: &str, week: u8, group: Option<&str>| {
+            let mut k = CellKeys::default();
+            let mut seen = std::collections::HashSet::new();
+            for (m, w, g, s, pos, patient, key) in &records {
+                let in_area = area == "all" || m.starts_with(area);
+                if !in_area || *w != week || group.is_some_and(|x| x != *g) {
+                    continue;
+                }
+                let first = *pos && seen.insert((*m, *g, *s, *patient));
+                k = k + CellKeys {
+                    tested: *key,
+                    positive: if *pos { *key } else { 0 },
+                    persons: if first { *key } else { 0 },
+                };
+            }
+            k
+        };
+        for area in ["5401", "1804", "54", "all"] {
+            for group in [None, Some("0-4")] {
+                let f = WeeklyFilter { age_group: group, ..WeeklyFilter::new("INFA", area, (202601, 202653)) };
+                let rows = db.weekly(&f).unwrap();
+                assert!(!rows.is_empty());
+                for w in rows {
+                    assert_eq!(w.keys, expected(area, w.week, group), "{area} {group:?} week {}", w.week);
+                }
+            }
+        }
     }
 }

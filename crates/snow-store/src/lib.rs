@@ -9,7 +9,7 @@ pub mod server_db;
 mod values;
 
 pub use ca_db::{CaDb, CertKind, CertRecord, KeyChange, Revocation, UserRecord};
-pub use lab_db::{AggRow, LabDb, LabImport, SentAlert, Weekly, WeeklyFilter};
+pub use lab_db::{AggRow, CellKeys, LabDb, LabImport, SentAlert, Weekly, WeeklyFilter};
 pub use server_db::{DirectoryEntry, PubsubItem, RosterItem, ServerDb};
 pub use values::{KeyStatus, ReplicationCursor, Subscription};
 

@@ -46,6 +46,7 @@ pub fn import_rows<'a>(db: &Path, hash: &str, file: &str, rows: impl IntoIterato
             age_group: "25-44",
             sex: "F",
             positive,
+            record_key: test_key(&sample),
         })
         .unwrap();
     }
@@ -61,6 +62,11 @@ pub fn sites(components: &[&str]) -> (Site, Replica) {
     po.add_user("1111111");
     po.add_user_at("2222222", "lab.example");
     (po, lab)
+}
+
+/// A record key for a test row: fixed per sample, spread over u32.
+pub fn test_key(sample: &str) -> u32 {
+    sample.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
 /// A certificate from the PO's CA for the agent `jid`, as its identity.
