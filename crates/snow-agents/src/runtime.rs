@@ -51,7 +51,7 @@ use snow_core::nonce_cache::NonceCache;
 use snow_core::stats::Catalogue;
 use snow_crypto::e2e::{self, E2eError, KeyTransport};
 use snow_crypto::Identity;
-use snow_store::{LabDb, StoreError};
+use snow_store::{AuditDb, AuditedQuery, LabDb, SearchRecord, StoreError};
 use snow_xml::stanza::{error_reply, iq_result, Condition};
 use snow_xml::{Element, FramedError, NS_CLIENT};
 use tokio::sync::{watch, Semaphore};
@@ -111,6 +111,8 @@ pub struct AgentConfig {
     /// The signed searches taken ([`open_search_nonces`]): a request is
     /// answered once, also across a restart.
     pub nonces: NonceCache,
+    /// The record of every search (`SiteHome::search_audit`).
+    pub audit: AuditDb,
 }
 
 /// Search nonces held at once: the window is ten minutes (and the clock
@@ -175,6 +177,7 @@ impl SearchAgent {
             catalogues: Arc::new(Semaphore::new(CATALOGUES_AT_ONCE)),
             catalogue: Mutex::new(None),
             nonces: Mutex::new(config.nonces),
+            audit: Mutex::new(config.audit),
         });
         let s = Arc::clone(&shared);
         let queue = WorkQueue::start(config.workers, config.queue, move |job: Job| {
@@ -226,6 +229,8 @@ struct Shared {
     catalogue: Mutex<Option<(Option<i64>, Arc<Catalogue>)>>,
     /// Signed searches taken (a replay is refused).
     nonces: Mutex<NonceCache>,
+    /// Every search asked, and the budget counted from it.
+    audit: Mutex<AuditDb>,
 }
 
 /// A task that ends with the connection it belongs to, however that
@@ -429,6 +434,19 @@ fn dispatch(shared: &Arc<Shared>, el: Element, link: &IqClient, queue: &WorkQueu
     }
 }
 
+/// A query's parameters as the audit keeps them (the wire form).
+fn audited(q: &snow_core::stats::StatsQuery) -> AuditedQuery {
+    let (from, to) = q.period.bounds();
+    AuditedQuery {
+        analysis: q.analysis.clone(),
+        period: format!("{from}..{to}"),
+        area: q.area.to_string(),
+        granularity: q.granularity.as_str().to_owned(),
+        age_group: q.age_group.clone(),
+        sex: q.sex.map(|s| s.code().to_owned()),
+    }
+}
+
 /// What a search is refused on as it arrives, before any RSA operation:
 /// more EncryptedKeys than [`MAX_SEARCH_KEYS`]. Everything else is the
 /// worker's to judge.
@@ -459,17 +477,74 @@ impl Shared {
     /// Answers one search; every failure becomes a stanza error for the
     /// asker (never echoing what they sent).
     async fn run(self: &Arc<Self>, job: Job) {
-        let reply = match self.handle(&job).await {
+        let from = job.iq.attr("from").unwrap_or_default();
+        let mut record = SearchRecord {
+            at: snow_client::unix_now(),
+            requester: from.split('/').next().unwrap_or(from).to_owned(),
+            ..SearchRecord::default()
+        };
+        let reply = match self.handle(&job, &mut record).await {
             Ok(reply) => reply,
-            Err((condition, text)) => error_reply(&job.iq, condition, Some(&text)),
+            Err((condition, text)) => {
+                // An answered search, or one over the budget, was recorded
+                // where the budget was checked; every other refusal here.
+                if record.outcome.is_empty() {
+                    record.outcome = format!("refused: {}", condition.name());
+                    self.record(record).await;
+                }
+                error_reply(&job.iq, condition, Some(&text))
+            }
         };
         // A closed connection: the asker will ask again.
         let _ = job.link.send(reply).await;
     }
 
-    async fn handle(self: &Arc<Self>, job: &Job) -> Result<Element, (Condition, String)> {
-        let from = job.iq.attr("from").unwrap_or_default();
-        let asker = from.split('/').next().unwrap_or(from).to_owned();
+    /// Adds `record` to the audit (on the blocking pool); a failure is
+    /// logged, and the search's outcome stands.
+    async fn record(self: &Arc<Self>, record: SearchRecord) {
+        let me = Arc::clone(self);
+        let done =
+            tokio::task::spawn_blocking(move || me.audit.lock().unwrap_or_else(|p| p.into_inner()).record(&record));
+        if let Ok(Err(e)) | Err(e) = done.await.map_err(|e| snow_store::StoreError::Invalid(e.to_string())) {
+            tracing::error!(error = %e, "a search could not be recorded in the audit");
+        }
+    }
+
+    /// Within the asker's budget, records the search as answered and
+    /// returns `Ok`; past it, records the refusal and returns the
+    /// `policy-violation` to send. Check and record under one lock, so
+    /// searches at once cannot both take the last place. Blocking.
+    fn take_budget(&self, record: &mut SearchRecord) -> Result<(), (Condition, String)> {
+        let audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        let failed = |e: snow_store::StoreError| {
+            tracing::error!(error = %e, "the search audit failed: search refused");
+            (Condition::InternalServerError, "the search failed".to_owned())
+        };
+        let b = self.settings.budget;
+        for (limit, window, per) in [(b.per_hour, 3600, "hour"), (b.per_day, 86_400, "day")] {
+            let since = record.at - window;
+            if audit.answered_since(&record.requester, since).map_err(failed)? >= u64::from(limit) {
+                let oldest = audit.oldest_answered_since(&record.requester, since).map_err(failed)?;
+                let wait = oldest.map_or(window, |t| (t + window - record.at).max(1));
+                record.outcome = format!("refused: {} (searches per {per})", Condition::PolicyViolation.name());
+                record.cells = 0;
+                audit.record(record).map_err(failed)?;
+                tracing::info!(per, limit, "a search refused: over the requester's budget");
+                return Err((
+                    Condition::PolicyViolation,
+                    format!(
+                        "search limit reached: at most {limit} searches per {per} are answered; the next one in {}                          minutes",
+                        (wait + 59) / 60
+                    ),
+                ));
+            }
+        }
+        record.outcome = snow_store::audit_db::ANSWERED.to_owned();
+        audit.record(record).map_err(failed)
+    }
+
+    async fn handle(self: &Arc<Self>, job: &Job, record: &mut SearchRecord) -> Result<Element, (Condition, String)> {
+        let asker = record.requester.clone();
         let mut search = job.iq.child(NS_STATS, "search").cloned().ok_or((Condition::BadRequest, String::new()))?;
         // Snow's envelope: at most MAX_SEARCH_KEYS read, and only the
         // EncryptedKey naming our certificate tried.
@@ -481,6 +556,7 @@ impl Shared {
             .child(NS_STATS, "query")
             .ok_or((Condition::BadRequest, "no <query/> in the search".to_owned()))
             .and_then(|q| parse_query(q).map_err(|e| (Condition::BadRequest, e.to_string())))?;
+        record.query = Some(audited(&query));
         // The answer is for the asker's eyes only: their certificate from
         // our server's key directory, checked like any other.
         let lookup = job.link.request(snow_client::key_lookup(&[&asker])).await;
@@ -497,17 +573,26 @@ impl Shared {
             return Err((Condition::NotAcceptable, format!("unverified message dropped: {why}")));
         }
         let me = Arc::clone(self);
-        let result = tokio::task::spawn_blocking(move || me.query(&query))
-            .await
-            .map_err(|_| (Condition::InternalServerError, "the search failed".to_owned()))?;
-        let answer = match result {
-            Ok(a) => a,
-            Err(SearchError::Invalid(e)) => return Err((Condition::BadRequest, e.to_string())),
-            Err(SearchError::Store(e)) => {
-                tracing::error!(error = %e, "search failed in the lab store");
-                return Err((Condition::InternalServerError, "the search failed".to_owned()));
-            }
-        };
+        let mut taken = record.clone();
+        let (result, taken) = tokio::task::spawn_blocking(move || {
+            let result = match me.query(&query) {
+                Ok(a) => {
+                    taken.cells =
+                        a.buckets.iter().filter(|b| b.counts.is_some()).count().try_into().unwrap_or(u32::MAX);
+                    me.take_budget(&mut taken).map(|()| a)
+                }
+                Err(SearchError::Invalid(e)) => Err((Condition::BadRequest, e.to_string())),
+                Err(SearchError::Store(e)) => {
+                    tracing::error!(error = %e, "search failed in the lab store");
+                    Err((Condition::InternalServerError, "the search failed".to_owned()))
+                }
+            };
+            (result, taken)
+        })
+        .await
+        .map_err(|_| (Condition::InternalServerError, "the search failed".to_owned()))?;
+        *record = taken;
+        let answer = result?;
         let request = RequestRef { id: job.iq.attr("id").unwrap_or_default().to_owned(), digest: opened.digest };
         let signed_answer = signed::sign(
             signed::Kind::SearchAnswer,
@@ -656,6 +741,7 @@ mod tests {
             catalogues: Arc::new(Semaphore::new(CATALOGUES_AT_ONCE)),
             catalogue: Mutex::new(None),
             nonces: Mutex::new(open_search_nonces(&dir.join("search-nonces")).unwrap()),
+            audit: Mutex::new(AuditDb::open(&dir.join("audit.db")).unwrap()),
         })
     }
 
@@ -694,7 +780,7 @@ mod tests {
 
         // Had it reached a worker, decryption refuses it the same way.
         let start = Instant::now();
-        let refused = shared.handle(&Job { iq, link: link.clone() }).await;
+        let refused = shared.handle(&Job { iq, link: link.clone() }, &mut SearchRecord::default()).await;
         println!("worker's refusal of the same search: {:?}", start.elapsed());
         assert!(matches!(refused, Err((Condition::NotAcceptable, t)) if t.contains("at most 16")));
 

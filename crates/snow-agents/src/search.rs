@@ -37,11 +37,28 @@ pub struct SearchSettings {
     pub lab: LabSettings,
     /// Counts from 1 to `threshold - 1` are answered as `<threshold`.
     pub threshold: u32,
+    /// How many searches one GP may have answered.
+    pub budget: Budget,
 }
 
 impl Default for SearchSettings {
     fn default() -> Self {
-        SearchSettings { lab: LabSettings::default(), threshold: 5 }
+        SearchSettings { lab: LabSettings::default(), threshold: 5, budget: Budget::default() }
+    }
+}
+
+/// Searches one requester may have answered per hour and per day
+/// (`[lab] searches_per_hour`, `searches_per_day`): a GP's work needs
+/// tens; a script differencing its way to small counts needs thousands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub per_hour: u32,
+    pub per_day: u32,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget { per_hour: 100, per_day: 500 }
     }
 }
 

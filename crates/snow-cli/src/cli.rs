@@ -317,6 +317,23 @@ pub enum LabCommand {
         #[arg(long, default_value = "csv")]
         format: String,
     },
+    /// At the lab server: the searches the lab's agent was asked — who,
+    /// what, when, how many cells were answered, and refusals (over the
+    /// budget, unverified, invalid), oldest first.
+    Audit {
+        /// From this day on (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Only this GP's searches (their address, e.g. 1234567@po.example).
+        #[arg(long, value_name = "JID")]
+        requester: Option<String>,
+        /// Only the newest N.
+        #[arg(long, value_name = "N")]
+        last: Option<u32>,
+        /// table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

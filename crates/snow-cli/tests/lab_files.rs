@@ -173,3 +173,62 @@ fn lab_process_refuses_a_symlink_and_keeps_a_taken_name() {
     let imported = site.ok(&["lab", "import", again.to_str().unwrap()]);
     assert!(imported.contains("1 rows (1 new samples)"), "the link's row was never counted: {imported}");
 }
+
+/// `snow lab audit` lists what the agent recorded: as a table with a
+/// count of answered and refused, as CSV with a spreadsheet-safe cell for
+/// a hostile requester name, as JSON; filtered by requester, day and
+/// number; and says so plainly when nothing was recorded yet.
+#[test]
+fn lab_audit_lists_and_exports_the_searches() {
+    let site = Site::new();
+    let empty = site.ok(&["lab", "audit"]);
+    assert!(empty.contains("No searches recorded yet"), "{empty}");
+    let db = snow_store::AuditDb::open(&site.home().join("data/audit.db")).unwrap();
+    let query = snow_store::AuditedQuery {
+        analysis: "INFA".into(),
+        period: "2026-W01..2026-W08".into(),
+        area: "municipality:5401".into(),
+        granularity: "week".into(),
+        age_group: None,
+        sex: Some("F".into()),
+    };
+    let day = 1_764_720_000; // 2025-12-03 00:00:00Z
+    for (at, who, outcome) in [
+        (day + 60, "1111111@po.example", "answered"),
+        (day + 120, "=cmd|' /C calc'!A0@po.example", "refused: not-acceptable"),
+        (day + 86_400 + 5, "1111111@po.example", "refused: policy-violation (searches per hour)"),
+    ] {
+        let r = snow_store::SearchRecord {
+            at,
+            requester: who.into(),
+            query: (outcome != "refused: not-acceptable").then(|| query.clone()),
+            cells: if outcome == "answered" { 8 } else { 0 },
+            outcome: outcome.into(),
+        };
+        db.record(&r).unwrap();
+    }
+    let table = site.ok(&["lab", "audit"]);
+    assert!(table.starts_with("time"), "{table}");
+    let first = table.lines().nth(1).unwrap();
+    let words: Vec<&str> = first.split_whitespace().collect();
+    assert_eq!(words[..5], ["2025-12-03", "00:01:00Z", "1111111@po.example", "INFA", "2026-W01..2026-W08"], "{table}");
+    assert!(table.contains("3 searches: 1 answered, 2 refused."), "{table}");
+    let csv = site.ok(&["lab", "audit", "--format", "csv"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "time,requester,analysis,period,area,granularity,age_group,sex,cells,outcome");
+    assert_eq!(
+        lines[1],
+        "2025-12-03 00:01:00Z,1111111@po.example,INFA,2026-W01..2026-W08,municipality:5401,week,,F,8,answered"
+    );
+    assert!(lines[2].contains(",'=cmd|"), "a formula reached the CSV: {}", lines[2]);
+    let json: serde_json::Value =
+        serde_json::from_str(&site.ok(&["lab", "audit", "--format", "json", "--last", "1"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    assert_eq!(json[0]["outcome"], "refused: policy-violation (searches per hour)");
+    assert_eq!(json[0]["cells"], 0);
+    let theirs =
+        site.ok(&["lab", "audit", "--requester", "1111111@po.example", "--since", "2025-12-04", "--format", "csv"]);
+    assert_eq!(theirs.lines().count(), 2, "{theirs}");
+    let wrong = site.fails(&["lab", "audit", "--since", "yesterday"]);
+    assert!(wrong.contains("--since must be a date like 2026-12-01"), "{wrong}");
+}

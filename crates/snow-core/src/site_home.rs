@@ -148,6 +148,10 @@ impl SiteHome {
     pub fn lab_db(&self) -> PathBuf {
         self.data_dir().join("lab.db")
     }
+    /// The record of every search the lab's agent was asked.
+    pub fn search_audit(&self) -> PathBuf {
+        self.data_dir().join("audit.db")
+    }
     /// The signed searches a search agent took (its replay cache).
     pub fn agent_nonces(&self, jid: &str) -> PathBuf {
         self.data_dir().join(format!("{jid}.search-nonces"))

@@ -45,6 +45,11 @@ pub struct LabServerSettings {
     pub max_search_agents: usize,
     /// Searches waiting behind them; more are refused with resource-constraint.
     pub search_queue: usize,
+    /// Searches one GP may have answered per hour; more are refused
+    /// with policy-violation (and recorded in the audit).
+    pub searches_per_hour: u32,
+    /// The same per day (24 hours back from now).
+    pub searches_per_day: u32,
     /// Outbreak detection by the agent after each import.
     pub detection: DetectionSettings,
 }
@@ -246,6 +251,8 @@ impl Default for LabServerSettings {
             disclosure_threshold: 5,
             max_search_agents: 1,
             search_queue: 16,
+            searches_per_hour: 100,
+            searches_per_day: 500,
             detection: DetectionSettings::default(),
         }
     }
@@ -288,6 +295,8 @@ impl LabServerSettings {
             return bad("lab.search_agent_name must be a JID's local part, like \"search\"".into());
         }
         range("lab.scan_interval_secs", self.scan_interval_secs, 1, 86_400)?;
+        range("lab.searches_per_hour", self.searches_per_hour, 1, 1_000_000)?;
+        range("lab.searches_per_day", self.searches_per_day, self.searches_per_hour, 24_000_000)?;
         // 0: a file is taken at once (fine when every upload is NAME.part,
         // then renamed); at most an hour.
         range("lab.settle_ms", self.settle_ms, 0, 3_600_000)?;

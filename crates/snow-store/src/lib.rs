@@ -2,12 +2,14 @@
 //! every multi-step change is one transaction, so nothing is half-done after
 //! a crash. Repositories here are the seam for another SQL store later.
 
+pub mod audit_db;
 pub mod ca_db;
 pub mod lab_db;
 mod migrate;
 pub mod server_db;
 mod values;
 
+pub use audit_db::{AuditDb, AuditFilter, AuditedQuery, SearchRecord};
 pub use ca_db::{CaDb, CertKind, CertRecord, KeyChange, Revocation, UserRecord};
 pub use lab_db::{AggRow, CellKeys, LabDb, LabImport, SentAlert, Weekly, WeeklyFilter};
 pub use server_db::{DirectoryEntry, PubsubItem, RosterItem, ServerDb};

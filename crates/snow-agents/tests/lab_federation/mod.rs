@@ -92,6 +92,19 @@ pub fn start_agent(
     queue: usize,
     detection: Option<DetectionConfig>,
 ) -> (SearchAgent, watch::Sender<bool>) {
+    start_agent_with(po, lab_home, attach, identity, queue, detection, SearchSettings::default())
+}
+
+/// [`start_agent`] with the search settings given.
+pub fn start_agent_with(
+    po: &Site,
+    lab_home: &Path,
+    attach: Attach,
+    identity: Identity,
+    queue: usize,
+    detection: Option<DetectionConfig>,
+    settings: SearchSettings,
+) -> (SearchAgent, watch::Sender<bool>) {
     let (stop, stopped) = watch::channel(false);
     let agent = SearchAgent::start(
         AgentConfig {
@@ -101,7 +114,8 @@ pub fn start_agent(
             lab_db: SiteHome::new(lab_home).lab_db(),
             nonces: snow_agents::open_search_nonces(&SiteHome::new(lab_home).agent_nonces("search@lab.example"))
                 .unwrap(),
-            settings: SearchSettings::default(),
+            audit: snow_store::AuditDb::open(&SiteHome::new(lab_home).search_audit()).unwrap(),
+            settings,
             workers: 1,
             queue,
             detection,
@@ -188,16 +202,30 @@ impl Federation {
     /// Starts it all with `rows` in the lab's statistics and `queue`
     /// searches waiting at the agent at most.
     pub async fn start<'a>(queue: usize, rows: impl IntoIterator<Item = Row<'a>>) -> Federation {
+        Federation::start_with(queue, rows, SearchSettings::default()).await
+    }
+
+    /// [`Federation::start`] with the agent's search settings given.
+    pub async fn start_with<'a>(
+        queue: usize,
+        rows: impl IntoIterator<Item = Row<'a>>,
+        settings: SearchSettings,
+    ) -> Federation {
         let (mut po, lab) = sites(&[]);
         let identity = agent_identity(&mut po, "search@lab.example");
         import_rows(&SiteHome::new(&lab.home).lab_db(), "h", "test.csv", rows);
         let (po_server, lab_server) = start_servers(&po, &lab).await;
         let attach = Attach::Client { server: lab_server.c2s_addr, domain: "lab.example".into() };
-        let (agent, stop) = start_agent(&po, &lab.home, attach, identity, queue, None);
+        let (agent, stop) = start_agent_with(&po, &lab.home, attach, identity, queue, None, settings);
         let (gp, lab_gp) = log_in_gps(&po, &po_server, &lab_server, "search@lab.example").await;
         let identity = po.identity("1111111");
         let ca = po.ca.cert_der().to_vec();
         Federation { po, po_server, lab_server, agent, stop, gp, identity, ca, _lab_gp: lab_gp, _lab: lab }
+    }
+
+    /// The lab server's home (its data directory holds the audit).
+    pub fn lab_home(&self) -> &Path {
+        &self._lab.home
     }
 
     /// Stops the agent, then the servers.

@@ -154,6 +154,9 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
             std::io::Write::flush(&mut out)?;
             Ok(())
         }
+        LabCommand::Audit { since, requester, last, format } => {
+            super::lab_audit::run(ctx, since.as_deref(), requester.as_deref(), last, &format)
+        }
         LabCommand::Process => {
             let mut db = LabDb::open(&ctx.paths.lab_db())?;
             let settle = std::time::Duration::from_millis(ctx.config.lab.settle_ms);

@@ -12,6 +12,7 @@ mod crypt;
 mod demo;
 mod key;
 mod lab;
+mod lab_audit;
 mod msgauth;
 mod outbox;
 mod search;

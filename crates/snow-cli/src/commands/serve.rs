@@ -136,10 +136,18 @@ pub fn search_agent_config(
         ca_der,
         identity,
         lab_db: paths.lab_db(),
-        settings: SearchSettings { lab: config.lab.lab_settings(), threshold: config.lab.disclosure_threshold },
+        settings: SearchSettings {
+            lab: config.lab.lab_settings(),
+            threshold: config.lab.disclosure_threshold,
+            budget: snow_agents::search::Budget {
+                per_hour: config.lab.searches_per_hour,
+                per_day: config.lab.searches_per_day,
+            },
+        },
         workers: config.lab.max_search_agents,
         queue: config.lab.search_queue,
         nonces: snow_agents::open_search_nonces(&paths.agent_nonces(jid))?,
+        audit: snow_store::AuditDb::open(&paths.search_audit())?,
     })
 }
 
