@@ -8,6 +8,7 @@ pub mod detect;
 pub mod export;
 pub mod import;
 pub mod nin;
+pub mod ptable;
 pub mod row;
 pub mod synth;
 
