@@ -223,6 +223,7 @@ fn main() -> Res<()> {
     let a = StatsAnswer {
         query: q.clone(),
         threshold: 5,
+        max_noise: 0,
         buckets: vec![
             Bucket { label: "2025-W52".into(), counts: None },
             Bucket {

@@ -21,14 +21,16 @@
 //! ([`catalogue`]): the choices a GP's search form offers.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use snow_client::stats::MAX_CATALOGUE_ENTRIES;
 use snow_core::stats::{
     analysis_name, AnalysisChoice, Area, AreaChoice, Bucket, Catalogue, Count, Counts, Granularity, IsoWeek, Sex,
     StatsAnswer, StatsError, StatsQuery,
 };
+use snow_lab::ptable::Ptable;
 use snow_lab::LabSettings;
-use snow_store::{LabDb, StoreError, WeeklyFilter};
+use snow_store::{CellKeys, LabDb, StoreError, WeeklyFilter};
 
 /// What the agent accepts and how much it discloses.
 #[derive(Debug, Clone)]
@@ -39,12 +41,28 @@ pub struct SearchSettings {
     pub threshold: u32,
     /// How many searches one GP may have answered.
     pub budget: Budget,
+    /// The cell key method's perturbation table (`None`: exact counts,
+    /// only small ones suppressed — for tests of the sums themselves).
+    pub perturbation: Option<Arc<Ptable>>,
 }
 
 impl Default for SearchSettings {
+    /// The `[lab]` defaults: threshold 5, perturbation on with the
+    /// default table (counts 1–4 never published, noise at most ±5).
     fn default() -> Self {
-        SearchSettings { lab: LabSettings::default(), threshold: 5, budget: Budget::default() }
+        SearchSettings {
+            lab: LabSettings::default(),
+            threshold: 5,
+            budget: Budget::default(),
+            perturbation: default_ptable(),
+        }
     }
+}
+
+/// The default perturbation table, made once.
+pub fn default_ptable() -> Option<Arc<Ptable>> {
+    static TABLE: std::sync::OnceLock<Option<Arc<Ptable>>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| Ptable::new(&snow_lab::ptable::PtableParams::default()).ok().map(Arc::new)).clone()
 }
 
 /// Searches one requester may have answered per hour and per day
@@ -94,8 +112,11 @@ pub fn validate(settings: &SearchSettings, q: &StatsQuery) -> Result<(), StatsEr
 }
 
 /// Answers `q` from the weekly aggregates: every bucket of the period,
-/// zeros included, "no data" outside the weeks the lab has data for, small
-/// counts suppressed. An area the lab never had a row for is refused.
+/// zeros included, "no data" outside the weeks the lab has data for, each
+/// count perturbed by the cell key method (the bucket's own cell: a month
+/// or a total is perturbed as itself, not as the sum of perturbed weeks),
+/// then small counts suppressed. An area the lab never had a row for is
+/// refused.
 pub fn answer(db: &LabDb, settings: &SearchSettings, q: &StatsQuery) -> Result<StatsAnswer, SearchError> {
     validate(settings, q)?;
     if q.area != Area::All && !db.knows_area(q.area.code())? {
@@ -115,6 +136,7 @@ pub fn answer(db: &LabDb, settings: &SearchSettings, q: &StatsQuery) -> Result<S
     let mut buckets = Vec::new();
     for (label, from, to) in q.buckets() {
         let (mut tested, mut positive, mut persons) = (0i64, 0i64, 0i64);
+        let mut keys = CellKeys::default();
         while let Some(w) = rows.peek() {
             let key = w.year * 100 + i32::from(w.week);
             if key > to.key() {
@@ -124,19 +146,25 @@ pub fn answer(db: &LabDb, settings: &SearchSettings, q: &StatsQuery) -> Result<S
                 tested += w.tested;
                 positive += w.positive;
                 persons += w.positive_persons;
+                keys = keys + w.keys;
             }
             rows.next();
         }
         let inside = coverage.is_some_and(|(a, b)| from.key() <= b && to.key() >= a);
-        let disclose = |n: i64| Count::disclose(n.max(0) as u64, settings.threshold);
+        let disclose = |n: i64, key: u32| {
+            let n = n.max(0) as u64;
+            let published = settings.perturbation.as_ref().map_or(n, |t| t.publish(n, key));
+            Count::disclose(published, settings.threshold)
+        };
         let counts = inside.then(|| Counts {
-            tested: disclose(tested),
-            positive: disclose(positive),
-            persons: disclose(persons),
+            tested: disclose(tested, keys.tested),
+            positive: disclose(positive, keys.positive),
+            persons: disclose(persons, keys.persons),
         });
         buckets.push(Bucket { label, counts });
     }
-    Ok(StatsAnswer { query: q.clone(), threshold: settings.threshold, buckets })
+    let max_noise = settings.perturbation.as_ref().map_or(0, |t| t.params().max_noise);
+    Ok(StatsAnswer { query: q.clone(), threshold: settings.threshold, max_noise, buckets })
 }
 
 /// The choices a search may use: the lab's analyses (named when Snow
@@ -257,7 +285,7 @@ mod tests {
     #[test]
     fn periods_outside_the_data_are_no_data() {
         let (_dir, db) = lab();
-        let settings = SearchSettings::default();
+        let settings = SearchSettings { perturbation: None, ..SearchSettings::default() };
         let muni = || Area::Municipality("5401".into());
         let a = answer(&db, &settings, &query(muni(), "2026-W08", "2026-W15", Granularity::Week)).unwrap();
         let some = |s: &str| Some(s.to_owned());
@@ -284,6 +312,46 @@ mod tests {
         assert_eq!(shown(&a), [("2025-01/2026-02".to_owned(), None)]);
         let a = answer(&db, &settings, &query(Area::All, "2026-02", "2026-03", Granularity::Total)).unwrap();
         assert_eq!(shown(&a), [("2026-02/2026-03".to_owned(), some("9"))]);
+    }
+
+    /// Issue 21: by default every count is the true one plus the table's
+    /// noise for its cell's key: the same cell gives the same count
+    /// whichever query asks for it, zero stays zero, 1–4 are never
+    /// published, no count moves by more than the table's maximum.
+    #[test]
+    fn counts_are_perturbed_per_cell_the_same_every_time() {
+        let (_dir, db) = lab();
+        let exact = SearchSettings { perturbation: None, ..SearchSettings::default() };
+        let settings = SearchSettings::default();
+        let muni = || Area::Municipality("5401".into());
+        let q = query(muni(), "2026-W08", "2026-W15", Granularity::Week);
+        let a = answer(&db, &settings, &q).unwrap();
+        assert_eq!(a.max_noise, 5);
+        assert_eq!(a, answer(&db, &settings, &q).unwrap(), "the same query, another answer");
+        // Week 13 alone: the same cell as week 13 of the longer period.
+        let w13 = answer(&db, &settings, &query(muni(), "2026-W13", "2026-W13", Granularity::Week)).unwrap();
+        assert_eq!(w13.buckets[0], a.buckets[5]);
+        let truth = answer(&db, &exact, &q).unwrap();
+        assert_eq!(truth.max_noise, 0);
+        for (b, t) in a.buckets.iter().zip(&truth.buckets) {
+            let (Some(c), Some(t)) = (b.counts, t.counts) else {
+                assert_eq!(b.counts.is_none(), t.counts.is_none());
+                continue;
+            };
+            for ((name, published), (_, true_count)) in c.named().into_iter().zip(t.named()) {
+                match (published, true_count) {
+                    (Count::Exact(p), Count::Exact(t)) => {
+                        assert!(p == 0 || p >= 5, "{name} {p}");
+                        assert!(p.abs_diff(t) <= 5, "{name}: {t} published as {p}");
+                        if t == 0 {
+                            assert_eq!(p, 0, "{name}: a zero perturbed");
+                        }
+                    }
+                    (Count::Exact(p), Count::Below(_)) => assert!(p == 0 || (5..=9).contains(&p), "{name} {p}"),
+                    other => panic!("{name}: {other:?}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -175,6 +175,7 @@ fn answer_of(tested: u64) -> StatsAnswer {
     StatsAnswer {
         query: query(),
         threshold: 5,
+        max_noise: 0,
         buckets: vec![Bucket {
             label: "2026-W02".into(),
             counts: Some(Counts { tested: Count::Exact(tested), positive: Count::Exact(0), persons: Count::Exact(0) }),

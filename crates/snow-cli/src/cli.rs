@@ -317,6 +317,14 @@ pub enum LabCommand {
         #[arg(long, default_value = "csv")]
         format: String,
     },
+    /// The perturbation table this lab's searches use ([lab.perturbation]):
+    /// for each true count, the published values and their probabilities.
+    /// It is public; the protection is in the records' secret keys.
+    Ptable {
+        /// text or csv.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
     /// At the lab server: the searches the lab's agent was asked — who,
     /// what, when, how many cells were answered, and refusals (over the
     /// budget, unverified, invalid), oldest first.

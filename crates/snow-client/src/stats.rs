@@ -237,6 +237,9 @@ pub fn answer_element(a: &StatsAnswer) -> Element {
     let mut el = Element::new(NS_STATS, "answer")
         .with_attr("threshold", a.threshold.to_string())
         .with_child(query_element(&a.query));
+    if a.max_noise > 0 {
+        el.set_attr("max-noise", a.max_noise.to_string());
+    }
     for b in &a.buckets {
         let mut bucket = Element::new(NS_STATS, "bucket").with_attr("period", b.label.clone());
         match &b.counts {
@@ -262,6 +265,12 @@ pub fn parse_answer(el: &Element) -> Result<StatsAnswer, StatsError> {
         .and_then(|t| t.parse::<u32>().ok())
         .filter(|t| *t <= 1000)
         .ok_or_else(|| bad("threshold", "must be a number up to 1000"))?;
+    let max_noise = match el.attr("max-noise") {
+        None => 0,
+        Some(n) => {
+            n.parse::<u32>().ok().filter(|n| *n <= 50).ok_or_else(|| bad("max-noise", "must be a number up to 50"))?
+        }
+    };
     let query = parse_query(el.child(NS_STATS, "query").ok_or_else(|| bad("answer", "names no query"))?)?;
     let mut buckets = Vec::new();
     for b in el.children().filter(|c| c.is(NS_STATS, "bucket")) {
@@ -280,7 +289,7 @@ pub fn parse_answer(el: &Element) -> Result<StatsAnswer, StatsError> {
         };
         buckets.push(Bucket { label: label.to_owned(), counts });
     }
-    Ok(StatsAnswer { query, threshold, buckets })
+    Ok(StatsAnswer { query, threshold, max_noise, buckets })
 }
 
 /// The IQ that asks `agent` (a full JID, or a component's domain) for its
@@ -442,6 +451,7 @@ mod tests {
         let a = StatsAnswer {
             query: q,
             threshold: 5,
+            max_noise: 0,
             buckets: vec![
                 Bucket { label: "2025-W52".into(), counts: None },
                 Bucket {
@@ -470,6 +480,7 @@ mod tests {
         let a = StatsAnswer {
             query: query(),
             threshold: 5,
+            max_noise: 0,
             buckets: labels.iter().map(|l| Bucket { label: (*l).into(), counts }).collect(),
         };
         let csv = answer_csv(&a);

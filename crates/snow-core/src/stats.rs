@@ -596,6 +596,9 @@ impl Bucket {
 pub struct StatsAnswer {
     pub query: StatsQuery,
     pub threshold: u32,
+    /// The most a published count differs from the true one (the lab's
+    /// perturbation table, cell key method); 0: counts are exact.
+    pub max_noise: u32,
     pub buckets: Vec<Bucket>,
 }
 

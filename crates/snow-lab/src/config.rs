@@ -52,6 +52,34 @@ pub struct LabServerSettings {
     pub searches_per_day: u32,
     /// Outbreak detection by the agent after each import.
     pub detection: DetectionSettings,
+    /// How published counts are perturbed (the cell key method).
+    pub perturbation: PerturbationSettings,
+}
+
+/// The `[lab.perturbation]` section: every count a search (or an alert)
+/// publishes is the true count plus noise from a public perturbation
+/// table ([`crate::ptable`]), chosen by the cell's key, so differences of
+/// answers no longer give hidden counts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PerturbationSettings {
+    /// On by default; off publishes exact counts (only 1 to
+    /// disclosure_threshold − 1 suppressed), which differences reveal.
+    pub enabled: bool,
+    /// The most a count may change (D).
+    pub max_noise: u32,
+    /// The noise variance (V), less than max_noise².
+    pub variance: f64,
+    /// Counts 1..=small_count are never published (js); default:
+    /// disclosure_threshold − 1.
+    pub small_count: Option<u32>,
+}
+
+impl Default for PerturbationSettings {
+    fn default() -> Self {
+        let d = crate::ptable::PtableParams::default();
+        PerturbationSettings { enabled: true, max_noise: d.max_noise, variance: d.variance, small_count: None }
+    }
 }
 
 /// The `[lab.detection]` section: the agent runs an algorithm over the
@@ -254,11 +282,29 @@ impl Default for LabServerSettings {
             searches_per_hour: 100,
             searches_per_day: 500,
             detection: DetectionSettings::default(),
+            perturbation: PerturbationSettings::default(),
         }
     }
 }
 
 impl LabServerSettings {
+    /// The perturbation table `[lab.perturbation]` describes (`None`
+    /// when it is off); its parameters were checked by [`Self::validate`].
+    pub fn ptable(&self) -> Result<Option<crate::ptable::Ptable>, LabConfigError> {
+        let p = &self.perturbation;
+        if !p.enabled {
+            return Ok(None);
+        }
+        let params = crate::ptable::PtableParams {
+            max_noise: p.max_noise,
+            variance: p.variance,
+            small_count: p.small_count.unwrap_or(self.disclosure_threshold.saturating_sub(1)),
+        };
+        let named = |e: crate::ptable::PtableError| LabConfigError(format!("lab.perturbation: {e}"));
+        params.validate().map_err(named)?;
+        crate::ptable::Ptable::new(&params).map(Some).map_err(named)
+    }
+
     /// The enumerations rows and searches are checked against.
     pub fn lab_settings(&self) -> LabSettings {
         LabSettings { analyses: self.analyses.clone(), age_groups: self.age_groups.clone() }
@@ -295,6 +341,7 @@ impl LabServerSettings {
             return bad("lab.search_agent_name must be a JID's local part, like \"search\"".into());
         }
         range("lab.scan_interval_secs", self.scan_interval_secs, 1, 86_400)?;
+        self.ptable()?;
         range("lab.searches_per_hour", self.searches_per_hour, 1, 1_000_000)?;
         range("lab.searches_per_day", self.searches_per_day, self.searches_per_hour, 24_000_000)?;
         // 0: a file is taken at once (fine when every upload is NAME.part,

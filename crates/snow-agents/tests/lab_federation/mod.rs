@@ -92,7 +92,13 @@ pub fn start_agent(
     queue: usize,
     detection: Option<DetectionConfig>,
 ) -> (SearchAgent, watch::Sender<bool>) {
-    start_agent_with(po, lab_home, attach, identity, queue, detection, SearchSettings::default())
+    start_agent_with(po, lab_home, attach, identity, queue, detection, exact())
+}
+
+/// The default search settings but exact counts (no perturbation): for
+/// tests of the sums themselves.
+pub fn exact() -> SearchSettings {
+    SearchSettings { perturbation: None, ..SearchSettings::default() }
 }
 
 /// [`start_agent`] with the search settings given.
@@ -202,7 +208,7 @@ impl Federation {
     /// Starts it all with `rows` in the lab's statistics and `queue`
     /// searches waiting at the agent at most.
     pub async fn start<'a>(queue: usize, rows: impl IntoIterator<Item = Row<'a>>) -> Federation {
-        Federation::start_with(queue, rows, SearchSettings::default()).await
+        Federation::start_with(queue, rows, exact()).await
     }
 
     /// [`Federation::start`] with the agent's search settings given.

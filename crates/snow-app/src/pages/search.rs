@@ -311,7 +311,11 @@ fn answer(t: &Texts, a: &StatsAnswer, p: &SearchParams, lab: &str) -> Markup {
         section aria-labelledby="result-title" id="result" {
             h2 id="result-title" { (t.search_result) ": " (a.query.analysis) ", " (a.query.area.code()) }
             figure { (chart::bars(&title, &bars, None, t)) }
-            p class="hint" { (t.suppressed_note.replace("{t}", &a.threshold.to_string())) }
+            @if a.max_noise > 0 {
+                p class="hint" { (t.perturbed_note.replace("{d}", &a.max_noise.to_string())) }
+            } @else {
+                p class="hint" { (t.suppressed_note.replace("{t}", &a.threshold.to_string())) }
+            }
             table {
                 caption { (title) }
                 thead { tr {

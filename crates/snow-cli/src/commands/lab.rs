@@ -154,6 +154,18 @@ pub fn run(ctx: &Ctx, cmd: LabCommand) -> anyhow::Result<()> {
             std::io::Write::flush(&mut out)?;
             Ok(())
         }
+        LabCommand::Ptable { format } => {
+            let Some(table) = ctx.config.lab.ptable().map_err(|e| anyhow::anyhow!("{}", e.0))? else {
+                println!("Perturbation is off ([lab.perturbation] enabled = false): counts are exact.");
+                return Ok(());
+            };
+            match format.as_str() {
+                "text" => print!("{}", table.describe()),
+                "csv" => print!("{}", table.to_csv()),
+                _ => bail!("--format must be text or csv"),
+            }
+            Ok(())
+        }
         LabCommand::Audit { since, requester, last, format } => {
             super::lab_audit::run(ctx, since.as_deref(), requester.as_deref(), last, &format)
         }

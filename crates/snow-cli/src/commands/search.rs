@@ -306,11 +306,19 @@ pub(super) fn table(a: &StatsAnswer, agent: &str) -> String {
         let pos: Vec<Option<Count>> = a.buckets.iter().map(|b| b.counts.map(|c| c.positive)).collect();
         out.push_str(&format!("positive  {}\n", sparkline(&pos)));
     }
-    out.push_str(&format!(
-        "Counts from 1 to {} are shown as <{} (disclosure control).\n",
-        a.threshold.saturating_sub(1),
-        a.threshold
-    ));
+    if a.max_noise > 0 {
+        out.push_str(&format!(
+            "Counts carry random noise of at most ±{d} to protect privacy (the same search always gives the same \
+             counts); a 0 means 0 to {d}.\n",
+            d = a.max_noise
+        ));
+    } else {
+        out.push_str(&format!(
+            "Counts from 1 to {} are shown as <{} (disclosure control).\n",
+            a.threshold.saturating_sub(1),
+            a.threshold
+        ));
+    }
     if a.buckets.iter().any(Bucket::no_data) {
         out.push_str("\"no data\": outside the weeks the lab has data for (not the same as 0).\n");
     }
@@ -349,6 +357,7 @@ fn json(a: &StatsAnswer, agent: &str) -> anyhow::Result<String> {
         "sex": a.query.sex.map(|s| s.code()),
         "granularity": a.query.granularity.as_str(),
         "suppression_threshold": a.threshold,
+        "max_noise": a.max_noise,
         "buckets": a.buckets.iter().map(bucket).collect::<Vec<_>>(),
     });
     Ok(serde_json::to_string_pretty(&v)? + "\n")
@@ -453,6 +462,7 @@ mod tests {
             )
             .unwrap(),
             threshold: 5,
+            max_noise: 0,
             buckets: vec![
                 Bucket { label: "2026-W01".into(), counts: None },
                 Bucket { label: "2026-W02".into(), counts: counts(Count::Exact(12), Count::Below(5), Count::Below(5)) },

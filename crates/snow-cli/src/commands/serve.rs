@@ -143,6 +143,7 @@ pub fn search_agent_config(
                 per_hour: config.lab.searches_per_hour,
                 per_day: config.lab.searches_per_day,
             },
+            perturbation: config.lab.ptable()?.map(std::sync::Arc::new),
         },
         workers: config.lab.max_search_agents,
         queue: config.lab.search_queue,
