@@ -143,7 +143,7 @@ impl Run {
             match el.name() {
                 "message" => {
                     self.ids.push(el.attr("id").unwrap_or_default().to_owned());
-                    if self.managed && self.ids.len() % CONFIRM_EVERY == 0 {
+                    if self.managed && self.ids.len().is_multiple_of(CONFIRM_EVERY) {
                         self.ack().await?;
                         let id = format!("confirm-{}", self.ids.len());
                         let ping = Element::new(NS_CLIENT, "iq")

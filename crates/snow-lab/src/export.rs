@@ -156,7 +156,7 @@ pub fn export(
         let refs: Vec<&str> = out.iter().map(String::as_str).collect();
         Row::parse(&refs, line, settings, today).map_err(ExportError::Invalid)?;
         writer.write_record(&out)?;
-        if n % 10_000 == 0 {
+        if n.is_multiple_of(10_000) {
             progress(n);
         }
     }

@@ -537,7 +537,7 @@ fn ts(unix: i64) -> OffsetDateTime {
 }
 
 fn unhex(s: &str) -> Result<Vec<u8>, PkiError> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(PkiError::Setting(format!("corrupt serial number {s:?} in the CA database")));
     }
     (0..s.len())
