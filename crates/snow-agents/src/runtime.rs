@@ -247,10 +247,22 @@ impl Shared {
     /// Starts the detection loop on a new connection, if configured.
     fn start_detection(self: &Arc<Self>, link: &IqClient) -> Option<Scoped> {
         let cfg = Arc::clone(self.detection.as_ref()?);
+        // The loop signs its alerts (issue 20) with its own copy of the
+        // key: an Identity is not Clone, so a key is copied only where a
+        // task needs it.
+        let key = zeroize::Zeroizing::new(self.identity.key_pkcs8().to_vec());
+        let identity = match Identity::new(key, self.identity.chain().to_vec()) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(error = %e, "no outbreak detection: the agent's key cannot be copied");
+                return None;
+            }
+        };
         Some(Scoped(tokio::spawn(crate::detect::run_loop(
             link.clone(),
             cfg,
             self.name.clone(),
+            identity,
             self.lab_db.clone(),
             self.settings.lab.analyses.clone(),
             self.ca_der.clone(),

@@ -1,12 +1,16 @@
 //! Outbreak alerts end to end on 127.0.0.1: the lab's detection agent finds
 //! an outbreak in an import and publishes one alert on the PO's pubsub node
-//! of that analysis and area, encrypted to each subscribed GP; a restart of
-//! the agent sends nothing again; a GP's confirmation reaches the other GP.
+//! of that analysis and area, signed by the agent and encrypted to each
+//! subscribed GP, who verifies it (signature, recipients, nonce, key
+//! directory) before it is shown, at the PO and across the federation at
+//! the lab; a restart of the agent sends nothing again; a GP's
+//! confirmation reaches the other GP, verified too.
 
 mod lab_federation;
 mod log_capture;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use lab_federation::support::Site;
@@ -17,6 +21,7 @@ use snow_agents::{Attach, SearchAgent};
 use snow_client::alert;
 use snow_client::Session;
 use snow_core::alert::{Alert, AlertKind};
+use snow_core::nonce_cache::NonceCache;
 use snow_core::stats::{Area, Count};
 use snow_core::SiteHome;
 use snow_lab::detect::{ears, Detector};
@@ -39,8 +44,24 @@ fn import_outbreak(db_path: &std::path::Path) {
     import_rows(db_path, "outbreak", "outbreak.csv", rows);
 }
 
-/// The next alert notification within `wait`, decrypted.
-async fn next_alert(c: &mut Session, wait: Duration, identity: &snow_crypto::Identity) -> Option<(alert::Item, Alert)> {
+/// What a GP reads alerts with: its key, the CA, its record of alerts
+/// received.
+struct Reader {
+    identity: snow_crypto::Identity,
+    ca: Vec<u8>,
+    nonces: Mutex<NonceCache>,
+    _dir: tempfile::TempDir,
+}
+
+fn reader(po: &Site, hpnr: &str) -> Reader {
+    let dir = tempfile::tempdir().unwrap();
+    let nonces = Mutex::new(alert::open_nonces(&dir.path().join("alert-nonces")).unwrap());
+    Reader { identity: po.identity(hpnr), ca: po.ca.cert_der().to_vec(), nonces, _dir: dir }
+}
+
+/// The next alert notification within `wait`, decrypted and verified
+/// (`alert::open_item`: anything else fails the test with its reason).
+async fn next_alert(c: &mut Session, wait: Duration, r: &Reader) -> Option<(alert::Item, Alert)> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -49,7 +70,9 @@ async fn next_alert(c: &mut Session, wait: Duration, identity: &snow_crypto::Ide
         }
         let Ok(el) = c.next_stanza(left).await else { return None };
         if let Some(item) = alert::event_items(&el).into_iter().next() {
-            let a = alert::open(&item.id, &item.payload, identity).expect("an alert encrypted to this GP");
+            let a = alert::open_item(c.iq(), &item, &r.identity, &r.ca, &r.nonces)
+                .await
+                .unwrap_or_else(|e| panic!("{} {}: {e}", item.node, item.id));
             return Some((item, a));
         }
     }
@@ -91,7 +114,7 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
     let (po_server, lab_server) = start_servers(&po, &lab).await;
 
     // Two GPs subscribe to INFA in 5401; a third subscribes to nothing.
-    let (id1, id3) = (po.identity("1111111"), po.identity("3333333"));
+    let (id1, id3) = (reader(&po, "1111111"), reader(&po, "3333333"));
     let mut gp1 = po.login(&po_server, "1111111").await.unwrap().into_session();
     let mut gp3 = po.login(&po_server, "3333333").await.unwrap().into_session();
     let mut gp4 = po.login(&po_server, "4444444").await.unwrap().into_session();
@@ -124,7 +147,8 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
     assert_eq!((item1.node.as_str(), item1.publisher.as_str()), (NODE, "search@lab.example"));
     assert_eq!(a1, a3);
     // The lab's GP gets it over s2s from the PO's service.
-    let (item2, a2) = next_alert(&mut lab_gp, wait, &po.identity("2222222")).await.expect("the lab's GP got no alert");
+    // Verified there against the lab's key directory (its replica).
+    let (item2, a2) = next_alert(&mut lab_gp, wait, &reader(&po, "2222222")).await.expect("the lab's GP got no alert");
     assert_eq!((item2.publisher.as_str(), &a2), ("search@lab.example", &a1));
     assert_eq!((a1.kind, a1.id.as_str()), (AlertKind::Signal, "INFA-5401-2026W20"));
     assert_eq!((a1.analysis.as_str(), &a1.area), ("INFA", &Area::Municipality("5401".into())));
@@ -135,7 +159,7 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
     assert!(item3.payload.child(snow_crypto::e2e::NS_XENC, "EncryptedData").is_some());
     assert!(!item3.payload.to_xml("").contains("INFA-5401"), "the alert is not encrypted");
     // The GP who did not subscribe gets nothing; nobody gets a second one.
-    assert!(next_alert(&mut gp4, Duration::from_secs(2), &po.identity("4444444")).await.is_none());
+    assert!(next_alert(&mut gp4, Duration::from_secs(2), &reader(&po, "4444444")).await.is_none());
 
     // A restart of the agent sends nothing again.
     stop_first.send(true).unwrap();
@@ -164,19 +188,18 @@ async fn an_outbreak_becomes_one_alert_per_subscriber_and_a_confirmation_reaches
         ..a1.clone()
     };
     let ca = po.ca.cert_der().to_vec();
-    let published =
-        alert::publish(gp1.iq(), "po.example", &confirmation, &["1111111@po.example", "search@lab.example"], &ca)
-            .await
-            .unwrap();
+    let also = ["1111111@po.example", "search@lab.example"];
+    let published = alert::publish(gp1.iq(), "po.example", &confirmation, &also, &id1.identity, &ca).await.unwrap();
     assert_eq!(published.recipients.len(), 4, "{published:?}");
     assert!(published.id.starts_with("c-"), "{published:?}");
     let (_, c) = next_alert(&mut gp3, wait, &id3).await.expect("GP 3 did not see the confirmation");
     assert_eq!((c.kind, c.confirms.as_deref()), (AlertKind::Confirmation, Some("INFA-5401-2026W20")));
     // Listing: GP 3 reads both, newest first, each checked against its publisher.
-    let (list, unreadable) = alert::received(gp3.iq(), "po.example", &id3, 50).await.unwrap();
-    assert_eq!(unreadable, 0);
+    // (Listed again after they were notified: the same items, no replay.)
+    let got = alert::received(gp3.iq(), "po.example", &id3.identity, &ca, &id3.nonces, 50).await.unwrap();
+    assert_eq!((got.unreadable, got.unverified.len()), (0, 0), "{:?}", got.unverified);
     assert_eq!(
-        list.iter().map(|(_, a)| a.id.as_str()).collect::<Vec<_>>(),
+        got.alerts.iter().map(|(_, a)| a.id.as_str()).collect::<Vec<_>>(),
         [published.id.as_str(), "INFA-5401-2026W20"]
     );
 

@@ -29,6 +29,8 @@ const MAX_ALERTS: usize = 1000;
 const MAX_CONVERSATIONS: usize = 500;
 /// Alerts read per node at login.
 const ALERTS_PER_NODE: u32 = 100;
+/// Unverified alerts whose reasons are kept to show.
+const MAX_UNVERIFIED: usize = 50;
 
 /// What changed, sent to every open page (server-sent events).
 #[derive(Debug, Clone, Serialize)]
@@ -88,12 +90,25 @@ pub enum Status {
     Dismissed,
 }
 
+/// An alert item dropped unverified: where it was and why.
+#[derive(Debug, Clone)]
+pub struct UnverifiedAlert {
+    pub node: String,
+    pub id: String,
+    pub why: String,
+}
+
 #[derive(Default)]
 pub struct LiveData {
     /// Newest first.
     pub alerts: Vec<(Item, Alert)>,
-    /// Items we could not open (not encrypted to us, or refused).
+    /// Items we could not open (not encrypted to us).
     pub unreadable: usize,
+    /// Items opened but not shown because a check failed (signature,
+    /// signer, recipients, time, replay, key directory): newest first,
+    /// each shown as "unverified message dropped: {why}", never its
+    /// content.
+    pub unverified: Vec<UnverifiedAlert>,
     pub subscriptions: Vec<String>,
     pub conversations: BTreeMap<String, Conversation>,
     pub contacts: Vec<Contact>,
@@ -123,6 +138,10 @@ pub struct Live {
     /// The chats' nonces taken (`app-nonces` beside the state file), so a
     /// replayed chat is dropped, also after the app restarted.
     nonces: std::sync::Mutex<snow_core::nonce_cache::NonceCache>,
+    /// The alerts' (`alert-nonces` beside it): an alert is shown for its
+    /// own item only, at every listing, and a copy under another item is
+    /// dropped as a replay.
+    alert_nonces: std::sync::Mutex<snow_core::nonce_cache::NonceCache>,
 }
 
 /// Why the app could not go online.
@@ -130,8 +149,8 @@ pub struct Live {
 pub enum StartError {
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// Without its record of the chats received, a replayed chat could be
-    /// shown as new: the app stays offline.
+    /// Without its record of the chats or alerts received, a replayed one
+    /// could be shown as new: the app stays offline.
     #[error("cannot open the record of received messages: {0}")]
     Nonces(#[from] snow_core::nonce_cache::NonceError),
 }
@@ -140,9 +159,20 @@ pub enum StartError {
 /// file's directory (the app's own, one per GP; `snow chat` keeps its own
 /// in the key store).
 pub fn nonces_path(opts: &AppOptions) -> std::path::PathBuf {
+    beside_state(opts, "app-nonces")
+}
+
+/// Where the app keeps the alerts' nonces: `alert-nonces` beside
+/// `app-nonces` (alerts have their own clock window and holders:
+/// `snow_client::alert::open_nonces`).
+pub fn alert_nonces_path(opts: &AppOptions) -> std::path::PathBuf {
+    beside_state(opts, "alert-nonces")
+}
+
+fn beside_state(opts: &AppOptions, name: &str) -> std::path::PathBuf {
     match opts.state_file.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.join("app-nonces"),
-        _ => std::path::PathBuf::from("app-nonces"),
+        Some(d) if !d.as_os_str().is_empty() => d.join(name),
+        _ => std::path::PathBuf::from(name),
     }
 }
 
@@ -156,6 +186,7 @@ impl Live {
         events: broadcast::Sender<Event>,
     ) -> Result<Arc<Live>, StartError> {
         let nonces = std::sync::Mutex::new(snow_client::open_chat_nonces(&nonces_path(opts))?);
+        let alert_nonces = std::sync::Mutex::new(alert::open_nonces(&alert_nonces_path(opts))?);
         let connect = ConnectOptions {
             addr: opts.server_addr,
             domain: target.jid.domain().to_string(),
@@ -182,6 +213,7 @@ impl Live {
             connect,
             stop: tokio::sync::watch::channel(false).0,
             nonces,
+            alert_nonces,
         });
         live.reload().await;
         tokio::spawn(Arc::clone(&live).run(session));
@@ -228,12 +260,22 @@ impl Live {
             },
             Err(e) => tracing::warn!(error = %e, "cannot read the subscriptions"),
         }
-        match alert::received(&iq, &self.service, &self.identity, ALERTS_PER_NODE).await {
-            Ok((mut alerts, unreadable)) => {
-                alerts.truncate(MAX_ALERTS);
+        let ca = &self.target.ca_der;
+        match alert::received(&iq, &self.service, &self.identity, ca, &self.alert_nonces, ALERTS_PER_NODE).await {
+            Ok(mut got) => {
+                got.alerts.truncate(MAX_ALERTS);
+                for (node, id, why) in &got.unverified {
+                    tracing::warn!(node = %node, item = %id, reason = %why, "unverified message dropped");
+                }
                 let mut d = self.data();
-                d.alerts = alerts;
-                d.unreadable = unreadable;
+                d.alerts = got.alerts;
+                d.unreadable = got.unreadable;
+                d.unverified = got
+                    .unverified
+                    .into_iter()
+                    .take(MAX_UNVERIFIED)
+                    .map(|(node, id, why)| UnverifiedAlert { node, id, why: why.to_string() })
+                    .collect();
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the alerts"),
         }
@@ -397,7 +439,7 @@ impl Live {
                 if from_bare.as_deref() != Some(self.service.as_str()) {
                     return;
                 }
-                self.take_event(&el);
+                self.take_event(&el).await;
             }
             "message" if el.attr("type") == Some("error") => {
                 let Some(from) = from_bare else { return };
@@ -466,23 +508,38 @@ impl Live {
         }
     }
 
-    /// New or retracted alerts in a pubsub notification.
-    fn take_event(&self, el: &Element) {
-        let items = alert::event_items(el);
+    /// New or retracted alerts in a pubsub notification, each verified
+    /// before it is shown ([`alert::open_item`]); one that does not verify
+    /// is shown as its reason only.
+    async fn take_event(&self, el: &Element) {
+        let iq = self.iq();
+        let mut opened = Vec::new();
+        for item in alert::event_items(el) {
+            let r = alert::open_item(&iq, &item, &self.identity, &self.target.ca_der, &self.alert_nonces).await;
+            opened.push((item, r));
+        }
         let mut changed = false;
         {
             let mut d = self.data();
-            for item in items {
-                match alert::open_item(&item, &self.identity) {
+            for (item, r) in opened {
+                match r {
                     Ok(a) => {
                         d.alerts.retain(|(i, _)| !(i.node == item.node && i.id == item.id));
                         d.alerts.insert(0, (item, a));
                         d.alerts.truncate(MAX_ALERTS);
                         changed = true;
                     }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "an alert we cannot open");
+                    Err(alert::Dropped::Unreadable { why, .. }) => {
+                        tracing::debug!(error = %why, "an alert we cannot open");
                         d.unreadable += 1;
+                    }
+                    // The reason only: the content may be a forgery.
+                    Err(alert::Dropped::Unverified(why)) => {
+                        tracing::warn!(node = %item.node, item = %item.id, reason = %why, "unverified message dropped");
+                        let dropped = UnverifiedAlert { node: item.node, id: item.id, why: why.to_string() };
+                        d.unverified.insert(0, dropped);
+                        d.unverified.truncate(MAX_UNVERIFIED);
+                        changed = true;
                     }
                 }
             }

@@ -306,7 +306,7 @@ async fn first_run_dialog_chat_and_alerts_against_a_real_server() {
     assert_eq!(a.status, 303, "{}", a.body);
     session2.iq().request(alert::subscribe_iq(DOMAIN, "alerts/INFA/5401", &gp2.jid)).await.unwrap();
     let sent = alert::gp_alert("INFA".into(), Area::Municipality("5401".into()), "Klynge".into(), &gp2.jid, 1);
-    let published = alert::publish(session2.iq(), DOMAIN, &sent, &[&gp2.jid], &ca_der).await.unwrap();
+    let published = alert::publish(session2.iq(), DOMAIN, &sent, &[&gp2.jid], &id2, &ca_der).await.unwrap();
     assert!(published.recipients.contains(&gp1.jid), "{published:?}");
     eventually("the alert in the inbox", async || get(&app, &cookie, "/alerts/list").await.body.contains("Klynge"))
         .await;
@@ -316,14 +316,33 @@ async fn first_run_dialog_chat_and_alerts_against_a_real_server() {
     let a =
         post(&app, &cookie, &csrf, &format!("/alerts/{}/confirm", published.id), &format!("comment={comment}")).await;
     assert_eq!(a.status, 303, "{}", a.body);
+    // GP 2 verifies it (signed by GP 1 in the app) before showing it.
+    let alert_nonces = std::sync::Mutex::new(alert::open_nonces(&nonces_dir.path().join("a")).unwrap());
     eventually("the confirmation at GP 2", async || {
-        let (alerts, _) = alert::received(session2.iq(), DOMAIN, &id2, 50).await.unwrap();
-        alerts.iter().any(|(_, a)| a.confirms.as_deref() == Some(published.id.as_str()) && a.author == gp1.jid)
+        let got = alert::received(session2.iq(), DOMAIN, &id2, &ca_der, &alert_nonces, 50).await.unwrap();
+        assert!(got.unverified.is_empty(), "{:?}", got.unverified);
+        got.alerts.iter().any(|(_, a)| a.confirms.as_deref() == Some(published.id.as_str()) && a.author == gp1.jid)
     })
     .await;
     // Confirmed now, not new.
     let list = get(&app, &cookie, "/alerts/list?show=confirmed").await;
     assert!(list.body.contains("Klynge"), "{}", list.body);
+
+    // An alert GP 2 signed for itself alone, encrypted to GP 1 as well and
+    // published raw: the app says it dropped it and why, never its text.
+    let own = alert::gp_alert("INFA".into(), Area::Municipality("5401".into()), "Ikke til GP 1".into(), &gp2.jid, 2);
+    let id1 = identity(&gp1);
+    let readers = [id1.certificate(), id2.certificate()];
+    let sealed = alert::sealed(&own, &id2, &[&gp2.jid], &readers, snow_client::unix_now()).unwrap();
+    let r = session2.iq().request(alert::publish_iq(DOMAIN, "alerts/INFA/5401", None, sealed)).await.unwrap();
+    let forged_id = alert::published_id(DOMAIN, &r).unwrap();
+    let dropped = format!("unverified message dropped: it is not addressed to {}", gp1.jid);
+    eventually("the dropped alert's reason", async || {
+        let body = get(&app, &cookie, "/alerts/list?show=all").await.body;
+        body.contains(&dropped) && body.contains(&forged_id)
+    })
+    .await;
+    assert!(!get(&app, &cookie, "/alerts/list?show=all").await.body.contains("Ikke til GP 1"));
 
     // Lock: the app logs out (its connection to the server closes) and
     // asks for the passphrase again; a wrong one is refused.

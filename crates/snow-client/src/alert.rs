@@ -17,15 +17,23 @@
 //!         <alert xmlns='urn:snow:alert:1' kind='signal'><EncryptedData …/></alert>
 //! </item></publish></pubsub></iq>
 //!
-//! decrypted content:
-//!   <detail id='INFA-5401-2026W47' kind='signal' analysis='INFA'
-//!           area='municipality:5401' week='2026-W47' observed='12'
-//!           threshold='7.53' algorithm='EARS_C2'
-//!           series='search@lab.example/agent' author='search@lab.example'
-//!           issued='1763780000'/>
-//!   (kind: signal | confirmation | gp; observed: a count or <N under the
-//!    disclosure threshold; confirms='ID' on a confirmation; <text/> holds
-//!    a GP's text or comment, at most 2000 bytes)
+//! decrypted content (issue 20: signed, then encrypted; crate::signed):
+//!   <signed xmlns='urn:snow:signed:1' kind='alert' from='search@lab.example'
+//!           ts='1763780000' nonce='32-HEX'>
+//!     <to jid='1111111@po.example'/>…   (everyone it is encrypted to)
+//!     <content>
+//!       <detail xmlns='urn:snow:alert:1' id='INFA-5401-2026W47'
+//!               kind='signal' analysis='INFA' area='municipality:5401'
+//!               week='2026-W47' observed='12' threshold='7.53'
+//!               algorithm='EARS_C2' series='search@lab.example/agent'
+//!               author='search@lab.example' issued='1763780000'/>
+//!     </content>
+//!     <ds:Signature>…</ds:Signature>
+//!   </signed>
+//!   (signed kind: alert for a signal, confirmation, gp-alert for a GP's
+//!    alert; detail kind: signal | confirmation | gp; observed: a count or
+//!    <N under the disclosure threshold; confirms='ID' on a confirmation;
+//!    <text/> holds a GP's text or comment, at most 2000 bytes)
 //! ```
 //!
 //! Only the lab's detection agent publishes signals, with the signal's id.
@@ -38,14 +46,32 @@
 //! The service notifies each subscriber with
 //! `<message from='po.example'><event xmlns='…pubsub#event'><items node=…>
 //! <item id=… publisher=…><alert …/></item></items></event></message>`.
-//! A reader takes an item only through [`open_item`]: the clear kind, the
-//! kind and author inside, the item's publisher and node must agree.
+//!
+//! A reader takes an item only through [`open_item`] (or [`received`]),
+//! which shows nothing it has not verified: the content decrypts to
+//! exactly one `<signed>`; its signature holds; its signed kind is the
+//! clear kind's; its signer is the item's publisher (as the service
+//! authenticated it) and names us among its recipients; it is not older
+//! than [`Kind::max_age_secs`](crate::signed::Kind::max_age_secs); the
+//! detail inside agrees with the item (kind, author = publisher, the
+//! node's analysis and area, the id); the signer may sign that kind (a
+//! signal: a lab's detection agent, `search@LAB` or `search.LAB`, whose
+//! certificate is no GP's; a confirmation or GP's alert: a GP's
+//! certificate); its nonce is taken for this item ([`holder`]: read
+//! again at every listing, while the same signed alert under another item
+//! is a replay); and the signer's certificate is the one the key directory
+//! lists as valid now ([`crate::check_signer`]). The nonces are kept in
+//! `alert-nonces` ([`open_nonces`]).
+
+use std::sync::Mutex;
 
 use snow_core::alert::{Alert, AlertKind, KIND_ATTR, MAX_TEXT, NS_ALERT};
+use snow_core::nonce_cache::{NonceCache, NonceError};
 use snow_core::stats::{normalize_analysis, Area, Count, IsoWeek, StatsError};
 use snow_crypto::Identity;
-use snow_xml::{Element, NS_CLIENT, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER};
+use snow_xml::{Element, Node, NS_CLIENT, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER};
 
+use crate::signed::{self, Kind, Unverified};
 use crate::{checked_certificate, key_entries, key_lookup, ClientError, IqClient};
 
 fn bad(field: &'static str, reason: &str) -> StatsError {
@@ -130,21 +156,61 @@ pub fn parse_detail(el: &Element, item_id: &str) -> Result<Alert, StatsError> {
     Ok(a)
 }
 
-/// `<alert kind/>` with the detail encrypted to `recipients` (DER
-/// certificates); the kind also in clear, for the service.
-pub fn sealed(a: &Alert, recipients: &[&[u8]]) -> Result<Element, ClientError> {
-    let mut el = Element::new(NS_ALERT, "alert").with_attr(KIND_ATTR, a.kind.as_str()).with_child(detail_element(a));
+/// Alert nonces held at once: every alert, confirmation and GP's alert
+/// read within the window ([`Kind::max_age_secs`]), far more than a GP's
+/// nodes keep.
+pub const ALERT_NONCES: usize = 100_000;
+
+/// Opens the nonce cache of alerts at `path`, one per identity and
+/// program, beside its chats' (`alert-nonces`: the GP app's beside its
+/// `app-nonces`, `snow alert`'s in the key store's directory beside
+/// `chat-nonces`), with the alerts' clock window; processes sharing it are
+/// safe (`snow_core::nonce_cache`).
+pub fn open_nonces(path: &std::path::Path) -> Result<NonceCache, NonceError> {
+    NonceCache::open(path, Kind::Alert.max_age_secs(), ALERT_NONCES, crate::unix_now())
+}
+
+/// The signed kind of each alert kind: each is accepted only as its own.
+pub fn signed_kind(kind: AlertKind) -> Kind {
+    match kind {
+        AlertKind::Signal => Kind::Alert,
+        AlertKind::Confirmation => Kind::Confirmation,
+        AlertKind::Gp => Kind::GpAlert,
+    }
+}
+
+/// The nonce holder of an item (`snow_core::nonce_cache`): a digest of its
+/// node and id, since both come from the service in any form, while the
+/// cache's lines take a short token.
+pub fn holder(node: &str, item_id: &str) -> String {
+    snow_crypto::cert::sha256_hex(format!("{}\n{}", node, item_id).as_bytes())
+}
+
+/// `<alert kind/>` with the detail signed by `identity` (of the alert's
+/// kind, for `to`: the bare JIDs of `recipients`) at `now`, then
+/// encrypted to `recipients` (DER certificates); the kind also in clear,
+/// for the service.
+pub fn sealed(
+    a: &Alert,
+    identity: &Identity,
+    to: &[&str],
+    recipients: &[&[u8]],
+    now: i64,
+) -> Result<Element, ClientError> {
+    let detail = Node::Element(detail_element(a));
+    let signed = signed::sign(signed_kind(a.kind), vec![detail], to, None, identity, now)?;
+    let mut el = Element::new(NS_ALERT, "alert").with_attr(KIND_ATTR, a.kind.as_str()).with_child(signed);
     snow_crypto::e2e::encrypt_content(&mut el, NS_ALERT, recipients, snow_crypto::e2e::KeyTransport::default())?;
     Ok(el)
 }
 
-/// Decrypts an `<alert/>` with our key and reads its detail (see
-/// [`parse_detail`]). This alone does not say the alert is genuine: show
-/// only what [`open_item`] accepts.
-pub fn open(item_id: &str, el: &Element, identity: &Identity) -> Result<Alert, ClientError> {
-    let bad = |why: String| ClientError::BadAnswer { who: format!("alert {item_id}"), why };
+/// Decrypts an `<alert/>` with our key: the element with its content in
+/// clear (a `<signed>`, for a Snow client). This says nothing of who
+/// wrote it: show only what [`open_item`] accepts.
+pub fn decrypt(item_id: &str, el: &Element, identity: &Identity) -> Result<Element, ClientError> {
     if !el.is(NS_ALERT, "alert") {
-        return Err(bad("not an urn:snow:alert:1 alert".into()));
+        let why = "not an urn:snow:alert:1 alert".to_owned();
+        return Err(ClientError::BadAnswer { who: format!("alert {item_id}"), why });
     }
     let mut el = el.clone();
     // An alert goes to every subscriber of a node, often more than the 16
@@ -152,29 +218,147 @@ pub fn open(item_id: &str, el: &Element, identity: &Identity) -> Result<Alert, C
     // only the EncryptedKey naming our certificate (one RSA decryption).
     let policy = snow_crypto::e2e::DecryptPolicy::BROADCAST;
     snow_crypto::e2e::decrypt_content_with(&mut el, NS_ALERT, identity.key_pkcs8(), identity.certificate(), &policy)?;
-    let detail = el.child(NS_ALERT, "detail").ok_or_else(|| bad("no <detail/> inside".into()))?;
-    parse_detail(detail, item_id).map_err(|e| bad(e.to_string()))
+    Ok(el)
 }
 
-/// Opens an item the service returned or pushed, and takes it only if it
-/// is what it says: the kind in clear (which the service checked against
-/// the publisher) is the kind inside, the author inside is the publisher
-/// the service authenticated, and the analysis and area inside are the
-/// node's. Anything else is refused: a GP who wraps a forged signal in a
-/// GP alert, or copies another's sealed alert, is not shown.
-pub fn open_item(item: &Item, identity: &Identity) -> Result<Alert, ClientError> {
-    let bad = |why: &str| ClientError::BadAnswer { who: format!("alert {}", item.id), why: why.to_owned() };
-    let a = open(&item.id, &item.payload, identity)?;
-    if item.payload.attr(KIND_ATTR) != Some(a.kind.as_str()) {
-        return Err(bad("the kind inside is not the kind the item was published as"));
+/// Why an item is not shown.
+#[derive(Debug, thiserror::Error)]
+pub enum Dropped {
+    /// We cannot read it: not encrypted to us (published before we
+    /// subscribed), or not an alert. Counted, not shown one by one.
+    #[error("alert {item}: {why}")]
+    Unreadable { item: String, why: String },
+    /// Decrypted, but not proven to be what it says: shown as the reason
+    /// ("unverified message dropped: …"), never its content.
+    #[error("unverified message dropped: {0}")]
+    Unverified(Unverified),
+}
+
+/// An item that passed every check but the key directory's.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub alert: Alert,
+    /// The signer's certificate (DER), for [`crate::check_signer`].
+    pub signer_cert: Vec<u8>,
+}
+
+/// Opens `item` for `me` (our bare JID) with our key and checks it (module
+/// doc), all but the key directory's word on the signer's certificate
+/// ([`open_item`] asks it): taking its nonce in `nonces` for this item.
+pub fn open(item: &Item, identity: &Identity, me: &str, nonces: &mut NonceCache, now: i64) -> Result<Checked, Dropped> {
+    let clear = decrypt(&item.id, &item.payload, identity)
+        .map_err(|e| Dropped::Unreadable { item: item.id.clone(), why: e.to_string() })?;
+    let unverified = Dropped::Unverified;
+    let Some(signed_el) = signed::only_signed(&clear) else { return Err(unverified(Unverified::NotSigned)) };
+    let not_its = |why: &str| Unverified::NotItsItem(why.to_owned());
+    // The kind in clear is the one the service checked against the
+    // publisher: the signed kind must be its.
+    let kind: AlertKind = item
+        .payload
+        .attr(KIND_ATTR)
+        .and_then(|k| k.parse().ok())
+        .ok_or_else(|| unverified(not_its("its kind in clear is not an alert kind")))?;
+    let expect = signed::Expect { kind: signed_kind(kind), sender: &item.publisher, me, answers: None };
+    let accept = |o: &signed::Opened| {
+        let a = detail_of(&o.content, &item.id)?;
+        if a.kind != kind {
+            return Err(not_its("the kind inside is not the kind the item was published as"));
+        }
+        if a.author != item.publisher {
+            return Err(not_its("the author inside is not the item's publisher"));
+        }
+        if Alert::node(&a.analysis, &a.area) != item.node {
+            return Err(not_its("the analysis and area inside are not the node's"));
+        }
+        may_sign(kind, &o.from, &o.signer_cert)?;
+        Ok(a)
+    };
+    let (opened, alert) = signed::open_held(signed_el, &expect, &holder(&item.node, &item.id), nonces, now, accept)
+        .map_err(unverified)?;
+    Ok(Checked { alert, signer_cert: opened.signer_cert })
+}
+
+/// The one `<detail/>` in a signed alert's `<content>`, read as item
+/// `item_id`'s.
+fn detail_of(content: &Element, item_id: &str) -> Result<Alert, Unverified> {
+    let malformed = |why: String| Unverified::Malformed(why);
+    let mut detail = None;
+    for n in content.nodes() {
+        match n {
+            Node::Text(t) if t.trim().is_empty() => {}
+            Node::Element(e) if detail.is_none() => detail = Some(e),
+            _ => return Err(malformed("the content is not one alert".into())),
+        }
     }
-    if a.author != item.publisher {
-        return Err(bad("the author inside is not the item's publisher"));
+    let detail = detail.ok_or_else(|| malformed("the content is not one alert".into()))?;
+    parse_detail(detail, item_id).map_err(|e| match e.field {
+        "id" => Unverified::NotItsItem(format!("the id inside {}", e.reason)),
+        _ => malformed(format!("the alert inside: {e}")),
+    })
+}
+
+/// Whether `signer` (a bare JID, with its certificate) may sign an alert
+/// of `kind`: a signal only a lab's detection agent, named as the PO's
+/// service names the signal publishers by default (`search@LAB`,
+/// `search.LAB`), with an agent's certificate; a confirmation or a GP's
+/// alert only a GP (a user's certificate). The service checks the
+/// publisher already; this holds also against a service that does not,
+/// or is configured otherwise.
+fn may_sign(kind: AlertKind, signer: &str, signer_cert: &[u8]) -> Result<(), Unverified> {
+    let refuse = |kind: &'static str, why: &'static str| {
+        Err(Unverified::WrongSigner { signer: signer.chars().take(256).collect(), kind, why })
+    };
+    let gp = is_user_certificate(signer_cert, signer);
+    match kind {
+        AlertKind::Signal if gp => refuse("signal", "a GP's certificate signed it, not a lab's detection agent's"),
+        AlertKind::Signal if !is_detection_agent(signer) => {
+            refuse("signal", "only a lab's detection agent (search@LAB or search.LAB) signs signals")
+        }
+        AlertKind::Signal => Ok(()),
+        AlertKind::Confirmation if !gp => refuse("confirmation", "only a GP confirms an alert"),
+        AlertKind::Gp if !gp => refuse("GP's alert", "only a GP sends one"),
+        AlertKind::Confirmation | AlertKind::Gp => Ok(()),
     }
-    if Alert::node(&a.analysis, &a.area) != item.node {
-        return Err(bad("the analysis and area inside are not the node's"));
-    }
-    Ok(a)
+}
+
+/// A lab's detection agent by the name the PO's service gives signal
+/// publishers by default: `search@LAB` (logged in like a user) or
+/// `search.LAB` (a component), LAB a domain.
+pub fn is_detection_agent(jid: &str) -> bool {
+    let lab = match jid.split_once('@') {
+        Some((local, domain)) => (local.eq_ignore_ascii_case("search")).then_some(domain),
+        None => jid.get(..7).filter(|p| p.eq_ignore_ascii_case("search.")).map(|_| &jid[7..]),
+    };
+    lab.is_some_and(|d| d.parse::<snow_core::Domain>().is_ok())
+}
+
+/// Opens an item the service returned or pushed and takes it only if it
+/// is what it says ([`open`], then the key directory: the signer's
+/// certificate must be the one it lists as valid for the publisher now,
+/// [`crate::check_signer`]). Nonces go to `nonces` ([`open_nonces`]).
+pub async fn open_item(
+    iq: &IqClient,
+    item: &Item,
+    identity: &Identity,
+    ca_der: &[u8],
+    nonces: &Mutex<NonceCache>,
+) -> Result<Alert, Dropped> {
+    let checked = open_checked(iq, item, identity, nonces)?;
+    crate::check_signer(iq, &item.publisher, &checked.signer_cert, ca_der).await.map_err(Dropped::Unverified)?;
+    Ok(checked.alert)
+}
+
+/// [`open`] as `iq`'s user, now; the cache's guard is let go before any
+/// await.
+fn open_checked(
+    iq: &IqClient,
+    item: &Item,
+    identity: &Identity,
+    nonces: &Mutex<NonceCache>,
+) -> Result<Checked, Dropped> {
+    let me = iq.jid().split('/').next().unwrap_or_default().to_owned();
+    let mut cache = nonces.lock().unwrap_or_else(|p| p.into_inner());
+    open(item, identity, &me, &mut cache, crate::unix_now())
 }
 
 fn pubsub_iq(kind: &str, service: &str, ns: &'static str, op: Element) -> Element {
@@ -440,11 +624,14 @@ pub fn is_user_certificate(cert_der: &[u8], jid: &str) -> bool {
     cn == Some(local) && local.parse::<snow_core::Hpnr>().is_ok_and(|h| h.as_str() == local)
 }
 
-/// Publishes `alert` on its node at `service`, encrypted to the node's
+/// Publishes `alert` on its node at `service`, signed by `identity` (the
+/// publisher's, for the recipients) and encrypted to the node's
 /// subscribers and `also` (the publisher itself, the author of a
 /// confirmed alert). Every certificate comes from our server's key
 /// directory and is checked against `ca_der`; a subscriber without a valid
-/// one is left out and reported. Nothing is published if nobody is left.
+/// one is left out and reported. Nothing is published if nobody is left,
+/// or if more are left than a signed payload names
+/// ([`ClientError::TooManyRecipients`]).
 /// A signal is published as its id; a GP's alert or confirmation with an
 /// empty id is published without one and [`Published::id`] is the id the
 /// service assigned (a non-empty id replaces our own item of that id).
@@ -453,6 +640,7 @@ pub async fn publish(
     service: &str,
     alert: &Alert,
     also: &[&str],
+    identity: &Identity,
     ca_der: &[u8],
 ) -> Result<Published, ClientError> {
     let node = Alert::node(&alert.analysis, &alert.area);
@@ -481,36 +669,79 @@ pub async fn publish(
     if certs.is_empty() {
         return Ok(out);
     }
+    if out.recipients.len() > signed::MAX_RECIPIENTS {
+        return Err(ClientError::TooManyRecipients { node, count: out.recipients.len(), max: signed::MAX_RECIPIENTS });
+    }
     let refs: Vec<&[u8]> = certs.iter().map(Vec::as_slice).collect();
-    let item = sealed(alert, &refs)?;
+    let to: Vec<&str> = out.recipients.iter().map(String::as_str).collect();
+    let item = sealed(alert, identity, &to, &refs, crate::unix_now())?;
     let id = (!alert.id.is_empty()).then_some(alert.id.as_str());
     out.id = published_id(service, &r.request(publish_iq(service, &node, id, item)).await?)?;
     Ok(out)
 }
 
-/// Every alert on the nodes we subscribe to that we can read, newest
-/// first. Items not encrypted to us (published before we subscribed), and
-/// items [`open_item`] refuses (kind or author not the publisher's), are
-/// left out and counted.
+/// What a listing brought.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// The alerts that passed every check ([`open_item`]), newest first.
+    pub alerts: Vec<(Item, Alert)>,
+    /// Items we cannot read: published before we subscribed (so not
+    /// encrypted to us), or not alerts.
+    pub unreadable: usize,
+    /// Items read but not shown, each with why: (node, item id, reason;
+    /// shown as "unverified message dropped: {reason}").
+    pub unverified: Vec<(String, String, Unverified)>,
+}
+
+impl Received {
+    /// Items not shown, for whatever reason.
+    pub fn not_shown(&self) -> usize {
+        self.unreadable + self.unverified.len()
+    }
+}
+
+/// Every alert on the nodes we subscribe to, each checked as
+/// [`open_item`] does; the key directory is asked once per signer's
+/// certificate. Items we cannot read and items that fail a check are left
+/// out and counted, the latter with their reasons.
 pub async fn received(
     r: &IqClient,
     service: &str,
     identity: &Identity,
+    ca_der: &[u8],
+    nonces: &Mutex<NonceCache>,
     per_node: u32,
-) -> Result<(Vec<(Item, Alert)>, usize), ClientError> {
+) -> Result<Received, ClientError> {
     let nodes = read_subscriptions(service, &r.request(my_subscriptions_iq(service)).await?, "node")?;
-    let mut got = Vec::new();
-    let mut unreadable = 0;
+    let mut out = Received::default();
+    // Signers whose certificate the directory confirmed during this listing.
+    let mut valid: Vec<(String, Vec<u8>)> = Vec::new();
     for node in nodes {
         for item in read_items(service, &r.request(items_iq(service, &node, per_node)).await?)? {
-            match open_item(&item, identity) {
-                Ok(a) => got.push((item, a)),
-                Err(_) => unreadable += 1,
+            let checked = match open_checked(r, &item, identity, nonces) {
+                Ok(c) => c,
+                Err(Dropped::Unreadable { .. }) => {
+                    out.unreadable += 1;
+                    continue;
+                }
+                Err(Dropped::Unverified(why)) => {
+                    out.unverified.push((item.node.clone(), item.id.clone(), why));
+                    continue;
+                }
+            };
+            let signer = (item.publisher.clone(), checked.signer_cert);
+            if !valid.contains(&signer) {
+                if let Err(why) = crate::check_signer(r, &signer.0, &signer.1, ca_der).await {
+                    out.unverified.push((item.node.clone(), item.id.clone(), why));
+                    continue;
+                }
+                valid.push(signer);
             }
+            out.alerts.push((item, checked.alert));
         }
     }
-    got.sort_by(|a, b| b.1.issued.cmp(&a.1.issued).then_with(|| b.1.id.cmp(&a.1.id)));
-    Ok((got, unreadable))
+    out.alerts.sort_by(|a, b| b.1.issued.cmp(&a.1.issued).then_with(|| b.1.id.cmp(&a.1.id)));
+    Ok(out)
 }
 
 #[cfg(test)]

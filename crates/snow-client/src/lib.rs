@@ -70,6 +70,11 @@ pub enum ClientError {
     E2e(#[from] snow_crypto::e2e::E2eError),
     #[error("cannot sign the message: {0}")]
     Sign(#[from] signed::SignError),
+    /// An alert is signed for the people it is encrypted to, and a signed
+    /// payload names at most [`signed::MAX_RECIPIENTS`]: nothing was
+    /// published.
+    #[error("{node} has {count} subscribers with valid keys, more than the {max} an alert can be signed for: nothing was published")]
+    TooManyRecipients { node: String, count: usize, max: usize },
     #[error("{who} refused: {condition}{}", text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
     Refused { who: String, condition: String, text: Option<String> },
     #[error("the answer from {who} is not valid: {why}")]

@@ -68,13 +68,20 @@ impl Kind {
             .find(|k| k.as_str() == s)
     }
 
-    /// How old a payload of this kind may be when it arrives: a chat or an
-    /// alert may wait in offline storage (up to its retention); a search
-    /// is answered while the GP waits.
+    /// How old a payload of this kind may be when it arrives: a chat may
+    /// wait in offline storage (up to its retention); a search is
+    /// answered while the GP waits. An alert, a confirmation or a GP's
+    /// alert stays on its pubsub node (kept by count, not by age) and is
+    /// read again at every listing, long after it was signed: a GP looks
+    /// back over a season and compares it with the same weeks a year
+    /// before, so 400 days (a year and a month of slack). An older one is
+    /// no longer shown (its nonce has left the cache, so only its age
+    /// keeps a copy of it out).
     pub fn max_age_secs(self) -> i64 {
         match self {
             Kind::SearchRequest | Kind::SearchAnswer => 10 * 60,
-            Kind::Chat | Kind::Alert | Kind::Confirmation | Kind::GpAlert => 60 * 24 * 3600,
+            Kind::Chat => 60 * 24 * 3600,
+            Kind::Alert | Kind::Confirmation | Kind::GpAlert => 400 * 24 * 3600,
         }
     }
 }
@@ -122,6 +129,14 @@ pub enum Unverified {
     Revoked(String),
     #[error("{0} is not in the key directory")]
     NotInDirectory(String),
+    /// An alert whose signed content does not agree with the pubsub item
+    /// it came in (its clear kind, publisher, node or id).
+    #[error("it does not match its item: {0}")]
+    NotItsItem(String),
+    /// The signer may not sign this kind: a signal only a lab's detection
+    /// agent, a GP's alert or confirmation only a GP.
+    #[error("{signer} may not sign a {kind}: {why}")]
+    WrongSigner { signer: String, kind: &'static str, why: &'static str },
     /// The directory could not be asked, or its certificate did not pass
     /// our checks: nothing proves the signer's certificate is valid.
     #[error("the key directory's certificate for {jid} cannot be checked: {why}")]
@@ -219,9 +234,45 @@ pub fn digest(signed: &Element) -> String {
 /// Checks a signed payload against what the receiver expects (module doc)
 /// and takes its nonce; `now` in Unix seconds.
 pub fn open(signed: &Element, expect: &Expect<'_>, nonces: &mut NonceCache, now: i64) -> Result<Opened, Unverified> {
-    let (opened, nonce) = verified(signed, expect, now)?;
-    match nonces.take(&opened.from.to_ascii_lowercase(), &nonce, opened.ts, now) {
-        Ok(()) => Ok(opened),
+    let (opened, nonce) = verify(signed, expect, now)?;
+    take_nonce(&opened.from, &nonce, opened.ts, None, nonces, now)?;
+    Ok(opened)
+}
+
+/// [`open`] for a payload kept where it arrived and read there again (an
+/// alert on its pubsub node, listed at every login): its nonce is taken
+/// for `holder` (a token naming that place, see
+/// `snow_core::nonce_cache`), so reading it there again is no replay,
+/// while the same signed payload found anywhere else is. `accept` checks
+/// the opened payload against the place first: one that does not belong
+/// there takes no nonce, so a misplaced copy cannot use up the genuine
+/// one's.
+pub fn open_held<T>(
+    signed: &Element,
+    expect: &Expect<'_>,
+    holder: &str,
+    nonces: &mut NonceCache,
+    now: i64,
+    accept: impl FnOnce(&Opened) -> Result<T, Unverified>,
+) -> Result<(Opened, T), Unverified> {
+    let (opened, nonce) = verify(signed, expect, now)?;
+    let accepted = accept(&opened)?;
+    take_nonce(&opened.from, &nonce, opened.ts, Some(holder), nonces, now)?;
+    Ok((opened, accepted))
+}
+
+/// Takes the nonce of a verified payload, its errors in the receiver's
+/// words.
+fn take_nonce(
+    from: &str,
+    nonce: &str,
+    ts: i64,
+    holder: Option<&str>,
+    nonces: &mut NonceCache,
+    now: i64,
+) -> Result<(), Unverified> {
+    match nonces.take_for(&from.to_ascii_lowercase(), nonce, ts, now, holder) {
+        Ok(()) => Ok(()),
         Err(NonceError::Replayed) => Err(Unverified::Replayed),
         Err(e @ NonceError::OutsideWindow { .. }) | Err(e @ NonceError::Malformed(..)) => Err(Unverified::Time(e)),
         Err(e) => Err(Unverified::Unrecorded(e)),
@@ -241,7 +292,7 @@ pub fn open_answer(
     now: i64,
 ) -> Result<Opened, Unverified> {
     let expect = Expect { kind: Kind::SearchAnswer, sender, me, answers: Some(request) };
-    let (opened, _nonce) = verified(signed, &expect, now)?;
+    let (opened, _nonce) = verify(signed, &expect, now)?;
     let max_age_secs = Kind::SearchAnswer.max_age_secs();
     if opened.ts > now.saturating_add(snow_core::nonce_cache::MAX_SKEW_SECS) {
         return Err(Unverified::Time(NonceError::OutsideWindow { ts: opened.ts, now, max_age_secs }));
@@ -249,8 +300,9 @@ pub fn open_answer(
     Ok(opened)
 }
 
-/// Everything [`open`] checks but the nonce, which it returns.
-fn verified(signed: &Element, expect: &Expect<'_>, now: i64) -> Result<(Opened, String), Unverified> {
+/// Every check of [`open`] but the nonce: the opened payload and its
+/// nonce, to take once the receiver accepts it.
+fn verify(signed: &Element, expect: &Expect<'_>, now: i64) -> Result<(Opened, String), Unverified> {
     if !signed.is(NS_SIGNED, "signed") {
         return Err(Unverified::NotSigned);
     }

@@ -10,7 +10,9 @@
 //! element ([`KIND_ATTR`]), where the pubsub service checks it against
 //! the publisher, and inside the encrypted detail, where the reader checks
 //! it against the clear one, the author against the item's publisher and
-//! the analysis and area against the node.
+//! the analysis and area against the node. The detail is signed by its
+//! author before it is encrypted (issue 20, `snow_client::signed`), and the
+//! reader shows it only once the signature and signer hold.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,5 +1,6 @@
 //! An alert reaches every subscriber of a node, often more than the 16
-//! EncryptedKeys a message may carry: each of 40 subscribers opens it.
+//! EncryptedKeys a message may carry: each of 40 subscribers opens it and
+//! finds itself among the 40 it is signed for.
 
 mod support;
 
@@ -32,9 +33,23 @@ fn an_alert_to_forty_subscribers_opens_for_each() {
         confirms: None,
         text: Some("Three families with influenza".into()),
     };
-    let sealed = alert::sealed(&a, &certs).unwrap();
-    for (h, identity) in hpnrs.iter().zip(&identities) {
-        let opened = alert::open(&a.id, &sealed, identity).unwrap_or_else(|e| panic!("{h} cannot open it: {e}"));
-        assert_eq!(opened.text, a.text);
+    // Signed by its author for all 40, then encrypted to them.
+    let jids: Vec<String> = hpnrs.iter().map(|h| format!("{h}@po.example")).collect();
+    let to: Vec<&str> = jids.iter().map(String::as_str).collect();
+    let now = snow_client::unix_now();
+    let sealed = alert::sealed(&a, &identities[0], &to, &certs, now).unwrap();
+    let item = alert::Item {
+        node: Alert::node(&a.analysis, &a.area),
+        id: a.id.clone(),
+        publisher: a.author.clone(),
+        payload: sealed,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for ((h, identity), me) in hpnrs.iter().zip(&identities).zip(&to) {
+        // Each subscriber with its own record of alerts received.
+        let mut nonces = alert::open_nonces(&dir.path().join(h)).unwrap();
+        let opened =
+            alert::open(&item, identity, me, &mut nonces, now).unwrap_or_else(|e| panic!("{h} cannot open it: {e}"));
+        assert_eq!(opened.alert.text, a.text);
     }
 }

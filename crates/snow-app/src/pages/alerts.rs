@@ -83,6 +83,11 @@ fn list_markup(live: &Live, t: &Texts, show: &str) -> Markup {
             @if d.unreadable > 0 {
                 p class="hint" { (t.alerts_unreadable.replace("{n}", &d.unreadable.to_string())) }
             }
+            // Dropped alerts as their reason, never their content (it may
+            // be a forgery), as chat shows an unverified message.
+            @for u in &d.unverified {
+                p class="warn" { (t.unverified_dropped) ": " (u.why) " (" (u.node) ", " (u.id) ")" }
+            }
         }
     }
 }
@@ -299,7 +304,8 @@ pub async fn confirm(
     }
     let c = alert::confirmation(&original, &live.me, comment, now());
     let me = live.me.clone();
-    match alert::publish(&live.iq(), &live.service, &c, &[&me, &original.author], &live.target.ca_der).await {
+    let also = [me.as_str(), original.author.as_str()];
+    match alert::publish(&live.iq(), &live.service, &c, &also, &live.identity, &live.target.ca_der).await {
         Ok(p) if !p.id.is_empty() => {
             live.reload_alerts().await;
             Redirect::to(&format!("/alerts/{}", original.id)).into_response()
@@ -360,7 +366,7 @@ pub async fn send(
     }
     let a = alert::gp_alert(analysis, area, text, &live.me, now());
     let me = live.me.clone();
-    match alert::publish(&live.iq(), &live.service, &a, &[&me], &live.target.ca_der).await {
+    match alert::publish(&live.iq(), &live.service, &a, &[&me], &live.identity, &live.target.ca_der).await {
         Ok(p) => {
             live.reload_alerts().await;
             let others = p.recipients.iter().filter(|j| **j != me).count();

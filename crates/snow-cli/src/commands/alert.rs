@@ -1,6 +1,7 @@
 //! `snow alert …`: a GP's outbreak alerts (docs/architecture.md §5, §6): subscribe per
 //! area and analysis at the PO's pubsub service, list what arrived
-//! (decrypted with your key), confirm an alert, send your own.
+//! (decrypted with your key, each signature checked: issue 20), confirm an
+//! alert, send your own (signed with your key).
 
 use anyhow::{bail, Context};
 use snow_client::alert::{self, Item};
@@ -27,25 +28,22 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
                 session.close().await?;
             }
             AlertCommand::List { at, limit } => {
-                let (session, identity, _, service) = connect(ctx, &at).await?;
-                let (alerts, unreadable) = alert::received(session.iq(), &service, &identity, limit).await?;
+                let (session, identity, ca_der, service) = connect(ctx, &at).await?;
+                let nonces = alert_nonces(ctx, &at)?;
+                let got = alert::received(session.iq(), &service, &identity, &ca_der, &nonces, limit).await?;
                 session.close().await?;
-                print!("{}", table(&alerts));
-                if alerts.is_empty() {
+                print!("{}", table(&got.alerts));
+                if got.alerts.is_empty() {
                     println!("No alerts (subscribe with `snow alert subscribe --analysis … --area …`).");
                 }
-                if unreadable > 0 {
-                    println!(
-                        "({unreadable} alerts are not shown: published before you subscribed, so not encrypted \
-                         to you, or not what their publisher may send)"
-                    );
-                }
+                print!("{}", dropped(&got));
             }
             AlertCommand::Confirm { at, id, comment } => {
                 alert::check_text(comment.as_deref())?;
                 let (session, identity, ca_der, service) = connect(ctx, &at).await?;
-                let (alerts, _) = alert::received(session.iq(), &service, &identity, 200).await?;
-                let Some((_, original)) = alerts.iter().find(|(_, a)| a.id == id) else {
+                let nonces = alert_nonces(ctx, &at)?;
+                let got = alert::received(session.iq(), &service, &identity, &ca_der, &nonces, 200).await?;
+                let Some((_, original)) = got.alerts.iter().find(|(_, a)| a.id == id) else {
                     bail!("no alert {id} among the alerts you received (see `snow alert list`)");
                 };
                 if original.kind == AlertKind::Confirmation {
@@ -53,18 +51,19 @@ pub fn run(ctx: &Ctx, cmd: AlertCommand) -> anyhow::Result<()> {
                 }
                 let me = bare(&session);
                 let confirmation = alert::confirmation(original, &me, comment, now());
+                let also = [me.as_str(), original.author.as_str()];
                 let published =
-                    alert::publish(session.iq(), &service, &confirmation, &[&me, &original.author], &ca_der).await?;
+                    alert::publish(session.iq(), &service, &confirmation, &also, &identity, &ca_der).await?;
                 session.close().await?;
                 report(&Alert { id: published.id.clone(), ..confirmation }, &published, &me);
             }
             AlertCommand::Send { at, analysis, area, text } => {
                 let (analysis, area) = series_of(&analysis, &area)?;
                 alert::check_text(Some(&text))?;
-                let (session, _, ca_der, service) = connect(ctx, &at).await?;
+                let (session, identity, ca_der, service) = connect(ctx, &at).await?;
                 let me = bare(&session);
                 let a = alert::gp_alert(analysis, area, text, &me, now());
-                let published = alert::publish(session.iq(), &service, &a, &[&me], &ca_der).await?;
+                let published = alert::publish(session.iq(), &service, &a, &[&me], &identity, &ca_der).await?;
                 session.close().await?;
                 report(&Alert { id: published.id.clone(), ..a }, &published, &me);
             }
@@ -82,6 +81,34 @@ async fn connect(ctx: &Ctx, at: &AlertService) -> anyhow::Result<(Session, snow_
         None => bare(&session).split('@').nth(1).unwrap_or_default().to_owned(),
     };
     Ok((session, identity, ca_der, service))
+}
+
+/// The alerts' nonces taken by `snow alert` for this key store:
+/// `alert-nonces` in the key store's directory, beside `snow chat`'s
+/// `chat-nonces`, so an alert signed once is shown for its own item only
+/// (re-listing it is fine, the same signed alert under another item is a
+/// replay), also in a later run or another process.
+fn alert_nonces(ctx: &Ctx, at: &AlertService) -> anyhow::Result<std::sync::Mutex<snow_core::nonce_cache::NonceCache>> {
+    let path = ctx.key_store(&at.conn.key).dir().join("alert-nonces");
+    let cache = alert::open_nonces(&path).context("cannot open the record of received alerts")?;
+    Ok(std::sync::Mutex::new(cache))
+}
+
+/// What a listing left out: a count of the items not encrypted to us, and
+/// each unverified one as `NODE ITEM: unverified message dropped: REASON`
+/// (as `snow chat` shows a chat that does not verify), never its content.
+fn dropped(got: &alert::Received) -> String {
+    let mut out = String::new();
+    if got.unreadable > 0 {
+        out.push_str(&format!(
+            "({} alerts are not shown: published before you subscribed, so not encrypted to you)\n",
+            got.unreadable
+        ));
+    }
+    for (node, id, why) in &got.unverified {
+        out.push_str(&format!("{node} {id}: unverified message dropped: {why}\n"));
+    }
+    out
 }
 
 fn bare(session: &Session) -> String {

@@ -461,7 +461,13 @@ async fn outbreak(
     let (analysis, muni, cases) = CLUSTER;
     let area = Area::Municipality(muni.into());
     let node = Alert::node(analysis, &area);
-    let ((jid1, _, id1), (jid2, _, id2)) = (&gps[0], &gps[1]);
+    let ((jid1, home1, id1), (jid2, home2, id2)) = (&gps[0], &gps[1]);
+    // Each GP's record of alerts received, where `snow alert` keeps it.
+    let nonces = |home: &Path| -> anyhow::Result<std::sync::Mutex<snow_core::nonce_cache::NonceCache>> {
+        let path = FileKeyStore::new(SiteHome::new(home).keystore()).dir().join("alert-nonces");
+        Ok(std::sync::Mutex::new(alert::open_nonces(&path)?))
+    };
+    let (nonces1, nonces2) = (nonces(home1)?, nonces(home2)?);
     say(format!("\n[5/{STEPS}] Both GPs subscribe to {node} at {PO}; the lab pushes a file with {cases} cases of {analysis} in {muni} last week…"));
     let mut gp2 = login(po, ca_der, id2).await?;
     for (c, jid) in [(&*gp1, jid1), (&gp2, jid2)] {
@@ -488,7 +494,7 @@ async fn outbreak(
     std::fs::rename(&part, incoming.join("cluster.csv"))?;
 
     let wait = Duration::from_secs(60);
-    let (item, a) = next_alert(gp1, id1, wait, |a| a.kind == AlertKind::Signal)
+    let (item, a) = next_alert(gp1, (id1, ca_der, &nonces1), wait, |a| a.kind == AlertKind::Signal)
         .await
         .context("no alert arrived from the lab's detection agent")?;
     say(format!(
@@ -518,23 +524,26 @@ async fn outbreak(
         series: None,
         ..a.clone()
     };
-    alert::publish(gp1.iq(), PO, &confirmation, &[jid1, &a.author], ca_der).await?;
+    alert::publish(gp1.iq(), PO, &confirmation, &[jid1, &a.author], id1, ca_der).await?;
     say(format!("      {jid1} confirms it: \"{comment}\""));
-    let (_, c) = next_alert(&mut gp2, id2, wait, |c| c.kind == AlertKind::Confirmation)
+    let (_, c) = next_alert(&mut gp2, (id2, ca_der, &nonces2), wait, |c| c.kind == AlertKind::Confirmation)
         .await
         .context("the other GP did not see the confirmation")?;
     say(format!("      {jid2} sees the confirmation of {} by {}", c.confirms.as_deref().unwrap_or(""), c.author));
-    let (alerts, _) = alert::received(gp2.iq(), PO, id2, 50).await?;
+    let got = alert::received(gp2.iq(), PO, id2, ca_der, &nonces2, 50).await?;
     say(format!("\n$ snow alert list   (as {jid2})\n"));
-    say(super::alert::table(&alerts));
+    say(super::alert::table(&got.alerts));
     gp2.close().await?;
     Ok(())
 }
 
-/// The next alert notification that `want` accepts, decrypted.
+/// The next alert notification that `want` accepts, decrypted and
+/// verified ([`alert::open_item`]) with the GP's identity, the CA and the
+/// GP's record of alerts received; one that does not verify is said and
+/// left out.
 async fn next_alert(
     c: &mut Session,
-    identity: &Identity,
+    (identity, ca_der, nonces): (&Identity, &[u8], &std::sync::Mutex<snow_core::nonce_cache::NonceCache>),
     wait: Duration,
     want: impl Fn(&Alert) -> bool,
 ) -> Option<(alert::Item, Alert)> {
@@ -543,10 +552,11 @@ async fn next_alert(
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let el = c.next_stanza(left).await.ok()?;
         for item in alert::event_items(&el) {
-            if let Ok(a) = alert::open_item(&item, identity) {
-                if want(&a) {
-                    return Some((item, a));
-                }
+            match alert::open_item(c.iq(), &item, identity, ca_der, nonces).await {
+                Ok(a) if want(&a) => return Some((item, a)),
+                Ok(_) => {}
+                Err(e @ alert::Dropped::Unverified(_)) => say(format!("      {} {}: {e}", item.node, item.id)),
+                Err(alert::Dropped::Unreadable { .. }) => {}
             }
         }
     }

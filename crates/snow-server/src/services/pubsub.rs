@@ -34,8 +34,11 @@
 //!   authenticated (a publisher encrypts to it).
 //!
 //! The service sees node names, ids, kinds and who published, never the
-//! alert; the reader checks that the kind and author inside match
-//! (`snow_client::alert::open_item`).
+//! alert; the reader verifies the signed alert inside (issue 20: signed by
+//! the publisher for the reader, of the clear kind, a signal by a lab's
+//! agent and a GP's item by a GP, its nonce bound to the item, the
+//! signer's certificate the key directory's) and that the kind, author
+//! and node inside match (`snow_client::alert::open_item`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
