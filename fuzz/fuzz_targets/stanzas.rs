@@ -12,7 +12,10 @@
 //! - the client's readers of the server's replies: roster
 //!   (`roster_contacts`), pubsub (`read_items`, `event_items`,
 //!   `read_subscriptions`, `published_id`), each item opened as the test
-//!   user (`open_item`: decryption and the publisher/kind/node checks),
+//!   user (`alert::open`: decryption, the signature, its kind, signer and
+//!   recipients, the detail against the item's publisher, kind and node,
+//!   who may sign what, the nonce for the item; all but the key
+//!   directory, which needs a server),
 //!   disco#info and entity caps (`caps::DiscoInfo`, `caps::answer`).
 //!
 //! Nothing panics.
@@ -23,7 +26,7 @@ use std::sync::OnceLock;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use rustls_pki_types::CertificateDer;
-use snow_client::alert::{self, open_item};
+use snow_client::alert;
 use snow_core::{AgentJid, BareJid, Domain};
 use snow_xml::initiator::PeerStreamError;
 use snow_xml::stanza::{self, Condition};
@@ -89,13 +92,27 @@ fn sasl_external(auth: &Element) {
 }
 
 fn items(list: Vec<alert::Item>) {
+    let now = snow_fuzz::now().unix_timestamp();
+    let mut cache = nonces().lock().unwrap_or_else(|p| p.into_inner());
     for item in list.iter().take(4) {
         let _ = snow_core::alert::Alert::parse_node(&item.node);
-        if let Ok(a) = open_item(item, snow_fuzz::identity()) {
+        if let Ok(c) = alert::open(item, snow_fuzz::identity(), snow_fuzz::USER_JID, &mut cache, now) {
+            let a = c.alert;
             assert_eq!(a.author, item.publisher);
             assert_eq!(snow_core::alert::Alert::node(&a.analysis, &a.area), item.node);
         }
     }
+}
+
+/// The alert nonces of this fuzzing process, in the temporary directory.
+fn nonces() -> &'static std::sync::Mutex<snow_core::nonce_cache::NonceCache> {
+    static N: OnceLock<std::sync::Mutex<snow_core::nonce_cache::NonceCache>> = OnceLock::new();
+    N.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("snow-fuzz-alert-nonces-{}", std::process::id()));
+        let max_age = snow_client::signed::Kind::Alert.max_age_secs();
+        let cache = snow_core::nonce_cache::NonceCache::open(&path, max_age, 1000, snow_fuzz::now().unix_timestamp());
+        std::sync::Mutex::new(cache.expect("a nonce cache in the temporary directory"))
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
