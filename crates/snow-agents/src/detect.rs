@@ -71,6 +71,9 @@ pub struct Pending {
     pub area: Area,
     pub week: IsoWeek,
     pub observed: f64,
+    /// The cell key of the observed count (positives in the area and
+    /// week): the alert publishes it as a search would.
+    pub observed_key: u32,
     pub upperbound: f64,
     pub algorithm: String,
 }
@@ -141,9 +144,11 @@ pub fn find_alarms(db: &LabDb, cfg: &DetectionConfig, analyses: &[String]) -> Re
         for code in db.areas(analysis)? {
             let area = if code.len() == 4 { Area::Municipality(code.clone()) } else { Area::County(code.clone()) };
             let mut y = vec![0.0; weeks.len()];
+            let mut keys = vec![0u32; weeks.len()];
             for w in db.weekly(&WeeklyFilter::new(analysis, &code, (first, last)))? {
                 if let Some(&i) = index.get(&(i32::from(w.week) + w.year * 100)) {
                     y[i] = w.positive as f64;
+                    keys[i] = w.keys.positive;
                 }
             }
             for s in detector.alarms(&y, &mondays, cfg.recent_weeks)? {
@@ -156,6 +161,7 @@ pub fn find_alarms(db: &LabDb, cfg: &DetectionConfig, analyses: &[String]) -> Re
                     area: area.clone(),
                     week,
                     observed: s.observed,
+                    observed_key: keys[s.t - 1],
                     upperbound: s.upperbound,
                     algorithm: detector.label(),
                 });
@@ -174,6 +180,32 @@ pub struct AgentName {
     pub search: String,
 }
 
+/// The observed count as the alert states it: what a search for the
+/// area and week (all ages and sexes) publishes — the same cell, so the
+/// same perturbed count — then disclosure control (issue 21: an alert
+/// discloses no more than a search).
+pub fn published_observed(p: &Pending, disclosure: &crate::search::SearchSettings) -> Count {
+    let n = p.observed.max(0.0) as u64;
+    let published = disclosure.perturbation.as_ref().map_or(n, |t| t.publish(n, p.observed_key));
+    Count::disclose(published, disclosure.threshold)
+}
+
+/// The threshold as the alert states it. An alarm says the true count is
+/// above the algorithm's upper bound, which comes from true counts; stated
+/// exactly, with a perturbed or hidden observed count, it would narrow the
+/// true count down (a bound of 3.2 and "0" leave only 4). With
+/// perturbation on, it is rounded up to a multiple of the disclosure
+/// threshold (at least that): it then says only that the true count is
+/// above the stated value minus the threshold. Exact counts state it as
+/// computed.
+pub fn published_threshold(upperbound: f64, disclosure: &crate::search::SearchSettings) -> f64 {
+    if disclosure.perturbation.is_none() || !upperbound.is_finite() {
+        return upperbound;
+    }
+    let step = f64::from(disclosure.threshold.max(1));
+    ((upperbound / step).ceil() * step).max(step)
+}
+
 /// Publishes one alarm as an alert, after subscribing the agent to the
 /// node (so confirmations come back). Recording it ([`sent`]) is the
 /// caller's part, once this succeeded.
@@ -183,7 +215,7 @@ pub async fn send(
     me: &AgentName,
     identity: &snow_crypto::Identity,
     ca_der: &[u8],
-    threshold: u32,
+    disclosure: &crate::search::SearchSettings,
     p: &Pending,
 ) -> Result<alert::Published, ClientError> {
     let a = Alert {
@@ -192,8 +224,8 @@ pub async fn send(
         analysis: p.analysis.clone(),
         area: p.area.clone(),
         week: p.week,
-        observed: Some(Count::disclose(p.observed as u64, threshold)),
-        threshold: Some(p.upperbound),
+        observed: Some(published_observed(p, disclosure)),
+        threshold: Some(published_threshold(p.upperbound, disclosure)),
         algorithm: Some(p.algorithm.clone()),
         series: Some(me.search.clone()),
         author: me.bare.clone(),
@@ -247,7 +279,7 @@ pub(crate) async fn run_loop(
     lab_db: std::path::PathBuf,
     analyses: Vec<String>,
     ca_der: Vec<u8>,
-    threshold: u32,
+    disclosure: crate::search::SearchSettings,
 ) {
     let mut done: Option<Option<i64>> = None;
     loop {
@@ -265,7 +297,7 @@ pub(crate) async fn run_loop(
             Ok(Ok((latest, Some(pending)))) => {
                 let mut all_sent = true;
                 for p in &pending {
-                    match send(&r, &cfg, &me, &identity, &ca_der, threshold, p).await {
+                    match send(&r, &cfg, &me, &identity, &ca_der, &disclosure, p).await {
                         Ok(published) => {
                             let n = published.recipients.iter().filter(|j| **j != me.bare).count();
                             if !published.skipped.is_empty() {

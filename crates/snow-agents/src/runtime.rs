@@ -266,7 +266,7 @@ impl Shared {
             self.lab_db.clone(),
             self.settings.lab.analyses.clone(),
             self.ca_der.clone(),
-            self.settings.threshold,
+            self.settings.clone(),
         ))))
     }
 }
