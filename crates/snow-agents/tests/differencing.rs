@@ -33,9 +33,11 @@ fn cell(m: usize, w: u8, g: usize, s: usize) -> usize {
 }
 const CELLS: usize = 4 * 12 * 2 * 2;
 
-/// The planted small cells: (week in 5401, [(group, sex, positives)]).
-const PLANTED: [(u8, &[(usize, usize, u64)]); 3] =
-    [(5, &[(0, 0, 1), (1, 1, 1)]), (8, &[(0, 0, 3), (1, 0, 1)]), (10, &[(1, 1, 1)])];
+/// An elementary cell's part of a planted count: (group, sex, positives).
+type Part = (usize, usize, u64);
+
+/// The planted small cells: (week in 5401, its parts).
+const PLANTED: [(u8, &[Part]); 3] = [(5, &[(0, 0, 1), (1, 1, 1)]), (8, &[(0, 0, 3), (1, 0, 1)]), (10, &[(1, 1, 1)])];
 
 struct Rng(u64);
 impl Rng {
@@ -134,7 +136,7 @@ fn collect(db: &LabDb, settings: &SearchSettings, pre: &dyn Fn(Count) -> (u64, u
                 for sex in [None, Some(0), Some(1)] {
                     let q = StatsQuery {
                         analysis: "INFA".into(),
-                        period: period.clone(),
+                        period: *period,
                         area: area.clone(),
                         age_group: group.map(|g| GROUPS[g].to_owned()),
                         sex: sex.map(|s| if s == 0 { Sex::Female } else { Sex::Male }),
