@@ -136,6 +136,62 @@ fn at_agent(f: &Fixture, settings: &SearchSettings, request: &Element) -> Elemen
     payload
 }
 
+/// Issue 21: the mean absolute error the perturbation adds, per
+/// granularity, over every municipality and county of the synthetic
+/// region and the last two years (tested and positive counts, each
+/// bucket's own cell), and how many published counts differ at all.
+fn noise_added(f: &Fixture, today: time::Date) {
+    // The true counts, none hidden (a threshold of 1 suppresses nothing).
+    let exact = SearchSettings { perturbation: None, threshold: 1, ..SearchSettings::default() };
+    let perturbed = SearchSettings::default();
+    let now = IsoWeek::of(today);
+    let months = Period::Months {
+        from: YearMonth::new(today.year() - 2, u8::from(today.month())).unwrap().next(),
+        to: YearMonth::new(today.year(), u8::from(today.month())).unwrap(),
+    };
+    let mut areas: Vec<Area> =
+        f.db.areas("INFA")
+            .unwrap()
+            .into_iter()
+            .map(|c| if c.len() == 4 { Area::Municipality(c) } else { Area::County(c) })
+            .collect();
+    areas.push(Area::All);
+    for (name, period, granularity) in [
+        ("week", Period::Weeks { from: now.minus(103), to: now }, Granularity::Week),
+        ("month", months, Granularity::Month),
+        ("total (2 years)", months, Granularity::Total),
+    ] {
+        let (mut sum, mut n, mut moved) = (0u64, 0u64, 0u64);
+        for area in &areas {
+            let q = StatsQuery {
+                analysis: "INFA".into(),
+                period,
+                area: area.clone(),
+                age_group: None,
+                sex: None,
+                granularity,
+            };
+            let (t, p) = (answer(&f.db, &exact, &q).unwrap(), answer(&f.db, &perturbed, &q).unwrap());
+            for (bt, bp) in t.buckets.iter().zip(&p.buckets) {
+                let (Some(ct), Some(cp)) = (bt.counts, bp.counts) else { continue };
+                for (a, b) in [(ct.tested, cp.tested), (ct.positive, cp.positive)] {
+                    let (snow_core::stats::Count::Exact(a), snow_core::stats::Count::Exact(b)) = (a, b) else {
+                        continue;
+                    };
+                    sum += a.abs_diff(b);
+                    moved += u64::from(a != b);
+                    n += 1;
+                }
+            }
+        }
+        eprintln!(
+            "noise added, {name:<16} mean absolute error {:.3} over {n} counts ({:.0}% changed)",
+            sum as f64 / n.max(1) as f64,
+            100.0 * moved as f64 / n.max(1) as f64
+        );
+    }
+}
+
 fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -167,6 +223,7 @@ fn bench(c: &mut Criterion) {
             "{name:<34} query p50 {q50:6.3} ms  p99 {q99:6.3} ms | at the agent p50 {a50:6.3} ms  p99 {a99:6.3} ms"
         );
     }
+    noise_added(&f, today);
     // The nonce of each signed request, recorded (fsync) before it is
     // answered.
     let mut nonces = snow_agents::open_search_nonces(&f.dir.path().join("search-nonces")).unwrap();
