@@ -12,21 +12,15 @@ use snow_agents::detect::{find_alarms, published_observed, published_threshold, 
 use snow_agents::search::{answer, SearchSettings};
 use snow_core::stats::{Area, Count, Granularity, Period, StatsQuery};
 use snow_lab::detect::{ears, Detector};
+use synthetic_lab::synthetic_lab;
+
+mod synthetic_lab;
 
 #[test]
 fn alerts_state_the_searchs_published_count_and_a_coarse_threshold() {
     let dir = tempfile::tempdir().unwrap();
-    let today = time::OffsetDateTime::now_utc().date();
     // Two years of the synthetic region, through the export and the import.
-    let mut raw = Vec::new();
-    snow_lab::synth::raw_export(&mut raw, today, 104, 11).unwrap();
-    let p = snow_lab::export::Pseudonymiser::new(b"a lab secret of 16+ bytes").unwrap();
-    let mut out = Vec::new();
-    snow_lab::export::export(&raw[..], &mut out, &p, &snow_lab::LabSettings::default(), today, |_| {}).unwrap();
-    let file = dir.path().join("w.csv");
-    std::fs::write(&file, &out).unwrap();
-    let mut db = snow_store::LabDb::open(&dir.path().join("lab.db")).unwrap();
-    snow_lab::import::import_file(&mut db, &file, &snow_lab::LabSettings::default(), today, |_| {}).unwrap();
+    let db = synthetic_lab(dir.path(), 104, 11);
 
     // Every week evaluated, so there are alarms in small and large series.
     let cfg = DetectionConfig {

@@ -6,25 +6,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 mod log_capture;
+mod synthetic_lab;
 
 use log_capture::Log;
 use snow_agents::detect::{find_alarms, DetectionConfig, Said};
 use snow_lab::detect::{farrington, Detector};
+use synthetic_lab::synthetic_lab;
 
 #[test]
 fn a_series_too_short_is_named_in_words_once() {
     let dir = tempfile::tempdir().unwrap();
-    let today = time::OffsetDateTime::now_utc().date();
     // Four weeks of synthetic data, through the export and the import.
-    let mut raw = Vec::new();
-    snow_lab::synth::raw_export(&mut raw, today, 4, 7).unwrap();
-    let p = snow_lab::export::Pseudonymiser::new(b"a lab secret of 16+ bytes").unwrap();
-    let mut out = Vec::new();
-    snow_lab::export::export(&raw[..], &mut out, &p, &snow_lab::LabSettings::default(), today, |_| {}).unwrap();
-    let file = dir.path().join("w.csv");
-    std::fs::write(&file, &out).unwrap();
-    let mut db = snow_store::LabDb::open(&dir.path().join("lab.db")).unwrap();
-    snow_lab::import::import_file(&mut db, &file, &snow_lab::LabSettings::default(), today, |_| {}).unwrap();
+    let db = synthetic_lab(dir.path(), 4, 7);
 
     let cfg = DetectionConfig {
         service: "po.example".into(),

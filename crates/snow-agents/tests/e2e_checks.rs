@@ -120,11 +120,21 @@ fn answer_payload(tested: u64, gp_cert: &[u8]) -> Element {
     payload
 }
 
-/// The test plays the lab's agent (logged in with its certificate) and a
-/// GP who learned the request's id answers first, as themself and
-/// claiming to be the agent: neither answer is taken; the agent's is.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_search_answer_from_another_entity_with_the_right_id_is_ignored() {
+/// Both sites, GPs 1111111 (at the PO, logged in) and 3333333, and the
+/// lab's agent played by the test: logged in at the lab server with the
+/// agent's certificate.
+struct PlayedAgent {
+    po: Site,
+    _lab: lab_federation::support::Replica,
+    po_server: snow_server::ServerHandle,
+    lab_server: snow_server::ServerHandle,
+    agent: Client,
+    agent_id: snow_crypto::Identity,
+    gp: Session,
+    _lab_gp: Session,
+}
+
+async fn played_agent() -> PlayedAgent {
     let (mut po, lab) = sites(&[]);
     po.add_user("3333333");
     let agent_id = agent_identity(&mut po, "search@lab.example");
@@ -132,8 +142,17 @@ async fn a_search_answer_from_another_entity_with_the_right_id_is_ignored() {
     let mut opts = po.options(&lab_server, false);
     opts.domain = "lab.example".into();
     opts.resource = Some(snow_agents::AGENT_RESOURCE.into());
-    let mut agent = Client::connect(&opts, &agent_id).await.unwrap();
-    let (mut gp, _lab_gp) = log_in_gps(&po, &po_server, &lab_server, "search@lab.example").await;
+    let agent = Client::connect(&opts, &agent_id).await.unwrap();
+    let (gp, _lab_gp) = log_in_gps(&po, &po_server, &lab_server, "search@lab.example").await;
+    PlayedAgent { po, _lab: lab, po_server, lab_server, agent, agent_id, gp, _lab_gp }
+}
+
+/// The test plays the lab's agent (logged in with its certificate) and a
+/// GP who learned the request's id answers first, as themself and
+/// claiming to be the agent: neither answer is taken; the agent's is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_search_answer_from_another_entity_with_the_right_id_is_ignored() {
+    let PlayedAgent { po, _lab, po_server, lab_server, mut agent, agent_id, mut gp, _lab_gp } = played_agent().await;
     let attacker = po.login(&po_server, "3333333").await.unwrap().into_session();
     let gp_identity = po.identity("1111111");
     let ca = po.ca.cert_der().to_vec();
@@ -513,15 +532,7 @@ async fn the_agent_answers_only_a_fresh_search_signed_by_the_asker_for_it() {
 /// this GP, naming this very request, is taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_gp_takes_only_the_answer_signed_by_the_agent_for_its_request() {
-    let (mut po, lab) = sites(&[]);
-    po.add_user("3333333");
-    let agent_id = agent_identity(&mut po, "search@lab.example");
-    let (po_server, lab_server) = start_servers(&po, &lab).await;
-    let mut opts = po.options(&lab_server, false);
-    opts.domain = "lab.example".into();
-    opts.resource = Some(snow_agents::AGENT_RESOURCE.into());
-    let mut agent = Client::connect(&opts, &agent_id).await.unwrap();
-    let (gp, _lab_gp) = log_in_gps(&po, &po_server, &lab_server, "search@lab.example").await;
+    let PlayedAgent { po, _lab, po_server, lab_server, mut agent, agent_id, gp, _lab_gp } = played_agent().await;
     let gp_identity = po.identity("1111111");
     let other_gp = po.identity("3333333");
     let gp_cert = gp_identity.certificate().to_vec();
