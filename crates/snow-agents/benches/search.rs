@@ -202,6 +202,7 @@ fn bench(c: &mut Criterion) {
     let today = time::OffsetDateTime::now_utc().date();
     let f = fixture(today);
     let settings = SearchSettings::default();
+    let exact = SearchSettings { perturbation: None, ..SearchSettings::default() };
     let mut group = c.benchmark_group("search");
     for (name, q) in queries(today) {
         let (iq, _) =
@@ -209,18 +210,23 @@ fn bench(c: &mut Criterion) {
         let request = iq.child(NS_STATS, "search").unwrap().clone();
         group.bench_function(format!("query only: {name}"), |b| b.iter(|| answer(&f.db, &settings, &q).unwrap()));
         group.bench_function(format!("at the agent: {name}"), |b| b.iter(|| at_agent(&f, &settings, &request)));
-        let (mut query_only, mut whole) = (Vec::new(), Vec::new());
+        let (mut query_only, mut whole, mut exact_query) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..2000 {
             let t = Instant::now();
             std::hint::black_box(answer(&f.db, &settings, &q).unwrap());
             query_only.push(t.elapsed());
             let t = Instant::now();
+            std::hint::black_box(answer(&f.db, &exact, &q).unwrap());
+            exact_query.push(t.elapsed());
+            let t = Instant::now();
             std::hint::black_box(at_agent(&f, &settings, &request));
             whole.push(t.elapsed());
         }
         let ((q50, q99), (a50, a99)) = (percentiles(query_only), percentiles(whole));
+        let (e50, e99) = percentiles(exact_query);
         eprintln!(
-            "{name:<34} query p50 {q50:6.3} ms  p99 {q99:6.3} ms | at the agent p50 {a50:6.3} ms  p99 {a99:6.3} ms"
+            "{name:<34} query p50 {q50:6.3} ms  p99 {q99:6.3} ms (exact counts: {e50:6.3} / {e99:6.3}) | at the agent \
+             p50 {a50:6.3} ms  p99 {a99:6.3} ms"
         );
     }
     noise_added(&f, today);
@@ -236,6 +242,24 @@ fn bench(c: &mut Criterion) {
     }
     let (n50, n99) = percentiles(took);
     eprintln!("{:<34} p50 {n50:6.3} ms  p99 {n99:6.3} ms", "nonce take (append + fsync)");
+    // Each search's audit record, committed before the answer goes.
+    let audit = snow_store::AuditDb::open(&f.dir.path().join("audit.db")).unwrap();
+    let mut took = Vec::new();
+    for i in 0..2000 {
+        let r = snow_store::SearchRecord {
+            at: snow_client::unix_now(),
+            requester: "1000001@po.example".into(),
+            cells: 8,
+            outcome: format!("answered {i}"),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        audit.answered_since(&r.requester, r.at - 3600).unwrap();
+        audit.record(&r).unwrap();
+        took.push(t.elapsed());
+    }
+    let (r50, r99) = percentiles(took);
+    eprintln!("{:<34} p50 {r50:6.3} ms  p99 {r99:6.3} ms", "budget check + audit record");
     group.finish();
 }
 
