@@ -144,6 +144,32 @@ DROP INDEX weekly_by_municipality;
 CREATE INDEX weekly_by_municipality
     ON weekly (analysis, municipality, yw, tested, positive, positive_persons, tested_key, positive_key, persons_key);
 "#,
+    r#"
+-- Searches without an age group or sex (most of them) read one row per
+-- week: every area's weekly totals over its age groups and sexes, with
+-- their keys. A municipality's positive persons add up across age groups
+-- and sexes (a patient has one of each).
+CREATE TABLE weekly_total (
+    analysis         TEXT NOT NULL,
+    area             TEXT NOT NULL,              -- 'NNNN', 'NN' or 'all'
+    yw               INTEGER NOT NULL,
+    tested           INTEGER NOT NULL,
+    positive         INTEGER NOT NULL,
+    positive_persons INTEGER NOT NULL,
+    tested_key       INTEGER NOT NULL,
+    positive_key     INTEGER NOT NULL,
+    persons_key      INTEGER NOT NULL,
+    PRIMARY KEY (analysis, area, yw)
+) WITHOUT ROWID;
+INSERT INTO weekly_total
+    SELECT analysis, municipality, yw, SUM(tested), SUM(positive), SUM(positive_persons),
+           SUM(tested_key) & 4294967295, SUM(positive_key) & 4294967295, SUM(persons_key) & 4294967295
+    FROM weekly GROUP BY analysis, municipality, yw
+    UNION ALL
+    SELECT analysis, area, yw, SUM(tested), SUM(positive), SUM(positive_persons),
+           SUM(tested_key) & 4294967295, SUM(positive_key) & 4294967295, SUM(persons_key) & 4294967295
+    FROM weekly_area GROUP BY analysis, area, yw;
+"#,
 ];
 
 /// An alert the detection agent sent.
@@ -358,7 +384,12 @@ impl LabDb {
         };
         // Key sums: at most one row per age group and sex is added (far
         // below 2^31 rows), so SUM cannot overflow before the mask.
-        let sql = if filter.area.len() == 4 {
+        let sql = if filter.age_group.is_none() && filter.sex.is_none() {
+            "SELECT yw, tested, positive, positive_persons, tested_key, positive_key, persons_key
+             FROM weekly_total
+             WHERE analysis = ?1 AND area = ?2 AND yw BETWEEN ?3 AND ?4 AND ?5 IS NULL AND ?6 IS NULL
+             ORDER BY yw"
+        } else if filter.area.len() == 4 {
             "SELECT yw, SUM(tested), SUM(positive), SUM(positive_persons),
                     SUM(tested_key), SUM(positive_key), SUM(persons_key)
              FROM weekly INDEXED BY weekly_by_municipality
@@ -491,8 +522,28 @@ impl LabImport<'_> {
                      positive_key = (positive_key + excluded.positive_key) & 4294967295,
                      persons_key = (persons_key + excluded.persons_key) & 4294967295",
             )?;
+            let mut totals: HashMap<(&str, &str, i32), Counts> = HashMap::new();
             for ((a, area, yw, g, s), (t, p, pp, k)) in areas {
                 stmt.execute(params![a, area, yw, g, s, t, p, pp, k.tested, k.positive, k.persons])?;
+                let e = totals.entry((a, area, yw)).or_insert((0, 0, 0, CellKeys::default()));
+                (e.0, e.1, e.2, e.3) = (e.0 + t, e.1 + p, e.2 + pp, e.3 + k);
+            }
+            for ((a, m, y, w, _, _), (t, p, pp, k)) in &self.weekly {
+                let e = totals.entry((a, m, y * 100 + i32::from(*w))).or_insert((0, 0, 0, CellKeys::default()));
+                (e.0, e.1, e.2, e.3) = (e.0 + t, e.1 + p, e.2 + pp, e.3 + *k);
+            }
+            let mut stmt = self.tx.prepare_cached(
+                "INSERT INTO weekly_total (analysis, area, yw, tested, positive, positive_persons,
+                                           tested_key, positive_key, persons_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT DO UPDATE SET tested = tested + excluded.tested, positive = positive + excluded.positive,
+                     positive_persons = positive_persons + excluded.positive_persons,
+                     tested_key = (tested_key + excluded.tested_key) & 4294967295,
+                     positive_key = (positive_key + excluded.positive_key) & 4294967295,
+                     persons_key = (persons_key + excluded.persons_key) & 4294967295",
+            )?;
+            for ((a, area, yw), (t, p, pp, k)) in totals {
+                stmt.execute(params![a, area, yw, t, p, pp, k.tested, k.positive, k.persons])?;
             }
             // The areas and weeks the lab now has data for.
             let mut known = std::collections::HashSet::new();
