@@ -25,6 +25,15 @@ use crate::{migrate, StoreError};
 /// Record keys and their sums are taken modulo 2^32.
 const KEY_MASK: i64 = 0xffff_ffff;
 
+/// How an import adds its counts and keys to an aggregate row that exists
+/// (`weekly`, `weekly_area`, `weekly_total`): counts summed, keys summed
+/// modulo 2^32.
+const ADD_COUNTS: &str = "ON CONFLICT DO UPDATE SET tested = tested + excluded.tested,
+    positive = positive + excluded.positive, positive_persons = positive_persons + excluded.positive_persons,
+    tested_key = (tested_key + excluded.tested_key) & 4294967295,
+    positive_key = (positive_key + excluded.positive_key) & 4294967295,
+    persons_key = (persons_key + excluded.persons_key) & 4294967295";
+
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE imports (
@@ -490,16 +499,11 @@ impl LabImport<'_> {
     /// Records the file as imported and commits everything at once.
     pub fn commit(self, hash: &str, file: &str, now: i64) -> Result<(), StoreError> {
         {
-            let mut stmt = self.tx.prepare_cached(
+            let mut stmt = self.tx.prepare_cached(&format!(
                 "INSERT INTO weekly (analysis, municipality, year, week, age_group, sex, tested, positive, positive_persons,
                                      tested_key, positive_key, persons_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT DO UPDATE SET tested = tested + excluded.tested, positive = positive + excluded.positive,
-                     positive_persons = positive_persons + excluded.positive_persons,
-                     tested_key = (tested_key + excluded.tested_key) & 4294967295,
-                     positive_key = (positive_key + excluded.positive_key) & 4294967295,
-                     persons_key = (persons_key + excluded.persons_key) & 4294967295",
-            )?;
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) {ADD_COUNTS}"
+            ))?;
             for ((a, m, y, w, g, s), (t, p, pp, k)) in &self.weekly {
                 stmt.execute(params![a, m, y, w, g, s, t, p, pp, k.tested, k.positive, k.persons])?;
             }
@@ -512,16 +516,11 @@ impl LabImport<'_> {
                     (e.0, e.1, e.2, e.3) = (e.0 + t, e.1 + p, e.2 + pp, e.3 + *k);
                 }
             }
-            let mut stmt = self.tx.prepare_cached(
+            let mut stmt = self.tx.prepare_cached(&format!(
                 "INSERT INTO weekly_area (analysis, area, yw, age_group, sex, tested, positive, positive_persons,
                                           tested_key, positive_key, persons_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT DO UPDATE SET tested = tested + excluded.tested, positive = positive + excluded.positive,
-                     positive_persons = positive_persons + excluded.positive_persons,
-                     tested_key = (tested_key + excluded.tested_key) & 4294967295,
-                     positive_key = (positive_key + excluded.positive_key) & 4294967295,
-                     persons_key = (persons_key + excluded.persons_key) & 4294967295",
-            )?;
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) {ADD_COUNTS}"
+            ))?;
             let mut totals: HashMap<(&str, &str, i32), Counts> = HashMap::new();
             for ((a, area, yw, g, s), (t, p, pp, k)) in areas {
                 stmt.execute(params![a, area, yw, g, s, t, p, pp, k.tested, k.positive, k.persons])?;
@@ -532,16 +531,11 @@ impl LabImport<'_> {
                 let e = totals.entry((a, m, y * 100 + i32::from(*w))).or_insert((0, 0, 0, CellKeys::default()));
                 (e.0, e.1, e.2, e.3) = (e.0 + t, e.1 + p, e.2 + pp, e.3 + *k);
             }
-            let mut stmt = self.tx.prepare_cached(
+            let mut stmt = self.tx.prepare_cached(&format!(
                 "INSERT INTO weekly_total (analysis, area, yw, tested, positive, positive_persons,
                                            tested_key, positive_key, persons_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT DO UPDATE SET tested = tested + excluded.tested, positive = positive + excluded.positive,
-                     positive_persons = positive_persons + excluded.positive_persons,
-                     tested_key = (tested_key + excluded.tested_key) & 4294967295,
-                     positive_key = (positive_key + excluded.positive_key) & 4294967295,
-                     persons_key = (persons_key + excluded.persons_key) & 4294967295",
-            )?;
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) {ADD_COUNTS}"
+            ))?;
             for ((a, area, yw), (t, p, pp, k)) in totals {
                 stmt.execute(params![a, area, yw, t, p, pp, k.tested, k.positive, k.persons])?;
             }
